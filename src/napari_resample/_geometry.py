@@ -1,0 +1,143 @@
+"""Voxel-space geometry of a resampling: sample positions and the new affine.
+
+This module owns the affine <-> spacing / origin / direction convention. Everything is in
+NIfTI voxel order (i, j, k) and nibabel's RAS+ world in millimetres.
+
+The output grid is an axis-aligned scaling of the input grid in voxel space. With scale factors
+``f = old_size / new_size``, output voxel ``i'`` samples the input at the continuous index
+``i = o + f * i'`` where ``o = 0`` for ``anchor="origin"`` (first voxel centre kept) and
+``o = (f - 1) / 2`` for ``anchor="center"`` (outer edges of the field of view kept). The new
+affine is ``A @ [[diag(f), o], [0, 1]]``, valid for any affine (flipped, permuted, oblique,
+sheared), because the whole operation happens in voxel space.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+Anchor = Literal["origin", "center"]
+ANCHORS: tuple[str, ...] = ("origin", "center")
+
+
+def scale_factors(old_shape: ArrayLike, new_shape: ArrayLike) -> NDArray[np.float64]:
+    """Per-axis zoom-out factors ``old_size / new_size``.
+
+    Parameters
+    ----------
+    old_shape, new_shape : (3,) sequence of int
+        Sizes in voxel order (i, j, k).
+
+    Returns
+    -------
+    f : (3,) ndarray of float64
+        ``f > 1`` downsamples, ``f < 1`` upsamples.
+
+    Examples
+    --------
+    >>> scale_factors((512, 512, 300), (256, 256, 128)).tolist()
+    [2.0, 2.0, 2.34375]
+    """
+    old = np.asarray(old_shape, dtype=np.float64)
+    new = np.asarray(new_shape, dtype=np.float64)
+    return old / new
+
+
+def index_offset(factors: ArrayLike, anchor: Anchor) -> NDArray[np.float64]:
+    """Continuous input index sampled by output voxel 0, per axis.
+
+    Parameters
+    ----------
+    factors : (3,) array_like of float
+        ``old_size / new_size`` per axis.
+    anchor : {"origin", "center"}
+        ``"origin"`` keeps the first voxel centre, ``"center"`` keeps the outer edges of the
+        field of view.
+
+    Returns
+    -------
+    o : (3,) ndarray of float64
+    """
+    f = np.asarray(factors, dtype=np.float64)
+    if anchor == "origin":
+        return np.zeros_like(f)
+    if anchor == "center":
+        return (f - 1.0) / 2.0
+    raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+
+
+def sample_positions(n_in: int, n_out: int, anchor: Anchor) -> NDArray[np.float64]:
+    """Continuous input indices sampled along one axis.
+
+    Examples
+    --------
+    >>> sample_positions(4, 2, "origin").tolist()
+    [0.0, 2.0]
+    >>> sample_positions(4, 2, "center").tolist()
+    [0.5, 2.5]
+    """
+    f = n_in / n_out
+    o = float(index_offset([f], anchor)[0])
+    return o + f * np.arange(n_out, dtype=np.float64)
+
+
+def voxel_transform(old_shape: ArrayLike, new_shape: ArrayLike, anchor: Anchor) -> NDArray:
+    """(4, 4) matrix taking output voxel indices to input voxel indices."""
+    f = scale_factors(old_shape, new_shape)
+    t = np.diag(np.append(f, 1.0))
+    t[:3, 3] = index_offset(f, anchor)
+    return t
+
+
+def resampled_affine(
+    affine: ArrayLike, old_shape: ArrayLike, new_shape: ArrayLike, anchor: Anchor = "origin"
+) -> NDArray[np.float64]:
+    """Voxel-to-world affine of the resampled grid.
+
+    Parameters
+    ----------
+    affine : (4, 4) array_like, voxel (i, j, k) -> world mm
+    old_shape, new_shape : (3,) sequence of int
+    anchor : {"origin", "center"}
+
+    Returns
+    -------
+    new_affine : (4, 4) ndarray of float64
+        Columns scaled by ``old_size / new_size``; the origin kept (``"origin"``) or moved by
+        ``direction @ (new_spacing - old_spacing) / 2`` (``"center"``).
+
+    Examples
+    --------
+    >>> a = resampled_affine(np.diag([0.5, 0.5, 1.0, 1.0]), (512, 512, 300), (256, 256, 128))
+    >>> np.diag(a).round(5).tolist()
+    [1.0, 1.0, 2.34375, 1.0]
+    """
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4):
+        raise ValueError(f"affine must be a 4x4 matrix, got shape {a.shape}")
+    return a @ voxel_transform(old_shape, new_shape, anchor)
+
+
+def spacing_of(affine: ArrayLike) -> NDArray[np.float64]:
+    """Voxel spacing in mm: the lengths of the affine's three voxel columns."""
+    a = np.asarray(affine, dtype=np.float64)
+    return np.sqrt((a[:3, :3] ** 2).sum(axis=0))
+
+
+def origin_of(affine: ArrayLike) -> NDArray[np.float64]:
+    """World position (RAS mm) of the centre of voxel (0, 0, 0)."""
+    return np.asarray(affine, dtype=np.float64)[:3, 3].copy()
+
+
+def direction_of(affine: ArrayLike) -> NDArray[np.float64]:
+    """(3, 3) matrix of unit voxel axes in world space (the affine's columns normalised)."""
+    a = np.asarray(affine, dtype=np.float64)
+    s = spacing_of(a)
+    return a[:3, :3] / np.where(s == 0, 1.0, s)
+
+
+def ras_to_lps(affine: ArrayLike) -> NDArray[np.float64]:
+    """The same voxel-to-world map expressed in ITK's LPS+ world (x and y negated)."""
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)
