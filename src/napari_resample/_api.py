@@ -1,0 +1,145 @@
+"""``resampling()``: the file-level contract of the specification."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from napari_resample._geometry import ANCHORS, Anchor
+from napari_resample._io import load_nifti, resampled_header, save_nifti, strip_nifti_suffix
+from napari_resample._resample import INTERPOLATIONS, Interpolation, resample_array, validate_size
+
+OUTPUT_SUFFIX = "_resampled.nii.gz"
+
+
+def output_name(nii_path: str | os.PathLike[str]) -> str:
+    """File name of the result: ``<PREFIX>_resampled.nii.gz`` for ``<PREFIX>.nii.gz``.
+
+    Examples
+    --------
+    >>> output_name("scans/scan_042.nii.gz")
+    'scan_042_resampled.nii.gz'
+    """
+    return strip_nifti_suffix(nii_path) + OUTPUT_SUFFIX
+
+
+def resampling(
+    nii_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    desired_volume: Sequence[int],
+    debug: bool = False,
+    *,
+    interpolation: Interpolation = "bspline",
+    anchor: Anchor = "origin",
+    antialias: bool = False,
+) -> None:
+    """Resample a 3D ``.nii.gz`` volume to a target size, keeping its field of view.
+
+    The new voxel spacing is ``old_spacing * old_size / new_size`` per axis, so
+    ``size * spacing`` (the field of view) is unchanged. Origin, direction, data type and the
+    other header fields are kept. The result is written to
+    ``<output_path>/<PREFIX>_resampled.nii.gz``.
+
+    Parameters
+    ----------
+    nii_path : str or os.PathLike
+        Input volume, a ``.nii.gz`` file holding a 3D image (a 4D file with a single volume
+        is accepted). It is never modified.
+    output_path : str or os.PathLike
+        Folder for the result; created (with parents) if missing, after the inputs are checked.
+    desired_volume : (3,) sequence of int
+        Target size ``(X, Y, Z)``, in the file's voxel order (i, j, k).
+    debug : bool
+        If True, print ``Resampled image saved at: '<path>'``.
+    interpolation : {"bspline", "linear", "nearest", "label"}
+        Cubic B-spline (default, the specification's), trilinear, nearest neighbour, or
+        label-preserving voting for segmentations.
+    anchor : {"origin", "center"}
+        ``"origin"`` (default) keeps the first voxel's centre; ``"center"`` keeps the outer edges
+        of the field of view.
+    antialias : bool
+        Gaussian smoothing along downsampled axes before sampling (default False).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    FileNotFoundError
+        If *nii_path* does not exist.
+    ValueError
+        If *nii_path* does not end in ``.nii.gz``; if *desired_volume* is not exactly three
+        positive integers; if the image is not 3D; if the output would overwrite the input;
+        if an option is not one of its allowed values.
+
+    Examples
+    --------
+    >>> resampling("scans/patient_001.nii.gz", "resampled/", (224, 224, 128))  # doctest: +SKIP
+    """
+    path = os.fspath(nii_path)
+    out_dir = os.fspath(output_path)
+    if not os.path.isfile(path):
+        if os.path.exists(path):
+            raise ValueError(f"nii_path must be a .nii.gz file, got a folder: {path!r}")
+        raise FileNotFoundError(f"input file does not exist: {path!r}")
+    if not path.lower().endswith(".nii.gz"):
+        raise ValueError(f"input must be a .nii.gz file, got {path!r}")
+    size = validate_size(desired_volume)
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    if anchor not in ANCHORS:
+        raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+    out_file = os.path.join(out_dir, output_name(path))
+    if os.path.exists(out_file) and os.path.samefile(out_file, path):
+        raise ValueError(f"output would overwrite the input file: {out_file!r}")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"output_path must be a folder, got a file: {out_dir!r}")
+
+    volume = load_nifti(path)
+    data = _as_3d(volume.data, path)
+
+    made = _make_dirs(out_dir)
+    try:
+        out, _ = resample_array(
+            data, size, interpolation=interpolation, anchor=anchor, antialias=antialias
+        )
+        header = resampled_header(volume.header, data.shape, size, anchor)
+        save_nifti(out_file, out, header, slope=volume.slope, inter=volume.inter)
+    except BaseException:
+        for folder in reversed(made):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        raise
+    if debug:
+        print(f"Resampled image saved at: '{out_file}'")
+
+
+def _as_3d(data: np.ndarray, path: str) -> np.ndarray:
+    """The 3D volume of *data*; trailing singleton axes (4D with one volume) are dropped."""
+    shape = data.shape
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ValueError(f"input must be a 3D volume, got an image of shape {shape} in {path!r}")
+    return data
+
+
+def _make_dirs(folder: str) -> list[str]:
+    """Create *folder* and missing parents; return the folders created, outermost first."""
+    missing = []
+    current = os.path.abspath(folder)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    missing.reverse()
+    for folder_ in missing:
+        os.mkdir(folder_)
+    return missing
