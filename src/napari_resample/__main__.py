@@ -1,0 +1,7 @@
+"""``python -m napari_resample``: the command line."""
+
+import sys
+
+from napari_resample._cli import main
+
+sys.exit(main())

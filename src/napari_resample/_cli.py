@@ -1,0 +1,177 @@
+"""Command line: ``napari-resample INPUT OUTPUT_DIR --size X Y Z`` (or ``python -m napari_resample``).
+
+INPUT is a ``.nii.gz`` file or a folder of them (batch). ``--sample`` replaces INPUT with the
+built-in phantom and its label map, written to OUTPUT_DIR first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn
+
+from napari_resample._geometry import ANCHORS
+from napari_resample._resample import INTERPOLATIONS
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (exit code 2), not the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+USAGE = """napari-resample INPUT OUTPUT_DIR --size X Y Z [options]
+       napari-resample --sample OUTPUT_DIR --size X Y Z [options]"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = _Parser(
+        prog="napari-resample",
+        usage=USAGE,
+        description=(
+            "Resample 3D NIfTI volumes to a target size, keeping their field of view: "
+            "new spacing = old spacing * old size / new size. Writes "
+            "OUTPUT_DIR/<PREFIX>_resampled.nii.gz."
+        ),
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="input .nii.gz file (or a folder of them) and output folder; "
+        "with --sample, only OUTPUT_DIR",
+    )
+    parser.add_argument(
+        "--size",
+        nargs=3,
+        type=int,
+        required=True,
+        metavar=("X", "Y", "Z"),
+        help="target size in the file's voxel order (i, j, k)",
+    )
+    parser.add_argument(
+        "--interpolation",
+        choices=INTERPOLATIONS,
+        default="bspline",
+        help="bspline (default), linear, nearest, or label (for segmentations)",
+    )
+    parser.add_argument(
+        "--anchor",
+        choices=ANCHORS,
+        default="origin",
+        help="origin (default): keep the first voxel centre; center: keep the outer edges",
+    )
+    parser.add_argument(
+        "--antialias", action="store_true", help="smooth downsampled axes before sampling"
+    )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="use the built-in phantom (and its label map) instead of INPUT",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print \"Resampled image saved at: '<path>'\""
+    )
+    parser.add_argument("--quiet", action="store_true", help="print nothing on success")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 on success)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    expected = 1 if args.sample else 2
+    if len(args.paths) != expected:
+        usage = "OUTPUT_DIR" if args.sample else "INPUT OUTPUT_DIR"
+        parser.error(f"expected {usage}, got {len(args.paths)} path(s): {args.paths}")
+    out_dir = args.paths[-1]
+    try:
+        if args.sample:
+            jobs = _write_sample(out_dir, quiet=args.quiet)
+        else:
+            jobs = [(path, args.interpolation) for path in _inputs(args.paths[0])]
+        failures = 0
+        for path, interpolation in jobs:
+            failures += _run_one(path, out_dir, args, interpolation)
+    except (OSError, ValueError) as exc:
+        print(f"napari-resample: error: {exc}", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
+def _inputs(path: str) -> list[str]:
+    """The files to process: *path* itself, or the ``.nii.gz`` files of a folder."""
+    if os.path.isdir(path):
+        files = sorted(
+            os.path.join(path, name)
+            for name in os.listdir(path)
+            if name.lower().endswith(".nii.gz") and not name.startswith(".")
+        )
+        if not files:
+            raise ValueError(f"no .nii.gz file in folder {path!r}")
+        return files
+    return [path]
+
+
+def _run_one(path: str, out_dir: str, args: argparse.Namespace, interpolation: str) -> int:
+    """Resample one file; return 0 on success, 1 on a reported failure."""
+    from napari_resample._api import output_name, resampling
+
+    start = time.perf_counter()
+    try:
+        resampling(
+            path,
+            out_dir,
+            tuple(args.size),
+            debug=args.debug,
+            interpolation=interpolation,
+            anchor=args.anchor,
+            antialias=args.antialias,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"napari-resample: error: {exc}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        out = os.path.join(out_dir, output_name(path))
+        print(
+            f"{path} -> {out} ({interpolation}, {time.perf_counter() - start:.2f} s)\n"
+            f"  {_describe(path)}  ->  {_describe(out)}"
+        )
+    return 0
+
+
+def _describe(path: str) -> str:
+    import nibabel as nib
+
+    img = nib.load(path)
+    zooms = "x".join(f"{z:.4g}" for z in img.header.get_zooms()[:3])
+    fov = "x".join(f"{n * z:.4g}" for n, z in zip(img.shape, img.header.get_zooms()[:3]))
+    return f"{img.shape} @ {zooms} mm, FOV {fov} mm, {img.get_data_dtype()}"
+
+
+def _write_sample(out_dir: str, quiet: bool) -> list[tuple[str, str]]:
+    """Write the phantom and its labels to *out_dir*; return the resampling jobs."""
+    from napari_resample._io import header_for_affine, save_nifti
+    from napari_resample._phantom import make_phantom
+
+    image, labels, affine = make_phantom()
+    os.makedirs(out_dir, exist_ok=True)
+    jobs = []
+    for name, data, interpolation in (
+        ("phantom", image, "bspline"),
+        ("phantom_labels", labels, "label"),
+    ):
+        header = header_for_affine(affine, data.shape)
+        header.set_data_dtype(data.dtype)
+        header.set_xyzt_units("mm")
+        path = os.path.join(out_dir, f"{name}.nii.gz")
+        save_nifti(path, data, header)
+        jobs.append((path, interpolation))
+        if not quiet:
+            print(f"sample written: {path}")
+    return jobs

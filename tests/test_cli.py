@@ -1,0 +1,93 @@
+"""The command line: exit codes, one-line errors, sample mode, batch folders."""
+
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_resample._cli import main
+from napari_resample._phantom import LABELS, PHANTOM_SHAPE, PHANTOM_SPACING, make_phantom
+
+
+def _write(path, data, affine):
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return str(path)
+
+
+def test_cli_resamples_a_file(tmp_path, capsys):
+    src = _write(tmp_path / "scan.nii.gz", np.arange(8 * 6 * 4, dtype=np.int16).reshape(8, 6, 4),
+                 np.diag([0.5, 0.5, 2.0, 1.0]))
+    out_dir = tmp_path / "out"
+    code = main([src, str(out_dir), "--size", "4", "3", "8", "--debug"])
+    assert code == 0
+    out = out_dir / "scan_resampled.nii.gz"
+    assert f"Resampled image saved at: '{os.path.join(str(out_dir), out.name)}'" in capsys.readouterr().out
+    img = nib.load(out)
+    assert img.shape == (4, 3, 8)
+    np.testing.assert_allclose(img.header.get_zooms(), (1.0, 1.0, 1.0))
+
+
+def test_cli_batch_folder(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b"):
+        _write(src / f"{name}.nii.gz", np.ones((4, 4, 4), np.uint8), np.eye(4))
+    (src / "notes.txt").write_text("not a volume")
+    assert main([str(src), str(tmp_path / "out"), "--size", "2", "2", "2", "--quiet"]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["a_resampled.nii.gz", "b_resampled.nii.gz"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["missing.nii.gz", "out", "--size", "2", "2", "2"], 1, "does not exist: 'missing.nii.gz'"),
+        (["a", "b", "--size", "2", "2"], 2, "--size: expected 3 arguments"),
+        (["a", "b", "--size", "2", "2", "x"], 2, "invalid int value: 'x'"),
+        (["only_one", "--size", "2", "2", "2"], 2, "expected INPUT OUTPUT_DIR, got 1 path"),
+        (["x.nii.gz", "out", "--size", "2", "0", "2"], 1, None),
+    ],
+)
+def test_cli_errors_are_one_line_without_traceback(tmp_path, args, code, message):
+    if args[0] == "x.nii.gz":
+        _write(tmp_path / "x.nii.gz", np.ones((4, 4, 4), np.uint8), np.eye(4))
+        message = "bad value 0"
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_resample", *args],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )
+    assert proc.returncode == code
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert message in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_sample_mode(tmp_path, capsys):
+    assert main(["--sample", str(tmp_path), "--size", "64", "64", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert "FOV 80x96x160 mm" in printed
+    image = nib.load(tmp_path / "phantom_resampled.nii.gz")
+    labels = nib.load(tmp_path / "phantom_labels_resampled.nii.gz")
+    assert image.shape == labels.shape == (64, 64, 32)
+    assert image.get_data_dtype() == np.int16
+    assert labels.get_data_dtype() == np.uint8
+    fov = np.array(PHANTOM_SHAPE) * np.array(PHANTOM_SPACING)
+    np.testing.assert_allclose(np.array(image.shape) * image.header.get_zooms(), fov)
+    assert set(np.unique(np.asarray(labels.dataobj)).tolist()) <= set(LABELS)
+
+
+def test_phantom_is_deterministic_and_labelled():
+    a, la, aff = make_phantom((40, 48, 16))
+    b, lb, _ = make_phantom((40, 48, 16))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)
+    assert sorted(np.unique(la).tolist()) == sorted(LABELS)
+    # Anatomy is where the labels say: skull bright, air dark, brain soft tissue.
+    assert a[la == 1].mean() > 500
+    assert a[la == 0].mean() < -800
+    assert -20 < np.median(a[la == 2]) < 80
+    np.testing.assert_allclose(np.diag(aff)[:3], PHANTOM_SPACING)
