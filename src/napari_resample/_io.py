@@ -246,7 +246,8 @@ def save_nifti(
         raise ValueError(f"output file must end with .nii or .nii.gz, got {path!r}")
     folder = os.path.dirname(os.path.abspath(path))
     hdr = header.copy()
-    img = nib.Nifti1Image(data, None, header=hdr)
+    image_class = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
+    img = image_class(data, None, header=hdr)
     # The header passed in carries the geometry; don't let nibabel recompute it.
     img.header.set_data_dtype(header.get_data_dtype())
     if (slope, inter) != (1.0, 0.0):
