@@ -18,13 +18,19 @@ def _write(path, data, affine):
 
 
 def test_cli_resamples_a_file(tmp_path, capsys):
-    src = _write(tmp_path / "scan.nii.gz", np.arange(8 * 6 * 4, dtype=np.int16).reshape(8, 6, 4),
-                 np.diag([0.5, 0.5, 2.0, 1.0]))
+    src = _write(
+        tmp_path / "scan.nii.gz",
+        np.arange(8 * 6 * 4, dtype=np.int16).reshape(8, 6, 4),
+        np.diag([0.5, 0.5, 2.0, 1.0]),
+    )
     out_dir = tmp_path / "out"
     code = main([src, str(out_dir), "--size", "4", "3", "8", "--debug"])
     assert code == 0
     out = out_dir / "scan_resampled.nii.gz"
-    assert f"Resampled image saved at: '{os.path.join(str(out_dir), out.name)}'" in capsys.readouterr().out
+    assert (
+        f"Resampled image saved at: '{os.path.join(str(out_dir), out.name)}'"
+        in capsys.readouterr().out
+    )
     img = nib.load(out)
     assert img.shape == (4, 3, 8)
     np.testing.assert_allclose(img.header.get_zooms(), (1.0, 1.0, 1.0))
@@ -43,7 +49,11 @@ def test_cli_batch_folder(tmp_path):
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["missing.nii.gz", "out", "--size", "2", "2", "2"], 1, "does not exist: 'missing.nii.gz'"),
+        (
+            ["missing.nii.gz", "out", "--size", "2", "2", "2"],
+            1,
+            "does not exist: 'missing.nii.gz'",
+        ),
         (["a", "b", "--size", "2", "2"], 2, "--size: expected 3 arguments"),
         (["a", "b", "--size", "2", "2", "x"], 2, "invalid int value: 'x'"),
         (["only_one", "--size", "2", "2", "2"], 2, "expected INPUT OUTPUT_DIR, got 1 path"),
@@ -56,7 +66,10 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, code, message
         message = "bad value 0"
     proc = subprocess.run(
         [sys.executable, "-m", "napari_resample", *args],
-        capture_output=True, text=True, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
     )
     assert proc.returncode == code
     lines = proc.stderr.strip().splitlines()

@@ -15,7 +15,8 @@ def test_ci_runs_exactly_the_readme_test_command():
     test_commands = [b.strip() for b in blocks if "pytest" in b]
     assert test_commands, "README gives no test command"
     ci_lines = [
-        line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert ci_lines[-1].strip() == test_commands[0]

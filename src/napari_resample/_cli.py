@@ -150,7 +150,9 @@ def _describe(path: str) -> str:
 
     img = nib.load(path)
     zooms = "x".join(f"{z:.4g}" for z in img.header.get_zooms()[:3])
-    fov = "x".join(f"{n * z:.4g}" for n, z in zip(img.shape, img.header.get_zooms()[:3]))
+    fov = "x".join(
+        f"{n * z:.4g}" for n, z in zip(img.shape[:3], img.header.get_zooms()[:3], strict=True)
+    )
     return f"{img.shape} @ {zooms} mm, FOV {fov} mm, {img.get_data_dtype()}"
 
 

@@ -74,14 +74,35 @@ def make_phantom(
     head = _soft_inside(r_head, edge)
     brain = _soft_inside(r_brain, edge)
     vent = np.maximum(
-        _soft_inside(_ellipsoid(x, y, z, (-0.18 * semi[0], 0.05 * semi[1], 0.1 * semi[2]),
-                                (0.1 * semi[0], 0.3 * semi[1], 0.25 * semi[2])), 3 * edge),
-        _soft_inside(_ellipsoid(x, y, z, (0.18 * semi[0], 0.05 * semi[1], 0.1 * semi[2]),
-                                (0.1 * semi[0], 0.3 * semi[1], 0.25 * semi[2])), 3 * edge),
+        _soft_inside(
+            _ellipsoid(
+                x,
+                y,
+                z,
+                (-0.18 * semi[0], 0.05 * semi[1], 0.1 * semi[2]),
+                (0.1 * semi[0], 0.3 * semi[1], 0.25 * semi[2]),
+            ),
+            3 * edge,
+        ),
+        _soft_inside(
+            _ellipsoid(
+                x,
+                y,
+                z,
+                (0.18 * semi[0], 0.05 * semi[1], 0.1 * semi[2]),
+                (0.1 * semi[0], 0.3 * semi[1], 0.25 * semi[2]),
+            ),
+            3 * edge,
+        ),
     )
     lesion = _soft_inside(
-        _ellipsoid(x, y, z, (0.35 * semi[0], -0.4 * semi[1], -0.2 * semi[2]),
-                   (0.12 * semi[0], 0.1 * semi[1], 0.15 * semi[2])),
+        _ellipsoid(
+            x,
+            y,
+            z,
+            (0.35 * semi[0], -0.4 * semi[1], -0.2 * semi[2]),
+            (0.12 * semi[0], 0.1 * semi[1], 0.15 * semi[2]),
+        ),
         3 * edge,
     )
     hu = -1000.0 + 2000.0 * head - 965.0 * brain - 30.0 * vent + 65.0 * lesion * (1 - vent)
