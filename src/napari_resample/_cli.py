@@ -1,4 +1,4 @@
-"""Command line: ``napari-resample INPUT OUTPUT_DIR --size X Y Z``, or ``python -m napari_resample``.
+"""The command line: ``napari-resample INPUT OUTPUT_DIR --size X Y Z`` (``python -m`` too).
 
 INPUT is a ``.nii.gz`` file or a folder of them (batch). ``--sample`` replaces INPUT with the
 built-in phantom and its label map, written to OUTPUT_DIR first.
