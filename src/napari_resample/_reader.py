@@ -1,0 +1,166 @@
+"""napari reader for ``.nii`` / ``.nii.gz``: true world coordinates, stored data type.
+
+Axis order and geometry come from :mod:`napari_resample._layout`; reading from
+:mod:`napari_resample._io`. This module only decides the layer type and assembles LayerData.
+
+Layer type rule
+---------------
+A volume opens as a **Labels** layer when its stored type is an integer type, it has no
+``scl_slope`` / ``scl_inter`` scaling, and either
+
+* its intent code is ``NIFTI_INTENT_LABEL`` (1002) or ``NIFTI_INTENT_NEURONAME`` (1003), or
+* it holds few distinct values: at most :data:`MAX_LABELS` (256) for 16-bit and wider types,
+  at most :data:`MAX_LABELS_8BIT` (32) for 8-bit types (any 8-bit image has at most 256, so the
+  bar is lower there).
+
+Everything else opens as an **Image** layer (float segmentations included).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from napari_resample._io import NiftiVolume, load_nifti, nifti_suffix
+from napari_resample._layout import METADATA_KEY, napari_from_nifti
+
+NIFTI_INTENT_LABEL = 1002
+NIFTI_INTENT_NEURONAME = 1003
+LABEL_INTENTS = frozenset({NIFTI_INTENT_LABEL, NIFTI_INTENT_NEURONAME})
+MAX_LABELS = 256
+MAX_LABELS_8BIT = 32
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
+    """Return :func:`read_nifti` if every path names a NIfTI file, else None.
+
+    Cheap (looks at names only) and never raises.
+    """
+    try:
+        paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+        if not paths or any(nifti_suffix(p) is None for p in paths):
+            return None
+    except Exception:
+        return None
+    return read_nifti
+
+
+def read_nifti(path: str | list[str]) -> list[LayerData]:
+    """Read one or several NIfTI files as napari LayerData tuples.
+
+    A file that cannot be read gets a napari error notification naming it; the other files
+    are still returned. When no file could be read, napari's "nothing to add" value
+    ``[(None,)]`` is returned, so napari reports no second, generic error.
+    """
+    from napari.utils.notifications import show_error
+
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    layers: list[LayerData] = []
+    for p in paths:
+        try:
+            layers.append(layer_data_from_volume(load_nifti(p)))
+        except Exception as exc:
+            show_error(f"napari-resample could not open {os.fspath(p)!r}: {exc}")
+    return layers or [(None,)]  # type: ignore[list-item]
+
+
+def is_label_volume(data: NDArray, intent_code: int = 0, scaled: bool = False) -> bool:
+    """Whether stored voxels are a segmentation, by the rule in this module's docstring.
+
+    Examples
+    --------
+    >>> is_label_volume(np.array([0, 1, 2, 1], dtype=np.int16))
+    True
+    >>> is_label_volume(np.linspace(0, 1000, 500).astype(np.int16))
+    False
+    >>> is_label_volume(np.arange(100, dtype=np.uint8), intent_code=1002)
+    True
+    """
+    if data.dtype.kind not in "iu" or scaled:
+        return False
+    if int(intent_code) in LABEL_INTENTS:
+        return True
+    limit = MAX_LABELS_8BIT if data.dtype.itemsize == 1 else MAX_LABELS
+    return count_distinct(data, limit + 1) <= limit
+
+
+def count_distinct(data: NDArray, stop: int) -> int:
+    """Number of distinct values in integer *data*, or any number >= *stop* once it is clear.
+
+    A strided sample rules most images out before the whole volume is counted; a narrow value
+    range is counted with ``bincount`` (linear time) instead of sorting.
+    """
+    flat = data.reshape(-1)
+    if flat.size == 0:
+        return 0
+    step = max(1, flat.size // 100_000)
+    if np.unique(flat[::step]).size >= stop:
+        return stop
+    lo, hi = int(flat.min()), int(flat.max())
+    if hi - lo < 1 << 20:
+        counts = np.bincount((flat.astype(np.int64) - lo), minlength=hi - lo + 1)
+        return int(np.count_nonzero(counts))
+    return int(np.unique(flat).size)
+
+
+def layer_data_from_volume(
+    volume: NiftiVolume, *, name: str | None = None, layer_type: str | None = None
+) -> LayerData:
+    """napari LayerData for a loaded NIfTI volume.
+
+    Parameters
+    ----------
+    volume : NiftiVolume
+    name : str, optional
+        Layer name; the file name without its suffix by default.
+    layer_type : {"image", "labels"}, optional
+        Forced type; by default the rule of this module's docstring decides.
+
+    Returns
+    -------
+    (data, kwargs, layer_type)
+        ``data`` in napari (Z, Y, X) / (T, Z, Y, X) order; ``kwargs["metadata"]
+        ["napari_resample"]`` holds ``source_path``, ``affine`` (the file's voxel -> RAS
+        affine), ``header`` (a copy of the full nibabel header), ``storage`` (axis order on
+        disk), ``slope``, ``inter`` and ``stored_dtype``.
+    """
+    header = volume.header
+    if layer_type is None:
+        intent = int(header["intent_code"])
+        layer_type = "labels" if is_label_volume(volume.data, intent, volume.is_scaled) else "image"
+    if layer_type not in ("image", "labels"):
+        raise ValueError(f"layer_type must be 'image' or 'labels', got {layer_type!r}")
+    values = volume.scaled_data() if layer_type == "image" else volume.data
+    layout = napari_from_nifti(values, volume.affine, header)
+    if name is None:
+        name = os.path.basename(volume.path) if volume.path else "volume"
+        suffix = nifti_suffix(name)
+        name = name[: -len(suffix)] if suffix else name
+    metadata = {
+        METADATA_KEY: {
+            "source_path": os.path.abspath(volume.path) if volume.path else None,
+            "affine": np.array(volume.affine, dtype=np.float64),
+            "header": header.copy(),
+            "storage": layout.storage.to_dict(),
+            "slope": float(volume.slope),
+            "inter": float(volume.inter),
+            "stored_dtype": volume.data.dtype.str,
+        }
+    }
+    kwargs: dict[str, Any] = {"name": name, "metadata": metadata, **layout.kwargs}
+    if layer_type == "image":
+        kwargs["colormap"] = "gray"
+        if layout.data.dtype.kind == "f":
+            # napari's own contrast-limit estimate does not skip NaN / Inf.
+            finite = np.isfinite(layout.data)
+            if not finite.all() and finite.any():
+                values = layout.data[finite]
+                if values.min() < values.max():
+                    kwargs["contrast_limits"] = (float(values.min()), float(values.max()))
+    return layout.data, kwargs, layer_type

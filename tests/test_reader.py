@@ -1,0 +1,231 @@
+"""The napari reader: world coordinates, data types, layer types, 4D, bad files."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+from _plugin_fixtures import (  # noqa: F401  (nifti_file is a fixture)
+    AFFINES,
+    coded_volume,
+    decode,
+    nifti_file,
+    stored_world,
+)
+
+from napari_resample._reader import get_reader, is_label_volume, read_nifti
+
+
+def _layers(path):
+    from napari.layers import Layer
+
+    return [Layer.create(*ld) for ld in read_nifti(str(path))]
+
+
+def _error_messages():
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    return [
+        n.message for n in notification_manager.records if n.severity == NotificationSeverity.ERROR
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", ["a.nii", "a.nii.gz", "dir/B.NII.GZ", ["a.nii", "b.nii.gz"]]
+)
+def test_get_reader_accepts_nifti_names(path):
+    assert get_reader(path) is read_nifti
+
+
+@pytest.mark.parametrize(
+    "path", ["a.tif", "a.nii.zip", "a.gz", "", [], ["a.nii", "b.png"], None, 42, [None]]
+)
+def test_get_reader_returns_none_for_anything_else_and_never_raises(path):
+    assert get_reader(path) is None
+
+
+@pytest.mark.filterwarnings("ignore:Non-orthogonal slicing:UserWarning")  # napari, oblique 2D
+@pytest.mark.parametrize("key", sorted(AFFINES))
+def test_napari_world_of_every_voxel_is_its_ras_world(nifti_file, key):
+    path = nifti_file(f"{key}.nii.gz", key)
+    (layer,) = _layers(path)
+    for index in np.ndindex(layer.data.shape):
+        world = np.asarray(layer.data_to_world(index))
+        expected = stored_world(AFFINES[key], decode(layer.data[index]))
+        np.testing.assert_allclose(world[::-1], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("key", ["las", "lsa_permuted", "pir_permuted"])
+def test_slices_have_the_true_aspect_ratio(nifti_file, key):
+    (layer,) = _layers(nifti_file("v.nii.gz", key))
+    spacing = np.sqrt((AFFINES[key][:3, :3] ** 2).sum(axis=0))
+    np.testing.assert_allclose(sorted(layer.scale), sorted(spacing), rtol=1e-6)
+    assert np.all(np.asarray(layer.scale) > 0)
+    np.testing.assert_allclose(layer.rotate, np.eye(3))
+
+
+def test_qform_and_sform_disagree_the_sform_wins(tmp_path):
+    sform = AFFINES["las"]
+    qform = AFFINES["ras_anisotropic"]
+    img = nib.Nifti1Image(coded_volume(), sform)
+    img.header.set_sform(sform, code=2)
+    img.header.set_qform(qform, code=1)
+    nib.save(img, tmp_path / "q.nii.gz")
+    (layer,) = _layers(tmp_path / "q.nii.gz")
+    world = np.asarray(layer.data_to_world((0, 0, 0)))
+    np.testing.assert_allclose(world[::-1], stored_world(sform, decode(layer.data[0, 0, 0])))
+
+
+def test_stored_type_is_kept_and_never_float64(nifti_file):
+    data = (coded_volume(shape=(12, 10, 6)) - 20000).astype(np.int16)
+    (layer,) = _layers(nifti_file("ct.nii.gz", "las", data=data))
+    assert layer.data.dtype == np.int16
+    assert layer._type_string == "image"
+
+
+def test_scaled_file_becomes_float32_with_scaled_values(nifti_file):
+    data = (coded_volume() - 20000).astype(np.int16)
+    path = nifti_file("scaled.nii.gz", data=data, slope=0.5, inter=-3.0)
+    (layer,) = _layers(path)
+    assert layer.data.dtype == np.float32
+    np.testing.assert_allclose(np.sort(layer.data.ravel()), np.sort(data.ravel() * 0.5 - 3.0))
+
+
+def test_big_endian_file_opens_native_with_the_same_values(nifti_file):
+    data = (coded_volume() - 20000).astype(np.int16)
+    path = nifti_file("be.nii", data=data, big_endian=True)
+    assert nib.load(path).get_data_dtype().byteorder == ">"
+    (layer,) = _layers(path)
+    assert layer.data.dtype == np.int16 and layer.data.dtype.isnative
+    assert np.array_equal(np.sort(layer.data.ravel()), np.sort(data.ravel()))
+
+
+def test_metadata_holds_path_affine_and_full_header(nifti_file):
+    path = nifti_file("meta.nii.gz", "lsa_permuted", descrip=b"hello header")
+    ((data, kwargs, layer_type),) = read_nifti(str(path))
+    info = kwargs["metadata"]["napari_resample"]
+    assert info["source_path"] == str(path)
+    np.testing.assert_allclose(info["affine"], AFFINES["lsa_permuted"], atol=1e-6)
+    header = info["header"]
+    assert isinstance(header, nib.Nifti1Header)
+    assert header["descrip"].item() == b"hello header"
+    assert bytes(header.binaryblock) == bytes(nib.load(path).header.binaryblock)
+    assert kwargs["units"] == ("mm", "mm", "mm")
+    assert kwargs["axis_labels"] == ("superior", "anterior", "right")
+    assert kwargs["name"] == "meta"
+
+
+def test_micron_units_are_passed_on(nifti_file):
+    ((_, kwargs, _),) = read_nifti(str(nifti_file("um.nii", units=("micron", "sec"))))
+    assert kwargs["units"] == ("um", "um", "um")
+
+
+@pytest.mark.parametrize(
+    ("data", "intent", "expected"),
+    [
+        (np.arange(1000, dtype=np.int16).reshape(10, 10, 10) % 600, 1002, "labels"),
+        (np.arange(1000, dtype=np.int16).reshape(10, 10, 10) % 600, 1003, "labels"),
+        (np.arange(1000, dtype=np.int16).reshape(10, 10, 10) % 600, 0, "image"),
+        (np.arange(1000, dtype=np.int32).reshape(10, 10, 10) % 5 * 1000, 0, "labels"),
+        (np.arange(1000, dtype=np.uint8).reshape(10, 10, 10) % 5, 0, "labels"),
+        (np.arange(1000, dtype=np.uint8).reshape(10, 10, 10) % 100, 0, "image"),
+        (np.arange(1000, dtype=np.float32).reshape(10, 10, 10) % 5, 1002, "image"),
+    ],
+    ids=["intent-label", "intent-neuroname", "many-values", "few-int32", "few-uint8",
+         "many-uint8", "float-with-intent"],
+)
+def test_layer_type_rule(nifti_file, data, intent, expected):
+    ((_, _, layer_type),) = read_nifti(str(nifti_file("l.nii.gz", data=data, intent_code=intent)))
+    assert layer_type == expected
+
+
+def test_labels_keep_their_stored_type_and_values(nifti_file):
+    data = (np.arange(1000).reshape(10, 10, 10) % 7).astype(np.uint16)
+    (layer,) = _layers(nifti_file("seg.nii.gz", "lps", data=data, intent_code=1002))
+    assert layer._type_string == "labels"
+    assert layer.data.dtype == np.uint16
+    assert set(np.unique(layer.data).tolist()) == set(range(7))
+
+
+def test_scaled_integer_file_is_never_labels():
+    data = np.zeros((4, 4, 4), dtype=np.int16)
+    assert not is_label_volume(data, 1002, scaled=True)
+    assert is_label_volume(data, 1002, scaled=False)
+
+
+def test_four_d_opens_time_first_with_spatial_scale_on_the_others(nifti_file):
+    data = np.stack([coded_volume() + 7 * t for t in range(3)], axis=-1)
+    path = nifti_file("fmri.nii.gz", "las", data=data, time_step=2.5)
+    (layer,) = _layers(path)
+    assert layer.data.shape[0] == 3 and layer.data.ndim == 4
+    np.testing.assert_allclose(layer.scale, [2.5, 2.0, 0.9, 0.7])
+    assert layer.axis_labels[0] == "time" and str(layer.units[0]) == "second"
+    for t in range(3):
+        index = (t, 1, 2, 3)
+        spatial = decode(layer.data[index] - 7 * t)
+        world = np.asarray(layer.data_to_world(index))
+        np.testing.assert_allclose(world[1:][::-1], stored_world(AFFINES["las"], spatial))
+
+
+def test_singleton_four_d_opens_as_3d(nifti_file):
+    data = coded_volume()[..., np.newaxis]
+    (layer,) = _layers(nifti_file("one.nii.gz", data=data))
+    assert layer.ndim == 3
+
+
+def _bad_files(tmp_path):
+    good = nib.Nifti1Image(coded_volume(shape=(30, 30, 30)), np.eye(4))
+    nib.save(good, tmp_path / "good.nii.gz")
+    raw = (tmp_path / "good.nii.gz").read_bytes()
+    files = {
+        "truncated.nii.gz": raw[: len(raw) // 2],
+        "text.nii": b"this is not a NIfTI file\n" * 20,
+        "empty.nii.gz": b"",
+        "gzipped_text.nii.gz": gzip.compress(b"hello" * 100),
+    }
+    paths = []
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        paths.append(tmp_path / name)
+    return paths
+
+
+def test_bad_files_give_an_error_notification_naming_the_file(tmp_path):
+    for path in _bad_files(tmp_path):
+        before = len(_error_messages())
+        assert read_nifti(str(path)) == [(None,)]
+        new = _error_messages()[before:]
+        assert len(new) == 1 and path.name in new[0], new
+
+
+def test_a_bad_file_does_not_stop_the_good_ones(nifti_file, tmp_path):
+    good = nifti_file("fine.nii.gz")
+    bad = _bad_files(tmp_path)[0]
+    layers = read_nifti([str(bad), str(good)])
+    assert len(layers) == 1 and layers[0][1]["name"] == "fine"
+
+
+@pytest.mark.gui
+def test_viewer_open_with_plugin_gives_true_world_coordinates(make_napari_viewer, nifti_file):
+    viewer = make_napari_viewer()
+    path = nifti_file("lsa.nii.gz", "lsa_permuted")
+    (layer,) = viewer.open(str(path), plugin="napari-resample")
+    assert layer.name == "lsa"
+    corner = np.asarray(layer.data.shape) - 1
+    for index in [(0, 0, 0), tuple(corner), (1, 2, 3)]:
+        world = np.asarray(layer.data_to_world(index))
+        expected = stored_world(AFFINES["lsa_permuted"], decode(layer.data[index]))
+        np.testing.assert_allclose(world[::-1], expected, atol=1e-6)
+    assert tuple(viewer.dims.axis_labels) == ("superior", "anterior", "right")
+
+
+@pytest.mark.gui
+def test_viewer_open_of_a_corrupt_file_notifies_instead_of_crashing(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    bad = _bad_files(tmp_path)[0]
+    before = len(_error_messages())
+    assert viewer.open(str(bad), plugin="napari-resample") == []
+    assert len(viewer.layers) == 0
+    assert any(bad.name in m for m in _error_messages()[before:])
