@@ -1,0 +1,448 @@
+"""The "Resample volume" dock widget (menu Layers > Transform).
+
+A thin adapter: it reads a layer's voxels and geometry in the file's voxel order through
+:mod:`napari_resample._layout`, runs the core's :func:`~napari_resample._resample.resample_array`
+in a background thread, and adds the result as ``<name>_resampled`` through the same conversion
+as the reader. Saving goes through the plugin's writer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    PushButton,
+    TupleEdit,
+)
+
+from napari_resample._geometry import ANCHORS, resampled_affine, spacing_of
+from napari_resample._io import header_for_affine
+from napari_resample._layout import (
+    METADATA_KEY,
+    StorageOrder,
+    napari_from_nifti,
+    nifti_affine_from_napari,
+    nifti_from_napari,
+    scaled_for_display,
+    stored_from_display,
+    stored_shape,
+)
+from napari_resample._resample import INTERPOLATIONS, resample_array, validate_size
+
+if TYPE_CHECKING:
+    import napari
+
+#: The specification's common target sizes (X, Y, Z).
+PRESETS: dict[str, tuple[int, int, int]] = {
+    "128 x 128 x 128": (128, 128, 128),
+    "224 x 224 x 128": (224, 224, 128),
+    "256 x 256 x 256": (256, 256, 256),
+    "512 x 512 x 256": (512, 512, 256),
+}
+CUSTOM = "custom"
+AUTO = "auto"
+MAX_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a run needs, captured on the main thread before the worker starts."""
+
+    layer: Any
+    layer_type: str
+    data: np.ndarray  # file voxel order (I, J, K)
+    affine: np.ndarray  # stored voxel -> RAS mm
+    size: tuple[int, int, int]
+    interpolation: str
+    anchor: str
+    antialias: bool
+    slope: float
+    inter: float
+    info: dict[str, Any]
+
+
+def _layer_state(layer: Any) -> dict[str, Any]:
+    """The geometry attributes of a napari layer, as writers receive them."""
+    return {
+        "scale": tuple(layer.scale),
+        "translate": tuple(layer.translate),
+        "rotate": np.asarray(layer.rotate),
+        "shear": np.asarray(layer.shear),
+        "affine": layer.affine.affine_matrix,
+    }
+
+
+def _info(layer: Any) -> dict[str, Any]:
+    return dict(layer.metadata.get(METADATA_KEY) or {})
+
+
+def _fmt(values, digits: int = 3) -> str:
+    return " x ".join(f"{v:.{digits}g}" for v in values)
+
+
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2**20:,.1f} MiB"
+
+
+def _ask_overwrite(path: Path) -> bool:
+    """Default confirmation: a Qt question box."""
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(
+        None,
+        "Overwrite file?",
+        f"{path} already exists. Overwrite it?",
+        QMessageBox.Yes | QMessageBox.No,
+        QMessageBox.No,
+    )
+    return answer == QMessageBox.Yes
+
+
+class ResampleWidget(Container):
+    """Resample an Image or Labels layer to a target size, keeping its field of view.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+    confirm_overwrite : callable, optional
+        ``confirm_overwrite(path) -> bool``, asked before an existing file is replaced; a Qt
+        question box by default. Also settable as the attribute of the same name.
+    """
+
+    def __init__(
+        self,
+        napari_viewer: napari.viewer.Viewer,
+        confirm_overwrite: Callable[[Path], bool] | None = None,
+    ) -> None:
+        self.viewer = napari_viewer
+        self.confirm_overwrite = confirm_overwrite or _ask_overwrite
+        self.layer = ComboBox(name="layer", label="layer", choices=self._layer_choices)
+        self.preset = ComboBox(
+            name="preset", label="preset", choices=[CUSTOM, *PRESETS], value=CUSTOM
+        )
+        self.target_size = TupleEdit(
+            name="target_size",
+            label="target size (X, Y, Z)",
+            value=(1, 1, 1),
+            options={"min": 1, "max": MAX_SIZE},
+            tooltip="Voxels along the file's i, j, k axes: the order of desired_volume.",
+        )
+        self.interpolation = ComboBox(
+            name="interpolation", label="interpolation", choices=[AUTO, *INTERPOLATIONS]
+        )
+        self.anchor = ComboBox(name="anchor", label="anchor", choices=list(ANCHORS))
+        self.antialias = CheckBox(name="antialias", label="antialias", value=False)
+        self.summary = Label(name="summary", label="")
+        self.run_button = PushButton(name="run_button", text="Resample")
+        self.output_dir = FileEdit(name="output_dir", label="save to", mode="d")
+        self.save_button = PushButton(name="save_button", text="Save resampled")
+        self.status = Label(name="status", label="")
+        super().__init__(
+            widgets=[
+                self.layer,
+                self.preset,
+                self.target_size,
+                self.interpolation,
+                self.anchor,
+                self.antialias,
+                self.summary,
+                self.run_button,
+                self.output_dir,
+                self.save_button,
+                self.status,
+            ]
+        )
+        self._worker: Any = None
+        self._progress: Any = None
+        self._result: Any = None
+        self._result_base = ""
+        self._syncing = False
+
+        self.layer.changed.connect(self._on_layer)
+        self.preset.changed.connect(self._on_preset)
+        self.target_size.changed.connect(self._on_size)
+        for widget in (self.interpolation, self.anchor, self.antialias):
+            widget.changed.connect(self._update_summary)
+        self.run_button.changed.connect(self.run)
+        self.save_button.changed.connect(self.save)
+        events = self.viewer.layers.events
+        for event in (events.inserted, events.removed, events.reordered):
+            event.connect(self.reset_choices)
+        self.reset_choices()
+        active = self.viewer.layers.selection.active
+        if any(active is layer for _, layer in self._layer_choices()):
+            self.layer.value = active
+        self._on_layer()
+
+    # ------------------------------------------------------------------ read-out
+
+    def _layer_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Image, Labels
+
+        return [(lay.name, lay) for lay in self.viewer.layers if isinstance(lay, Image | Labels)]
+
+    def _file_view(self, layer: Any) -> tuple[tuple[int, ...], np.ndarray] | None:
+        """File voxel order size and affine of *layer*, or None if it is not one volume."""
+        if layer is None or layer.multiscale or layer.ndim != 3:
+            return None
+        storage = StorageOrder.from_dict(_info(layer).get("storage"))
+        affine = nifti_affine_from_napari(layer.data.shape, storage, _layer_state(layer))
+        return stored_shape(layer.data.shape, storage), affine
+
+    def _on_layer(self, *_: Any) -> None:
+        layer = self.layer.value
+        view = self._file_view(layer)
+        if view is not None:
+            self._syncing = True
+            try:
+                self.target_size.value = view[0]
+                self.preset.value = CUSTOM
+            finally:
+                self._syncing = False
+        source = _info(layer).get("source_path") if layer is not None else None
+        self.output_dir.value = Path(source).parent if source else Path.cwd()
+        self._update_summary()
+
+    def _on_preset(self, value: str) -> None:
+        if self._syncing or value == CUSTOM:
+            return
+        self._syncing = True
+        try:
+            self.target_size.value = PRESETS[value]
+        finally:
+            self._syncing = False
+        self._update_summary()
+
+    def _on_size(self, value: tuple[int, ...]) -> None:
+        if not self._syncing:
+            match = [name for name, size in PRESETS.items() if size == tuple(value)]
+            self._syncing = True
+            try:
+                self.preset.value = match[0] if match else CUSTOM
+            finally:
+                self._syncing = False
+        self._update_summary()
+
+    def _update_summary(self, *_: Any) -> None:
+        layer = self.layer.value
+        view = self._file_view(layer)
+        if layer is None:
+            self.summary.value = "Open a volume (File > Open Sample > NIfTI Resample) to start."
+            return
+        if view is None:
+            self.summary.value = f"{layer.name!r} is not a single 3D volume (shape {layer.data.shape})."
+            return
+        size, affine = view
+        new = tuple(int(n) for n in self.target_size.value)
+        spacing = spacing_of(affine)
+        new_spacing = spacing_of(resampled_affine(affine, size, new, self.anchor.value))
+        fov = np.asarray(size) * spacing
+        itemsize = np.dtype(layer.data.dtype).itemsize
+        self.summary.value = "\n".join(
+            [
+                f"now: {_fmt(size, 6)} voxels, spacing {_fmt(spacing)} mm",
+                f"new: {_fmt(new, 6)} voxels, spacing {_fmt(new_spacing)} mm",
+                f"field of view (kept): {_fmt(fov, 4)} mm",
+                f"output: {_mib(np.prod(new, dtype=np.float64) * itemsize)} ({layer.data.dtype})",
+            ]
+        )
+
+    # ---------------------------------------------------------------------- run
+
+    @property
+    def running(self) -> bool:
+        """True while a resampling runs in the background."""
+        return self._worker is not None
+
+    @property
+    def result_layer(self) -> Any:
+        """The layer added by the last finished run (None before)."""
+        return self._result
+
+    def _prepare(self) -> _Job:
+        from napari.layers import Labels
+
+        layer = self.layer.value
+        if layer is None:
+            raise ValueError("choose an Image or Labels layer to resample")
+        if layer.multiscale:
+            raise ValueError(f"cannot resample the multiscale layer {layer.name!r}")
+        if layer.ndim != 3:
+            raise ValueError(
+                f"resampling needs a 3D layer; {layer.name!r} has shape {layer.data.shape}"
+            )
+        size = validate_size(tuple(self.target_size.value))
+        info = _info(layer)
+        storage = StorageOrder.from_dict(info.get("storage"))
+        data, affine = nifti_from_napari(np.asarray(layer.data), storage, _layer_state(layer))
+        layer_type = "labels" if isinstance(layer, Labels) else "image"
+        slope, inter = float(info.get("slope", 1.0)), float(info.get("inter", 0.0))
+        stored = None
+        if info.get("stored_dtype"):
+            stored = stored_from_display(data, slope, inter, np.dtype(info["stored_dtype"]))
+        if stored is None:  # values no longer the file's: resample what the layer shows
+            stored, slope, inter = data, 1.0, 0.0
+        interpolation = self.interpolation.value
+        if interpolation == AUTO:
+            interpolation = "label" if layer_type == "labels" else "bspline"
+        return _Job(
+            layer,
+            layer_type,
+            stored,
+            affine,
+            tuple(int(n) for n in size),  # type: ignore[arg-type]
+            interpolation,
+            self.anchor.value,
+            bool(self.antialias.value),
+            slope,
+            inter,
+            info,
+        )
+
+    def run(self, *_: Any) -> Any:
+        """Start resampling the chosen layer in a background thread; return the worker.
+
+        Refused (returns None, with a warning) while a previous run is still going.
+        """
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+        from superqt.utils import ensure_main_thread
+
+        if self._worker is not None:
+            self._report("A resampling is already running; wait for it to finish.", "warning")
+            return None
+        try:
+            job = self._prepare()
+        except ValueError as exc:
+            self._report(f"Cannot resample: {exc}", "error")
+            return None
+
+        self._progress = progress(total=100, desc=f"Resampling {job.layer.name}")
+        on_progress = ensure_main_thread(self._on_progress)
+        worker = create_worker(
+            resample_array,
+            job.data,
+            job.size,
+            affine=job.affine,
+            interpolation=job.interpolation,
+            anchor=job.anchor,
+            antialias=job.antialias,
+            progress=on_progress,
+            _start_thread=False,
+        )
+        worker.returned.connect(lambda result: self._on_done(job, *result))
+        worker.errored.connect(lambda exc: self._report(f"Resampling failed: {exc}", "error"))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.status.value = f"Resampling {job.layer.name} to {_fmt(job.size, 6)}..."
+        worker.start()
+        return worker
+
+    def _on_progress(self, fraction: float) -> None:
+        bar = self._progress
+        if bar is not None:
+            target = int(round(min(max(fraction, 0.0), 1.0) * 100))
+            if target > bar.n:
+                bar.update(target - bar.n)
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self._worker = None
+        self.run_button.enabled = True
+
+    def _on_done(self, job: _Job, out: np.ndarray, new_affine: np.ndarray) -> None:
+        from napari.layers import Layer
+
+        source = job.layer
+        template = job.info.get("header")
+        header = header_for_affine(new_affine, out.shape, template)
+        if header.get_data_dtype().newbyteorder("=") != out.dtype.newbyteorder("="):
+            header.set_data_dtype(out.dtype)
+        shown = scaled_for_display(out, job.slope, job.inter)
+        layout = napari_from_nifti(shown, new_affine, header)
+        base = source.name
+        info = {
+            "source_path": job.info.get("source_path"),
+            "affine": new_affine,
+            "header": header,
+            "storage": layout.storage.to_dict(),
+            "slope": job.slope,
+            "inter": job.inter,
+            "stored_dtype": out.dtype.str,
+            "shape": job.size,
+            "spacing": tuple(float(v) for v in spacing_of(new_affine)),
+            "resampled_from": {
+                "layer": source.name,
+                "shape": tuple(int(n) for n in job.data.shape),
+                "spacing": tuple(float(v) for v in spacing_of(job.affine)),
+                "affine": job.affine,
+            },
+            "interpolation": job.interpolation,
+            "anchor": job.anchor,
+            "antialias": job.antialias,
+        }
+        kwargs: dict[str, Any] = {
+            **layout.kwargs,
+            "name": f"{base}_resampled",
+            "metadata": {**source.metadata, METADATA_KEY: info},
+            "opacity": source.opacity,
+            "blending": source.blending,
+        }
+        if job.layer_type == "image":
+            kwargs["colormap"] = source.colormap
+            kwargs["contrast_limits"] = source.contrast_limits
+            kwargs["gamma"] = source.gamma
+        layer = Layer.create(layout.data, kwargs, job.layer_type)
+        self.viewer.add_layer(layer)
+        self._result = layer
+        self._result_base = base
+        self._report(f"Added {layer.name!r}: {_fmt(job.size, 6)} voxels.", "info")
+
+    # --------------------------------------------------------------------- save
+
+    def save(self, *_: Any) -> Path | None:
+        """Write the last result as ``<name>_resampled.nii.gz`` into the chosen folder.
+
+        Returns the path written, or None (nothing to save, folder missing, overwrite declined).
+        """
+        from napari_resample._writer import write_nifti
+
+        layer = self._result
+        if layer is None or layer not in self.viewer.layers:
+            self._report("Nothing to save: run Resample first.", "error")
+            return None
+        folder = Path(os.fspath(self.output_dir.value or "")).expanduser()
+        if not folder.is_dir():
+            self._report(f"Cannot save: folder {str(folder)!r} does not exist.", "error")
+            return None
+        path = folder / f"{self._result_base}_resampled.nii.gz"
+        if path.exists() and not self.confirm_overwrite(path):
+            self._report(f"Not saved: {path} exists and was kept.", "info")
+            return None
+        data, state, _ = layer.as_layer_data_tuple()
+        try:
+            written = write_nifti(str(path), data, state)[0]
+        except (OSError, ValueError) as exc:
+            self._report(f"Could not save {path}: {exc}", "error")
+            return None
+        self._report(f"Saved {written}", "info")
+        return Path(written)
+
+    def _report(self, message: str, level: str) -> None:
+        from napari.utils.notifications import show_error, show_info, show_warning
+
+        self.status.value = message
+        {"info": show_info, "warning": show_warning, "error": show_error}[level](message)
