@@ -14,9 +14,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
 
 import napari_resample
+from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
 from napari_resample import resampling
 from napari_resample._geometry import direction_of, spacing_of, voxel_transform
 
@@ -270,8 +270,9 @@ def test_debug_prints_exact_line(scan, tmp_path, monkeypatch, capsys, output_pat
     "FileNotFoundError from os.replace",
 )
 @pytest.mark.parametrize("output_path", ["a/b/../c", "a/../c"])
-def test_output_path_with_dotdot_through_missing_folder(scan, tmp_path, monkeypatch,
-                                                        output_path) -> None:
+def test_output_path_with_dotdot_through_missing_folder(
+    scan, tmp_path, monkeypatch, output_path
+) -> None:
     # Spec: the output directory is "created automatically if it doesn't exist" -- like
     # os.makedirs, which creates a/b on the way to a/b/../c.
     monkeypatch.chdir(tmp_path)
@@ -293,8 +294,10 @@ def test_no_debug_prints_nothing(scan: Path, tmp_path: Path, capsys) -> None:
 def test_logging_configuration_unchanged(scan: Path, tmp_path: Path) -> None:
     root = logging.getLogger()
     before = (list(root.handlers), root.level, logging.root.manager.disable)
-    loggers = {name: list(getattr(lg, "handlers", [])) for name, lg in
-               logging.root.manager.loggerDict.items()}
+    loggers = {
+        name: list(getattr(lg, "handlers", []))
+        for name, lg in logging.root.manager.loggerDict.items()
+    }
     resampling(scan, tmp_path / "out", SIZE, debug=True)
     assert (list(root.handlers), root.level, logging.root.manager.disable) == before
     for name, lg in logging.root.manager.loggerDict.items():
@@ -335,10 +338,12 @@ def test_output_geometry_and_dtype(nifti_case, tmp_path, name: str, size, anchor
     # Spacing and FOV, read the way the spec's example reads them.
     f = old_shape / size
     if name != "sheared":  # see test_io.test_qform_moved_when_its_zooms_differ_from_sform
-        np.testing.assert_allclose(out.header.get_zooms()[:3],
-                                   np.array(src.header.get_zooms()[:3]) * f, rtol=1e-5)
-    np.testing.assert_allclose(spacing_of(out.affine) * size, spacing_of(src.affine) * old_shape,
-                               rtol=1e-5)
+        np.testing.assert_allclose(
+            out.header.get_zooms()[:3], np.array(src.header.get_zooms()[:3]) * f, rtol=1e-5
+        )
+    np.testing.assert_allclose(
+        spacing_of(out.affine) * size, spacing_of(src.affine) * old_shape, rtol=1e-5
+    )
     np.testing.assert_allclose(direction_of(out.affine), direction_of(src.affine), atol=1e-5)
     t = voxel_transform(old_shape, size, anchor)
     if name == "codes_0_0" and anchor == "origin":
@@ -350,8 +355,9 @@ def test_output_geometry_and_dtype(nifti_case, tmp_path, name: str, size, anchor
         corner = np.array([-0.5, -0.5, -0.5, 1.0])
         np.testing.assert_allclose(out.affine @ corner, src.affine @ corner, atol=1e-4)
         far = np.append(np.array(size) - 0.5, 1.0)
-        np.testing.assert_allclose(out.affine @ far, src.affine @ np.append(old_shape - 0.5, 1),
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            out.affine @ far, src.affine @ np.append(old_shape - 0.5, 1), atol=1e-4
+        )
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -363,8 +369,9 @@ def test_output_values_are_resampled_input(nifti_case, tmp_path: Path, name: str
     interpolation = "label" if name == "labels" else "bspline"
     resampling(path, tmp_path / "out", SIZE, interpolation=interpolation)
     out = nib.load(tmp_path / "out" / "scan_resampled.nii.gz")
-    expected, _ = resample_array(case.data.reshape(case.data.shape[:3]), SIZE,
-                                 interpolation=interpolation)
+    expected, _ = resample_array(
+        case.data.reshape(case.data.shape[:3]), SIZE, interpolation=interpolation
+    )
     np.testing.assert_array_equal(np.asarray(out.dataobj.get_unscaled()), expected)
     if name == "labels":
         assert set(np.unique(expected)) <= set(np.unique(case.data))

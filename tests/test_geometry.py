@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHEAR, make_affine, rotation
 
+from conftest import SHEAR, make_affine, rotation
 from napari_resample import resample_array
 from napari_resample._geometry import (
     direction_of,

@@ -13,8 +13,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
 
+from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
 from napari_resample import resampling
 from napari_resample._geometry import voxel_transform
 from napari_resample._io import (
@@ -101,7 +101,7 @@ def test_load_keeps_stored_type_byte_order_and_scaling(nifti_case) -> None:
 
 
 def test_load_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.nii\.gz"):
         load_nifti(tmp_path / "missing.nii.gz")
     bad = tmp_path / "garbage.nii.gz"
     bad.write_bytes(b"this is not a NIfTI file at all")
@@ -188,8 +188,14 @@ def test_save_replaces_existing_file(tmp_path: Path) -> None:
 def test_resampled_header_moves_qform_and_sform_and_keeps_fields(make_nifti, anchor) -> None:
     qform = make_affine(rotation(0.0, 0.0, 0.2) @ np.diag([0.5, 0.75, -2.5]), (1.0, 2.0, 3.0))
     sform = make_affine(rotation(0.3, -0.2, 0.5) @ ANISO, (-12.0, 7.5, 30.0))
-    path = make_nifti(np.zeros((9, 8, 6), np.int16), sform, qform=qform, qform_code=1,
-                      sform_code=4, fields=FIELDS)
+    path = make_nifti(
+        np.zeros((9, 8, 6), np.int16),
+        sform,
+        qform=qform,
+        qform_code=1,
+        sform_code=4,
+        fields=FIELDS,
+    )
     hdr = nib.load(path).header
     before = hdr.copy()
     new = resampled_header(hdr, (9, 8, 6), NEW, anchor)
@@ -198,8 +204,9 @@ def test_resampled_header_moves_qform_and_sform_and_keeps_fields(make_nifti, anc
     np.testing.assert_allclose(new.get_sform(), hdr.get_sform() @ t, atol=1e-5)
     assert (int(new["qform_code"]), int(new["sform_code"])) == (1, 4)
     assert new.get_data_shape() == NEW
-    np.testing.assert_allclose(new.get_zooms(), np.array(hdr.get_zooms()) * t.diagonal()[:3],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        new.get_zooms(), np.array(hdr.get_zooms()) * t.diagonal()[:3], rtol=1e-6
+    )
     for key in FIELDS:
         np.testing.assert_array_equal(header_value(new, key), header_value(hdr, key))
     assert new["pixdim"][0] == hdr["pixdim"][0] == -1  # qfac of the z-flipped qform
@@ -214,8 +221,9 @@ def test_resampled_header_moves_qform_and_sform_and_keeps_fields(make_nifti, anc
 @pytest.mark.parametrize("anchor", ["origin", "center"])
 def test_header_fields_kept_through_resampling(make_nifti, anchor: str) -> None:
     data = np.round(smooth_volume((9, 8, 6))).astype(np.int16)
-    path = make_nifti(data, make_affine(ANISO, (1, 2, 3)), qform_code=1, sform_code=3,
-                      fields=FIELDS)
+    path = make_nifti(
+        data, make_affine(ANISO, (1, 2, 3)), qform_code=1, sform_code=3, fields=FIELDS
+    )
     out = resample_file(path, anchor)
     src, dst = nib.load(path).header, nib.load(out).header
     for key in FIELDS:
@@ -227,8 +235,10 @@ def test_header_fields_kept_through_resampling(make_nifti, anchor: str) -> None:
 
 
 @pytest.mark.parametrize("anchor", ["origin", "center"])
-@pytest.mark.parametrize("name", ["qform_ne_sform", "qform_only", "sform_only", "oblique",
-                                  "flipped_las", "permuted_lsa"])
+@pytest.mark.parametrize(
+    "name",
+    ["qform_ne_sform", "qform_only", "sform_only", "oblique", "flipped_las", "permuted_lsa"],
+)
 def test_qform_and_sform_both_moved(nifti_case, name: str, anchor: str) -> None:
     # Decision 6: each of qform and sform becomes old @ T (T: output voxel -> input voxel), so
     # both keep their meaning and their codes even when they disagreed in the source.
@@ -267,8 +277,9 @@ def test_qform_moved_when_its_zooms_differ_from_sform(make_nifti, qform_zooms, a
     t = voxel_transform((9, 8, 6), NEW, anchor)
     np.testing.assert_allclose(dst.get_sform(), src.get_sform() @ t, atol=1e-4)
     # Spec "Verifying Field of View Preservation" reads spacing with header.get_zooms().
-    np.testing.assert_allclose(np.array(dst.get_zooms()) * NEW,
-                               np.array(src.get_zooms()) * (9, 8, 6), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.array(dst.get_zooms()) * NEW, np.array(src.get_zooms()) * (9, 8, 6), rtol=1e-5
+    )
     np.testing.assert_allclose(dst.get_qform(), src.get_qform() @ t, atol=1e-4)
 
 
@@ -284,8 +295,9 @@ def test_codes_0_0_stay_0_0(nifti_case, anchor: str) -> None:
     src, dst = nib.load(path), nib.load(out)
     assert (int(dst.header["qform_code"]), int(dst.header["sform_code"])) == (0, 0)
     f = np.array(case.data.shape) / NEW
-    np.testing.assert_allclose(dst.header.get_zooms(), np.array(src.header.get_zooms()) * f,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        dst.header.get_zooms(), np.array(src.header.get_zooms()) * f, rtol=1e-6
+    )
     np.testing.assert_allclose(dst.affine[:3, :3], src.affine[:3, :3] * f, atol=1e-6)
     if anchor == "center":
         t = voxel_transform(case.data.shape, NEW, anchor)
@@ -330,7 +342,9 @@ def test_same_size_file_is_lossless(nifti_case) -> None:
         path, case = nifti_case(name)
         out = resample_file(path, size=case.data.shape[:3])
         a, b = nib.load(path), nib.load(out)
-        assert np.asarray(b.dataobj.get_unscaled()).tobytes() == case.data.astype(
-            a.get_data_dtype()).tobytes()
+        assert (
+            np.asarray(b.dataobj.get_unscaled()).tobytes()
+            == case.data.astype(a.get_data_dtype()).tobytes()
+        )
         np.testing.assert_allclose(b.affine, a.affine, atol=1e-6)
         assert (b.dataobj.slope, b.dataobj.inter) == (a.dataobj.slope, a.dataobj.inter)

@@ -8,10 +8,12 @@ SimpleITK's ResampleImageFilter (the spec's reference implementation).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
-from conftest import label_volume, smooth_volume
 
+from conftest import label_volume, smooth_volume
 from napari_resample import resample_array
 from napari_resample._geometry import sample_positions
 
@@ -205,8 +207,9 @@ def test_integers_are_rounded_to_nearest(dtype, size, anchor, interpolation) -> 
     # The same computation on float64 data is the exact value; float32 work on values up to
     # 3e4 carries at most ~1e-2 of rounding error, hence 0.5 + 1e-2.
     data = random_volume(dtype, seed=3)
-    exact, _ = resample_array(data.astype(np.float64), size, interpolation=interpolation,
-                              anchor=anchor)
+    exact, _ = resample_array(
+        data.astype(np.float64), size, interpolation=interpolation, anchor=anchor
+    )
     out, _ = resample_array(data, size, interpolation=interpolation, anchor=anchor)
     err = out.astype(np.float64) - exact
     assert np.abs(err).max() <= 0.5 + 1e-2
@@ -242,8 +245,10 @@ def test_label_mode_keeps_uniform_regions() -> None:
 
     # Output voxels whose whole 2x2x2 linear support has a single label must agree.
     uniform = ndimage.maximum_filter(data, size=3) == ndimage.minimum_filter(data, size=3)
-    idx = [nearest_input_index(n, s, "origin").astype(int) for n, s in zip(data.shape, size,
-                                                                             strict=True)]
+    idx = [
+        nearest_input_index(n, s, "origin").astype(int)
+        for n, s in zip(data.shape, size, strict=True)
+    ]
     keep = uniform[np.ix_(*idx)]
     assert keep.sum() > 20
     np.testing.assert_array_equal(lab[keep], near[keep])
@@ -269,8 +274,10 @@ def test_nearest_takes_nearest_input_voxel() -> None:
     for anchor in ANCHORS:
         size = (15, 2, 6)
         out, _ = resample_array(data, size, interpolation="nearest", anchor=anchor)
-        idx = [nearest_input_index(n, s, anchor).astype(int) for n, s in zip(data.shape, size,
-                                                                             strict=True)]
+        idx = [
+            nearest_input_index(n, s, anchor).astype(int)
+            for n, s in zip(data.shape, size, strict=True)
+        ]
         np.testing.assert_array_equal(out, data[np.ix_(*idx)])
 
 
@@ -295,8 +302,9 @@ def test_linear_field_is_reproduced_at_world_positions(interpolation, anchor) ->
         return (g @ world + 100.0).reshape(shp)
 
     data = field(affine, shape)
-    out, new_affine = resample_array(data, size, affine=affine, interpolation=interpolation,
-                                     anchor=anchor)
+    out, new_affine = resample_array(
+        data, size, affine=affine, interpolation=interpolation, anchor=anchor
+    )
     expected = field(new_affine, size)
     atol = 1e-9
     if interpolation == "bspline":
@@ -304,9 +312,11 @@ def test_linear_field_is_reproduced_at_world_positions(interpolation, anchor) ->
         # carries that inwards decaying by |pole| = 0.268 per voxel: < 5e-3 after 4 voxels.
         # A geometry off by even 0.1 voxel would miss by > 0.1.
         margin, atol = 4, 5e-3
-        inside = [(sample_positions(n, s, anchor) >= margin)
-                  & (sample_positions(n, s, anchor) <= n - 1 - margin)
-                  for n, s in zip(shape, size, strict=True)]
+        inside = [
+            (sample_positions(n, s, anchor) >= margin)
+            & (sample_positions(n, s, anchor) <= n - 1 - margin)
+            for n, s in zip(shape, size, strict=True)
+        ]
         sl = np.ix_(*inside)
         out, expected = out[sl], expected[sl]
         assert out.size > 100
@@ -372,8 +382,9 @@ def test_antialias_removes_aliased_pattern(interpolation: str, anchor: str) -> N
     data = stripes()
     size = (8, 6, 6)
     raw, _ = resample_array(data, size, interpolation=interpolation, anchor=anchor)
-    smooth, _ = resample_array(data, size, interpolation=interpolation, anchor=anchor,
-                               antialias=True)
+    smooth, _ = resample_array(
+        data, size, interpolation=interpolation, anchor=anchor, antialias=True
+    )
     aliased, kept = raw[:, 3, 3].std(), smooth[:, 3, 3].std()
     assert aliased > 25.0  # the false pattern is real without anti-aliasing
     assert kept < 0.1 * aliased
@@ -418,8 +429,10 @@ def test_nonfinite_values_stay_local(size, interpolation, anchor) -> None:
     # whole rows.
     data = nonfinite_volume()
     out, _ = resample_array(data, size, interpolation=interpolation, anchor=anchor)
-    idx = [nearest_input_index(n, s, anchor).astype(int) for n, s in zip(data.shape, size,
-                                                                         strict=True)]
+    idx = [
+        nearest_input_index(n, s, anchor).astype(int)
+        for n, s in zip(data.shape, size, strict=True)
+    ]
     nearest = data[np.ix_(*idx)]
     bad = ~np.isfinite(nearest)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(nearest))
@@ -442,8 +455,12 @@ def test_nonfinite_does_not_disturb_far_voxels(interpolation: str) -> None:
     size = (24, 28, 18)
     out, _ = resample_array(data, size, interpolation=interpolation)
     ref, _ = resample_array(clean, size, interpolation=interpolation)
-    pos = np.stack(np.meshgrid(*[sample_positions(n, s, "origin") for n, s in
-                                 zip(data.shape, size, strict=True)], indexing="ij"))
+    pos = np.stack(
+        np.meshgrid(
+            *[sample_positions(n, s, "origin") for n, s in zip(data.shape, size, strict=True)],
+            indexing="ij",
+        )
+    )
     dist = np.full(size, np.inf)
     for bad in np.argwhere(~np.isfinite(data)):
         d = np.abs(pos - bad[:, None, None, None]).max(axis=0)
@@ -507,8 +524,9 @@ def test_agrees_with_simpleitk(kind: str, size, anchor: str, dtype, smooth: bool
     ours, _ = resample_array(data, size, interpolation=kind, anchor=anchor)
     interp = sitk.sitkBSpline if kind == "bspline" else sitk.sitkLinear
     ref = itk_resample(sitk, data, size, anchor, interp)
-    inside = np.ix_(*[sample_positions(n, s, anchor) < n - 0.5 for n, s in
-                      zip(shape, size, strict=True)])
+    inside = np.ix_(
+        *[sample_positions(n, s, anchor) < n - 0.5 for n, s in zip(shape, size, strict=True)]
+    )
     lo, hi = float(data.min()), float(data.max())
     ref = np.clip(ref, lo, hi)
     np.testing.assert_allclose(ours[inside], ref[inside], rtol=0, atol=RTOL[dtype] * (hi - lo))
@@ -524,8 +542,9 @@ def test_integer_bspline_agrees_with_simpleitk_rounded(anchor: str) -> None:
     size = (17, 6, 13)
     ours, _ = resample_array(data, size, anchor=anchor)
     ref = itk_resample(sitk, data, size, anchor, sitk.sitkBSpline)
-    inside = np.ix_(*[sample_positions(n, s, anchor) < n - 0.5 for n, s in
-                      zip(data.shape, size, strict=True)])
+    inside = np.ix_(
+        *[sample_positions(n, s, anchor) < n - 0.5 for n, s in zip(data.shape, size, strict=True)]
+    )
     expected = np.rint(np.clip(ref, data.min(), data.max()))
     diff = np.abs(ours.astype(np.float64) - expected)[inside]
     assert diff.max() <= 1
@@ -539,4 +558,4 @@ def test_progress_is_monotonic_and_ends_at_one() -> None:
     seen: list[float] = []
     resample_array(smooth_volume((6, 5, 4)), (12, 3, 8), progress=seen.append)
     assert seen and seen[-1] == 1.0
-    assert all(0.0 <= a <= b <= 1.0 for a, b in zip(seen, seen[1:], strict=False))
+    assert all(0.0 <= a <= b <= 1.0 for a, b in itertools.pairwise(seen))

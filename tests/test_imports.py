@@ -1,0 +1,71 @@
+"""The core imports no GUI and no SimpleITK (STYLE.md "Architecture"; issue 2 "Package").
+
+Checked in a fresh interpreter, since this test session itself may already hold napari & co.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+FORBIDDEN = [
+    "napari",
+    "magicgui",
+    "qtpy",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6",
+    "SimpleITK",
+    "vispy",
+    "npe2",
+]
+
+
+def loaded_after(code: str) -> set[str]:
+    script = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import napari_resample",
+        "import napari_resample._api, napari_resample._resample, napari_resample._io, "
+        "napari_resample._geometry",
+    ],
+)
+def test_core_import_leaves_gui_and_simpleitk_out(code: str) -> None:
+    loaded = top_level(loaded_after(code))
+    assert "napari_resample" in loaded
+    assert loaded.isdisjoint(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
+
+
+def test_core_runs_without_gui_or_simpleitk(tmp_path) -> None:
+    # Using the core (not just importing it) still needs no GUI and no SimpleITK.
+    code = f"""
+import numpy as np, nibabel as nib
+from napari_resample import resampling, resample_array
+resample_array(np.ones((4, 4, 4), np.float32), (8, 2, 4))
+nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.int16), np.eye(4)), {str(tmp_path / "a.nii.gz")!r})
+resampling({str(tmp_path / "a.nii.gz")!r}, {str(tmp_path / "out")!r}, (2, 2, 2))
+"""
+    loaded = top_level(loaded_after(code))
+    assert loaded.isdisjoint(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
+    assert (tmp_path / "out" / "a_resampled.nii.gz").is_file()
+
+
+def test_sanity_the_check_detects_imports() -> None:
+    # Teeth: the same probe does see a forbidden module when one is imported.
+    pytest.importorskip("SimpleITK")
+    assert "SimpleITK" in top_level(loaded_after("import napari_resample, SimpleITK"))
