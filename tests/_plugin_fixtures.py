@@ -10,7 +10,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 
 def rotation(axis: str, degrees: float) -> np.ndarray:
@@ -101,14 +100,16 @@ def write_nifti(
     return path
 
 
-@pytest.fixture
-def nifti_file(tmp_path):
-    """Factory: ``nifti_file(name, affine_key_or_matrix, data=None, **header)`` -> Path."""
+def nifti_factory(folder: Path):
+    """``make(name, affine_key_or_matrix, data=None, **header) -> Path`` writing into *folder*.
+
+    Test modules wrap it in a ``nifti_file`` fixture over ``tmp_path``.
+    """
 
     def make(name: str, affine="ras_anisotropic", data=None, **kwargs) -> Path:
         a = AFFINES[affine] if isinstance(affine, str) else np.asarray(affine, dtype=float)
         vol = coded_volume() if data is None else data
-        return write_nifti(tmp_path / name, vol, a, **kwargs)
+        return write_nifti(folder / name, vol, a, **kwargs)
 
     return make
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _plugin_fixtures import AFFINES, AXIS_ALIGNED, coded_volume, decode, stored_world
 from nibabel.orientations import aff2axcodes
 
+from _plugin_fixtures import AFFINES, AXIS_ALIGNED, coded_volume, decode, stored_world
 from napari_resample._layout import (
     StorageOrder,
     napari_from_nifti,
@@ -52,7 +52,9 @@ def test_axis_aligned_files_need_only_scale_and_translate(key):
     spacing = np.sqrt((AFFINES[key][:3, :3] ** 2).sum(axis=0))
     # napari's (z, y, x) scale is the spacing of the S, A and R oriented axes: all positive.
     codes = aff2axcodes(AFFINES[key])
-    ras_axis_of_stored = [next(n for n, c in enumerate(codes) if c in p) for p in ("SI", "AP", "RL")]
+    ras_axis_of_stored = [
+        next(n for n, c in enumerate(codes) if c in p) for p in ("SI", "AP", "RL")
+    ]
     np.testing.assert_allclose(layout.kwargs["scale"], spacing[ras_axis_of_stored])
     assert layout.kwargs["units"] == ("mm", "mm", "mm")
     assert layout.kwargs["axis_labels"] == ("superior", "anterior", "right")

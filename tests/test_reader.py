@@ -7,15 +7,20 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
-from _plugin_fixtures import (  # noqa: F401  (nifti_file is a fixture)
+
+from _plugin_fixtures import (
     AFFINES,
     coded_volume,
     decode,
-    nifti_file,
+    nifti_factory,
     stored_world,
 )
-
 from napari_resample._reader import get_reader, is_label_volume, read_nifti
+
+
+@pytest.fixture
+def nifti_file(tmp_path):
+    return nifti_factory(tmp_path)
 
 
 def _layers(path):
@@ -32,9 +37,7 @@ def _error_messages():
     ]
 
 
-@pytest.mark.parametrize(
-    "path", ["a.nii", "a.nii.gz", "dir/B.NII.GZ", ["a.nii", "b.nii.gz"]]
-)
+@pytest.mark.parametrize("path", ["a.nii", "a.nii.gz", "dir/B.NII.GZ", ["a.nii", "b.nii.gz"]])
 def test_get_reader_accepts_nifti_names(path):
     assert get_reader(path) is read_nifti
 
@@ -104,7 +107,7 @@ def test_big_endian_file_opens_native_with_the_same_values(nifti_file):
 
 def test_metadata_holds_path_affine_and_full_header(nifti_file):
     path = nifti_file("meta.nii.gz", "lsa_permuted", descrip=b"hello header")
-    ((data, kwargs, layer_type),) = read_nifti(str(path))
+    ((_, kwargs, _),) = read_nifti(str(path))
     info = kwargs["metadata"]["napari_resample"]
     assert info["source_path"] == str(path)
     np.testing.assert_allclose(info["affine"], AFFINES["lsa_permuted"], atol=1e-6)
@@ -133,8 +136,15 @@ def test_micron_units_are_passed_on(nifti_file):
         (np.arange(1000, dtype=np.uint8).reshape(10, 10, 10) % 100, 0, "image"),
         (np.arange(1000, dtype=np.float32).reshape(10, 10, 10) % 5, 1002, "image"),
     ],
-    ids=["intent-label", "intent-neuroname", "many-values", "few-int32", "few-uint8",
-         "many-uint8", "float-with-intent"],
+    ids=[
+        "intent-label",
+        "intent-neuroname",
+        "many-values",
+        "few-int32",
+        "few-uint8",
+        "many-uint8",
+        "float-with-intent",
+    ],
 )
 def test_layer_type_rule(nifti_file, data, intent, expected):
     ((_, _, layer_type),) = read_nifti(str(nifti_file("l.nii.gz", data=data, intent_code=intent)))

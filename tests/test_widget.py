@@ -7,16 +7,21 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from _plugin_fixtures import (  # noqa: F401  (nifti_file is a fixture)
-    AFFINES,
-    coded_volume,
-    nifti_file,
-)
 
+from _plugin_fixtures import (
+    AFFINES,
+    nifti_factory,
+)
 from napari_resample import resampling
 from napari_resample._geometry import resampled_affine
 from napari_resample._layout import METADATA_KEY, StorageOrder, nifti_from_napari
 from napari_resample._widget import PRESETS, ResampleWidget
+
+
+@pytest.fixture
+def nifti_file(tmp_path):
+    return nifti_factory(tmp_path)
+
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000  # a generous bound for waiting, never an assertion about speed
@@ -58,7 +63,9 @@ def _errors():
     from napari.utils.notifications import NotificationSeverity, notification_manager
 
     return [
-        n.message for n in notification_manager.records if n.severity >= NotificationSeverity.WARNING
+        n.message
+        for n in notification_manager.records
+        if n.severity >= NotificationSeverity.WARNING
     ]
 
 
@@ -66,7 +73,7 @@ def test_docks_by_name_from_the_manifest_and_sits_in_layers_transform(make_napar
     from napari._app_model import get_app_model
 
     viewer = make_napari_viewer()
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-resample", "Resample volume")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-resample", "Resample volume")
     assert isinstance(widget, ResampleWidget)
     names = [w.name for w in widget]
     for name in ("layer", "target_size", "interpolation", "anchor", "antialias"):
@@ -122,8 +129,9 @@ def test_run_adds_a_layer_placed_over_the_original(qtbot, viewer, widget, nifti_
         ijk = np.array(corner) * (stored_shape - 1)
         world = (expected @ np.append(ijk, 1.0))[:3]
         napari_index = _napari_index_of(result, ijk)
-        np.testing.assert_allclose(np.asarray(result.data_to_world(napari_index))[::-1], world,
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(result.data_to_world(napari_index))[::-1], world, atol=1e-5
+        )
     # the field of view is the original's: outer edges coincide for "center"
     lo = np.asarray(layer.data_to_world(-0.5 * np.ones(3)))
     hi = np.asarray(layer.data_to_world(np.asarray(layer.data.shape) - 0.5))
@@ -193,8 +201,9 @@ def test_labels_stay_labels_with_their_label_set(qtbot, viewer, widget):
     assert set(np.unique(result.data).tolist()) == set(np.unique(labels.data).tolist())
 
 
-def test_save_writes_the_file_asks_before_overwriting_and_reports(qtbot, viewer, widget, nifti_file,
-                                                                  tmp_path):
+def test_save_writes_the_file_asks_before_overwriting_and_reports(
+    qtbot, viewer, widget, nifti_file, tmp_path
+):
     src = nifti_file("scan_042.nii.gz", "lps", data=_ct())
     widget.layer.value = _open(viewer, src)
     assert widget.output_dir.value == src.parent  # default: the source file's folder
@@ -314,3 +323,27 @@ def test_layer_not_from_a_file_saves_with_scale_as_spacing(qtbot, viewer, widget
     widget.output_dir.value = tmp_path
     saved = nib.load(widget.save())
     np.testing.assert_allclose(np.diag(saved.affine)[:3], [1.0, 1.6, 5.0], atol=1e-6)
+
+
+def test_screenshot_script_makes_a_non_blank_picture(make_napari_viewer, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    import imageio.v3 as iio
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "make_screenshot.py"
+    spec = importlib.util.spec_from_file_location("make_screenshot", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    viewer = make_napari_viewer(show=True)
+    path = module.make_screenshot(tmp_path / "shot.png", viewer=viewer)
+    assert [lay.name for lay in viewer.layers] == ["phantom", "phantom_resampled"]
+    pixels = iio.imread(path)[..., :3].astype(float)
+    height, width = pixels.shape[:2]
+    assert height >= 400 and width >= 600
+    grey = pixels.mean(axis=2)
+    assert grey.std() > 20, "screenshot is (nearly) uniform"
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
+    # the canvas (left of the dock) shows the phantom: bright skull next to dark air
+    band = grey[height // 4 : 3 * height // 4, int(0.3 * width) : int(0.55 * width)]
+    assert band.max() > 200 and band.min() < 40

@@ -5,14 +5,19 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-from _plugin_fixtures import (  # noqa: F401  (nifti_file is a fixture)
+
+from _plugin_fixtures import (
     AFFINES,
     coded_volume,
-    nifti_file,
+    nifti_factory,
 )
-
 from napari_resample._reader import read_nifti
 from napari_resample._writer import write_nifti
+
+
+@pytest.fixture
+def nifti_file(tmp_path):
+    return nifti_factory(tmp_path)
 
 
 def _open(path):
@@ -33,7 +38,9 @@ def _assert_same_file(original, written, *, atol=1e-5):
     ha, hb = a.header, b.header
     assert b.shape == a.shape
     assert hb.get_data_dtype() == ha.get_data_dtype()
-    assert np.array_equal(np.asarray(b.dataobj.get_unscaled()), np.asarray(a.dataobj.get_unscaled()))
+    assert np.array_equal(
+        np.asarray(b.dataobj.get_unscaled()), np.asarray(a.dataobj.get_unscaled())
+    )
     assert (b.dataobj.slope, b.dataobj.inter) == (a.dataobj.slope, a.dataobj.inter)
     np.testing.assert_allclose(b.affine, a.affine, atol=atol)
     for field in ("qform_code", "sform_code", "xyzt_units", "descrip", "intent_code"):
@@ -151,6 +158,8 @@ def test_napari_save_layers_finds_our_writer_for_nii_gz(nifti_file, tmp_path):
 
     PluginManager.instance().discover()  # what a napari viewer does at start-up
     src = nifti_file("v.nii.gz", "lsa_permuted")
-    written = save_layers(str(tmp_path / "via_napari.nii.gz"), [_open(src)], plugin="napari-resample")
+    written = save_layers(
+        str(tmp_path / "via_napari.nii.gz"), [_open(src)], plugin="napari-resample"
+    )
     assert written == [str(tmp_path / "via_napari.nii.gz")]
     _assert_same_file(src, written[0])

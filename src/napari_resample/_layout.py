@@ -170,9 +170,7 @@ def _units(header: Any | None) -> tuple[str, str | None]:
     return _SPACE_UNITS.get(space, "mm"), _TIME_UNITS.get(time)
 
 
-def napari_from_nifti(
-    data: NDArray, affine: ArrayLike, header: Any | None = None
-) -> NapariLayout:
+def napari_from_nifti(data: NDArray, affine: ArrayLike, header: Any | None = None) -> NapariLayout:
     """Convert stored NIfTI voxels and their affine into napari data and layer geometry.
 
     Parameters

@@ -133,7 +133,9 @@ def layer_data_from_volume(
     header = volume.header
     if layer_type is None:
         intent = int(header["intent_code"])
-        layer_type = "labels" if is_label_volume(volume.data, intent, volume.is_scaled) else "image"
+        layer_type = (
+            "labels" if is_label_volume(volume.data, intent, volume.is_scaled) else "image"
+        )
     if layer_type not in ("image", "labels"):
         raise ValueError(f"layer_type must be 'image' or 'labels', got {layer_type!r}")
     values = volume.scaled_data() if layer_type == "image" else volume.data

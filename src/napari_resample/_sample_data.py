@@ -1,6 +1,7 @@
 """napari sample data: the core's synthetic head phantom and its label map.
 
-Both go through the reader's own conversion (:func:`napari_resample._reader.layer_data_from_volume`),
+Both go through the reader's own conversion
+(:func:`napari_resample._reader.layer_data_from_volume`),
 so they open with the same true anisotropic spacing (0.5 x 0.5 x 2.5 mm), RAS world coordinates
 and metadata as a file would, and the widget and the writer treat them like any NIfTI layer.
 """

@@ -240,7 +240,9 @@ class ResampleWidget(Container):
             self.summary.value = "Open a volume (File > Open Sample > NIfTI Resample) to start."
             return
         if view is None:
-            self.summary.value = f"{layer.name!r} is not a single 3D volume (shape {layer.data.shape})."
+            self.summary.value = (
+                f"{layer.name!r} is not a single 3D volume (shape {layer.data.shape})."
+            )
             return
         size, affine = view
         new = tuple(int(n) for n in self.target_size.value)
@@ -352,7 +354,7 @@ class ResampleWidget(Container):
     def _on_progress(self, fraction: float) -> None:
         bar = self._progress
         if bar is not None:
-            target = int(round(min(max(fraction, 0.0), 1.0) * 100))
+            target = round(min(max(fraction, 0.0), 1.0) * 100)
             if target > bar.n:
                 bar.update(target - bar.n)
 

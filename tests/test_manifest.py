@@ -1,0 +1,121 @@
+"""The npe2 manifest: valid, discoverable, every command importable; sample data; import cost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from npe2 import PluginManager, PluginManifest
+from npe2.manifest.utils import import_python_name
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "napari.yaml"
+
+
+@pytest.fixture(scope="module")
+def manifest() -> PluginManifest:
+    return PluginManifest.from_file(MANIFEST)
+
+
+def test_manifest_identity(manifest):
+    assert manifest.name == "napari-resample"
+    assert manifest.display_name == "NIfTI Resample"
+    assert {str(c) for c in manifest.categories} == {"IO", "Image Processing"}
+
+
+def test_package_reaches_the_manifest_through_a_relative_symlink():
+    link = ROOT / "src" / "napari_resample" / "napari.yaml"
+    assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+    assert link.resolve() == MANIFEST.resolve()
+
+
+def test_installed_entry_point_gives_this_manifest(manifest):
+    pm = PluginManager.instance()
+    pm.discover()
+    installed = pm.get_manifest("napari-resample")
+    assert installed.contributions.model_dump() == manifest.contributions.model_dump()
+
+
+def test_every_command_imports_and_is_callable(manifest):
+    commands = manifest.contributions.commands or []
+    assert len(commands) == 5
+    for command in commands:
+        assert callable(import_python_name(command.python_name)), command.id
+
+
+def test_contributions_point_at_declared_commands(manifest):
+    ids = {c.id for c in manifest.contributions.commands or []}
+    contrib = manifest.contributions
+    used = {r.command for r in contrib.readers or []}
+    used |= {w.command for w in contrib.writers or []}
+    used |= {w.command for w in contrib.widgets or []}
+    used |= {s.command for s in contrib.sample_data or []}
+    used |= {m.command for m in contrib.menus["napari/layers/transform"]}
+    assert used == ids
+
+
+def test_reader_and_writers_match_nifti_names(manifest):
+    (reader,) = manifest.contributions.readers
+    assert set(reader.filename_patterns) == {"*.nii", "*.nii.gz"}
+    pm = PluginManager.instance()
+    pm.discover()
+    for layer_type in ("image", "labels"):
+        for name in ("out.nii.gz", "out.nii"):
+            writer, path = pm.get_writer(name, [layer_type], plugin_name="napari-resample")
+            assert writer is not None and path == name, (layer_type, name)
+            assert writer.command == f"napari-resample.write_{layer_type}"
+
+
+def test_npe2_validate_with_imports_passes():
+    npe2_cli = Path(sys.executable).with_name("npe2")
+    result = subprocess.run(
+        [str(npe2_cli), "validate", "napari-resample", "--imports"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
+
+
+def test_discovery_modules_do_not_import_qt_or_napari():
+    code = (
+        "import sys, napari_resample._reader, napari_resample._writer, "
+        "napari_resample._sample_data, napari_resample._layout\n"
+        "print(sorted(m for m in ('napari', 'qtpy', 'PyQt5', 'magicgui') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_sample_data_has_true_anisotropic_geometry():
+    from napari.layers import Layer
+
+    from napari_resample._phantom import make_phantom
+    from napari_resample._sample_data import make_sample_data
+
+    image_ld, labels_ld = make_sample_data()
+    assert (image_ld[2], labels_ld[2]) == ("image", "labels")
+    image, labels = Layer.create(*image_ld), Layer.create(*labels_ld)
+    stored_image, stored_labels, affine = make_phantom()
+    assert image.data.dtype == stored_image.dtype and labels.data.dtype == stored_labels.dtype
+    np.testing.assert_allclose(image.scale, [2.5, 0.5, 0.5])
+    np.testing.assert_allclose(labels.scale, [2.5, 0.5, 0.5])
+    assert set(np.unique(labels.data).tolist()) == set(np.unique(stored_labels).tolist())
+    for ijk in [(0, 0, 0), tuple(np.array(stored_image.shape) - 1), (10, 20, 30)]:
+        k, j, i = ijk[2], ijk[1], ijk[0]
+        assert image.data[k, j, i] == stored_image[ijk]
+        world = np.asarray(image.data_to_world((k, j, i)))[::-1]
+        np.testing.assert_allclose(world, (affine @ np.append(ijk, 1.0))[:3])
+
+
+@pytest.mark.gui
+def test_sample_opens_from_the_menu_entry(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-resample", "phantom")
+    assert [lay.name for lay in viewer.layers] == ["phantom", "phantom_labels"]
+    assert viewer.layers["phantom_labels"]._type_string == "labels"
