@@ -384,3 +384,22 @@ def test_public_api() -> None:
     for name in ("resample_array", "resampling"):
         doc = getattr(napari_resample, name).__doc__
         assert "Parameters" in doc and "Returns" in doc
+
+
+@pytest.mark.parametrize("interpolation", ["bspline", "linear"])
+def test_nonfinite_float_file(nonfinite_float: Path, tmp_path: Path, interpolation: str) -> None:
+    # Decision 9 at file level: NaN / +Inf / -Inf survive only where the nearest input voxel was
+    # non-finite: upsampling 2x with anchor "origin", input voxel n is nearest to output voxels
+    # 2n - 1 and 2n, so each bad voxel becomes one 2x2x2 block (no spreading along rows); the
+    # rest is finite and within the finite input range.
+    resampling(nonfinite_float, tmp_path / "out", (16, 16, 12), interpolation=interpolation)
+    out = np.asarray(nib.load(tmp_path / "out" / "scan_resampled.nii.gz").dataobj)
+    src = np.asarray(nib.load(nonfinite_float).dataobj)
+    assert out.dtype == np.float32
+    assert np.isnan(out).sum() == 8 and np.isnan(out[3:5, 5:7, 3:5]).all()  # input (2, 3, 2)
+    assert np.isposinf(out).sum() == 8 and np.isposinf(out[9:11, 9:11, 5:7]).all()  # (5, 5, 3)
+    assert np.isneginf(out).sum() == 8 and np.isneginf(out[11:13, 1:3, 7:9]).all()  # (6, 1, 4)
+    finite = out[np.isfinite(out)]
+    assert finite.size == out.size - 24
+    assert finite.min() >= src[np.isfinite(src)].min()
+    assert finite.max() <= src[np.isfinite(src)].max()
