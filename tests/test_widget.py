@@ -290,6 +290,30 @@ def test_errors_are_reported(viewer, widget, make_layer, message):
     assert any(message in m for m in _errors()[before:])
 
 
+def test_a_failure_in_the_worker_is_reported(qtbot, viewer, widget, nifti_file, monkeypatch):
+    import napari_resample._widget as widget_module
+
+    def broken(*args, **kwargs):
+        raise MemoryError("cannot allocate 4.0 GiB")
+
+    monkeypatch.setattr(widget_module, "resample_array", broken)
+    widget.layer.value = _open(viewer, nifti_file("v.nii.gz", data=_ct()))
+    before = len(_errors())
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert widget.result_layer is None and len(viewer.layers) == 1
+    assert "Resampling failed: cannot allocate 4.0 GiB" in widget.status.value
+    assert any("cannot allocate" in m for m in _errors()[before:])
+    assert widget.run_button.enabled
+
+
+def test_labels_are_copied_so_painting_cannot_reach_the_worker(viewer, widget):
+    labels = viewer.add_labels(np.zeros((4, 5, 6), dtype=np.uint8), name="seg")
+    widget.layer.value = labels
+    job = widget._prepare()
+    assert job.data.shape == (6, 5, 4) and not np.shares_memory(job.data, labels.data)
+
+
 def test_save_problems_are_reported(qtbot, viewer, widget, nifti_file, tmp_path):
     widget.layer.value = _open(viewer, nifti_file("v.nii.gz", data=_ct()))
     before = len(_errors())

@@ -85,6 +85,14 @@ def test_edited_scaled_values_are_written_as_float_not_truncated(nifti_file, tmp
     np.testing.assert_allclose(out.get_fdata(), data * 0.25 - 100.0 + 0.1, atol=1e-3)
 
 
+def test_nifti2_round_trip_stays_nifti2(tmp_path):
+    data = (coded_volume(shape=(12, 10, 6)) - 20000).astype(np.int16)
+    nib.save(nib.Nifti2Image(data, AFFINES["las"]), tmp_path / "n2.nii.gz")
+    out = _save(_open(tmp_path / "n2.nii.gz"), tmp_path / "n2_out.nii.gz")
+    assert isinstance(nib.load(out), nib.Nifti2Image)
+    _assert_same_file(tmp_path / "n2.nii.gz", out)
+
+
 def test_labels_round_trip(nifti_file, tmp_path):
     data = (np.arange(12 * 10 * 6).reshape(12, 10, 6) % 9).astype(np.uint8)
     src = nifti_file("seg.nii.gz", "lsa_permuted", data=data, intent_code=1002)

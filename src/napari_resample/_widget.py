@@ -294,6 +294,8 @@ class ResampleWidget(Container):
             stored = stored_from_display(data, slope, inter, np.dtype(info["stored_dtype"]))
         if stored is None:  # values no longer the file's: resample what the layer shows
             stored, slope, inter = data, 1.0, 0.0
+        if layer_type == "labels" and np.shares_memory(stored, layer.data):
+            stored = stored.copy()  # painting during the run must not reach the worker
         interpolation = self.interpolation.value
         if interpolation == AUTO:
             interpolation = "label" if layer_type == "labels" else "bspline"
@@ -341,6 +343,7 @@ class ResampleWidget(Container):
             antialias=job.antialias,
             progress=on_progress,
             _start_thread=False,
+            _ignore_errors=True,  # reported by _report below, not re-raised a second time
         )
         worker.returned.connect(lambda result: self._on_done(job, *result))
         worker.errored.connect(lambda exc: self._report(f"Resampling failed: {exc}", "error"))
