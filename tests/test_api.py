@@ -262,13 +262,6 @@ def test_debug_prints_exact_line(scan, tmp_path, monkeypatch, capsys, output_pat
     assert os.path.isfile(expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _make_dirs creates os.path.abspath(output_path), which collapses '..' "
-    "lexically ('a/b/../c' -> 'a/c'), but the file is written to the unnormalised "
-    "os.path.join(output_path, name), which the OS resolves physically and needs 'a/b': "
-    "FileNotFoundError from os.replace",
-)
 @pytest.mark.parametrize("output_path", ["a/b/../c", "a/../c"])
 def test_output_path_with_dotdot_through_missing_folder(
     scan, tmp_path, monkeypatch, output_path

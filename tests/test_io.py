@@ -252,14 +252,8 @@ def test_qform_and_sform_both_moved(nifti_case, name: str, anchor: str) -> None:
     assert int(dst["sform_code"]) == int(src["sform_code"])
 
 
-QFORM_PIXDIM_BUG = (
-    "BUG: resampled_header overwrites pixdim[1:4] with the sform's column norms; pixdim is the "
-    "qform's zooms, so when they differ (sheared sform, or qform zooms != sform zooms) the "
-    "written qform is no longer old_qform @ T and get_zooms() * size no longer equals the input's"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=QFORM_PIXDIM_BUG)
 @pytest.mark.parametrize("anchor", ["origin", "center"])
 @pytest.mark.parametrize("qform_zooms", ["sheared_sform", "different_zooms"])
 def test_qform_moved_when_its_zooms_differ_from_sform(make_nifti, qform_zooms, anchor) -> None:

@@ -130,16 +130,19 @@ def _as_3d(data: np.ndarray, path: str) -> np.ndarray:
 
 
 def _make_dirs(folder: str) -> list[str]:
-    """Create *folder* and missing parents; return the folders created, outermost first."""
+    """Create *folder* and its missing parents as ``os.makedirs`` would, walking the path as
+    given (``a/b/../c`` creates ``a/b``); return the folders created, outermost first."""
     missing = []
-    current = os.path.abspath(folder)
-    while not os.path.isdir(current):
+    current = folder
+    while current and not os.path.isdir(current):
         missing.append(current)
         parent = os.path.dirname(current)
         if parent == current:
             break
         current = parent
-    missing.reverse()
-    for folder_ in missing:
-        os.mkdir(folder_)
-    return missing
+    created = []
+    for folder_ in reversed(missing):
+        if not os.path.isdir(folder_):  # "a/b/.." exists once "a/b" does
+            os.mkdir(folder_)
+            created.append(folder_)
+    return created

@@ -175,16 +175,15 @@ def resampled_header(
     t = voxel_transform(old_shape, new_shape, anchor)  # type: ignore[arg-type]
     pixdim = np.array(hdr["pixdim"], dtype=np.float64)
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
-    best = hdr.get_best_affine()
     qform = hdr.get_qform(coded=False) @ t
     sform = hdr.get_sform(coded=False) @ t
     hdr.set_data_shape(tuple(int(n) for n in new_shape))
     hdr.set_sform(sform, code=scode)
     hdr.set_qform(qform, code=qcode)
+    # set_qform wrote pixdim[1:4] = old pixdim * f: the qform's own zooms (pixdim is part of the
+    # qform), so size * get_zooms() is kept whatever the sform says.
     new_pixdim = np.array(hdr["pixdim"], dtype=np.float64)
     new_pixdim[4:] = pixdim[4:]
-    # pixdim holds the spacing of the affine nibabel actually uses for this file.
-    new_pixdim[1:4] = spacing_of(best @ t) if (qcode or scode) else pixdim[1:4] * t.diagonal()[:3]
     hdr["pixdim"] = new_pixdim
     return hdr
 
