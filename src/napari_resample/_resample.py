@@ -20,6 +20,7 @@ Values are computed in float32 (float64 for float64 input), clamped to the input
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import os
@@ -38,8 +39,8 @@ INTERPOLATIONS: tuple[str, ...] = ("bspline", "linear", "nearest", "label")
 
 #: Pole of the cubic B-spline prefilter.
 _POLE = math.sqrt(3.0) - 2.0
-#: Elements per work chunk: big enough for numpy to be efficient, small enough to stay in cache.
-_CHUNK = 1 << 16
+#: Elements per slab: big enough for numpy/scipy to be efficient, small enough to stay in cache.
+_CHUNK = 1 << 18
 
 ProgressCallback = Callable[[float], None]
 
@@ -55,7 +56,9 @@ def validate_size(desired_volume: object) -> tuple[int, int, int]:
     >>> validate_size((224, np.int64(224), 128))
     (224, 224, 128)
     """
-    if isinstance(desired_volume, str | bytes) or not isinstance(desired_volume, Sequence | np.ndarray):
+    if isinstance(desired_volume, str | bytes) or not isinstance(
+        desired_volume, Sequence | np.ndarray
+    ):
         raise ValueError(
             f"desired_volume must hold exactly 3 positive integers (X, Y, Z), got {desired_volume!r}"
         )
@@ -209,10 +212,8 @@ def _taps_matrix(rows: NDArray, cols: NDArray, vals: NDArray, n_out: int, n_in: 
     return m
 
 
-def _bspline_matrix(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Cubic B-spline interpolation at positions *x*: taps times the inverse prefilter."""
-    from scipy.linalg import solve_banded
-
+def _bspline_taps(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The 4 cubic B-spline weights per position *x*, on spline coefficients (mirrored)."""
     n_out = x.size
     fl = np.floor(x)
     t = (x - fl)[:, None]
@@ -227,7 +228,14 @@ def _bspline_matrix(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
         axis=1,
     )
     rows = np.broadcast_to(np.arange(n_out)[:, None], j.shape)
-    taps = _taps_matrix(rows, _mirror(j, n_in), w, n_out, n_in)
+    return _taps_matrix(rows, _mirror(j, n_in), w, n_out, n_in)
+
+
+def _bspline_matrix(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Cubic B-spline interpolation at positions *x*: taps times the inverse prefilter."""
+    from scipy.linalg import solve_banded
+
+    taps = _bspline_taps(n_in, x)
     if n_in == 1:
         return taps
     # Samples = B @ coefficients, with B the mirror-boundary (1, 4, 1) / 6 band; we need
@@ -276,6 +284,14 @@ def axis_matrix(
 
 
 # --------------------------------------------------------------------------- the 3D engine
+#
+# Every axis operator is a sparse CSR matrix (the B-spline one is short because the inverse
+# prefilter decays like 0.27^distance). The volume is cut into slabs along an axis that a group of
+# steps leaves alone; each slab is converted to the work type, pushed through its steps and
+# finished (clamp, round, cast) while it is still in cache, on all cores (scipy's sparse products
+# and numpy's copies release the GIL). No BLAS call, so no second thread pool competes with ours.
+# With three axes to resample, the first step is one group (its result is the only full-size
+# intermediate) and the last two steps another; the order is chosen by a cost model.
 
 
 def _separable(
@@ -287,46 +303,114 @@ def _separable(
     out_dtype: np.dtype,
     progress: ProgressCallback | None,
 ) -> NDArray:
-    work = np.dtype(np.float64 if arr.dtype == np.float64 else np.float32)
+    work = _work_dtype(arr.dtype)
     lo, hi = _value_range(arr)
-    axes = [a for a in _axis_order(arr.shape, size) if arr.shape[a] != size[a]]
+    changed = [a for a in range(3) if arr.shape[a] != size[a]]
+    ops = {
+        a: sparse.csr_matrix(
+            _truncate(axis_matrix(arr.shape[a], size[a], interpolation, anchor, antialias)),
+            dtype=work,
+        )
+        for a in changed
+    }
+    groups = _plan(arr.shape, size, ops)
+    finish = _Finisher(lo, hi, out_dtype)
     current: NDArray = arr
-    for step, axis in enumerate(axes):
-        last = step == len(axes) - 1
-        m = axis_matrix(arr.shape[axis], size[axis], interpolation, anchor, antialias)
-        if last:
-            finish = _Finisher(lo, hi, out_dtype)
-            current = _apply_axis(current, m, axis, work, finish, finish.dtype)
-        else:
-            current = _apply_axis(current, m, axis, work, None, work)
-        if progress is not None:
-            progress((step + 1) / (len(axes) + 1))
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        for n, (slab_axis, steps) in enumerate(groups):
+            last = n == len(groups) - 1
+            current = _run_group(
+                current,
+                [(a, ops[a]) for a in steps],
+                slab_axis,
+                work,
+                finish if last else None,
+                pool,
+            )
+            if progress is not None:
+                progress((n + 1) / (len(groups) + 1))
     return current
 
 
+def _plan(
+    shape: tuple[int, ...], size: tuple[int, int, int], ops: dict[int, sparse.csr_matrix]
+) -> list[tuple[int, list[int]]]:
+    """Groups of steps ``(slab axis, axes)`` with the least estimated work.
+
+    A step costs the operator's non-zeros times the lines it is applied to; a group costs its
+    input's traffic too (more when its slabs are cut across the contiguous last axis: short
+    strided copies), and a full-size intermediate between two groups is written and read back.
+    """
+    best: tuple[float, list[tuple[int, list[int]]]] | None = None
+    for order in itertools.permutations(ops):
+        free = [a for a in range(3) if a not in order]
+        plans = [[(free[0], list(order))]] if free else []
+        if len(order) > 1:
+            plans.append([(1 if order[0] == 0 else 0, [order[0]]), (order[0], list(order[1:]))])
+        for plan in plans:
+            dims = list(shape)
+            cost = 0.0
+            for n, (slab, steps) in enumerate(plan):
+                cost += math.prod(dims) * (_STRIDED_COST if slab == 2 else 1.0 + 8.0 * (n > 0))
+                for a in steps:
+                    cost += ops[a].nnz * math.prod(dims) / dims[a]
+                    dims[a] = size[a]
+            if best is None or cost < best[0]:
+                best = (cost, plan)
+    assert best is not None
+    return best[1]
+
+
+#: Relative cost of reading an element through slabs cut across the contiguous axis.
+_STRIDED_COST = 1000.0
+
+
 class _Finisher:
-    """Clamp to the input range, round for integer types, cast: applied chunk by chunk."""
+    """Clamp to the input range, round for integer types, cast: applied slab by slab.
 
-    def __init__(self, lo: float, hi: float, dtype: np.dtype) -> None:
-        self.lo, self.hi, self.dtype = lo, hi, dtype
+    For integers too wide for the working float type, the float bounds are the nearest floats
+    inside the range (so the cast cannot wrap), and values that reached the rounded-up maximum
+    (or minimum) get the exact integer bound back.
+    """
+
+    def __init__(self, lo: float | int, hi: float | int, dtype: np.dtype) -> None:
+        self.dtype = dtype
         self.rint = dtype.kind in "iub"
-
-    def __call__(self, chunk: NDArray, dest: NDArray) -> None:
-        np.clip(chunk, self.lo, self.hi, out=chunk)
+        self.lo, self.hi = float(lo), float(hi)
+        self.exact_lo = self.exact_hi = None
         if self.rint:
-            np.rint(chunk, out=chunk)
-        dest[...] = chunk
+            lo_i, hi_i = int(lo), int(hi)
+            if int(self.hi) > hi_i:
+                self.exact_hi, self.hi = hi_i, float(np.nextafter(self.hi, -np.inf))
+            if int(self.lo) < lo_i:
+                self.exact_lo, self.lo = lo_i, float(np.nextafter(self.lo, np.inf))
+
+    def __call__(self, block: NDArray, dest: NDArray) -> None:
+        top = block > self.hi if self.exact_hi is not None else None
+        bottom = block < self.lo if self.exact_lo is not None else None
+        np.clip(block, self.lo, self.hi, out=block)
+        if self.rint:
+            np.rint(block, out=block)
+        dest[...] = block
+        if top is not None:
+            dest[top] = self.exact_hi
+        if bottom is not None:
+            dest[bottom] = self.exact_lo
 
 
-def _value_range(arr: NDArray) -> tuple[float, float]:
+def _value_range(arr: NDArray) -> tuple[float | int, float | int]:
+    """The input's [min, max], exact: Python ints for integer types."""
     if arr.dtype.kind == "b":
-        return 0.0, 1.0
-    return float(arr.min()), float(arr.max())
+        return 0, 1
+    lo, hi = arr.min(), arr.max()
+    return (int(lo), int(hi)) if arr.dtype.kind in "iu" else (float(lo), float(hi))
 
 
-def _axis_order(shape: tuple[int, ...], size: tuple[int, int, int]) -> list[int]:
-    """Axes sorted so that the volume shrinks as early and grows as late as possible."""
-    return sorted(range(3), key=lambda a: size[a] / shape[a])
+def _work_dtype(dtype: np.dtype) -> np.dtype:
+    """float32, or float64 where float32 is not exact: float64 data and integers over 16 bits."""
+    if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize > 2):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
 
 
 def _workers() -> int:
@@ -336,56 +420,53 @@ def _workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _apply_axis(
+def _run_group(
     src: NDArray,
-    m: NDArray[np.float64],
-    axis: int,
+    steps: list[tuple[int, sparse.csr_matrix]],
+    slab_axis: int,
     work: np.dtype,
     finish: _Finisher | None,
-    out_dtype: np.dtype,
+    pool: ThreadPoolExecutor,
 ) -> NDArray:
-    """Multiply *src* by the (n_out, n_in) matrix *m* along *axis*, chunk by chunk."""
-    n_out, n_in = m.shape
+    """Apply *steps* to *src* slab by slab along *slab_axis* (which no step touches)."""
     shape = list(src.shape)
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
-    shape[axis] = n_out
-    out = np.empty(shape, dtype=out_dtype)
-    s3 = src.reshape(outer, n_in, inner)
-    o3 = out.reshape(outer, n_out, inner)
-    if inner == 1:
-        # The axis is contiguous: a dense matrix product per block of rows (BLAS).
-        mt = np.ascontiguousarray(m.T, dtype=work)
-        s2, o2 = s3[:, :, 0], o3[:, :, 0]
-        rows = max(1, _CHUNK * 8 // max(n_in, n_out))
-        for r0 in range(0, outer, rows):
-            chunk = s2[r0 : r0 + rows].astype(work) @ mt
-            _store(chunk, o2[r0 : r0 + rows], finish)
-        return out
-    ms = sparse.csr_matrix(_truncate(m), dtype=work)
-    cols = max(64, _CHUNK // n_in)
-    tasks = [(a, c0) for a in range(outer) for c0 in range(0, inner, cols)]
+    for axis, op in steps:
+        shape[axis] = op.shape[0]
+    out = np.empty(shape, dtype=work if finish is None else finish.dtype)
+    n = src.shape[slab_axis]
+    per_index = max(math.prod(src.shape), math.prod(shape)) // n
+    thick = max(1, min(_CHUNK // max(per_index, 1), -(-n // (4 * _workers()))))
 
-    def run(task: tuple[int, int]) -> None:
-        a, c0 = task
-        block = np.ascontiguousarray(s3[a, :, c0 : c0 + cols], dtype=work)
-        _store(ms @ block, o3[a, :, c0 : c0 + cols], finish)
+    def run(k0: int) -> None:
+        where = tuple(slice(k0, k0 + thick) if a == slab_axis else slice(None) for a in range(3))
+        block = np.array(src[where], dtype=work, order="C")
+        for axis, op in steps:
+            block = _apply_op(block, axis, op)
+        if finish is None:
+            out[where] = block
+        else:
+            finish(block, out[where])
 
-    workers = min(_workers(), len(tasks))
-    if workers == 1:
-        for task in tasks:
-            run(task)
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(run, tasks))
+    list(pool.map(run, range(0, n, thick)))
     return out
 
 
-def _store(chunk: NDArray, dest: NDArray, finish: _Finisher | None) -> None:
-    if finish is None:
-        dest[...] = chunk
-    else:
-        finish(chunk, dest)
+def _apply_op(block: NDArray, axis: int, op: sparse.csr_matrix) -> NDArray:
+    """``op`` (n_out, n_in) applied along *axis* of a 3D *block*, with as few copies as can be.
+
+    The result may be a strided view (after the contiguous axis); the next step copies it once.
+    """
+    a, b, c = block.shape
+    if axis == 0:
+        return (op @ np.ascontiguousarray(block).reshape(a, b * c)).reshape(-1, b, c)
+    if axis == 1:
+        block = np.ascontiguousarray(block)
+        out = np.empty((a, op.shape[0], c), dtype=block.dtype)
+        for i in range(a):
+            out[i] = op @ block[i]
+        return out
+    # The contiguous axis: scipy copies the transposed lines into place once.
+    return (op @ block.reshape(a * b, c).T).T.reshape(a, b, -1)
 
 
 def _truncate(m: NDArray[np.float64], tol: float = 1e-9) -> NDArray[np.float64]:
@@ -403,8 +484,12 @@ def _nearest_index(n_in: int, n_out: int, anchor: Anchor) -> NDArray[np.int64]:
 
 def _resample_nearest(arr: NDArray, size: tuple[int, int, int], anchor: Anchor) -> NDArray:
     """Nearest-neighbour resampling by pure indexing: exact, in the input's type."""
-    idx = [_nearest_index(n, s, anchor) for n, s in zip(arr.shape, size, strict=True)]
-    return arr[np.ix_(*idx)]
+    out = arr
+    # One axis at a time, shrinking first and growing last: whole-row copies, no 3D fancy index.
+    for axis in sorted(range(3), key=lambda a: size[a] / arr.shape[a]):
+        if arr.shape[axis] != size[axis]:
+            out = out.take(_nearest_index(arr.shape[axis], size[axis], anchor), axis=axis)
+    return out if out is not arr else arr.copy()
 
 
 def _resample_labels(
@@ -419,7 +504,13 @@ def _resample_labels(
     out = np.empty(size, dtype=native)
     for n, label in enumerate(labels):
         weight = _separable(
-            (arr == label).view(np.uint8), size, "linear", anchor, False, np.dtype(np.float32), None
+            (arr == label).view(np.uint8),
+            size,
+            "linear",
+            anchor,
+            False,
+            np.dtype(np.float32),
+            None,
         )
         win = weight > best
         best[win] = weight[win]
