@@ -258,6 +258,21 @@ def test_widget_and_resampling_agree(qtbot, viewer, widget, nifti_file, tmp_path
         assert saved.header[field] == reference.header[field]
 
 
+def test_single_volume_4d_file_agrees_with_resampling(qtbot, viewer, widget, nifti_file, tmp_path):
+    src = nifti_file("one.nii.gz", "lps", data=_ct()[..., np.newaxis])
+    resampling(src, tmp_path / "ref", (12, 10, 20))
+    reference = nib.load(tmp_path / "ref" / "one_resampled.nii.gz")
+    widget.layer.value = _open(viewer, src)
+    assert widget.target_size.value == (24, 20, 10)
+    widget.target_size.value = (12, 10, 20)
+    _run(qtbot, widget)
+    widget.output_dir.value = tmp_path
+    saved = nib.load(widget.save())
+    assert saved.shape == reference.shape
+    assert np.array_equal(np.asarray(saved.dataobj), np.asarray(reference.dataobj))
+    np.testing.assert_allclose(saved.affine, reference.affine, atol=1e-5)
+
+
 def test_scaled_file_agrees_with_resampling_too(qtbot, viewer, widget, nifti_file, tmp_path):
     src = nifti_file("scaled.nii.gz", "las", data=_ct(), slope=0.5, inter=-10.0)
     resampling(src, tmp_path / "ref", (12, 10, 20))

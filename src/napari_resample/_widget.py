@@ -285,7 +285,8 @@ class ResampleWidget(Container):
             )
         size = validate_size(tuple(self.target_size.value))
         info = _info(layer)
-        storage = StorageOrder.from_dict(info.get("storage"))
+        # ndim 3: a 2D or single-volume 4D file is resampled (and saved) as the 3D volume shown
+        storage = StorageOrder(StorageOrder.from_dict(info.get("storage")).ornt, 3)
         data, affine = nifti_from_napari(np.asarray(layer.data), storage, _layer_state(layer))
         layer_type = "labels" if isinstance(layer, Labels) else "image"
         slope, inter = float(info.get("slope", 1.0)), float(info.get("inter", 0.0))
