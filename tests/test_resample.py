@@ -159,14 +159,6 @@ def test_output_stays_in_input_range(dtype, size, interpolation, anchor, antiali
         assert out.max() >= data.max() * 0.5
 
 
-WIDE_BUG = (
-    "BUG: 32/64-bit integers are computed in float32: the clamp bound iinfo.max rounds up "
-    "(2**31-1 -> 2**31) and the cast wraps to the type's minimum (uint32: to 0); values above "
-    "2**24 lose exactness"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=WIDE_BUG)
 @pytest.mark.parametrize("interpolation", ["bspline", "linear"])
 @pytest.mark.parametrize("dtype", [np.int32, np.uint32, np.int64])
 def test_wide_integer_extremes_do_not_wrap(dtype, interpolation: str) -> None:
@@ -178,7 +170,6 @@ def test_wide_integer_extremes_do_not_wrap(dtype, interpolation: str) -> None:
     assert out[6, 8, 6] == np.iinfo(dtype).max
 
 
-@pytest.mark.xfail(strict=True, reason=WIDE_BUG)
 @pytest.mark.parametrize("dtype", [np.int32, np.uint32, np.int64])
 def test_wide_integer_constant_volume_is_kept(dtype) -> None:
     # A constant volume resamples to the same constant; 2**24 + 1 is not a float32 number.
