@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
                     "speed-up",
                     "peak extra memory",
                     "rel. RMS",
-                    "max |diff| / range",
+                    "max abs diff / range",
                 ],
                 main_rows,
             )
