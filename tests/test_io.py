@@ -252,8 +252,6 @@ def test_qform_and_sform_both_moved(nifti_case, name: str, anchor: str) -> None:
     assert int(dst["sform_code"]) == int(src["sform_code"])
 
 
-
-
 @pytest.mark.parametrize("anchor", ["origin", "center"])
 @pytest.mark.parametrize("qform_zooms", ["sheared_sform", "different_zooms"])
 def test_qform_moved_when_its_zooms_differ_from_sform(make_nifti, qform_zooms, anchor) -> None:

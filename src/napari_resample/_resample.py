@@ -56,24 +56,17 @@ def validate_size(desired_volume: object) -> tuple[int, int, int]:
     >>> validate_size((224, np.int64(224), 128))
     (224, 224, 128)
     """
+    rule = "desired_volume must hold exactly 3 positive integers (X, Y, Z)"
     if isinstance(desired_volume, str | bytes) or not isinstance(
         desired_volume, Sequence | np.ndarray
     ):
-        raise ValueError(
-            f"desired_volume must hold exactly 3 positive integers (X, Y, Z), got {desired_volume!r}"
-        )
+        raise ValueError(f"{rule}, got {desired_volume!r}")
     values = list(desired_volume)
     if len(values) != 3:
-        raise ValueError(
-            "desired_volume must hold exactly 3 positive integers (X, Y, Z), "
-            f"got {len(values)} values: {desired_volume!r}"
-        )
+        raise ValueError(f"{rule}, got {len(values)} values: {desired_volume!r}")
     for v in values:
         if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Integral) or v <= 0:
-            raise ValueError(
-                "desired_volume must hold exactly 3 positive integers (X, Y, Z), "
-                f"got {desired_volume!r} (bad value {v!r})"
-            )
+            raise ValueError(f"{rule}, got {desired_volume!r} (bad value {v!r})")
     return (int(values[0]), int(values[1]), int(values[2]))
 
 
