@@ -38,8 +38,27 @@ def _error_messages():
 
 
 @pytest.mark.parametrize("path", ["a.nii", "a.nii.gz", "dir/B.NII.GZ", ["a.nii", "b.nii.gz"]])
-def test_get_reader_accepts_nifti_names(path):
-    assert get_reader(path) is read_nifti
+def test_get_reader_accepts_nifti_names(tmp_path, path):
+    names = [path] if isinstance(path, str) else path
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")  # only the name is looked at, not the content
+    given = str(tmp_path / path) if isinstance(path, str) else [str(tmp_path / n) for n in path]
+    assert get_reader(given) is read_nifti
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["folder.nii.gz"], ["missing.nii.gz"], ["a.nii", "missing.nii"], ["a.nii", "folder.nii.gz"]],
+    ids=["folder", "missing", "list-with-missing", "list-with-folder"],
+)
+def test_get_reader_returns_none_for_folders_and_missing_files(tmp_path, names):
+    (tmp_path / "folder.nii.gz").mkdir()
+    (tmp_path / "a.nii").write_bytes(b"")
+    paths = [str(tmp_path / n) for n in names]
+    assert get_reader(paths) is None
+    assert get_reader(paths[-1]) is None
+    assert get_reader(tmp_path / names[-1]) is None  # os.PathLike too
 
 
 @pytest.mark.parametrize(

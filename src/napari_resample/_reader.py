@@ -38,13 +38,15 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
-    """Return :func:`read_nifti` if every path names a NIfTI file, else None.
+    """Return :func:`read_nifti` if every path names an existing NIfTI file, else None.
 
-    Cheap (looks at names only) and never raises.
+    Cheap (the names and one ``stat`` per path; nothing is opened) and never raises. Folders
+    and missing files named like NIfTI files get None, so napari can try other readers or say
+    the file was not found.
     """
     try:
         paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-        if not paths or any(nifti_suffix(p) is None for p in paths):
+        if not paths or any(nifti_suffix(p) is None or not os.path.isfile(p) for p in paths):
             return None
     except Exception:
         return None
