@@ -322,6 +322,37 @@ def test_a_failure_in_the_worker_is_reported(qtbot, viewer, widget, nifti_file, 
     assert widget.run_button.enabled
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.bool_])
+def test_layers_of_types_nifti_lacks_resample_and_save(qtbot, viewer, widget, tmp_path, dtype):
+    data = (np.arange(4 * 5 * 6).reshape(4, 5, 6) % 3).astype(dtype)
+    widget.layer.value = viewer.add_image(data, name="mask")
+    widget.target_size.value = (8, 8, 8)
+    result = _run(qtbot, widget)
+    assert result is not None and result.data.shape == (8, 8, 8), widget.status.value
+    assert result.data.dtype == dtype  # shown as computed; NIfTI's type is chosen on save
+    widget.output_dir.value = tmp_path
+    saved = nib.load(widget.save())
+    assert saved.get_data_dtype() == (np.float32 if dtype == np.float16 else np.uint8)
+    assert np.array_equal(np.asarray(saved.dataobj), result.data.transpose(2, 1, 0))
+
+
+def test_a_failure_adding_the_result_is_reported(qtbot, viewer, widget, monkeypatch):
+    import napari_resample._widget as widget_module
+
+    def broken(*args, **kwargs):
+        raise ValueError("no room for another layer")
+
+    monkeypatch.setattr(widget_module, "napari_from_nifti", broken)
+    widget.layer.value = viewer.add_image(np.ones((4, 5, 6), dtype=np.float32), name="v")
+    widget.target_size.value = (3, 3, 3)
+    before = len(_errors())
+    _run(qtbot, widget)
+    assert widget.result_layer is None and len(viewer.layers) == 1
+    assert "no room for another layer" in widget.status.value
+    assert any("no room" in m for m in _errors()[before:])
+    assert widget.run_button.enabled
+
+
 def test_labels_are_copied_so_painting_cannot_reach_the_worker(viewer, widget):
     labels = viewer.add_labels(np.zeros((4, 5, 6), dtype=np.uint8), name="seg")
     widget.layer.value = labels

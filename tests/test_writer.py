@@ -153,6 +153,24 @@ def test_boolean_data_is_written_as_uint8(tmp_path):
     assert out.get_data_dtype() == np.uint8
 
 
+def test_half_float_and_boolean_layers_are_written_in_a_nifti_type(tmp_path):
+    from napari.layers import Image
+
+    values = np.linspace(0, 2, 24).reshape(2, 3, 4)
+    half = Image(values.astype(np.float16))
+    out = nib.load(_save(half, tmp_path / "half.nii.gz"))
+    assert out.get_data_dtype() == np.float32  # NIfTI has no float16; float32 holds it exactly
+    np.testing.assert_array_equal(
+        np.asarray(out.dataobj), values.astype(np.float16).astype(np.float32).transpose(2, 1, 0)
+    )
+    # a widget result of a boolean layer: its metadata names bool as the stored type
+    mask = Image(values > 1, metadata={"napari_resample": {"stored_dtype": "|b1"}})
+    mask.metadata["napari_resample"]["header"] = nib.Nifti1Header()
+    out = nib.load(_save(mask, tmp_path / "mask.nii.gz"))
+    assert out.get_data_dtype() == np.uint8
+    assert np.array_equal(np.asarray(out.dataobj), (values > 1).transpose(2, 1, 0))
+
+
 def test_refuses_multiscale_and_2d_with_the_shape(tmp_path):
     with pytest.raises(ValueError, match="multiscale layer as NIfTI \\(2 levels\\)"):
         write_nifti(str(tmp_path / "m.nii.gz"), [np.zeros((4, 4, 4)), np.zeros((2, 2, 2))], {})

@@ -346,7 +346,7 @@ class ResampleWidget(Container):
             _start_thread=False,
             _ignore_errors=True,  # reported by _report below, not re-raised a second time
         )
-        worker.returned.connect(lambda result: self._on_done(job, *result))
+        worker.returned.connect(lambda result: self._add_result(job, *result))
         worker.errored.connect(lambda exc: self._report(f"Resampling failed: {exc}", "error"))
         worker.finished.connect(self._on_finished)
         self._worker = worker
@@ -369,14 +369,24 @@ class ResampleWidget(Container):
         self._worker = None
         self.run_button.enabled = True
 
+    def _add_result(self, job: _Job, out: np.ndarray, new_affine: np.ndarray) -> None:
+        # A Qt slot: an exception escaping it would abort a viewer run without napari's hook.
+        try:
+            self._on_done(job, out, new_affine)
+        except Exception as exc:
+            self._report(f"Could not add the resampled layer: {exc}", "error")
+
     def _on_done(self, job: _Job, out: np.ndarray, new_affine: np.ndarray) -> None:
         from napari.layers import Layer
+
+        from napari_resample._writer import storable_dtype
 
         source = job.layer
         template = job.info.get("header")
         header = header_for_affine(new_affine, out.shape, template)
-        if header.get_data_dtype().newbyteorder("=") != out.dtype.newbyteorder("="):
-            header.set_data_dtype(out.dtype)
+        dtype = storable_dtype(out.dtype)
+        if header.get_data_dtype().newbyteorder("=") != dtype.newbyteorder("="):
+            header.set_data_dtype(dtype)
         shown = scaled_for_display(out, job.slope, job.inter)
         layout = napari_from_nifti(shown, new_affine, header)
         base = source.name
@@ -441,7 +451,7 @@ class ResampleWidget(Container):
         data, state, _ = layer.as_layer_data_tuple()
         try:
             written = write_nifti(str(path), data, state)[0]
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # reported, never raised out of a button's slot
             self._report(f"Could not save {path}: {exc}", "error")
             return None
         self._report(f"Saved {written}", "info")

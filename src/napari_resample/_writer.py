@@ -68,7 +68,8 @@ def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
         values = stored_from_display(stored, slope, inter, np.dtype(info["stored_dtype"]))
     if values is None:
         # Not the source's values any more (or no source): write what the layer holds.
-        values, slope, inter = _storable(stored), 1.0, 0.0
+        values, slope, inter = stored, 1.0, 0.0
+    values = storable(values)
     header = header_for_affine(affine, stored.shape, template)
     if header.get_data_dtype().newbyteorder("=") != values.dtype.newbyteorder("="):
         header.set_data_dtype(values.dtype)
@@ -79,9 +80,24 @@ def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
     return [save_nifti(path, values, header, slope=slope, inter=inter)]
 
 
-def _storable(data: np.ndarray) -> np.ndarray:
-    """*data* in a type NIfTI can hold (booleans become uint8)."""
-    return data.astype(np.uint8) if data.dtype == np.bool_ else data
+def storable_dtype(dtype: np.dtype) -> np.dtype:
+    """The NIfTI data type that holds values of *dtype* exactly.
+
+    NIfTI has no boolean or half-precision type: booleans become uint8, float16 becomes
+    float32; every other numeric type is kept.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return np.dtype(np.uint8)
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    return dtype
+
+
+def storable(data: np.ndarray) -> np.ndarray:
+    """*data* in a type NIfTI can hold (see :func:`storable_dtype`); unchanged when it can."""
+    dtype = storable_dtype(data.dtype)
+    return data if dtype == data.dtype else data.astype(dtype)
 
 
 def _set_time_step(header: Any, meta: Mapping[str, Any], template: Any) -> None:
