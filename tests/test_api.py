@@ -164,6 +164,9 @@ BAD_SIZES = [
     2,
     (2, None, 2),
     {1: 2, 3: 4, 5: 6},
+    {2, 3, 4},
+    np.array(3),  # was a TypeError (iteration over a 0-d array)
+    np.array([[2, 2, 2]]),
 ]
 
 
@@ -179,12 +182,24 @@ def test_bad_desired_volume_raises_naming_the_value(scan: Path, tmp_path: Path, 
 
 @pytest.mark.parametrize(
     "size",
-    [(3, 3, 3), [3, 3, 3], (np.int64(3), np.int32(3), np.uint8(3)), np.array([3, 3, 3])],
-    ids=["tuple", "list", "numpy-scalars", "numpy-array"],
+    [
+        (3, 3, 3),
+        [3, 3, 3],
+        (np.int64(3), np.int32(3), np.uint8(3)),
+        np.array([3, 3, 3]),
+        range(3, 12, 4),
+        "generator",
+        "map",
+    ],
+    ids=["tuple", "list", "numpy-scalars", "numpy-array", "range", "generator", "map"],
 )
 def test_integer_sizes_accepted(scan: Path, tmp_path: Path, size) -> None:
+    # Three positive integers, whatever holds them in order: iterators too (were refused).
+    expected = tuple(size) if isinstance(size, range) else (3, 3, 3)
+    if isinstance(size, str):
+        size = (n for n in (3, 3, 3)) if size == "generator" else map(int, ["3", "3", "3"])
     resampling(scan, tmp_path / "out", size)
-    assert nib.load(tmp_path / "out" / "scan_042_resampled.nii.gz").shape == (3, 3, 3)
+    assert nib.load(tmp_path / "out" / "scan_042_resampled.nii.gz").shape == expected
 
 
 @pytest.mark.parametrize(
@@ -244,6 +259,57 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
     with pytest.raises(exc, match="simulated"):
         resampling(scan, tmp_path / "kept" / "sub", SIZE)
     assert tree(tmp_path / "kept") == []
+
+
+@pytest.mark.parametrize("tail", ["x" * 300, "ok/" + "y" * 300 + "/z", "bad\0name"])
+def test_failure_creating_the_output_folder_leaves_no_new_folder(scan, tmp_path, tail) -> None:
+    # Decision 7 / README: "a failure leaves no partial file and no new empty folder" -- also
+    # when creating the folders fails part-way (a name too long, a NUL byte): the parents made
+    # before the failing one are removed (they were left behind).
+    before = tree(tmp_path)
+    with pytest.raises((OSError, ValueError)):
+        resampling(scan, tmp_path / "new" / tail, SIZE)
+    assert tree(tmp_path) == before
+
+
+def _patched_header(src: Path, dest: Path, **fields) -> Path:
+    """Copy of *src* with raw header fields overwritten (what nibabel would refuse to write)."""
+    import gzip
+    import struct
+
+    raw = bytearray(gzip.decompress(src.read_bytes()))
+    offsets = {"datatype": (70, "<h"), "scl_inter": (116, "<f"), "pixdim1": (80, "<f")}
+    for name, value in fields.items():
+        offset, fmt = offsets[name]
+        struct.pack_into(fmt, raw, offset, value)
+    dest.write_bytes(gzip.compress(bytes(raw)))
+    return dest
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize(
+    "fields",
+    [{"datatype": 999}, {"scl_inter": float("inf")}, {"pixdim1": float("nan")}],
+    ids=["unknown-datatype", "infinite-scl_inter", "nan-pixdim"],
+)
+def test_corrupt_header_is_a_value_error_before_side_effects(scan, tmp_path, fields) -> None:
+    # Spec "Exceptions": a file that is not a valid .nii.gz is a ValueError. nibabel's own
+    # HeaderDataError (not a ValueError) escaped, the NaN-pixdim one only after the output
+    # folder had been created.
+    bad = _patched_header(scan, tmp_path / "bad.nii.gz", **fields)
+    with pytest.raises(ValueError, match=re.escape(repr(str(bad)))):
+        resampling(bad, tmp_path / "new" / "out", SIZE)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("length", [230, 238])
+def test_long_but_valid_output_name(make_nifti, tmp_path, length: int) -> None:
+    # The output name (input prefix + "_resampled.nii.gz") fits in 255 bytes; the temporary
+    # file's longer name (".<name>.<12 hex>.tmp.nii.gz") made the write fail.
+    prefix = "p" * length
+    src = make_nifti(np.ones((4, 4, 4), np.int16), name=prefix + ".nii.gz")
+    resampling(src, tmp_path / "out", (2, 2, 2))
+    assert tree(tmp_path / "out") == [prefix + "_resampled.nii.gz"]
 
 
 # --------------------------------------------------------------------------- debug

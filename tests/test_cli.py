@@ -46,6 +46,54 @@ def test_cli_batch_folder(tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == ["a_resampled.nii.gz", "b_resampled.nii.gz"]
 
 
+def test_cli_batch_goes_on_after_a_bad_file(tmp_path, capsys):
+    # A batch with unreadable files (not gzip; a header nibabel refuses with its own
+    # HeaderDataError, which used to stop the batch with a traceback) processes the others,
+    # reports one line per bad file and exits 1.
+    import gzip
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "c", "e"):
+        _write(src / f"{name}.nii.gz", np.ones((4, 4, 4), np.uint8), np.eye(4))
+    (src / "b.nii.gz").write_bytes(b"not gzip")
+    raw = bytearray(gzip.decompress((src / "a.nii.gz").read_bytes()))
+    raw[70:72] = (999).to_bytes(2, "little")  # unknown datatype code
+    (src / "d.nii.gz").write_bytes(gzip.compress(bytes(raw)))
+    assert main([str(src), str(tmp_path / "out"), "--size", "2", "2", "2", "--quiet"]) == 1
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        f"{n}_resampled.nii.gz" for n in ("a", "c", "e")
+    ]
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2
+    assert "b.nii.gz" in errors[0] and "d.nii.gz" in errors[1]
+
+
+def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
+    # Whatever goes wrong with one file (here an error of an unexpected type) is reported on
+    # one line, without a traceback, and the next file is still processed.
+    from napari_resample import _api
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b"):
+        _write(src / f"{name}.nii.gz", np.ones((4, 4, 4), np.uint8), np.eye(4))
+    real = _api.resample_array
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_api, "resample_array", flaky)
+    assert main([str(src), str(tmp_path / "out"), "--size", "2", "2", "2", "--quiet"]) == 1
+    assert os.listdir(tmp_path / "out") == ["b_resampled.nii.gz"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: simulated" in err and "a.nii.gz" in err
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

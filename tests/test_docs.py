@@ -31,3 +31,19 @@ def test_readme_main_command_runs_on_the_sample(tmp_path, monkeypatch, capsys):
     assert "Resampled image saved at:" in capsys.readouterr().out
     out_dir = tmp_path / args[args.index("--sample") + 1]
     assert (out_dir / "phantom_resampled.nii.gz").is_file()
+
+
+def test_readme_work_type_claims_match_the_engine():
+    # README said "float32 (float64 for float64 input)" and "never builds a float64 copy of
+    # integer data", but integers wider than 16 bits are computed in float64 (float32 cannot
+    # hold them exactly). The documented rule must be the engine's.
+    import numpy as np
+
+    from napari_resample._resample import _work_dtype
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    wide = [t for t in ("int32", "uint32", "int64", "uint64") if _work_dtype(np.dtype(t)) == "f8"]
+    narrow = [t for t in ("int8", "uint8", "int16", "uint16") if _work_dtype(np.dtype(t)) == "f4"]
+    assert len(wide) == 4 and len(narrow) == 4
+    assert "float64 for float64 input and for integers wider than 16 bits" in readme
+    assert "never builds a float64 copy of 8- or 16-bit integer data" in readme

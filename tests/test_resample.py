@@ -462,9 +462,34 @@ def test_nonfinite_does_not_disturb_far_voxels(interpolation: str) -> None:
     np.testing.assert_allclose(out[far], ref[far], rtol=0, atol=atol)
 
 
-def test_all_nonfinite_raises() -> None:
-    with pytest.raises(ValueError, match="no finite value"):
-        resample_array(np.full((4, 4, 4), np.nan, np.float32), (8, 8, 8))
+@pytest.mark.parametrize("interpolation", ["bspline", "linear", "nearest"])
+def test_all_nonfinite_follows_the_nearest_rule(interpolation: str) -> None:
+    # Decision 9's rule (an output voxel whose nearest input voxel is non-finite gets that value)
+    # holds when no voxel is finite too, as it did for "nearest" (was a ValueError for bspline
+    # and linear).
+    data = np.full((4, 5, 3), np.nan, np.float32)
+    data[1::2] = np.inf
+    data[:, 3] = -np.inf
+    size = (8, 3, 7)
+    out, _ = resample_array(data, size, interpolation=interpolation)
+    idx = [
+        nearest_input_index(n, s, "origin").astype(int)
+        for n, s in zip(data.shape, size, strict=True)
+    ]
+    np.testing.assert_array_equal(out, data[np.ix_(*idx)])
+    assert out.dtype == np.float32
+
+
+def test_label_mode_keeps_nan_as_a_label() -> None:
+    # "label": output labels are input labels and whole regions survive; a NaN region is one
+    # (it vanished: NaN == NaN is False, so its indicator was empty and it never won a vote).
+    data = np.zeros((12, 10, 8), np.float32)
+    data[2:7, 2:8, 2:6] = 1.0
+    data[6:11, 1:6, 1:7] = np.nan
+    out, _ = resample_array(data, (18, 15, 12), interpolation="label")
+    ref, _ = resample_array(np.nan_to_num(data, nan=2.0), (18, 15, 12), interpolation="label")
+    np.testing.assert_array_equal(np.isnan(out), ref == 2.0)
+    np.testing.assert_array_equal(out[~np.isnan(out)], ref[ref != 2.0])
 
 
 # --------------------------------------------------------------------------- SimpleITK reference

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from nibabel.spatialimages import HeaderDataError
 
 from napari_resample._geometry import ANCHORS, Anchor
 from napari_resample._io import load_nifti, resampled_header, save_nifti, strip_nifti_suffix
@@ -71,9 +72,10 @@ def resampling(
     FileNotFoundError
         If *nii_path* does not exist.
     ValueError
-        If *nii_path* does not end in ``.nii.gz``; if *desired_volume* is not exactly three
-        positive integers; if the image is not 3D; if the output would overwrite the input;
-        if an option is not one of its allowed values.
+        If *nii_path* does not end in ``.nii.gz`` or cannot be read as a NIfTI image; if
+        *desired_volume* is not exactly three positive integers; if the image is not 3D; if
+        *output_path* is an existing file; if the output would overwrite the input; if an
+        option is not one of its allowed values.
 
     Examples
     --------
@@ -100,13 +102,17 @@ def resampling(
 
     volume = load_nifti(path)
     data = _as_3d(volume.data, path)
-
-    made = _make_dirs(out_dir)
     try:
+        header = resampled_header(volume.header, data.shape, size, anchor)
+    except (ValueError, HeaderDataError, np.linalg.LinAlgError) as exc:
+        raise ValueError(f"cannot resample the geometry in the header of {path!r}: {exc}") from exc
+
+    made: list[str] = []
+    try:
+        _make_dirs(out_dir, made)
         out, _ = resample_array(
             data, size, interpolation=interpolation, anchor=anchor, antialias=antialias
         )
-        header = resampled_header(volume.header, data.shape, size, anchor)
         save_nifti(out_file, out, header, slope=volume.slope, inter=volume.inter)
     except BaseException:
         for folder in reversed(made):
@@ -129,9 +135,10 @@ def _as_3d(data: np.ndarray, path: str) -> np.ndarray:
     return data
 
 
-def _make_dirs(folder: str) -> list[str]:
+def _make_dirs(folder: str, created: list[str]) -> None:
     """Create *folder* and its missing parents as ``os.makedirs`` would, walking the path as
-    given (``a/b/../c`` creates ``a/b``); return the folders created, outermost first."""
+    given (``a/b/../c`` creates ``a/b``); append each folder created to *created*, outermost
+    first, as soon as it exists (so a failure part-way still lists what to remove)."""
     missing = []
     current = folder
     while current and not os.path.isdir(current):
@@ -140,9 +147,7 @@ def _make_dirs(folder: str) -> list[str]:
         if parent == current:
             break
         current = parent
-    created = []
     for folder_ in reversed(missing):
         if not os.path.isdir(folder_):  # "a/b/.." exists once "a/b" does
             os.mkdir(folder_)
             created.append(folder_)
-    return created

@@ -136,6 +136,9 @@ def _run_one(path: str, out_dir: str, args: argparse.Namespace, interpolation: s
     except (OSError, ValueError) as exc:
         print(f"napari-resample: error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # one bad file must not stop a batch, nor print a traceback
+        print(f"napari-resample: error: {path!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if not args.quiet:
         out = os.path.join(out_dir, output_name(path))
         print(

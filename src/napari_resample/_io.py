@@ -15,6 +15,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 from numpy.typing import ArrayLike, NDArray
 
 from napari_resample._geometry import spacing_of, voxel_transform
@@ -137,7 +139,7 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         slope, inter = float(proxy.slope), float(proxy.inter)
         affine = np.array(img.affine, dtype=np.float64)
         header = img.header.copy()
-    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as exc:
+    except (OSError, EOFError, ValueError, ImageFileError, HeaderDataError) as exc:
         raise ValueError(f"cannot read {path!r} as NIfTI: {exc}") from exc
     if data.dtype.fields is not None or data.dtype.kind not in "biuf":
         raise ValueError(f"unsupported NIfTI data type {data.dtype} in {path!r}")
@@ -253,7 +255,10 @@ def save_nifti(
         img.header.set_slope_inter(slope, inter)
     else:
         img.header.set_slope_inter(1.0, 0.0)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
+    # The temporary name must not be too long where the final one is not (255 bytes is the
+    # usual limit on a name): the file's name is shortened in it, never the random part.
+    stem = os.path.basename(path).encode()[:_TMP_STEM_BYTES].decode(errors="ignore")
+    tmp = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
     raw = tmp[: -len(".gz")] if suffix == ".nii.gz" and _igzip() is not None else None
     try:
         if raw is None:
@@ -269,6 +274,11 @@ def save_nifti(
         if raw is not None:
             Path(raw).unlink(missing_ok=True)
     return path
+
+
+#: Bytes of the destination's name kept in a temporary file's name (``.<stem>.<12 hex>.tmp.nii.gz``
+#: stays within 255 bytes).
+_TMP_STEM_BYTES = 200
 
 
 # --------------------------------------------------------------------------- fast gzip (optional)

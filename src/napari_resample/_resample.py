@@ -14,8 +14,9 @@ axis after the other. Along one axis, output sample ``i'`` reads the input at th
   voxel takes the label with the highest weight (per-label voting), so the output holds only
   input labels and no in-between values.
 
-Values are computed in float32 (float64 for float64 input), clamped to the input's finite
-[min, max], rounded to nearest for integer types, and returned in the input's data type.
+Values are computed in float32 (float64 for float64 input and for integers wider than 16 bits,
+which float32 cannot hold exactly), clamped to the input's finite [min, max], rounded to nearest
+for integer types, and returned in the input's data type.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import itertools
 import math
 import numbers
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -48,17 +49,24 @@ ProgressCallback = Callable[[float], None]
 def validate_size(desired_volume: object) -> tuple[int, int, int]:
     """Return *desired_volume* as a tuple of three positive Python ints, or raise ValueError.
 
-    Python and numpy integers are accepted; bools, floats (even integral ones), strings, zeros
-    and negatives are not.
+    Python and numpy integers are accepted, in a sequence, a 1-D numpy array or an iterator
+    (``map(int, args)``); bools, floats (even integral ones), strings, zeros and negatives are
+    not, nor unordered containers (sets, dicts).
 
     Examples
     --------
     >>> validate_size((224, np.int64(224), 128))
     (224, 224, 128)
+    >>> validate_size(map(int, ["64", "64", "32"]))
+    (64, 64, 32)
     """
     rule = "desired_volume must hold exactly 3 positive integers (X, Y, Z)"
-    if isinstance(desired_volume, str | bytes) or not isinstance(
-        desired_volume, Sequence | np.ndarray
+    if isinstance(desired_volume, Iterator):  # at most 4 items: enough to see it is not 3
+        desired_volume = tuple(itertools.islice(desired_volume, 4))
+    if (
+        isinstance(desired_volume, str | bytes)
+        or not isinstance(desired_volume, Sequence | np.ndarray)
+        or (isinstance(desired_volume, np.ndarray) and desired_volume.ndim == 0)
     ):
         raise ValueError(f"{rule}, got {desired_volume!r}")
     values = list(desired_volume)
@@ -117,7 +125,8 @@ def resample_array(
     -----
     Non-finite voxels (NaN, +-Inf) in float data do not spread: they are replaced by their
     nearest finite neighbour for interpolation, and each output voxel whose nearest input voxel
-    was non-finite receives that voxel's value.
+    was non-finite receives that voxel's value (so a volume with no finite voxel is resampled
+    by nearest neighbour). In ``"label"`` mode NaN is a label like any other.
 
     Examples
     --------
@@ -165,6 +174,8 @@ def _resample_values(
     source = arr
     if arr.dtype.kind == "f":
         finite = np.isfinite(arr)
+        if not finite.any():  # nothing to interpolate: every voxel keeps its nearest's value
+            return _resample_nearest(arr, size, anchor).astype(native, copy=False)
         if not finite.all():
             nonfinite = ~finite
             source = _fill_nonfinite(arr, finite)
@@ -180,8 +191,6 @@ def _fill_nonfinite(arr: NDArray, finite: NDArray) -> NDArray:
     """Copy of *arr* where each non-finite voxel holds its nearest finite neighbour's value."""
     from scipy import ndimage
 
-    if not finite.any():
-        raise ValueError("data holds no finite value to interpolate")
     idx = ndimage.distance_transform_edt(~finite, return_distances=False, return_indices=True)
     return arr[tuple(idx)]
 
@@ -496,8 +505,9 @@ def _resample_labels(
     best = np.full(size, -1.0, dtype=np.float32)
     out = np.empty(size, dtype=native)
     for n, label in enumerate(labels):
+        member = np.isnan(arr) if label != label else arr == label  # NaN is a label too
         weight = _separable(
-            (arr == label).view(np.uint8),
+            member.view(np.uint8),
             size,
             "linear",
             anchor,
