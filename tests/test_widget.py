@@ -258,6 +258,35 @@ def test_widget_and_resampling_agree(qtbot, viewer, widget, nifti_file, tmp_path
         assert saved.header[field] == reference.header[field]
 
 
+@pytest.mark.filterwarnings("ignore:Non-orthogonal slicing:UserWarning")  # napari, oblique 2D
+@pytest.mark.parametrize("name", ["codes_0_0", "qform_ne_sform", "sheared"])
+@pytest.mark.parametrize("anchor", ["origin", "center"])
+def test_widget_and_resampling_write_the_same_header(
+    qtbot, viewer, widget, nifti_case, tmp_path, name, anchor
+):
+    # codes 0/0 (no stored origin), a qform that disagrees with the sform, a sheared sform
+    src, _ = nifti_case(name)
+    size = (5, 11, 9)
+    resampling(src, tmp_path / "ref", size, anchor=anchor)
+    reference = nib.load(tmp_path / "ref" / "scan_resampled.nii.gz")
+    widget.layer.value = _open(viewer, src)
+    widget.target_size.value = size
+    widget.interpolation.value = "bspline"  # resampling()'s default, whatever the layer type
+    widget.anchor.value = anchor
+    result = _run(qtbot, widget)
+    np.testing.assert_allclose(result.metadata[METADATA_KEY]["affine"], reference.affine)
+    corner = np.asarray(result.data_to_world((0, 0, 0)))[::-1]
+    storage = StorageOrder.from_dict(result.metadata[METADATA_KEY]["storage"])
+    ijk = nifti_from_napari(np.arange(result.data.size).reshape(result.data.shape), storage, {})
+    first = np.argwhere(ijk[0] == 0)[0]  # stored index shown at napari (0, 0, 0)
+    np.testing.assert_allclose(corner, (reference.affine @ np.append(first, 1.0))[:3], atol=1e-5)
+    widget.output_dir.value = tmp_path
+    saved = nib.load(widget.save())
+    assert np.array_equal(np.asarray(saved.dataobj), np.asarray(reference.dataobj))
+    np.testing.assert_allclose(saved.affine, reference.affine, atol=1e-5)
+    assert bytes(saved.header.binaryblock) == bytes(reference.header.binaryblock)
+
+
 def test_single_volume_4d_file_agrees_with_resampling(qtbot, viewer, widget, nifti_file, tmp_path):
     src = nifti_file("one.nii.gz", "lps", data=_ct()[..., np.newaxis])
     resampling(src, tmp_path / "ref", (12, 10, 20))

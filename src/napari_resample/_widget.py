@@ -26,7 +26,7 @@ from magicgui.widgets import (
 )
 
 from napari_resample._geometry import ANCHORS, resampled_affine, spacing_of
-from napari_resample._io import header_for_affine
+from napari_resample._io import header_for_affine, resampled_header
 from napari_resample._layout import (
     METADATA_KEY,
     StorageOrder,
@@ -379,11 +379,17 @@ class ResampleWidget(Container):
     def _on_done(self, job: _Job, out: np.ndarray, new_affine: np.ndarray) -> None:
         from napari.layers import Layer
 
-        from napari_resample._writer import storable_dtype
+        from napari_resample._writer import same_grid, storable_dtype
 
         source = job.layer
         template = job.info.get("header")
-        header = header_for_affine(new_affine, out.shape, template)
+        if same_grid(template, job.affine, job.data.shape):
+            # The core's header rule, as resampling() writes it: qform and sform each moved,
+            # codes and the qform's zooms kept; codes 0/0 files keep no stored origin.
+            header = resampled_header(template, job.data.shape, job.size, job.anchor)
+            new_affine = np.asarray(header.get_best_affine(), dtype=np.float64)
+        else:  # no file, or a layer re-scaled / moved since: its current geometry
+            header = header_for_affine(new_affine, out.shape, template)
         dtype = storable_dtype(out.dtype)
         if header.get_data_dtype().newbyteorder("=") != dtype.newbyteorder("="):
             header.set_data_dtype(dtype)

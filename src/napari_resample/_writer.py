@@ -3,8 +3,9 @@
 The geometry is the layer's *current* one (scale, translate, rotate, shear, affine), converted by
 :mod:`napari_resample._layout`; from the reader's metadata only the storage axis order, the
 header template (codes, units, description, intent, time step, on-disk type) and the scaling
-are taken. A layer that did not come from a NIfTI file is written as (z, y, x) = (k, j, i) with
-its scale as spacing and its translate as origin.
+are taken; when the layer's geometry is still the template's, the template's qform, sform, codes
+and pixdim are written unchanged. A layer that did not come from a NIfTI file is written as
+(z, y, x) = (k, j, i) with its scale as spacing and its translate as origin.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
         # Not the source's values any more (or no source): write what the layer holds.
         values, slope, inter = stored, 1.0, 0.0
     values = storable(values)
-    header = header_for_affine(affine, stored.shape, template)
+    header = header_for_layer(affine, stored.shape, template)
     if header.get_data_dtype().newbyteorder("=") != values.dtype.newbyteorder("="):
         header.set_data_dtype(values.dtype)
     if template is None:
@@ -78,6 +79,33 @@ def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
     if stored.ndim == 4:
         _set_time_step(header, meta, template)
     return [save_nifti(path, values, header, slope=slope, inter=inter)]
+
+
+def same_grid(template: Any, affine: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether *template* describes this grid: its best affine is *affine* and its spatial
+    size is *shape*'s (to 1e-6 mm), i.e. the layer's geometry was not changed since reading."""
+    if template is None:
+        return False
+    old = tuple(int(n) for n in template.get_data_shape()[:3])
+    new = tuple(int(n) for n in shape[:3])
+    if old + (1,) * (3 - len(old)) != new + (1,) * (3 - len(new)):
+        return False
+    best = np.asarray(template.get_best_affine(), dtype=np.float64)
+    return bool(np.allclose(best, affine, rtol=1e-9, atol=1e-6))
+
+
+def header_for_layer(affine: np.ndarray, shape: tuple[int, ...], template: Any) -> Any:
+    """Header for voxels of *shape* at *affine*, from the reader's *template* if any.
+
+    An unchanged geometry keeps the template's own qform, sform, codes and pixdim as they
+    were (a qform that disagrees with the sform, codes 0/0, a sheared sform's qform zooms);
+    a changed one is rewritten from *affine* with the template's codes.
+    """
+    if same_grid(template, affine, shape):
+        header = template.copy()
+        header.set_data_shape(shape)
+        return header
+    return header_for_affine(affine, shape, template)
 
 
 def storable_dtype(dtype: np.dtype) -> np.dtype:
