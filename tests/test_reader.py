@@ -178,6 +178,46 @@ def test_labels_keep_their_stored_type_and_values(nifti_file):
     assert set(np.unique(layer.data).tolist()) == set(range(7))
 
 
+def test_label_rule_counts_without_copying_the_volume():
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    seg = np.asfortranarray(rng.integers(0, 20, (256, 256, 200)).astype(np.uint8))  # as nibabel
+    tracemalloc.start()
+    try:
+        assert is_label_volume(seg)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # was a flattened copy plus an int64 copy: 9x the volume
+    assert peak < seg.nbytes / 2, (
+        f"{peak / 2**20:.1f} MiB for a {seg.nbytes / 2**20:.1f} MiB volume"
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.arange(-5, 250, 5),  # 51 values, negative ones included
+        np.arange(0, 256 * 10**6, 10**6),  # a wide range: 256 values
+        np.arange(0, 257 * 10**6, 10**6),  # 257 values
+    ],
+    ids=["negative", "wide-256", "wide-257"],
+)
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_label_rule_counts_exactly(values, order, byteorder):
+    from napari_resample._reader import count_distinct
+
+    data = (
+        np.resize(values, 400_000)
+        .reshape(100, 80, 50)
+        .astype(np.dtype("int32").newbyteorder(byteorder), order=order)
+    )
+    assert count_distinct(data, 1000) == len(values)
+    assert is_label_volume(data) == (len(values) <= 256)
+
+
 def test_scaled_integer_file_is_never_labels():
     data = np.zeros((4, 4, 4), dtype=np.int16)
     assert not is_label_volume(data, 1002, scaled=True)
