@@ -93,6 +93,25 @@ def test_target_size_is_prefilled_in_file_voxel_order(viewer, widget, nifti_file
     assert "7 x 6 x 5 voxels" in widget.summary.value
 
 
+def test_read_out_and_size_follow_the_chosen_layer_only(viewer, widget, nifti_file):
+    a = _open(viewer, nifti_file("a.nii.gz", "ras_anisotropic"))  # 7 x 6 x 5 of 0.5 x 0.8 x 2.5
+    b = _open(viewer, nifti_file("b.nii.gz", "las"))
+    widget.layer.value = a
+    widget.target_size.value = (14, 12, 10)
+    assert "spacing 0.5 x 0.8 x 2.5 mm" in widget.summary.value
+    a.scale = [2 * s for s in a.scale]  # the user fixes a wrong spacing in napari
+    assert "now: 7 x 6 x 5 voxels, spacing 1 x 1.6 x 5 mm" in widget.summary.value
+    assert "new: 14 x 12 x 10 voxels, spacing 0.5 x 0.8 x 2.5 mm" in widget.summary.value
+    assert "field of view (kept): 7 x 9.6 x 25 mm" in widget.summary.value
+    a.data = a.data[:, :3]  # napari (S, A, R): a crop along A, the file's j
+    assert widget.target_size.value == (7, 3, 5)
+    assert "now: 7 x 3 x 5 voxels" in widget.summary.value
+    widget.layer.value = b
+    text = widget.summary.value
+    a.scale = [1.0, 1.0, 1.0]  # no longer the chosen layer: nothing changes
+    assert widget.summary.value == text
+
+
 def test_presets_fill_the_size_and_the_read_out_follows(viewer, widget, nifti_file):
     widget.layer.value = _open(viewer, nifti_file("v.nii.gz", "ras_anisotropic"))
     widget.preset.value = "224 x 224 x 128"

@@ -49,6 +49,8 @@ PRESETS: dict[str, tuple[int, int, int]] = {
     "256 x 256 x 256": (256, 256, 256),
     "512 x 512 x 256": (512, 512, 256),
 }
+#: Layer events after which the read-out (spacing, field of view) is recomputed.
+_GEOMETRY_EVENTS = ("scale", "translate", "rotate", "shear", "affine")
 CUSTOM = "custom"
 AUTO = "auto"
 MAX_SIZE = 8192
@@ -167,6 +169,7 @@ class ResampleWidget(Container):
         self._result: Any = None
         self._result_base = ""
         self._syncing = False
+        self._watched: Any = None
 
         self.layer.changed.connect(self._on_layer)
         self.preset.changed.connect(self._on_preset)
@@ -199,9 +202,30 @@ class ResampleWidget(Container):
         affine = nifti_affine_from_napari(layer.data.shape, storage, _layer_state(layer))
         return stored_shape(layer.data.shape, storage), affine
 
+    def _watch(self, layer: Any) -> None:
+        """Follow *layer*'s geometry and data (only that layer's) so the read-out stays true."""
+        if layer is self._watched:
+            return
+        if self._watched is not None:
+            for name in _GEOMETRY_EVENTS:
+                getattr(self._watched.events, name).disconnect(self._update_summary)
+            self._watched.events.data.disconnect(self._on_data)
+        self._watched = layer
+        if layer is not None:
+            for name in _GEOMETRY_EVENTS:
+                getattr(layer.events, name).connect(self._update_summary)
+            layer.events.data.connect(self._on_data)
+
     def _on_layer(self, *_: Any) -> None:
         layer = self.layer.value
-        view = self._file_view(layer)
+        self._watch(layer)
+        source = _info(layer).get("source_path") if layer is not None else None
+        self.output_dir.value = Path(source).parent if source else Path.cwd()
+        self._on_data()
+
+    def _on_data(self, *_: Any) -> None:
+        """Prefill the target size with the layer's current size, then refresh the read-out."""
+        view = self._file_view(self.layer.value)
         if view is not None:
             self._syncing = True
             try:
@@ -209,8 +233,6 @@ class ResampleWidget(Container):
                 self.preset.value = CUSTOM
             finally:
                 self._syncing = False
-        source = _info(layer).get("source_path") if layer is not None else None
-        self.output_dir.value = Path(source).parent if source else Path.cwd()
         self._update_summary()
 
     def _on_preset(self, value: str) -> None:
