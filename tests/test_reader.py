@@ -37,7 +37,7 @@ def _error_messages():
     ]
 
 
-@pytest.mark.parametrize("path", ["a.nii", "a.nii.gz", "dir/B.NII.GZ", ["a.nii", "b.nii.gz"]])
+@pytest.mark.parametrize("path", ["a.nii", "a.nii.gz", "dir/B.NII.GZ", ["a.nii.gz"]])
 def test_get_reader_accepts_nifti_names(tmp_path, path):
     names = [path] if isinstance(path, str) else path
     for name in names:
@@ -47,18 +47,28 @@ def test_get_reader_accepts_nifti_names(tmp_path, path):
     assert get_reader(given) is read_nifti
 
 
-@pytest.mark.parametrize(
-    "names",
-    [["folder.nii.gz"], ["missing.nii.gz"], ["a.nii", "missing.nii"], ["a.nii", "folder.nii.gz"]],
-    ids=["folder", "missing", "list-with-missing", "list-with-folder"],
-)
-def test_get_reader_returns_none_for_folders_and_missing_files(tmp_path, names):
+def test_get_reader_returns_none_for_a_stack_of_files(tmp_path):
+    # napari passes several paths at once only for stack=True (one layer wanted): refuse it
+    # rather than silently returning one layer per file.
+    for name in ("a.nii.gz", "b.nii.gz"):
+        (tmp_path / name).write_bytes(b"")
+    assert get_reader([str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz")]) is None
+
+
+@pytest.mark.gui
+def test_viewer_open_several_files_without_stack_still_works(make_napari_viewer, nifti_file):
+    viewer = make_napari_viewer()
+    paths = [str(nifti_file("a.nii.gz")), str(nifti_file("b.nii.gz", "las"))]
+    layers = viewer.open(paths, plugin="napari-resample")
+    assert [layer.name for layer in layers] == ["a", "b"]
+
+
+@pytest.mark.parametrize("name", ["folder.nii.gz", "missing.nii.gz", "missing.nii"])
+def test_get_reader_returns_none_for_folders_and_missing_files(tmp_path, name):
     (tmp_path / "folder.nii.gz").mkdir()
-    (tmp_path / "a.nii").write_bytes(b"")
-    paths = [str(tmp_path / n) for n in names]
-    assert get_reader(paths) is None
-    assert get_reader(paths[-1]) is None
-    assert get_reader(tmp_path / names[-1]) is None  # os.PathLike too
+    assert get_reader(str(tmp_path / name)) is None
+    assert get_reader([str(tmp_path / name)]) is None
+    assert get_reader(tmp_path / name) is None  # os.PathLike too
 
 
 @pytest.mark.parametrize(

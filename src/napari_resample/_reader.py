@@ -38,15 +38,16 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
-    """Return :func:`read_nifti` if every path names an existing NIfTI file, else None.
+    """Return :func:`read_nifti` if *path* names an existing NIfTI file, else None.
 
-    Cheap (the names and one ``stat`` per path; nothing is opened) and never raises. Folders
-    and missing files named like NIfTI files get None, so napari can try other readers or say
-    the file was not found.
+    Cheap (the name and one ``stat``; nothing is opened) and never raises. Folders and missing
+    files named like NIfTI files get None, so napari can try other readers or say the file was
+    not found. napari passes a list of several paths only to stack them into one layer, which
+    this reader does not do: such lists get None too (a one-path list is that path).
     """
     try:
         paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-        if not paths or any(nifti_suffix(p) is None or not os.path.isfile(p) for p in paths):
+        if len(paths) != 1 or nifti_suffix(paths[0]) is None or not os.path.isfile(paths[0]):
             return None
     except Exception:
         return None
