@@ -12,7 +12,8 @@ axis after the other. Along one axis, output sample ``i'`` reads the input at th
 - ``"linear"``: 2 taps; ``"nearest"``: 1 tap; both hold the edge value past the last voxel.
 - ``"label"``: for label maps: every label's indicator is resampled linearly and each output
   voxel takes the label with the highest weight (per-label voting), so the output holds only
-  input labels and no in-between values.
+  input labels and no in-between values. Computed by voting among the labels of the 8 input
+  voxels around each sample (the only ones with a weight), not one pass per label.
 
 Values are computed in float32 (float64 for float64 input and for integers wider than 16 bits,
 which float32 cannot hold exactly), clamped to the input's finite [min, max], rounded to nearest
@@ -497,27 +498,90 @@ def _resample_nearest(arr: NDArray, size: tuple[int, int, int], anchor: Anchor) 
 def _resample_labels(
     arr: NDArray, size: tuple[int, int, int], anchor: Anchor, progress: ProgressCallback | None
 ) -> NDArray:
-    """Per-label voting: each label's indicator is resampled linearly; the largest wins."""
-    labels = np.unique(arr)
+    """Per-label voting: each output voxel takes the label with the largest trilinear weight.
+
+    This is the result of resampling every label's indicator linearly and keeping the largest
+    (ties go to the smallest label, NaN last), computed without one pass per label: trilinear
+    weights only involve the 8 input voxels around a sample point, so each output voxel votes
+    among the labels of its 8 corners. Where the 8 corners agree (inside regions: most voxels)
+    that label is the answer; only the others are scored.
+    """
     native = arr.dtype.newbyteorder("=")
-    if labels.size == 1:
-        return np.full(size, labels[0], dtype=native)
-    best = np.full(size, -1.0, dtype=np.float32)
+    taps = [_linear_taps(n, s, anchor) for n, s in zip(arr.shape, size, strict=True)]
     out = np.empty(size, dtype=native)
-    for n, label in enumerate(labels):
-        member = np.isnan(arr) if label != label else arr == label  # NaN is a label too
-        weight = _separable(
-            member.view(np.uint8),
-            size,
-            "linear",
-            anchor,
-            False,
-            np.dtype(np.float32),
-            None,
-        )
-        win = weight > best
-        best[win] = weight[win]
-        out[win] = label
-        if progress is not None:
-            progress((n + 1) / (labels.size + 1))
+    per_row = max(1, math.prod(size[1:]) + math.prod(arr.shape[1:]))
+    rows = max(1, min(_CHUNK // per_row, -(-size[0] // (4 * _workers()))))
+    starts = range(0, size[0], rows)
+
+    def run(r0: int) -> None:
+        r1 = min(r0 + rows, size[0])
+        (x0, x1, tx), (y0, y1, ty), (z0, z1, tz) = taps
+        # The 8 corner labels of every output voxel of the slab, by whole-row takes.
+        corners = [
+            a.take(z, axis=2)
+            for a in (
+                b.take(y, axis=1)
+                for b in (arr.take(x, axis=0) for x in (x0[r0:r1], x1[r0:r1]))
+                for y in (y0, y1)
+            )
+            for z in (z0, z1)
+        ]
+        block = corners[0].astype(native, copy=True)
+        mixed = np.zeros(block.shape, dtype=bool)
+        for c in corners[1:]:
+            mixed |= ~_same_label(c, block)
+        flat = np.flatnonzero(mixed)
+        if flat.size:
+            where = np.unravel_index(flat, mixed.shape)
+            weights = [(1.0 - t, t) for t in (tx[r0:r1], ty, tz)]
+            labels = [c.reshape(-1)[flat] for c in corners]
+            w = [
+                weights[0][cx][where[0]] * weights[1][cy][where[1]] * weights[2][cz][where[2]]
+                for cx in (0, 1)
+                for cy in (0, 1)
+                for cz in (0, 1)
+            ]
+            score = [wc.copy() for wc in w]
+            for a, b in itertools.combinations(range(8), 2):
+                same = _same_label(labels[a], labels[b])
+                score[a] += w[b] * same
+                score[b] += w[a] * same
+            best, best_score = labels[0], score[0]
+            for lab, sc in zip(labels[1:], score[1:], strict=True):
+                win = (sc > best_score) | ((sc == best_score) & _label_before(lab, best))
+                np.copyto(best, lab, where=win)
+                np.copyto(best_score, sc, where=win)
+            block.reshape(-1)[flat] = best
+        out[r0:r1] = block
+
+    with ThreadPoolExecutor(max_workers=min(_workers(), len(starts))) as pool:
+        for n, _ in enumerate(pool.map(run, starts)):
+            if progress is not None:
+                progress((n + 1) / (len(starts) + 1))
     return out
+
+
+def _linear_taps(
+    n_in: int, n_out: int, anchor: Anchor
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """Linear interpolation along one axis: sample ``i`` is ``(1 - t) * in[j0] + t * in[j1]``,
+    holding the edge value outside [0, n_in - 1] (the weights of :func:`_linear_matrix`)."""
+    xc = np.clip(sample_positions(n_in, n_out, anchor), 0, n_in - 1)
+    j0 = np.minimum(np.floor(xc).astype(np.int64), n_in - 1)
+    return j0, np.minimum(j0 + 1, n_in - 1), xc - j0
+
+
+def _same_label(a: NDArray, b: NDArray) -> NDArray[np.bool_]:
+    """``a == b``, with NaN equal to NaN (NaN is a label like any other)."""
+    same = a == b
+    if a.dtype.kind == "f":
+        same |= np.isnan(a) & np.isnan(b)
+    return same
+
+
+def _label_before(a: NDArray, b: NDArray) -> NDArray[np.bool_]:
+    """``a`` sorts before ``b`` (the tie-break: smallest label first, NaN last)."""
+    before = a < b
+    if a.dtype.kind == "f":
+        before |= np.isnan(b) & ~np.isnan(a)
+    return before
