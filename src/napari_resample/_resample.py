@@ -252,13 +252,20 @@ def _bspline_matrix(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
     return solve_banded((1, 1), ab, taps.T).T
 
 
+def _linear_weights(
+    n_in: int, x: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """Linear interpolation at positions *x*: ``(1 - t) * in[j0] + t * in[j1]``, holding the
+    edge value outside [0, n_in - 1]."""
+    xc = np.clip(x, 0, n_in - 1)
+    j0 = np.minimum(np.floor(xc).astype(np.int64), n_in - 1)
+    return j0, np.minimum(j0 + 1, n_in - 1), xc - j0
+
+
 def _linear_matrix(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
     """Linear interpolation at positions *x*, holding the edge value outside [0, n_in - 1]."""
     n_out = x.size
-    xc = np.clip(x, 0, n_in - 1)
-    j0 = np.minimum(np.floor(xc).astype(np.int64), n_in - 1)
-    t = xc - j0
-    j1 = np.minimum(j0 + 1, n_in - 1)
+    j0, j1, t = _linear_weights(n_in, x)
     rows = np.repeat(np.arange(n_out)[:, None], 2, axis=1)
     return _taps_matrix(rows, np.stack([j0, j1], 1), np.stack([1 - t, t], 1), n_out, n_in)
 
@@ -564,11 +571,8 @@ def _resample_labels(
 def _linear_taps(
     n_in: int, n_out: int, anchor: Anchor
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """Linear interpolation along one axis: sample ``i`` is ``(1 - t) * in[j0] + t * in[j1]``,
-    holding the edge value outside [0, n_in - 1] (the weights of :func:`_linear_matrix`)."""
-    xc = np.clip(sample_positions(n_in, n_out, anchor), 0, n_in - 1)
-    j0 = np.minimum(np.floor(xc).astype(np.int64), n_in - 1)
-    return j0, np.minimum(j0 + 1, n_in - 1), xc - j0
+    """The weights of :func:`_linear_matrix` along one axis, as ``(j0, j1, t)``."""
+    return _linear_weights(n_in, sample_positions(n_in, n_out, anchor))
 
 
 def _same_label(a: NDArray, b: NDArray) -> NDArray[np.bool_]:
