@@ -465,3 +465,21 @@ def test_screenshot_script_makes_a_non_blank_picture(make_napari_viewer, tmp_pat
     # the canvas (left of the dock) shows the phantom: bright skull next to dark air
     band = grey[height // 4 : 3 * height // 4, int(0.3 * width) : int(0.55 * width)]
     assert band.max() > 200 and band.min() < 40
+
+
+def test_save_folder_follows_the_layer_until_the_user_picks_one(viewer, widget, tmp_path):
+    first = nifti_factory(tmp_path / "a")
+    second = nifti_factory(tmp_path / "b")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    layer_a = _open(viewer, first("one.nii.gz", data=_ct()))
+    layer_b = _open(viewer, second("two.nii.gz", data=_ct()))
+    widget.layer.value = layer_a
+    assert widget.output_dir.value == tmp_path / "a"
+    widget.layer.value = layer_b
+    assert widget.output_dir.value == tmp_path / "b"  # not picked yet: the source's folder
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    widget.output_dir.value = chosen
+    widget.layer.value = layer_a
+    assert widget.output_dir.value == chosen  # a folder the user picked is kept

@@ -170,6 +170,7 @@ class ResampleWidget(Container):
         self._result_base = ""
         self._syncing = False
         self._watched: Any = None
+        self._picked_dir = False  # the user chose "save to": keep it when the layer changes
 
         self.layer.changed.connect(self._on_layer)
         self.preset.changed.connect(self._on_preset)
@@ -178,6 +179,7 @@ class ResampleWidget(Container):
             widget.changed.connect(self._update_summary)
         self.run_button.changed.connect(self.run)
         self.save_button.changed.connect(self.save)
+        self.output_dir.changed.connect(self._on_output_dir)
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(self.reset_choices)
@@ -219,9 +221,18 @@ class ResampleWidget(Container):
     def _on_layer(self, *_: Any) -> None:
         layer = self.layer.value
         self._watch(layer)
-        source = _info(layer).get("source_path") if layer is not None else None
-        self.output_dir.value = Path(source).parent if source else Path.cwd()
+        if not self._picked_dir:
+            source = _info(layer).get("source_path") if layer is not None else None
+            self._syncing = True
+            try:
+                self.output_dir.value = Path(source).parent if source else Path.cwd()
+            finally:
+                self._syncing = False
         self._on_data()
+
+    def _on_output_dir(self, *_: Any) -> None:
+        if not self._syncing:
+            self._picked_dir = True
 
     def _on_data(self, *_: Any) -> None:
         """Prefill the target size with the layer's current size, then refresh the read-out."""
