@@ -225,7 +225,55 @@ def test_label_rule_counts_exactly(values, order, byteorder):
         .astype(np.dtype("int32").newbyteorder(byteorder), order=order)
     )
     assert count_distinct(data, 1000) == len(values)
-    assert is_label_volume(data) == (len(values) <= 256)
+    # More than 32 values that change from voxel to voxel: not piecewise constant, an image.
+    assert not is_label_volume(data)
+
+
+def _voronoi_labels(n_labels, shape=(60, 50, 40), dtype=np.uint8, seed=0):
+    """A segmentation-like volume: *n_labels* uniform cells inside a body, 0 outside."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 1, (n_labels, 3)) * shape
+    grid = np.indices(shape).reshape(3, -1).T
+    cell = cKDTree(centres).query(grid)[1].reshape(shape) + 1
+    x, y, z = (np.linspace(-1, 1, n) for n in shape)
+    body = x[:, None, None] ** 2 + y[None, :, None] ** 2 + z[None, None, :] ** 2 < 0.9
+    return np.asfortranarray(np.where(body, cell, 0).astype(dtype))
+
+
+def _smooth_image(levels, shape=(60, 50, 40), dtype=np.uint8, seed=0):
+    """An image with few grey levels: smooth anatomy plus noise, quantised to *levels* values."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    anatomy = ndimage.gaussian_filter(rng.normal(0, 1, shape), 4)
+    anatomy = (anatomy - anatomy.min()) / np.ptp(anatomy)
+    noisy = anatomy + rng.normal(0, 0.02, shape)
+    return np.asfortranarray(np.clip(np.rint(noisy * (levels - 1)), 0, levels - 1).astype(dtype))
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (_voronoi_labels(117), "labels"),  # whole-body-like: ~90 labels in uniform cells, uint8
+        (_voronoi_labels(200, dtype=np.int16), "labels"),
+        (_voronoi_labels(600, dtype=np.int16), "image"),  # over MAX_LABELS distinct values
+        (_smooth_image(100), "image"),  # an 8-bit image with 100 grey levels
+        (_smooth_image(250, dtype=np.int16), "image"),  # an MR stored 0..249 in int16
+        (_smooth_image(30), "labels"),  # 32 values or fewer: always labels
+    ],
+    ids=["seg117-u8", "seg200-i16", "seg600-i16", "img100-u8", "img250-i16", "img30-u8"],
+)
+def test_label_rule_tells_segmentations_from_images(data, expected):
+    from napari_resample._reader import equal_neighbours
+
+    assert ("labels" if is_label_volume(data) else "image") == expected, equal_neighbours(data)
+
+
+def test_a_many_label_segmentation_file_opens_as_labels(nifti_file):
+    (layer,) = _layers(nifti_file("totalseg.nii.gz", "ras_anisotropic", data=_voronoi_labels(117)))
+    assert layer._type_string == "labels"
 
 
 def test_scaled_integer_file_is_never_labels():
