@@ -11,10 +11,10 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 from napari_resample._geometry import ANCHORS
-from napari_resample._resample import INTERPOLATIONS
+from napari_resample._resample import INTERPOLATIONS, Interpolation
 
 
 class _Parser(argparse.ArgumentParser):
@@ -129,7 +129,7 @@ def _run_one(path: str, out_dir: str, args: argparse.Namespace, interpolation: s
             out_dir,
             tuple(args.size),
             debug=args.debug,
-            interpolation=interpolation,
+            interpolation=cast(Interpolation, interpolation),
             anchor=args.anchor,
             antialias=args.antialias,
         )
@@ -151,7 +151,7 @@ def _run_one(path: str, out_dir: str, args: argparse.Namespace, interpolation: s
 def _describe(path: str) -> str:
     import nibabel as nib
 
-    img = nib.load(path)
+    img: Any = nib.load(path)
     zooms = "x".join(f"{z:.4g}" for z in img.header.get_zooms()[:3])
     fov = "x".join(
         f"{n * z:.4g}" for n, z in zip(img.shape[:3], img.header.get_zooms()[:3], strict=True)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -19,7 +21,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample._geometry import spacing_of, voxel_transform
+from napari_resample._geometry import Anchor, spacing_of, voxel_transform
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 
@@ -134,7 +136,7 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         img = nib.load(path)
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
             raise ValueError(f"{type(img).__name__} is not a NIfTI-1/2 image")
-        proxy = img.dataobj
+        proxy: Any = img.dataobj
         data = _read_unscaled(path, proxy)
         slope, inter = float(proxy.slope), float(proxy.inter)
         affine = np.array(img.affine, dtype=np.float64)
@@ -152,9 +154,9 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
 
 def resampled_header(
     header: nib.Nifti1Header,
-    old_shape: ArrayLike,
-    new_shape: ArrayLike,
-    anchor: str = "origin",
+    old_shape: Sequence[int],
+    new_shape: Sequence[int],
+    anchor: Anchor = "origin",
 ) -> nib.Nifti1Header:
     """Header of a resampled volume: geometry updated, every other field kept.
 
@@ -174,7 +176,7 @@ def resampled_header(
         A new header; the input is not modified.
     """
     hdr = header.copy()
-    t = voxel_transform(old_shape, new_shape, anchor)  # type: ignore[arg-type]
+    t = voxel_transform(old_shape, new_shape, anchor)
     pixdim = np.array(hdr["pixdim"], dtype=np.float64)
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
     qform = hdr.get_qform(coded=False) @ t
@@ -289,7 +291,7 @@ _TMP_STEM_BYTES = 200
 # any surprise when reading, nibabel does all the work.
 
 
-def _igzip():  # type: ignore[no-untyped-def]
+def _igzip() -> Any:
     try:
         from isal import igzip
     except ImportError:
@@ -314,7 +316,7 @@ def _plain_proxy(proxy: object) -> bool:
     return type(proxy) is ArrayProxy and getattr(proxy, "order", "F") == "F"
 
 
-def _read_gz_fast(igzip, path: str, proxy) -> NDArray:  # type: ignore[no-untyped-def]
+def _read_gz_fast(igzip: Any, path: str, proxy: Any) -> NDArray:
     """Decompress chunk by chunk straight into the array (no full-size intermediate)."""
     from isal import isal_zlib
 

@@ -123,9 +123,9 @@ def equal_neighbours(data: NDArray, slices: int = 64) -> float:
         plane = data[:, :, k]
         for a, b in ((plane[1:], plane[:-1]), (plane[:, 1:], plane[:, :-1])):
             both_zero = (a == 0) & (b == 0)
-            total += a.size - np.count_nonzero(both_zero)
-            equal += np.count_nonzero((a == b) & ~both_zero)
-    return float(equal / total) if total else 1.0
+            total += a.size - int(np.count_nonzero(both_zero))
+            equal += int(np.count_nonzero((a == b) & ~both_zero))
+    return equal / total if total else 1.0
 
 
 def count_distinct(data: NDArray, stop: int) -> int:

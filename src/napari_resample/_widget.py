@@ -8,13 +8,13 @@ as the reader. Saving goes through the plugin's writer.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -25,7 +25,7 @@ from magicgui.widgets import (
     TupleEdit,
 )
 
-from napari_resample._geometry import ANCHORS, resampled_affine, spacing_of
+from napari_resample._geometry import ANCHORS, Anchor, resampled_affine, spacing_of
 from napari_resample._io import header_for_affine, resampled_header
 from napari_resample._layout import (
     METADATA_KEY,
@@ -146,7 +146,9 @@ class ResampleWidget(Container):
         self.antialias = CheckBox(name="antialias", label="antialias", value=False)
         self.summary = Label(name="summary", label="")
         self.run_button = PushButton(name="run_button", text="Resample")
-        self.output_dir = FileEdit(name="output_dir", label="save to", mode="d")
+        self.output_dir = FileEdit(
+            name="output_dir", label="save to", mode=FileDialogMode.EXISTING_DIRECTORY
+        )
         self.save_button = PushButton(name="save_button", text="Save resampled")
         self.status = Label(name="status", label="")
         super().__init__(
@@ -416,10 +418,10 @@ class ResampleWidget(Container):
 
         source = job.layer
         template = job.info.get("header")
-        if same_grid(template, job.affine, job.data.shape):
+        if template is not None and same_grid(template, job.affine, job.data.shape):
             # The core's header rule, as resampling() writes it: qform and sform each moved,
             # codes and the qform's zooms kept; codes 0/0 files keep no stored origin.
-            header = resampled_header(template, job.data.shape, job.size, job.anchor)
+            header = resampled_header(template, job.data.shape, job.size, cast(Anchor, job.anchor))
             new_affine = np.asarray(header.get_best_affine(), dtype=np.float64)
         else:  # no file, or a layer re-scaled / moved since: its current geometry
             header = header_for_affine(new_affine, out.shape, template)
@@ -479,7 +481,7 @@ class ResampleWidget(Container):
         if layer is None or layer not in self.viewer.layers:
             self._report("Nothing to save: run Resample first.", "error")
             return None
-        folder = Path(os.fspath(self.output_dir.value or "")).expanduser()
+        folder = Path(cast(str, self.output_dir.value or "")).expanduser()
         if not folder.is_dir():
             self._report(f"Cannot save: folder {str(folder)!r} does not exist.", "error")
             return None
