@@ -67,6 +67,20 @@ def test_cli_batch_goes_on_after_a_bad_file(tmp_path, capsys):
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2
     assert "b.nii.gz" in errors[0] and "d.nii.gz" in errors[1]
+    assert errors[0].startswith("napari-resample: error: [2/5] ")
+
+
+def test_cli_batch_shows_progress_and_a_summary(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        _write(src / f"{name}.nii.gz", np.ones((4, 4, 4), np.uint8), np.eye(4))
+    out = tmp_path / "out"
+    assert main([str(src), str(out), "--size", "2", "2", "2"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    starts = [line.split(" ", 1)[0] for line in printed if line.startswith("[")]
+    assert starts == ["[1/3]", "[2/3]", "[3/3]"]
+    assert printed[-1] == f"3 of 3 files resampled into {out}"
 
 
 def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):

@@ -96,8 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             jobs = [(path, args.interpolation) for path in _inputs(args.paths[0])]
         failures = 0
-        for path, interpolation in jobs:
-            failures += _run_one(path, out_dir, args, interpolation)
+        for n, (path, interpolation) in enumerate(jobs, start=1):
+            counter = f"[{n}/{len(jobs)}] " if len(jobs) > 1 else ""
+            failures += _run_one(path, out_dir, args, interpolation, counter)
+        if len(jobs) > 1 and not args.quiet:
+            print(f"{len(jobs) - failures} of {len(jobs)} files resampled into {out_dir}")
     except (OSError, ValueError) as exc:
         print(f"napari-resample: error: {exc}", file=sys.stderr)
         return 1
@@ -118,8 +121,13 @@ def _inputs(path: str) -> list[str]:
     return [path]
 
 
-def _run_one(path: str, out_dir: str, args: argparse.Namespace, interpolation: str) -> int:
-    """Resample one file; return 0 on success, 1 on a reported failure."""
+def _run_one(
+    path: str, out_dir: str, args: argparse.Namespace, interpolation: str, counter: str = ""
+) -> int:
+    """Resample one file; return 0 on success, 1 on a reported failure.
+
+    *counter* (``"[3/120] "`` in a batch) prefixes what is printed, errors included.
+    """
     from napari_resample._api import output_name, resampling
 
     start = time.perf_counter()
@@ -134,15 +142,18 @@ def _run_one(path: str, out_dir: str, args: argparse.Namespace, interpolation: s
             antialias=args.antialias,
         )
     except (OSError, ValueError) as exc:
-        print(f"napari-resample: error: {exc}", file=sys.stderr)
+        print(f"napari-resample: error: {counter}{exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # one bad file must not stop a batch, nor print a traceback
-        print(f"napari-resample: error: {path!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"napari-resample: error: {counter}{path!r}: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     if not args.quiet:
         out = os.path.join(out_dir, output_name(path))
         print(
-            f"{path} -> {out} ({interpolation}, {time.perf_counter() - start:.2f} s)\n"
+            f"{counter}{path} -> {out} ({interpolation}, {time.perf_counter() - start:.2f} s)\n"
             f"  {_describe(path)}  ->  {_describe(out)}"
         )
     return 0
