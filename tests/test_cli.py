@@ -153,6 +153,10 @@ def test_cli_sample_mode(tmp_path, capsys):
     fov = np.array(PHANTOM_SHAPE) * np.array(PHANTOM_SPACING)
     np.testing.assert_allclose(np.array(image.shape) * image.header.get_zooms(), fov)
     assert set(np.unique(np.asarray(labels.dataobj)).tolist()) <= set(LABELS)
+    # The same sample as napari's Open Sample: the written source files carry its header.
+    source = nib.load(tmp_path / "phantom_labels.nii.gz").header
+    assert int(source["intent_code"]) == 1002
+    assert source.get_xyzt_units()[0] == "mm"
 
 
 def test_phantom_is_deterministic_and_labelled():

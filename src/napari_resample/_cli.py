@@ -172,22 +172,15 @@ def _describe(path: str) -> str:
 
 def _write_sample(out_dir: str, quiet: bool) -> list[tuple[str, str]]:
     """Write the phantom and its labels to *out_dir*; return the resampling jobs."""
-    from napari_resample._io import header_for_affine, save_nifti
-    from napari_resample._phantom import make_phantom
+    from napari_resample._io import save_nifti
+    from napari_resample._phantom import phantom_volumes
 
-    image, labels, affine = make_phantom()
     os.makedirs(out_dir, exist_ok=True)
     jobs = []
-    for name, data, interpolation in (
-        ("phantom", image, "bspline"),
-        ("phantom_labels", labels, "label"),
-    ):
-        header = header_for_affine(affine, data.shape)
-        header.set_data_dtype(data.dtype)
-        header.set_xyzt_units("mm")
+    for name, volume in phantom_volumes().items():
         path = os.path.join(out_dir, f"{name}.nii.gz")
-        save_nifti(path, data, header)
-        jobs.append((path, interpolation))
+        save_nifti(path, volume.data, volume.header)
+        jobs.append((path, "label" if name == "phantom_labels" else "bspline"))
         if not quiet:
             print(f"sample written: {path}")
     return jobs

@@ -25,6 +25,10 @@ from napari_resample._geometry import Anchor, spacing_of, voxel_transform
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 
+#: NIfTI intent codes of label maps.
+NIFTI_INTENT_LABEL = 1002
+NIFTI_INTENT_NEURONAME = 1003
+
 #: Header fields copied verbatim from a source file; the geometry fields are rewritten.
 KEPT_FIELDS: tuple[str, ...] = (
     "xyzt_units",

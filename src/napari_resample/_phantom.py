@@ -5,8 +5,13 @@ Generated in code, so the package ships no binary data and no patient data.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from napari_resample._io import NiftiVolume
 
 #: Default phantom geometry: voxels (i, j, k) and spacing in mm, as a thick-slice head CT.
 PHANTOM_SHAPE: tuple[int, int, int] = (160, 192, 64)
@@ -116,6 +121,35 @@ def make_phantom(
     labels[np.broadcast_to((vent > 0.5) & (brain > 0.5), shape)] = 3
     labels[np.broadcast_to((lesion > 0.5) & (brain > 0.5) & (vent <= 0.5), shape)] = 4
     return image, labels, affine
+
+
+def phantom_volumes() -> dict[str, NiftiVolume]:
+    """The default phantom and its label map as NIfTI volumes with their headers.
+
+    The one definition of the sample, used by the command line (``--sample`` writes them) and
+    by napari's *File > Open Sample*: RAS affine, mm units, a description, and the label map's
+    intent code ``NIFTI_INTENT_LABEL`` (1002).
+
+    Returns
+    -------
+    dict
+        ``{"phantom": image volume (int16), "phantom_labels": label volume (uint8)}``.
+    """
+    from napari_resample._io import NIFTI_INTENT_LABEL, NiftiVolume, header_for_affine
+
+    image, labels, affine = make_phantom()
+    volumes = {}
+    for name, data, descrip, intent in (
+        ("phantom", image, b"napari-resample synthetic head phantom", 0),
+        ("phantom_labels", labels, b"napari-resample phantom labels", NIFTI_INTENT_LABEL),
+    ):
+        header = header_for_affine(affine, data.shape)
+        header.set_data_dtype(data.dtype)
+        header.set_xyzt_units("mm", "sec")
+        header["descrip"] = descrip
+        header["intent_code"] = intent
+        volumes[name] = NiftiVolume(data, affine, header)
+    return volumes
 
 
 def _ellipsoid(x: NDArray, y: NDArray, z: NDArray, centre: tuple, semi: tuple) -> NDArray:

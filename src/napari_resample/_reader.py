@@ -28,11 +28,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample._io import NiftiVolume, load_nifti, nifti_suffix
+from napari_resample._io import (
+    NIFTI_INTENT_LABEL,
+    NIFTI_INTENT_NEURONAME,
+    NiftiVolume,
+    load_nifti,
+    nifti_suffix,
+)
 from napari_resample._layout import METADATA_KEY, napari_from_nifti
 
-NIFTI_INTENT_LABEL = 1002
-NIFTI_INTENT_NEURONAME = 1003
 LABEL_INTENTS = frozenset({NIFTI_INTENT_LABEL, NIFTI_INTENT_NEURONAME})
 FEW_LABELS = 32
 MAX_LABELS = 256
