@@ -8,9 +8,16 @@ from collections.abc import Sequence
 import numpy as np
 from nibabel.spatialimages import HeaderDataError
 
-from napari_resample._geometry import ANCHORS, Anchor
 from napari_resample._io import load_nifti, resampled_header, save_nifti, strip_nifti_suffix
-from napari_resample._resample import INTERPOLATIONS, Interpolation, resample_array, validate_size
+from napari_resample._options import (
+    ANCHORS,
+    INTERPOLATIONS,
+    Anchor,
+    Interpolation,
+    check_choice,
+    validate_size,
+)
+from napari_resample._resample import resample_array
 
 OUTPUT_SUFFIX = "_resampled.nii.gz"
 
@@ -90,10 +97,8 @@ def resampling(
     if not path.lower().endswith(".nii.gz"):
         raise ValueError(f"input must be a .nii.gz file, got {path!r}")
     size = validate_size(desired_volume)
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-    if anchor not in ANCHORS:
-        raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+    check_choice("interpolation", interpolation, INTERPOLATIONS)
+    check_choice("anchor", anchor, ANCHORS)
     out_file = os.path.join(out_dir, output_name(path))
     if os.path.exists(out_file) and os.path.samefile(out_file, path):
         raise ValueError(f"output would overwrite the input file: {out_file!r}")

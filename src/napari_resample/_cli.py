@@ -13,8 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
-from napari_resample._geometry import ANCHORS
-from napari_resample._resample import INTERPOLATIONS, Interpolation
+from napari_resample._options import ANCHORS, INTERPOLATIONS, Interpolation
 
 
 class _Parser(argparse.ArgumentParser):

@@ -13,13 +13,10 @@ sheared), because the whole operation happens in voxel space.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-Anchor = Literal["origin", "center"]
-ANCHORS: tuple[str, ...] = ("origin", "center")
+from napari_resample._options import ANCHORS, Anchor
 
 
 def scale_factors(old_shape: ArrayLike, new_shape: ArrayLike) -> NDArray[np.float64]:

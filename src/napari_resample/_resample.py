@@ -24,20 +24,23 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 
-from napari_resample._geometry import ANCHORS, Anchor, resampled_affine, sample_positions
-
-Interpolation = Literal["bspline", "linear", "nearest", "label"]
-INTERPOLATIONS: tuple[str, ...] = ("bspline", "linear", "nearest", "label")
+from napari_resample._geometry import resampled_affine, sample_positions
+from napari_resample._options import (
+    ANCHORS,
+    INTERPOLATIONS,
+    Anchor,
+    Interpolation,
+    check_choice,
+    validate_size,
+)
 
 #: Pole of the cubic B-spline prefilter.
 _POLE = math.sqrt(3.0) - 2.0
@@ -45,38 +48,6 @@ _POLE = math.sqrt(3.0) - 2.0
 _CHUNK = 1 << 18
 
 ProgressCallback = Callable[[float], None]
-
-
-def validate_size(desired_volume: object) -> tuple[int, int, int]:
-    """Return *desired_volume* as a tuple of three positive Python ints, or raise ValueError.
-
-    Python and numpy integers are accepted, in a sequence, a 1-D numpy array or an iterator
-    (``map(int, args)``); bools, floats (even integral ones), strings, zeros and negatives are
-    not, nor unordered containers (sets, dicts).
-
-    Examples
-    --------
-    >>> validate_size((224, np.int64(224), 128))
-    (224, 224, 128)
-    >>> validate_size(map(int, ["64", "64", "32"]))
-    (64, 64, 32)
-    """
-    rule = "desired_volume must hold exactly 3 positive integers (X, Y, Z)"
-    if isinstance(desired_volume, Iterator):  # at most 4 items: enough to see it is not 3
-        desired_volume = tuple(itertools.islice(desired_volume, 4))
-    if (
-        isinstance(desired_volume, str | bytes)
-        or not isinstance(desired_volume, Sequence | np.ndarray)
-        or (isinstance(desired_volume, np.ndarray) and desired_volume.ndim == 0)
-    ):
-        raise ValueError(f"{rule}, got {desired_volume!r}")
-    values = list(desired_volume)
-    if len(values) != 3:
-        raise ValueError(f"{rule}, got {len(values)} values: {desired_volume!r}")
-    for v in values:
-        if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Integral) or v <= 0:
-            raise ValueError(f"{rule}, got {desired_volume!r} (bad value {v!r})")
-    return (int(values[0]), int(values[1]), int(values[2]))
 
 
 def resample_array(
@@ -141,10 +112,8 @@ def resample_array(
         raise ValueError(f"data must be a 3D array (X, Y, Z), got shape {arr.shape}")
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"data must hold integers or floats, got dtype {arr.dtype}")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-    if anchor not in ANCHORS:
-        raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+    check_choice("interpolation", interpolation, INTERPOLATIONS)
+    check_choice("anchor", anchor, ANCHORS)
     size = validate_size(desired_volume)
     if 0 in arr.shape:
         raise ValueError(f"data must not be empty, got shape {arr.shape}")

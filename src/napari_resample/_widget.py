@@ -25,7 +25,7 @@ from magicgui.widgets import (
     TupleEdit,
 )
 
-from napari_resample._geometry import ANCHORS, Anchor, resampled_affine, spacing_of
+from napari_resample._geometry import resampled_affine, spacing_of
 from napari_resample._io import header_for_affine, resampled_header
 from napari_resample._layout import (
     METADATA_KEY,
@@ -37,7 +37,8 @@ from napari_resample._layout import (
     stored_from_display,
     stored_shape,
 )
-from napari_resample._resample import INTERPOLATIONS, resample_array, validate_size
+from napari_resample._options import ANCHORS, INTERPOLATIONS, Anchor, validate_size
+from napari_resample._resample import resample_array
 
 if TYPE_CHECKING:
     import napari
