@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 import napari_resample
+from _affine import direction_of, spacing_of
 from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
 from napari_resample import resampling
-from napari_resample._geometry import direction_of, spacing_of, voxel_transform
+from napari_resample._geometry import voxel_transform
 
 SIZE = (18, 4, 9)
 
@@ -239,7 +240,7 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
         def boom(*args, **kwargs):
             raise MemoryError("simulated")
 
-        monkeypatch.setattr("napari_resample._api.resample_array", boom)
+        monkeypatch.setattr("napari_resample._pipeline.resample_array", boom)
         exc: type[BaseException] = MemoryError
     else:
         real_save = nib.save

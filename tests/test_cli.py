@@ -86,13 +86,13 @@ def test_cli_batch_shows_progress_and_a_summary(tmp_path, capsys):
 def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
     # Whatever goes wrong with one file (here an error of an unexpected type) is reported on
     # one line, without a traceback, and the next file is still processed.
-    from napari_resample import _api
+    from napari_resample import _pipeline
 
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a", "b"):
         _write(src / f"{name}.nii.gz", np.ones((4, 4, 4), np.uint8), np.eye(4))
-    real = _api.resample_array
+    real = _pipeline.resample_array
     calls = []
 
     def flaky(*args, **kwargs):
@@ -101,7 +101,7 @@ def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys
             raise RuntimeError("simulated")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_api, "resample_array", flaky)
+    monkeypatch.setattr(_pipeline, "resample_array", flaky)
     assert main([str(src), str(tmp_path / "out"), "--size", "2", "2", "2", "--quiet"]) == 1
     assert os.listdir(tmp_path / "out") == ["b_resampled.nii.gz"]
     err = capsys.readouterr().err
@@ -170,3 +170,41 @@ def test_phantom_is_deterministic_and_labelled():
     assert a[la == 0].mean() < -800
     assert -20 < np.median(a[la == 2]) < 80
     np.testing.assert_allclose(np.diag(aff)[:3], PHANTOM_SPACING)
+
+
+def test_cli_default_interpolation_keeps_a_label_map_s_labels(tmp_path):
+    # A uint8 file whose header says it is a label map (intent 1002) keeps exactly its labels
+    # with default options (--interpolation auto), where B-spline would invent 2..6.
+    data = np.zeros((12, 10, 8), dtype=np.uint8)
+    data[3:9, 2:8, 2:6] = 1
+    data[6:12, 5:10, 4:8] = 7
+    img = nib.Nifti1Image(data, np.diag([0.5, 0.5, 2.0, 1.0]))
+    img.header["intent_code"] = 1002
+    nib.save(img, tmp_path / "seg.nii.gz")
+    seg, size = str(tmp_path / "seg.nii.gz"), ["--size", "17", "9", "13"]
+    assert main([seg, str(tmp_path / "out"), *size]) == 0
+    out = np.asarray(nib.load(tmp_path / "out" / "seg_resampled.nii.gz").dataobj)
+    assert set(np.unique(out).tolist()) == {0, 1, 7}
+    # B-spline, asked for explicitly, still applies to every file.
+    assert main([seg, str(tmp_path / "bs"), *size, "--interpolation", "bspline"]) == 0
+    out = np.asarray(nib.load(tmp_path / "bs" / "seg_resampled.nii.gz").dataobj)
+    assert set(np.unique(out).tolist()) > {0, 1, 7}
+
+
+def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
+    # resampling() and the CLI both go through _pipeline.resample_volume.
+    from napari_resample import _pipeline, resampling
+
+    calls = []
+    real = _pipeline.resample_volume
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("interpolation"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_pipeline, "resample_volume", spy)
+    monkeypatch.setattr("napari_resample._api.resample_volume", spy)
+    src = _write(tmp_path / "a.nii.gz", np.ones((4, 4, 4), np.int16), np.eye(4))
+    resampling(src, tmp_path / "o1", (2, 2, 2))
+    assert main([src, str(tmp_path / "o2"), "--size", "2", "2", "2", "--quiet"]) == 0
+    assert calls == ["bspline", "auto"]

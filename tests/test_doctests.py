@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-CORE = ["_geometry", "_options", "_resample", "_io", "_api", "_phantom"]
+CORE = ["_geometry", "_options", "_names", "_labels", "_resample", "_io", "_phantom"]
 
 
 @pytest.mark.parametrize("name", CORE)

@@ -13,17 +13,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _affine import direction_of, origin_of, ras_to_lps, spacing_of
 from conftest import SHEAR, make_affine, rotation
 from napari_resample import resample_array
 from napari_resample._geometry import (
-    direction_of,
     index_offset,
-    origin_of,
-    ras_to_lps,
     resampled_affine,
     sample_positions,
     scale_factors,
-    spacing_of,
     voxel_transform,
 )
 

@@ -17,13 +17,8 @@ import pytest
 from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
 from napari_resample import resampling
 from napari_resample._geometry import voxel_transform
-from napari_resample._io import (
-    load_nifti,
-    nifti_suffix,
-    resampled_header,
-    save_nifti,
-    strip_nifti_suffix,
-)
+from napari_resample._io import load_nifti, resampled_header, save_nifti
+from napari_resample._names import nifti_suffix, strip_nifti_suffix
 
 NEW = (18, 4, 9)
 ANISO = np.diag([0.5, 0.75, 2.5])

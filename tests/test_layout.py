@@ -7,13 +7,13 @@ import pytest
 from nibabel.orientations import aff2axcodes
 
 from _plugin_fixtures import AFFINES, AXIS_ALIGNED, coded_volume, decode, stored_world
+from napari_resample._io import apply_scaling
 from napari_resample._layout import (
     StorageOrder,
     napari_from_nifti,
     napari_matrix,
     nifti_affine_from_napari,
     nifti_from_napari,
-    scaled_for_display,
     split_linear,
     stored_from_display,
     stored_shape,
@@ -187,7 +187,7 @@ def test_storage_order_from_dict_checks_its_shape():
 
 def test_scaled_values_unscale_exactly_or_not_at_all():
     stored = np.array([[[-3, 0, 7]]], dtype=np.int16)
-    shown = scaled_for_display(stored, 0.5, 10.0)
+    shown = apply_scaling(stored, 0.5, 10.0)
     assert shown.dtype == np.float32
     back = stored_from_display(shown, 0.5, 10.0, np.dtype(">i2"))
     assert back is not None and np.array_equal(back, stored)

@@ -15,7 +15,8 @@ from _plugin_fixtures import (
     nifti_factory,
     stored_world,
 )
-from napari_resample._reader import get_reader, is_label_volume, read_nifti
+from napari_resample._labels import is_label_volume
+from napari_resample._reader import get_reader, read_nifti
 
 
 @pytest.fixture
@@ -217,7 +218,7 @@ def test_label_rule_counts_without_copying_the_volume():
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("byteorder", ["<", ">"])
 def test_label_rule_counts_exactly(values, order, byteorder):
-    from napari_resample._reader import count_distinct
+    from napari_resample._labels import count_distinct
 
     data = (
         np.resize(values, 400_000)
@@ -266,7 +267,7 @@ def _smooth_image(levels, shape=(60, 50, 40), dtype=np.uint8, seed=0):
     ids=["seg117-u8", "seg200-i16", "seg600-i16", "img100-u8", "img250-i16", "img30-u8"],
 )
 def test_label_rule_tells_segmentations_from_images(data, expected):
-    from napari_resample._reader import equal_neighbours
+    from napari_resample._labels import equal_neighbours
 
     assert ("labels" if is_label_volume(data) else "image") == expected, equal_neighbours(data)
 
@@ -296,10 +297,17 @@ def test_four_d_opens_time_first_with_spatial_scale_on_the_others(nifti_file):
         np.testing.assert_allclose(world[1:][::-1], stored_world(AFFINES["las"], spatial))
 
 
-def test_singleton_four_d_opens_as_3d(nifti_file):
-    data = coded_volume()[..., np.newaxis]
-    (layer,) = _layers(nifti_file("one.nii.gz", data=data))
+@pytest.mark.parametrize("extra", [(1,), (1, 1)])
+def test_one_volume_with_singleton_axes_opens_as_3d_and_resamples(nifti_file, tmp_path, extra):
+    # One rule for what counts as 3D (_io.spatial_volume): the reader and resampling() agree.
+    from napari_resample import resampling
+
+    data = coded_volume().reshape(coded_volume().shape + extra)
+    path = nifti_file("one.nii.gz", data=data)
+    (layer,) = _layers(path)
     assert layer.ndim == 3
+    resampling(path, tmp_path / "out", (4, 4, 4))
+    assert nib.load(tmp_path / "out" / "one_resampled.nii.gz").shape == (4, 4, 4)
 
 
 def _bad_files(tmp_path):
@@ -356,3 +364,16 @@ def test_viewer_open_of_a_corrupt_file_notifies_instead_of_crashing(make_napari_
     assert viewer.open(str(bad), plugin="napari-resample") == []
     assert len(viewer.layers) == 0
     assert any(bad.name in m for m in _error_messages()[before:])
+
+
+@pytest.mark.parametrize(("count", "expected"), [(32, True), (33, False)])
+def test_few_labels_threshold_is_exactly_32_values(count, expected):
+    # Up to FEW_LABELS (32) distinct values: a label map whatever its texture; one more value
+    # on a texture that changes from voxel to voxel is an image.
+    from napari_resample._labels import FEW_LABELS, equal_neighbours
+
+    rng = np.random.default_rng(count)
+    data = rng.permutation(np.arange(20 * 20 * 10) % count).astype(np.int16).reshape(20, 20, 10)
+    assert FEW_LABELS == 32 and len(np.unique(data)) == count
+    assert equal_neighbours(data) < 0.6  # not piecewise constant: only the count decides
+    assert is_label_volume(data) is expected

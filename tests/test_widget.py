@@ -354,12 +354,11 @@ def test_errors_are_reported(viewer, widget, make_layer, message):
 
 
 def test_a_failure_in_the_worker_is_reported(qtbot, viewer, widget, nifti_file, monkeypatch):
-    import napari_resample._widget as widget_module
 
     def broken(*args, **kwargs):
         raise MemoryError("cannot allocate 4.0 GiB")
 
-    monkeypatch.setattr(widget_module, "resample_array", broken)
+    monkeypatch.setattr("napari_resample._pipeline.resample_array", broken)
     widget.layer.value = _open(viewer, nifti_file("v.nii.gz", data=_ct()))
     before = len(_errors())
     assert widget.run() is not None
@@ -390,7 +389,7 @@ def test_a_failure_adding_the_result_is_reported(qtbot, viewer, widget, monkeypa
     def broken(*args, **kwargs):
         raise ValueError("no room for another layer")
 
-    monkeypatch.setattr(widget_module, "napari_from_nifti", broken)
+    monkeypatch.setattr(widget_module, "layer_data_from_volume", broken)
     widget.layer.value = viewer.add_image(np.ones((4, 5, 6), dtype=np.float32), name="v")
     widget.target_size.value = (3, 3, 3)
     before = len(_errors())
@@ -405,7 +404,8 @@ def test_labels_are_copied_so_painting_cannot_reach_the_worker(viewer, widget):
     labels = viewer.add_labels(np.zeros((4, 5, 6), dtype=np.uint8), name="seg")
     widget.layer.value = labels
     job = widget._prepare()
-    assert job.data.shape == (6, 5, 4) and not np.shares_memory(job.data, labels.data)
+    assert job.volume.data.shape == (6, 5, 4)
+    assert not np.shares_memory(job.volume.data, labels.data)
 
 
 def test_save_problems_are_reported(qtbot, viewer, widget, nifti_file, tmp_path):

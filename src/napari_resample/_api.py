@@ -5,32 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import numpy as np
-from nibabel.spatialimages import HeaderDataError
-
-from napari_resample._io import load_nifti, resampled_header, save_nifti, strip_nifti_suffix
+from napari_resample._io import load_nifti, save_volume
+from napari_resample._names import output_name
 from napari_resample._options import (
     ANCHORS,
-    INTERPOLATIONS,
+    AUTO_INTERPOLATIONS,
     Anchor,
-    Interpolation,
+    AutoInterpolation,
     check_choice,
     validate_size,
 )
-from napari_resample._resample import resample_array
-
-OUTPUT_SUFFIX = "_resampled.nii.gz"
-
-
-def output_name(nii_path: str | os.PathLike[str]) -> str:
-    """File name of the result: ``<PREFIX>_resampled.nii.gz`` for ``<PREFIX>.nii.gz``.
-
-    Examples
-    --------
-    >>> output_name("scans/scan_042.nii.gz")
-    'scan_042_resampled.nii.gz'
-    """
-    return strip_nifti_suffix(nii_path) + OUTPUT_SUFFIX
+from napari_resample._pipeline import resample_volume
 
 
 def resampling(
@@ -39,7 +24,7 @@ def resampling(
     desired_volume: Sequence[int],
     debug: bool = False,
     *,
-    interpolation: Interpolation = "bspline",
+    interpolation: AutoInterpolation = "bspline",
     anchor: Anchor = "origin",
     antialias: bool = False,
 ) -> None:
@@ -61,9 +46,10 @@ def resampling(
         Target size ``(X, Y, Z)``, in the file's voxel order (i, j, k).
     debug : bool
         If True, print ``Resampled image saved at: '<path>'``.
-    interpolation : {"bspline", "linear", "nearest", "label"}
-        Cubic B-spline (default, the specification's), trilinear, nearest neighbour, or
-        label-preserving voting for segmentations.
+    interpolation : {"bspline", "linear", "nearest", "label", "auto"}
+        Cubic B-spline (default, the specification's), trilinear, nearest neighbour,
+        label-preserving voting for segmentations, or ``"auto"``: voting for label maps
+        (the rule of :mod:`napari_resample._labels`), B-spline for images.
     anchor : {"origin", "center"}
         ``"origin"`` (default) keeps the first voxel's centre; ``"center"`` keeps the outer edges
         of the field of view.
@@ -97,7 +83,7 @@ def resampling(
     if not path.lower().endswith(".nii.gz"):
         raise ValueError(f"input must be a .nii.gz file, got {path!r}")
     size = validate_size(desired_volume)
-    check_choice("interpolation", interpolation, INTERPOLATIONS)
+    check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
     out_file = os.path.join(out_dir, output_name(path))
     if os.path.exists(out_file) and os.path.samefile(out_file, path):
@@ -105,20 +91,13 @@ def resampling(
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"output_path must be a folder, got a file: {out_dir!r}")
 
-    volume = load_nifti(path)
-    data = _as_3d(volume.data, path)
-    try:
-        header = resampled_header(volume.header, data.shape, size, anchor)
-    except (ValueError, HeaderDataError, np.linalg.LinAlgError) as exc:
-        raise ValueError(f"cannot resample the geometry in the header of {path!r}: {exc}") from exc
-
+    result = resample_volume(
+        load_nifti(path), size, interpolation=interpolation, anchor=anchor, antialias=antialias
+    )
     made: list[str] = []
     try:
         _make_dirs(out_dir, made)
-        out, _ = resample_array(
-            data, size, interpolation=interpolation, anchor=anchor, antialias=antialias
-        )
-        save_nifti(out_file, out, header, slope=volume.slope, inter=volume.inter)
+        save_volume(out_file, result)
     except BaseException:
         for folder in reversed(made):
             try:
@@ -128,16 +107,6 @@ def resampling(
         raise
     if debug:
         print(f"Resampled image saved at: '{out_file}'")
-
-
-def _as_3d(data: np.ndarray, path: str) -> np.ndarray:
-    """The 3D volume of *data*; trailing singleton axes (4D with one volume) are dropped."""
-    shape = data.shape
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"input must be a 3D volume, got an image of shape {shape} in {path!r}")
-    return data
 
 
 def _make_dirs(folder: str, created: list[str]) -> None:

@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
-from napari_resample._options import ANCHORS, INTERPOLATIONS, Interpolation
+from napari_resample._names import nifti_suffix, output_name
+from napari_resample._options import ANCHORS, AUTO_INTERPOLATIONS, AutoInterpolation
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--interpolation",
-        choices=INTERPOLATIONS,
-        default="bspline",
-        help="bspline (default), linear, nearest, or label (for segmentations)",
+        choices=AUTO_INTERPOLATIONS,
+        default="auto",
+        help="auto (default: label voting for label maps, bspline for images), bspline, "
+        "linear, nearest, or label (for segmentations)",
     )
     parser.add_argument(
         "--anchor",
@@ -93,11 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sample:
             jobs = _write_sample(out_dir, quiet=args.quiet)
         else:
-            jobs = [(path, args.interpolation) for path in _inputs(args.paths[0])]
+            jobs = _inputs(args.paths[0])
         failures = 0
-        for n, (path, interpolation) in enumerate(jobs, start=1):
+        for n, path in enumerate(jobs, start=1):
             counter = f"[{n}/{len(jobs)}] " if len(jobs) > 1 else ""
-            failures += _run_one(path, out_dir, args, interpolation, counter)
+            failures += _run_one(path, out_dir, args, counter)
         if len(jobs) > 1 and not args.quiet:
             print(f"{len(jobs) - failures} of {len(jobs)} files resampled into {out_dir}")
     except (OSError, ValueError) as exc:
@@ -112,7 +114,7 @@ def _inputs(path: str) -> list[str]:
         files = sorted(
             os.path.join(path, name)
             for name in os.listdir(path)
-            if name.lower().endswith(".nii.gz") and not name.startswith(".")
+            if nifti_suffix(name) == ".nii.gz" and not name.startswith(".")
         )
         if not files:
             raise ValueError(f"no .nii.gz file in folder {path!r}")
@@ -120,14 +122,12 @@ def _inputs(path: str) -> list[str]:
     return [path]
 
 
-def _run_one(
-    path: str, out_dir: str, args: argparse.Namespace, interpolation: str, counter: str = ""
-) -> int:
+def _run_one(path: str, out_dir: str, args: argparse.Namespace, counter: str = "") -> int:
     """Resample one file; return 0 on success, 1 on a reported failure.
 
     *counter* (``"[3/120] "`` in a batch) prefixes what is printed, errors included.
     """
-    from napari_resample._api import output_name, resampling
+    from napari_resample._api import resampling
 
     start = time.perf_counter()
     try:
@@ -136,7 +136,7 @@ def _run_one(
             out_dir,
             tuple(args.size),
             debug=args.debug,
-            interpolation=cast(Interpolation, interpolation),
+            interpolation=cast(AutoInterpolation, args.interpolation),
             anchor=args.anchor,
             antialias=args.antialias,
         )
@@ -151,8 +151,9 @@ def _run_one(
         return 1
     if not args.quiet:
         out = os.path.join(out_dir, output_name(path))
+        seconds = time.perf_counter() - start
         print(
-            f"{counter}{path} -> {out} ({interpolation}, {time.perf_counter() - start:.2f} s)\n"
+            f"{counter}{path} -> {out} ({args.interpolation}, {seconds:.2f} s)\n"
             f"  {_describe(path)}  ->  {_describe(out)}"
         )
     return 0
@@ -169,17 +170,17 @@ def _describe(path: str) -> str:
     return f"{img.shape} @ {zooms} mm, FOV {fov} mm, {img.get_data_dtype()}"
 
 
-def _write_sample(out_dir: str, quiet: bool) -> list[tuple[str, str]]:
-    """Write the phantom and its labels to *out_dir*; return the resampling jobs."""
-    from napari_resample._io import save_nifti
+def _write_sample(out_dir: str, quiet: bool) -> list[str]:
+    """Write the phantom and its labels to *out_dir*; return their paths."""
+    from napari_resample._io import save_volume
     from napari_resample._phantom import phantom_volumes
 
     os.makedirs(out_dir, exist_ok=True)
     jobs = []
     for name, volume in phantom_volumes().items():
         path = os.path.join(out_dir, f"{name}.nii.gz")
-        save_nifti(path, volume.data, volume.header)
-        jobs.append((path, "label" if name == "phantom_labels" else "bspline"))
+        save_volume(path, volume)
+        jobs.append(path)
         if not quiet:
             print(f"sample written: {path}")
     return jobs

@@ -17,37 +17,14 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import voxel_sizes
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample._geometry import Anchor, spacing_of, voxel_transform
-
-NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
-
-#: NIfTI intent codes of label maps.
-NIFTI_INTENT_LABEL = 1002
-NIFTI_INTENT_NEURONAME = 1003
-
-#: Header fields copied verbatim from a source file; the geometry fields are rewritten.
-KEPT_FIELDS: tuple[str, ...] = (
-    "xyzt_units",
-    "descrip",
-    "aux_file",
-    "intent_code",
-    "intent_p1",
-    "intent_p2",
-    "intent_p3",
-    "intent_name",
-    "cal_min",
-    "cal_max",
-    "slice_code",
-    "slice_start",
-    "slice_end",
-    "slice_duration",
-    "toffset",
-    "dim_info",
-)
+from napari_resample._geometry import voxel_transform
+from napari_resample._names import nifti_suffix
+from napari_resample._options import Anchor
 
 
 @dataclass(frozen=True)
@@ -61,8 +38,9 @@ class NiftiVolume:
         big-endian); ``scl_slope`` / ``scl_inter`` are *not* applied.
     affine : (4, 4) ndarray, voxel (i, j, k) -> RAS+ mm
         nibabel's best affine: the sform when its code is set, else the qform, else pixdim.
-    header : nibabel.Nifti1Header
-        A copy of the full header.
+    header : nibabel.Nifti1Header or None
+        A copy of the full header; None for a volume that did not come from a file (a napari
+        layer made in a session), whose header is then made from *affine*.
     slope, inter : float
         The stored scaling (1 and 0 when the file has none).
     path : str or None
@@ -71,7 +49,7 @@ class NiftiVolume:
 
     data: NDArray
     affine: NDArray[np.float64]
-    header: nib.Nifti1Header
+    header: nib.Nifti1Header | None
     slope: float = 1.0
     inter: float = 0.0
     path: str | None = None
@@ -83,34 +61,53 @@ class NiftiVolume:
 
     def scaled_data(self) -> NDArray:
         """Voxel values with the scaling applied: float32 for scaled files, else stored type."""
-        if not self.is_scaled:
-            return self.data
-        out = self.data.astype(np.float32)
-        out *= np.float32(self.slope)
-        out += np.float32(self.inter)
-        return out
+        return apply_scaling(self.data, self.slope, self.inter)
 
 
-def nifti_suffix(path: str | os.PathLike[str]) -> str | None:
-    """``".nii.gz"`` or ``".nii"`` if *path* names a NIfTI file (case-insensitive), else None.
+def apply_scaling(stored: NDArray, slope: float, inter: float) -> NDArray:
+    """Stored values with NIfTI scaling ``value * slope + inter`` applied, in float32.
+
+    Unscaled data (slope 1, inter 0) is returned unchanged. The one definition of the
+    arithmetic, so that :func:`napari_resample._layout.stored_from_display` can check exactness.
 
     Examples
     --------
-    >>> nifti_suffix("scan_042.NII.GZ"), nifti_suffix("scan.nii"), nifti_suffix("scan.gz")
-    ('.nii.gz', '.nii', None)
+    >>> apply_scaling(np.array([0, 10], dtype=np.int16), 0.5, -1.0).tolist()
+    [-1.0, 4.0]
     """
-    name = os.fspath(path).lower()
-    for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return suffix
-    return None
+    if (slope, inter) == (1.0, 0.0):
+        return stored
+    out = stored.astype(np.float32)
+    out *= np.float32(slope)
+    out += np.float32(inter)
+    return out
 
 
-def strip_nifti_suffix(path: str | os.PathLike[str]) -> str:
-    """The file name of *path* without its folder and NIfTI suffix (``scan_042``)."""
-    name = os.path.basename(os.fspath(path))
-    suffix = nifti_suffix(name)
-    return name[: -len(suffix)] if suffix else name
+def holds_one_volume(shape: Sequence[int]) -> bool:
+    """Whether an image of *shape* is one 3D volume: 3 axes, or more whose extras are all 1."""
+    return len(shape) >= 3 and all(int(n) == 1 for n in shape[3:])
+
+
+def spatial_volume(data: NDArray, path: str | None = None) -> NDArray:
+    """The 3D volume held by *data*: axes past the third that are all 1 are dropped.
+
+    The one rule for what counts as a 3D volume: ``(X, Y, Z)``, ``(X, Y, Z, 1)`` and
+    ``(X, Y, Z, 1, 1)`` do; ``(X, Y)`` and ``(X, Y, Z, T)`` with ``T > 1`` do not.
+
+    Raises
+    ------
+    ValueError
+        Naming the shape (and *path*) otherwise.
+
+    Examples
+    --------
+    >>> spatial_volume(np.zeros((6, 6, 6, 1, 1))).shape
+    (6, 6, 6)
+    """
+    if holds_one_volume(data.shape):
+        return data.reshape(data.shape[:3])
+    where = f" in {path!r}" if path else ""
+    raise ValueError(f"input must be a 3D volume, got an image of shape {data.shape}{where}")
 
 
 def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
@@ -214,11 +211,71 @@ def header_for_affine(
     hdr.set_sform(a, code=scode)
     hdr.set_qform(a, code=qcode)
     pixdim = np.array(hdr["pixdim"], dtype=np.float64)
-    pixdim[1:4] = spacing_of(a)
+    pixdim[1:4] = voxel_sizes(a)
     if len(shape) == 3:
         pixdim[4:] = old_pixdim[4:]
     hdr["pixdim"] = pixdim
     return hdr
+
+
+def same_grid(template: nib.Nifti1Header | None, affine: NDArray, shape: Sequence[int]) -> bool:
+    """Whether *template* describes this grid: its best affine is *affine* and its spatial
+    size is *shape*'s (to 1e-6 mm), i.e. the geometry was not changed since reading."""
+    if template is None:
+        return False
+    old = tuple(int(n) for n in template.get_data_shape()[:3])
+    new = tuple(int(n) for n in shape[:3])
+    if old + (1,) * (3 - len(old)) != new + (1,) * (3 - len(new)):
+        return False
+    best = np.asarray(template.get_best_affine(), dtype=np.float64)
+    return bool(np.allclose(best, affine, rtol=1e-9, atol=1e-6))
+
+
+def header_for_grid(
+    affine: NDArray, shape: tuple[int, ...], template: nib.Nifti1Header | None
+) -> nib.Nifti1Header:
+    """Header for voxels of *shape* at *affine*, from a file's *template* if any.
+
+    An unchanged geometry (:func:`same_grid`) keeps the template's own qform, sform, codes and
+    pixdim as they were (a qform that disagrees with the sform, codes 0/0, a sheared sform's
+    qform zooms); a changed one is rewritten from *affine* with the template's codes.
+    """
+    if template is not None and same_grid(template, affine, shape):
+        header = template.copy()
+        header.set_data_shape(shape)
+        return header
+    return header_for_affine(affine, shape, template)
+
+
+def storable_dtype(dtype: np.dtype) -> np.dtype:
+    """The NIfTI data type that holds values of *dtype* exactly.
+
+    NIfTI has no boolean or half-precision type: booleans become uint8, float16 becomes
+    float32; every other numeric type is kept.
+
+    Examples
+    --------
+    >>> storable_dtype(np.dtype(bool)), storable_dtype(np.dtype(np.float16))
+    (dtype('uint8'), dtype('float32'))
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return np.dtype(np.uint8)
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    return dtype
+
+
+def storable(data: NDArray) -> NDArray:
+    """*data* in a type NIfTI can hold (see :func:`storable_dtype`); unchanged when it can."""
+    dtype = storable_dtype(data.dtype)
+    return data if dtype == data.dtype else data.astype(dtype)
+
+
+def set_stored_dtype(header: nib.Nifti1Header, dtype: np.dtype) -> None:
+    """Make *header*'s on-disk type *dtype* unless it already is (byte order aside)."""
+    if header.get_data_dtype().newbyteorder("=") != np.dtype(dtype).newbyteorder("="):
+        header.set_data_dtype(dtype)
 
 
 def save_nifti(
@@ -280,6 +337,13 @@ def save_nifti(
         if raw is not None:
             Path(raw).unlink(missing_ok=True)
     return path
+
+
+def save_volume(path: str | os.PathLike[str], volume: NiftiVolume) -> str:
+    """Write a volume with its header and scaling atomically (see :func:`save_nifti`)."""
+    if volume.header is None:
+        raise ValueError(f"cannot write {os.fspath(path)!r}: the volume has no header")
+    return save_nifti(path, volume.data, volume.header, slope=volume.slope, inter=volume.inter)
 
 
 #: Bytes of the destination's name kept in a temporary file's name (``.<stem>.<12 hex>.tmp.nii.gz``

@@ -40,6 +40,8 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 from numpy.typing import ArrayLike, NDArray
 
+from napari_resample._io import NiftiVolume, apply_scaling, holds_one_volume
+
 #: Name of the key under which every layer made by this plugin keeps its NIfTI information.
 METADATA_KEY = "napari_resample"
 
@@ -61,8 +63,8 @@ class StorageOrder:
         nibabel orientation of the stored (i, j, k) axes: row ``n`` is
         ``(RAS axis, +1 or -1)`` for stored axis ``n``. Identity for RAS-stored files.
     ndim : int
-        Number of axes on disk (2, 3 or 4): a 2D file or a 4D file with one volume is shown as
-        3D and written back with its own number of axes.
+        Number of axes on disk: a 2D file, or a file holding one volume with extra axes of size
+        1 (``(X, Y, Z, 1)``), is shown as 3D and written back with its own number of axes.
     """
 
     ornt: NDArray[np.float64]
@@ -198,10 +200,13 @@ def napari_from_nifti(data: NDArray, affine: ArrayLike, header: Any | None = Non
     ndim = data.ndim
     if ndim == 2:
         data = data[:, :, np.newaxis]
-    elif ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
+    elif ndim > 3 and holds_one_volume(data.shape):
+        data = data.reshape(data.shape[:3])
     elif ndim not in (3, 4):
-        raise ValueError(f"only 2D, 3D and 4D NIfTI images can be shown, got shape {data.shape}")
+        raise ValueError(
+            f"only 2D, 3D and 4D NIfTI images (or one volume with extra axes of size 1) can be "
+            f"shown, got shape {data.shape}"
+        )
     ornt = storage_order_of(a)
     data_ras = apply_orientation(native(data), ornt)
     aff_ras = a @ inv_ornt_aff(ornt, data.shape[:3])
@@ -352,8 +357,8 @@ def nifti_from_napari(
     stored = apply_orientation(ras, back)
     if storage.ndim == 2 and stored.ndim == 3 and stored.shape[2] == 1:
         stored = stored[:, :, 0]
-    elif storage.ndim == 4 and stored.ndim == 3:
-        stored = stored[..., np.newaxis]
+    elif storage.ndim > 3 and stored.ndim == 3:
+        stored = stored.reshape(stored.shape + (1,) * (storage.ndim - 3))
     return stored, affine
 
 
@@ -368,20 +373,6 @@ def stored_shape(napari_shape: Sequence[int], storage: StorageOrder) -> tuple[in
     """
     ras = [int(n) for n in napari_shape[-3:][::-1]]
     return tuple(ras[int(axis)] for axis in storage.ornt[:, 0])
-
-
-def scaled_for_display(stored: NDArray, slope: float, inter: float) -> NDArray:
-    """Stored values with NIfTI scaling applied: float32 when scaled, else unchanged.
-
-    The same arithmetic as :meth:`napari_resample._io.NiftiVolume.scaled_data`, so that
-    :func:`stored_from_display` can check exactness.
-    """
-    if (slope, inter) == (1.0, 0.0):
-        return stored
-    out = stored.astype(np.float32)
-    out *= np.float32(slope)
-    out += np.float32(inter)
-    return out
 
 
 def stored_from_display(
@@ -403,6 +394,46 @@ def stored_from_display(
     if not (np.all(np.isfinite(stored)) and stored.min() >= info.min and stored.max() <= info.max):
         return None
     stored = stored.astype(dtype.newbyteorder("="))
-    if not np.array_equal(scaled_for_display(stored, slope, inter), values):
+    if not np.array_equal(apply_scaling(stored, slope, inter), values):
         return None
     return stored
+
+
+def volume_from_layer(
+    data: ArrayLike, state: Mapping[str, Any], ndim: int | None = None
+) -> NiftiVolume:
+    """The NIfTI volume a napari layer holds, in the file's own voxel order.
+
+    Parameters
+    ----------
+    data : (Z, Y, X) or (T, Z, Y, X) array_like
+        The layer's data.
+    state : mapping
+        The layer's ``scale``, ``translate``, ``rotate``, ``shear``, ``affine`` and
+        ``metadata`` (an npe2 writer's ``meta``); the reader's metadata, when present, gives the
+        storage order, the header template and the scaling.
+    ndim : int, optional
+        Number of axes to give the stored volume (3 to resample a file's 3D view); by default
+        the file's own.
+
+    Returns
+    -------
+    NiftiVolume
+        ``data`` the *stored* values when the layer still shows the file's values exactly
+        (scaled files are unscaled back to their stored type), else the layer's values with no
+        scaling; ``affine`` the layer's current geometry; ``header`` the file's header (None for
+        a layer that came from no file); ``path`` the source file.
+    """
+    info = (state.get("metadata") or {}).get(METADATA_KEY) or {}
+    storage = StorageOrder.from_dict(info.get("storage"))
+    if ndim is not None:
+        storage = StorageOrder(storage.ornt, ndim)
+    stored, affine = nifti_from_napari(np.asarray(data), storage, state)
+    template = info.get("header")
+    slope, inter = float(info.get("slope", 1.0)), float(info.get("inter", 0.0))
+    values = None
+    if template is not None and info.get("stored_dtype"):
+        values = stored_from_display(stored, slope, inter, np.dtype(info["stored_dtype"]))
+    if values is None:  # not the file's values any more (or no file): what the layer holds
+        values, slope, inter = stored, 1.0, 0.0
+    return NiftiVolume(values, affine, template, slope, inter, info.get("source_path"))

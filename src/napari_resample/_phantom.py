@@ -135,7 +135,8 @@ def phantom_volumes() -> dict[str, NiftiVolume]:
     dict
         ``{"phantom": image volume (int16), "phantom_labels": label volume (uint8)}``.
     """
-    from napari_resample._io import NIFTI_INTENT_LABEL, NiftiVolume, header_for_affine
+    from napari_resample._io import NiftiVolume, header_for_affine
+    from napari_resample._labels import NIFTI_INTENT_LABEL
 
     image, labels, affine = make_phantom()
     volumes = {}

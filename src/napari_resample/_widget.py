@@ -1,15 +1,16 @@
 """The "Resample volume" dock widget (menu Layers > Transform).
 
-A thin adapter: it reads a layer's voxels and geometry in the file's voxel order through
-:mod:`napari_resample._layout`, runs the core's :func:`~napari_resample._resample.resample_array`
-in a background thread, and adds the result as ``<name>_resampled`` through the same conversion
-as the reader. Saving goes through the plugin's writer.
+UI only: the target, the read-out, Run and Save. A layer becomes a NIfTI volume in the file's
+voxel order (:func:`napari_resample._layout.volume_from_layer`), the core's one file pipeline
+(:func:`napari_resample._pipeline.resample_volume`) resamples it in a background thread, and the
+result is added as ``<name>_resampled`` through the reader's conversion. Saving goes through the
+plugin's writer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,21 +25,21 @@ from magicgui.widgets import (
     PushButton,
     TupleEdit,
 )
+from nibabel.affines import voxel_sizes
 
-from napari_resample._geometry import resampled_affine, spacing_of
-from napari_resample._io import header_for_affine, resampled_header
+from napari_resample._geometry import resampled_affine
+from napari_resample._io import NiftiVolume
 from napari_resample._layout import (
     METADATA_KEY,
     StorageOrder,
-    napari_from_nifti,
     nifti_affine_from_napari,
-    nifti_from_napari,
-    scaled_for_display,
-    stored_from_display,
     stored_shape,
+    volume_from_layer,
 )
-from napari_resample._options import ANCHORS, INTERPOLATIONS, Anchor, validate_size
-from napari_resample._resample import resample_array
+from napari_resample._names import output_name
+from napari_resample._options import ANCHORS, INTERPOLATIONS, Anchor, Interpolation, validate_size
+from napari_resample._pipeline import resample_volume
+from napari_resample._reader import layer_data_from_volume
 
 if TYPE_CHECKING:
     import napari
@@ -63,15 +64,11 @@ class _Job:
 
     layer: Any
     layer_type: str
-    data: np.ndarray  # file voxel order (I, J, K)
-    affine: np.ndarray  # stored voxel -> RAS mm
+    volume: NiftiVolume  # the layer's volume in file voxel order (I, J, K)
     size: tuple[int, int, int]
-    interpolation: str
-    anchor: str
+    interpolation: Interpolation
+    anchor: Anchor
     antialias: bool
-    slope: float
-    inter: float
-    info: dict[str, Any]
 
 
 def _layer_state(layer: Any) -> dict[str, Any]:
@@ -82,6 +79,7 @@ def _layer_state(layer: Any) -> dict[str, Any]:
         "rotate": np.asarray(layer.rotate),
         "shear": np.asarray(layer.shear),
         "affine": layer.affine.affine_matrix,
+        "metadata": layer.metadata,
     }
 
 
@@ -282,8 +280,8 @@ class ResampleWidget(Container):
             return
         size, affine = view
         new = tuple(int(n) for n in self.target_size.value)
-        spacing = spacing_of(affine)
-        new_spacing = spacing_of(resampled_affine(affine, size, new, self.anchor.value))
+        spacing = voxel_sizes(affine)
+        new_spacing = voxel_sizes(resampled_affine(affine, size, new, self.anchor.value))
         fov = np.asarray(size) * spacing
         itemsize = np.dtype(layer.data.dtype).itemsize
         self.summary.value = "\n".join(
@@ -320,34 +318,17 @@ class ResampleWidget(Container):
                 f"resampling needs a 3D layer; {layer.name!r} has shape {layer.data.shape}"
             )
         size = validate_size(tuple(self.target_size.value))
-        info = _info(layer)
         # ndim 3: a 2D or single-volume 4D file is resampled (and saved) as the 3D volume shown
-        storage = StorageOrder(StorageOrder.from_dict(info.get("storage")).ornt, 3)
-        data, affine = nifti_from_napari(np.asarray(layer.data), storage, _layer_state(layer))
+        volume = volume_from_layer(layer.data, _layer_state(layer), 3)
         layer_type = "labels" if isinstance(layer, Labels) else "image"
-        slope, inter = float(info.get("slope", 1.0)), float(info.get("inter", 0.0))
-        stored = None
-        if info.get("stored_dtype"):
-            stored = stored_from_display(data, slope, inter, np.dtype(info["stored_dtype"]))
-        if stored is None:  # values no longer the file's: resample what the layer shows
-            stored, slope, inter = data, 1.0, 0.0
-        if layer_type == "labels" and np.shares_memory(stored, layer.data):
-            stored = stored.copy()  # painting during the run must not reach the worker
+        if layer_type == "labels" and np.shares_memory(volume.data, layer.data):
+            # painting during the run must not reach the worker
+            volume = replace(volume, data=volume.data.copy())
         interpolation = self.interpolation.value
-        if interpolation == AUTO:
+        if interpolation == AUTO:  # the layer type the user sees decides
             interpolation = "label" if layer_type == "labels" else "bspline"
         return _Job(
-            layer,
-            layer_type,
-            stored,
-            affine,
-            tuple(int(n) for n in size),  # type: ignore[arg-type]
-            interpolation,
-            self.anchor.value,
-            bool(self.antialias.value),
-            slope,
-            inter,
-            info,
+            layer, layer_type, volume, size, interpolation, self.anchor.value, self.antialias.value
         )
 
     def run(self, *_: Any) -> Any:
@@ -371,10 +352,9 @@ class ResampleWidget(Container):
         self._progress = progress(total=100, desc=f"Resampling {job.layer.name}")
         on_progress = ensure_main_thread(self._on_progress)
         worker = create_worker(
-            resample_array,
-            job.data,
+            resample_volume,
+            job.volume,
             job.size,
-            affine=job.affine,
             interpolation=job.interpolation,
             anchor=job.anchor,
             antialias=job.antialias,
@@ -382,7 +362,7 @@ class ResampleWidget(Container):
             _start_thread=False,
             _ignore_errors=True,  # reported by _report below, not re-raised a second time
         )
-        worker.returned.connect(lambda result: self._add_result(job, *result))
+        worker.returned.connect(lambda result: self._add_result(job, result))
         worker.errored.connect(lambda exc: self._report(f"Resampling failed: {exc}", "error"))
         worker.finished.connect(self._on_finished)
         self._worker = worker
@@ -405,68 +385,47 @@ class ResampleWidget(Container):
         self._worker = None
         self.run_button.enabled = True
 
-    def _add_result(self, job: _Job, out: np.ndarray, new_affine: np.ndarray) -> None:
+    def _add_result(self, job: _Job, result: NiftiVolume) -> None:
         # A Qt slot: an exception escaping it would abort a viewer run without napari's hook.
         try:
-            self._on_done(job, out, new_affine)
+            self._on_done(job, result)
         except Exception as exc:
             self._report(f"Could not add the resampled layer: {exc}", "error")
 
-    def _on_done(self, job: _Job, out: np.ndarray, new_affine: np.ndarray) -> None:
+    def _on_done(self, job: _Job, result: NiftiVolume) -> None:
         from napari.layers import Layer
 
-        from napari_resample._writer import same_grid, storable_dtype
-
         source = job.layer
-        template = job.info.get("header")
-        if template is not None and same_grid(template, job.affine, job.data.shape):
-            # The core's header rule, as resampling() writes it: qform and sform each moved,
-            # codes and the qform's zooms kept; codes 0/0 files keep no stored origin.
-            header = resampled_header(template, job.data.shape, job.size, cast(Anchor, job.anchor))
-            new_affine = np.asarray(header.get_best_affine(), dtype=np.float64)
-        else:  # no file, or a layer re-scaled / moved since: its current geometry
-            header = header_for_affine(new_affine, out.shape, template)
-        dtype = storable_dtype(out.dtype)
-        if header.get_data_dtype().newbyteorder("=") != dtype.newbyteorder("="):
-            header.set_data_dtype(dtype)
-        shown = scaled_for_display(out, job.slope, job.inter)
-        layout = napari_from_nifti(shown, new_affine, header)
-        base = source.name
-        info = {
-            "source_path": job.info.get("source_path"),
-            "affine": new_affine,
-            "header": header,
-            "storage": layout.storage.to_dict(),
-            "slope": job.slope,
-            "inter": job.inter,
-            "stored_dtype": out.dtype.str,
-            "shape": job.size,
-            "spacing": tuple(float(v) for v in spacing_of(new_affine)),
-            "resampled_from": {
+        data, kwargs, _ = layer_data_from_volume(
+            replace(result, path=job.volume.path),
+            name=f"{source.name}_resampled",
+            layer_type=job.layer_type,
+        )
+        kwargs["metadata"][METADATA_KEY].update(
+            shape=job.size,
+            spacing=tuple(float(v) for v in voxel_sizes(result.affine)),
+            resampled_from={
                 "layer": source.name,
-                "shape": tuple(int(n) for n in job.data.shape),
-                "spacing": tuple(float(v) for v in spacing_of(job.affine)),
-                "affine": job.affine,
+                "shape": tuple(int(n) for n in job.volume.data.shape),
+                "spacing": tuple(float(v) for v in voxel_sizes(job.volume.affine)),
+                "affine": job.volume.affine,
             },
-            "interpolation": job.interpolation,
-            "anchor": job.anchor,
-            "antialias": job.antialias,
-        }
-        kwargs: dict[str, Any] = {
-            **layout.kwargs,
-            "name": f"{base}_resampled",
-            "metadata": {**source.metadata, METADATA_KEY: info},
-            "opacity": source.opacity,
-            "blending": source.blending,
-        }
+            interpolation=job.interpolation,
+            anchor=job.anchor,
+            antialias=job.antialias,
+        )
+        kwargs["metadata"] = {**source.metadata, **kwargs["metadata"]}
+        kwargs.update(opacity=source.opacity, blending=source.blending)
         if job.layer_type == "image":
-            kwargs["colormap"] = source.colormap
-            kwargs["contrast_limits"] = source.contrast_limits
-            kwargs["gamma"] = source.gamma
-        layer = Layer.create(layout.data, kwargs, job.layer_type)
+            kwargs.update(
+                colormap=source.colormap,
+                contrast_limits=source.contrast_limits,
+                gamma=source.gamma,
+            )
+        layer = Layer.create(data, kwargs, job.layer_type)
         self.viewer.add_layer(layer)
         self._result = layer
-        self._result_base = base
+        self._result_base = source.name
         self._report(f"Added {layer.name!r}: {_fmt(job.size, 6)} voxels.", "info")
 
     # --------------------------------------------------------------------- save
@@ -486,7 +445,7 @@ class ResampleWidget(Container):
         if not folder.is_dir():
             self._report(f"Cannot save: folder {str(folder)!r} does not exist.", "error")
             return None
-        path = folder / f"{self._result_base}_resampled.nii.gz"
+        path = folder / output_name(self._result_base)
         if path.exists() and not self.confirm_overwrite(path):
             self._report(f"Not saved: {path} exists and was kept.", "info")
             return None

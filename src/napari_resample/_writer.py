@@ -16,13 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_resample._io import header_for_affine, nifti_suffix, save_nifti
-from napari_resample._layout import (
-    METADATA_KEY,
-    StorageOrder,
-    nifti_from_napari,
-    stored_from_display,
-)
+from napari_resample._io import header_for_grid, save_nifti, set_stored_dtype, storable
+from napari_resample._layout import volume_from_layer
+from napari_resample._names import nifti_suffix
 
 
 def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
@@ -59,73 +55,15 @@ def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
     array = np.asarray(data)
     if array.ndim not in (3, 4):
         raise ValueError(f"a NIfTI volume needs a 3D or 4D layer, got shape {array.shape}")
-    info = (meta.get("metadata") or {}).get(METADATA_KEY) or {}
-    storage = StorageOrder.from_dict(info.get("storage"))
-    stored, affine = nifti_from_napari(array, storage, meta)
-    template = info.get("header")
-    slope, inter = float(info.get("slope", 1.0)), float(info.get("inter", 0.0))
-    values = None
-    if template is not None and info.get("stored_dtype"):
-        values = stored_from_display(stored, slope, inter, np.dtype(info["stored_dtype"]))
-    if values is None:
-        # Not the source's values any more (or no source): write what the layer holds.
-        values, slope, inter = stored, 1.0, 0.0
-    values = storable(values)
-    header = header_for_layer(affine, stored.shape, template)
-    if header.get_data_dtype().newbyteorder("=") != values.dtype.newbyteorder("="):
-        header.set_data_dtype(values.dtype)
-    if template is None:
+    volume = volume_from_layer(array, meta)
+    values = storable(volume.data)
+    header = header_for_grid(volume.affine, values.shape, volume.header)
+    set_stored_dtype(header, values.dtype)
+    if volume.header is None:
         header.set_xyzt_units("mm", "sec")
-    if stored.ndim == 4:
-        _set_time_step(header, meta, template)
-    return [save_nifti(path, values, header, slope=slope, inter=inter)]
-
-
-def same_grid(template: Any, affine: np.ndarray, shape: tuple[int, ...]) -> bool:
-    """Whether *template* describes this grid: its best affine is *affine* and its spatial
-    size is *shape*'s (to 1e-6 mm), i.e. the layer's geometry was not changed since reading."""
-    if template is None:
-        return False
-    old = tuple(int(n) for n in template.get_data_shape()[:3])
-    new = tuple(int(n) for n in shape[:3])
-    if old + (1,) * (3 - len(old)) != new + (1,) * (3 - len(new)):
-        return False
-    best = np.asarray(template.get_best_affine(), dtype=np.float64)
-    return bool(np.allclose(best, affine, rtol=1e-9, atol=1e-6))
-
-
-def header_for_layer(affine: np.ndarray, shape: tuple[int, ...], template: Any) -> Any:
-    """Header for voxels of *shape* at *affine*, from the reader's *template* if any.
-
-    An unchanged geometry keeps the template's own qform, sform, codes and pixdim as they
-    were (a qform that disagrees with the sform, codes 0/0, a sheared sform's qform zooms);
-    a changed one is rewritten from *affine* with the template's codes.
-    """
-    if same_grid(template, affine, shape):
-        header = template.copy()
-        header.set_data_shape(shape)
-        return header
-    return header_for_affine(affine, shape, template)
-
-
-def storable_dtype(dtype: np.dtype) -> np.dtype:
-    """The NIfTI data type that holds values of *dtype* exactly.
-
-    NIfTI has no boolean or half-precision type: booleans become uint8, float16 becomes
-    float32; every other numeric type is kept.
-    """
-    dtype = np.dtype(dtype)
-    if dtype == np.bool_:
-        return np.dtype(np.uint8)
-    if dtype == np.float16:
-        return np.dtype(np.float32)
-    return dtype
-
-
-def storable(data: np.ndarray) -> np.ndarray:
-    """*data* in a type NIfTI can hold (see :func:`storable_dtype`); unchanged when it can."""
-    dtype = storable_dtype(data.dtype)
-    return data if dtype == data.dtype else data.astype(dtype)
+    if values.ndim == 4:
+        _set_time_step(header, meta, volume.header)
+    return [save_nifti(path, values, header, slope=volume.slope, inter=volume.inter)]
 
 
 def _set_time_step(header: Any, meta: Mapping[str, Any], template: Any) -> None:

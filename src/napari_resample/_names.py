@@ -1,0 +1,64 @@
+"""File names: which files are NIfTI, and what a result is called. Pure string rules.
+
+Every front door (``resampling()``, the dataset runner, the command line, the napari reader,
+writer and widget) names files through these functions.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: NIfTI file suffixes, longest first (matched case-insensitively).
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+#: What a resampled file's name ends with: ``<PREFIX>_resampled.nii.gz``.
+OUTPUT_SUFFIX = "_resampled.nii.gz"
+
+
+def nifti_suffix(path: str | os.PathLike[str]) -> str | None:
+    """``".nii.gz"`` or ``".nii"`` if *path* names a NIfTI file (case-insensitive), else None.
+
+    Examples
+    --------
+    >>> nifti_suffix("scan_042.NII.GZ"), nifti_suffix("scan.nii"), nifti_suffix("scan.gz")
+    ('.nii.gz', '.nii', None)
+    """
+    name = os.fspath(path).lower()
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+def strip_nifti_suffix(path: str | os.PathLike[str]) -> str:
+    """The file name of *path* without its folder and NIfTI suffix.
+
+    Examples
+    --------
+    >>> strip_nifti_suffix("scans/scan_042.nii.gz"), strip_nifti_suffix("notes.txt")
+    ('scan_042', 'notes.txt')
+    """
+    name = os.path.basename(os.fspath(path))
+    suffix = nifti_suffix(name)
+    return name[: -len(suffix)] if suffix else name
+
+
+def output_name(nii_path: str | os.PathLike[str]) -> str:
+    """File name of the result: ``<PREFIX>_resampled.nii.gz`` for ``<PREFIX>.nii[.gz]``.
+
+    Examples
+    --------
+    >>> output_name("scans/scan_042.nii.gz")
+    'scan_042_resampled.nii.gz'
+    """
+    return strip_nifti_suffix(nii_path) + OUTPUT_SUFFIX
+
+
+def is_output_name(path: str | os.PathLike[str]) -> bool:
+    """Whether *path* is named like a result of this package (``*_resampled.nii.gz``).
+
+    Examples
+    --------
+    >>> is_output_name("out/scan_resampled.nii.gz"), is_output_name("scan.nii.gz")
+    (True, False)
+    """
+    return os.path.basename(os.fspath(path)).lower().endswith(OUTPUT_SUFFIX)
