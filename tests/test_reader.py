@@ -12,15 +12,9 @@ from _plugin_fixtures import (
     AFFINES,
     coded_volume,
     decode,
-    nifti_factory,
     stored_world,
 )
 from napari_resample._reader import get_reader, is_label_volume, read_nifti
-
-
-@pytest.fixture
-def nifti_file(tmp_path):
-    return nifti_factory(tmp_path)
 
 
 def _layers(path):

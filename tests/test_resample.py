@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
+from _references import itk_resample
 from conftest import label_volume, smooth_volume
 from napari_resample import resample_array
 from napari_resample._geometry import sample_positions
@@ -559,26 +560,6 @@ def test_label_mode_keeps_nan_as_a_label() -> None:
 
 
 # --------------------------------------------------------------------------- SimpleITK reference
-
-
-def itk_resample(sitk, data: np.ndarray, size, anchor: str, interpolator) -> np.ndarray:
-    """SimpleITK ResampleImageFilter on a unit-spacing voxel grid, returned in (i, j, k) order.
-
-    The output grid is the one of GEOMETRY.md: spacing f = old / new, origin 0 ("origin") or
-    (f - 1) / 2 ("center"), computed in float64, default value 0.
-    """
-    img = sitk.GetImageFromArray(np.ascontiguousarray(data.astype(np.float64).transpose(2, 1, 0)))
-    f = np.asarray(data.shape, float) / np.asarray(size, float)
-    origin = np.zeros(3) if anchor == "origin" else (f - 1) / 2
-    flt = sitk.ResampleImageFilter()
-    flt.SetSize([int(s) for s in size])
-    flt.SetOutputSpacing(f.tolist())
-    flt.SetOutputOrigin(origin.tolist())
-    flt.SetOutputDirection(img.GetDirection())
-    flt.SetInterpolator(interpolator)
-    flt.SetDefaultPixelValue(0.0)
-    flt.SetOutputPixelType(sitk.sitkFloat64)
-    return sitk.GetArrayFromImage(flt.Execute(img)).transpose(2, 1, 0)
 
 
 #: Relative tolerance (of the data range) per working precision. Both engines evaluate the same

@@ -9,15 +9,9 @@ import pytest
 from _plugin_fixtures import (
     AFFINES,
     coded_volume,
-    nifti_factory,
 )
 from napari_resample._reader import read_nifti
 from napari_resample._writer import write_nifti
-
-
-@pytest.fixture
-def nifti_file(tmp_path):
-    return nifti_factory(tmp_path)
 
 
 def _open(path):
