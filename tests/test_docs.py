@@ -47,3 +47,14 @@ def test_readme_work_type_claims_match_the_engine():
     assert len(wide) == 4 and len(narrow) == 4
     assert "float64 for float64 input and for integers wider than 16 bits" in readme
     assert "never builds a float64 copy of 8- or 16-bit integer data" in readme
+
+
+def test_license_file_is_the_declared_one_and_ships_in_the_sdist():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "BSD-3-Clause"
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("BSD 3-Clause License")
+    assert "Copyright (c) 2026, napari-resample developers" in text
+    assert "LICENSE" in project["tool"]["hatch"]["build"]["targets"]["sdist"]["include"]
