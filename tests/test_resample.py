@@ -301,6 +301,25 @@ def test_label_mode_is_per_label_linear_voting(seed: int) -> None:
     np.testing.assert_array_equal(out[clear], ref[clear])
 
 
+@pytest.mark.parametrize(
+    "pair, winner",
+    [
+        ((5, 2), 2),
+        ((2, 5), 2),
+        ((-3, 4), -3),
+        ((np.nan, 2), 2),
+        ((2, np.nan), 2),
+        ((np.nan, -7), -7),
+    ],
+)
+def test_label_mode_ties_go_to_the_smallest_label_nan_last(pair, winner) -> None:
+    # docs/decisions.md, D4: two voxels halved with anchor="center" sample exactly half-way,
+    # an exact tie; the smallest label wins, and NaN loses to any number.
+    data = np.array(pair, dtype=np.float32).reshape(2, 1, 1)
+    out, _ = resample_array(data, (1, 1, 1), interpolation="label", anchor="center")
+    assert out.ravel()[0] == winner
+
+
 def test_label_mode_cost_does_not_grow_with_the_number_of_labels(monkeypatch) -> None:
     # A segmentation with hundreds of labels (TotalSegmentator: 117; cell maps: thousands) took
     # one full-volume linear resampling per label (118 labels, 256x256x150 -> 224x224x128:
