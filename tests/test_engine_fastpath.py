@@ -1,10 +1,10 @@
-"""The fast separable engine (issue 4): correctness against independent references.
+"""The fast separable engine (docs/decisions.md, D13): correctness against independent references.
 
 The engine applies one sparse matrix per axis, slab by slab on a thread pool. These tests check
 it against references that share none of that code: ``scipy.ndimage.map_coordinates`` on the
 full 3D grid (cubic B-spline with its own mirror prefilter, or linear with clamped coordinates)
 for every dtype and awkward size, and SimpleITK's B-spline resampler where ITK agrees with the
-mirror boundary (axes of 3 voxels or more). Tolerances are issue 4's accuracy targets: relative
+mirror boundary (axes of 3 voxels or more). Tolerances are D13's accuracy targets: relative
 RMS <= 1e-6 and max |diff| <= 1e-3 of the input's range (plus the 0.5 of rounding for integers).
 No test here measures time.
 """
