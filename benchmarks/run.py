@@ -6,11 +6,12 @@ One command::
     python benchmarks/run.py --quick      # median of 3, no memory / end-to-end sections
     python benchmarks/run.py --repeat 7 --cases A,C
 
-The cases of issue 4 are generated here (synthetic CT-like volumes: a smooth body with bones
-and noise, int16 in -1024..3000; case D float32). The reference is what the specification's
-implementation does: SimpleITK ``ResampleImageFilter`` with cubic B-spline interpolation, an
-identity transform and the same output grid (spacing ``old * old_size / new_size``, origin and
-direction kept). See ``benchmarks/README.md`` for the methodology.
+The cases of docs/decisions.md, D13 are generated here (synthetic CT-like volumes: a smooth body
+with bones and noise, int16 in -1024..3000; case D float32). The reference is what the
+specification's implementation does: SimpleITK ``ResampleImageFilter`` with cubic B-spline
+interpolation, an identity transform and the same output grid
+(spacing ``old * old_size / new_size``, origin and direction kept).
+See ``benchmarks/README.md`` for the methodology.
 """
 
 from __future__ import annotations

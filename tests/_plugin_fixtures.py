@@ -103,7 +103,7 @@ def write_nifti(
 def nifti_factory(folder: Path):
     """``make(name, affine_key_or_matrix, data=None, **header) -> Path`` writing into *folder*.
 
-    Test modules wrap it in a ``nifti_file`` fixture over ``tmp_path``.
+    ``tests/conftest.py`` wraps it in the ``nifti_file`` fixture over ``tmp_path``.
     """
 
     def make(name: str, affine="ras_anisotropic", data=None, **kwargs) -> Path:

@@ -5,6 +5,8 @@ Never patient data. Every volume is a few thousand voxels so the whole core suit
 ``make_nifti(data, affine, **opts)`` writes one file with exactly the header asked for (qform /
 sform and their codes, endianness, scaling, extra header fields). ``nifti_case(name)`` builds one
 of the named geometric / header cases listed in ``CASES``; tests parametrize over those names.
+``nifti_file(name, affine_key, data=None, **header)`` writes the traceable coded volumes of
+``_plugin_fixtures`` that the napari reader, writer and widget tests use.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
+
+from _plugin_fixtures import nifti_factory
 
 _KEEP = object()
 
@@ -103,6 +107,15 @@ def make_nifti(tmp_path: Path) -> Callable[..., Path]:
         return out
 
     return make
+
+
+@pytest.fixture
+def nifti_file(tmp_path: Path) -> Callable[..., Path]:
+    """``nifti_file(name, affine="ras_anisotropic", data=None, **header) -> Path`` in ``tmp_path``.
+
+    See :func:`_plugin_fixtures.nifti_factory` (affine keys are those of ``AFFINES``).
+    """
+    return nifti_factory(tmp_path)
 
 
 def file_endianness(path: Path) -> str:

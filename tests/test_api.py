@@ -1,6 +1,6 @@
-"""The file contract ``resampling()`` (spec: resampling.md; issue 2, decisions 1-3, 6-8).
+"""The file contract ``resampling()`` (docs/decisions.md, D15; D1-D3, D6-D8).
 
-Each test names the sentence of the spec or the decision it checks.
+Each test names the decision it checks (and, for D15, the upstream specification's section).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def scan(make_nifti) -> Path:
 
 
 def test_output_name_and_only_that_file(scan: Path, tmp_path: Path) -> None:
-    # Spec "Output File": scan_042.nii.gz -> scan_042_resampled.nii.gz; nothing else is left.
+    # docs/decisions.md, D15 (upstream spec "Output File"): scan_042.nii.gz ->
+    # scan_042_resampled.nii.gz; nothing else is left.
     assert resampling(str(scan), str(tmp_path / "out"), SIZE) is None
     assert tree(tmp_path / "out") == ["scan_042_resampled.nii.gz"]
 
@@ -65,7 +66,7 @@ def test_output_name_prefix(make_nifti, tmp_path: Path, name: str, expected: str
 
 
 def test_output_folder_created_with_parents(scan: Path, tmp_path: Path) -> None:
-    # Spec: "Created automatically if it doesn't exist."
+    # docs/decisions.md, D15 (upstream spec): "Created automatically if it doesn't exist."
     out = tmp_path / "a" / "b" / "c"
     resampling(scan, out, SIZE)
     assert (out / "scan_042_resampled.nii.gz").is_file()
@@ -105,7 +106,7 @@ def test_input_file_unchanged(scan: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
 def test_refuses_to_overwrite_input(scan: Path, tmp_path: Path, link: str) -> None:
-    # Decision 7: an output path that would overwrite the input file is refused.
+    # docs/decisions.md, D7: an output path that would overwrite the input file is refused.
     out = tmp_path / "out"
     out.mkdir()
     target = out / "scan_042_resampled.nii.gz"
@@ -129,7 +130,8 @@ def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["scan.nii", "scan.gz", "scan.nii.gz.bak", "scan.txt", "scan"])
 def test_not_nii_gz_raises_value_error(tmp_path: Path, name: str) -> None:
-    # Spec "Exceptions": ValueError if the file is not in .nii.gz format.
+    # docs/decisions.md, D15 (upstream spec "Exceptions"): ValueError if the file is not in .nii.gz
+    # format.
     path = tmp_path / name
     img = nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4))
     nib.save(img, tmp_path / "real.nii")
@@ -173,8 +175,8 @@ BAD_SIZES = [
 
 @pytest.mark.parametrize("size", BAD_SIZES, ids=repr)
 def test_bad_desired_volume_raises_naming_the_value(scan: Path, tmp_path: Path, size) -> None:
-    # Spec: ValueError if desired_volume does not hold exactly 3 values; decision 7: exactly
-    # three positive integers, the message names the value. Nothing is created.
+    # docs/decisions.md, D15: ValueError if desired_volume does not hold exactly 3 values; D7:
+    # exactly three positive integers, the message names the value. Nothing is created.
     out = tmp_path / "new" / "deep"
     with pytest.raises(ValueError, match=re.escape(repr(size))):
         resampling(scan, out, size)
@@ -225,7 +227,8 @@ def test_output_path_is_a_file_raises(scan: Path, tmp_path: Path) -> None:
 
 
 def test_true_4d_raises_stating_its_shape(true_4d: Path, tmp_path: Path) -> None:
-    # Decision 6: more than one volume -> ValueError that states the shape; nothing created.
+    # docs/decisions.md, D6: more than one volume -> ValueError that states the shape; nothing
+    # created.
     with pytest.raises(ValueError, match=re.escape("(5, 4, 3, 3)")):
         resampling(true_4d, tmp_path / "new" / "out", (2, 2, 2))
     assert not (tmp_path / "new").exists()
@@ -233,8 +236,8 @@ def test_true_4d_raises_stating_its_shape(true_4d: Path, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("where", ["resample", "save"])
 def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, where) -> None:
-    # Decision 7: a failure after validation removes the folders it created and leaves no
-    # output or temporary file.
+    # docs/decisions.md, D7: a failure after validation removes the folders it created and leaves
+    # no output or temporary file.
     if where == "resample":
 
         def boom(*args, **kwargs):
@@ -264,8 +267,8 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
 
 @pytest.mark.parametrize("tail", ["x" * 300, "ok/" + "y" * 300 + "/z", "bad\0name"])
 def test_failure_creating_the_output_folder_leaves_no_new_folder(scan, tmp_path, tail) -> None:
-    # Decision 7 / README: "a failure leaves no partial file and no new empty folder" -- also
-    # when creating the folders fails part-way (a name too long, a NUL byte): the parents made
+    # docs/decisions.md, D7 / README: "a failure leaves no partial file and no new empty folder" --
+    # also when creating the folders fails part-way (a name too long, a NUL byte): the parents made
     # before the failing one are removed (they were left behind).
     before = tree(tmp_path)
     with pytest.raises((OSError, ValueError)):
@@ -294,9 +297,9 @@ def _patched_header(src: Path, dest: Path, **fields) -> Path:
     ids=["unknown-datatype", "infinite-scl_inter", "nan-pixdim"],
 )
 def test_corrupt_header_is_a_value_error_before_side_effects(scan, tmp_path, fields) -> None:
-    # Spec "Exceptions": a file that is not a valid .nii.gz is a ValueError. nibabel's own
-    # HeaderDataError (not a ValueError) escaped, the NaN-pixdim one only after the output
-    # folder had been created.
+    # docs/decisions.md, D15 (upstream spec "Exceptions"): a file that is not a valid .nii.gz is a
+    # ValueError. nibabel's own HeaderDataError (not a ValueError) escaped, the NaN-pixdim one only
+    # after the output folder had been created.
     bad = _patched_header(scan, tmp_path / "bad.nii.gz", **fields)
     with pytest.raises(ValueError, match=re.escape(repr(str(bad)))):
         resampling(bad, tmp_path / "new" / "out", SIZE)
@@ -318,7 +321,7 @@ def test_long_but_valid_output_name(make_nifti, tmp_path, length: int) -> None:
 
 @pytest.mark.parametrize("output_path", ["processed/", "processed", "./out", "x/y/z", "../up"])
 def test_debug_prints_exact_line(scan, tmp_path, monkeypatch, capsys, output_path) -> None:
-    # Decision 8: exactly "Resampled image saved at: '<path>'" with the path as given.
+    # docs/decisions.md, D8: exactly "Resampled image saved at: '<path>'" with the path as given.
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     resampling(scan, output_path, SIZE, debug=True)
@@ -333,8 +336,8 @@ def test_debug_prints_exact_line(scan, tmp_path, monkeypatch, capsys, output_pat
 def test_output_path_with_dotdot_through_missing_folder(
     scan, tmp_path, monkeypatch, output_path
 ) -> None:
-    # Spec: the output directory is "created automatically if it doesn't exist" -- like
-    # os.makedirs, which creates a/b on the way to a/b/../c.
+    # docs/decisions.md, D15 (upstream spec): the output directory is "created automatically if it
+    # doesn't exist" -- like os.makedirs, which creates a/b on the way to a/b/../c.
     monkeypatch.chdir(tmp_path)
     resampling(scan, output_path, SIZE)
     assert os.path.isfile(os.path.join(output_path, "scan_042_resampled.nii.gz"))
@@ -368,8 +371,9 @@ def test_logging_configuration_unchanged(scan: Path, tmp_path: Path) -> None:
 
 
 def test_spec_example_spacing_and_fov(make_nifti, tmp_path: Path) -> None:
-    # Spec "Field of View Preservation" (scaled down 8x in-plane): 64 x 64 x 30 at
-    # 0.5 x 0.5 x 1.0 mm -> (32, 32, 12): 1.0 x 1.0 x 2.5 mm, FOV 32 x 32 x 30 mm.
+    # docs/decisions.md, D15 (upstream spec "Field of View Preservation", scaled down 8x
+    # in-plane): 64 x 64 x 30 at 0.5 x 0.5 x 1.0 mm -> (32, 32, 12): 1.0 x 1.0 x 2.5 mm,
+    # FOV 32 x 32 x 30 mm.
     path = make_nifti(np.zeros((64, 64, 30), np.int16), np.diag([0.5, 0.5, 1.0, 1.0]))
     resampling(path, tmp_path / "out", (32, 32, 12))
     out = nib.load(tmp_path / "out" / "scan_resampled.nii.gz")
@@ -383,9 +387,10 @@ def test_spec_example_spacing_and_fov(make_nifti, tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [(18, 4, 9), (27, 24, 18), (3, 2, 1), (9, 8, 6)])
 @pytest.mark.parametrize("name", CASES)
 def test_output_geometry_and_dtype(nifti_case, tmp_path, name: str, size, anchor) -> None:
-    # Spec "Output Properties": dimensions match desired_volume; spacing adjusted so the FOV is
-    # kept; origin and direction preserved; data type preserved. Decision 1: the affine is the
-    # old one with its columns scaled (anchor "center": origin moved by half the spacing change).
+    # docs/decisions.md, D15 (upstream spec "Output Properties"): dimensions match desired_volume;
+    # spacing adjusted so the FOV is kept; origin and direction preserved; data type preserved.
+    # docs/decisions.md, D1: the affine is the old one with its columns scaled (anchor "center":
+    # origin moved by half the spacing change).
     path, case = nifti_case(name)
     src = nib.load(path)
     interpolation = "label" if name == "labels" else "bspline"
@@ -395,7 +400,7 @@ def test_output_geometry_and_dtype(nifti_case, tmp_path, name: str, size, anchor
     assert out.shape == size
     # Data type on disk, byte order included.
     assert out.get_data_dtype() == src.get_data_dtype()
-    # Spacing and FOV, read the way the spec's example reads them.
+    # Spacing and FOV, read the way the specification's example reads them.
     f = old_shape / size
     if name != "sheared":  # see test_io.test_qform_moved_when_its_zooms_differ_from_sform
         np.testing.assert_allclose(
@@ -448,10 +453,10 @@ def test_public_api() -> None:
 
 @pytest.mark.parametrize("interpolation", ["bspline", "linear"])
 def test_nonfinite_float_file(nonfinite_float: Path, tmp_path: Path, interpolation: str) -> None:
-    # Decision 9 at file level: NaN / +Inf / -Inf survive only where the nearest input voxel was
-    # non-finite: upsampling 2x with anchor "origin", input voxel n is nearest to output voxels
-    # 2n - 1 and 2n, so each bad voxel becomes one 2x2x2 block (no spreading along rows); the
-    # rest is finite and within the finite input range.
+    # docs/decisions.md, D9 at file level: NaN / +Inf / -Inf survive only where the nearest input
+    # voxel was non-finite: upsampling 2x with anchor "origin", input voxel n is nearest to output
+    # voxels 2n - 1 and 2n, so each bad voxel becomes one 2x2x2 block (no spreading along rows);
+    # the rest is finite and within the finite input range.
     resampling(nonfinite_float, tmp_path / "out", (16, 16, 12), interpolation=interpolation)
     out = np.asarray(nib.load(tmp_path / "out" / "scan_resampled.nii.gz").dataobj)
     src = np.asarray(nib.load(nonfinite_float).dataobj)

@@ -1,10 +1,10 @@
-"""The fast separable engine (issue 4): correctness against independent references.
+"""The fast separable engine (docs/decisions.md, D13): correctness against independent references.
 
 The engine applies one sparse matrix per axis, slab by slab on a thread pool. These tests check
 it against references that share none of that code: ``scipy.ndimage.map_coordinates`` on the
 full 3D grid (cubic B-spline with its own mirror prefilter, or linear with clamped coordinates)
 for every dtype and awkward size, and SimpleITK's B-spline resampler where ITK agrees with the
-mirror boundary (axes of 3 voxels or more). Tolerances are issue 4's accuracy targets: relative
+mirror boundary (axes of 3 voxels or more). Tolerances are D13's accuracy targets: relative
 RMS <= 1e-6 and max |diff| <= 1e-3 of the input's range (plus the 0.5 of rounding for integers).
 No test here measures time.
 """
@@ -19,6 +19,7 @@ import pytest
 from scipy import ndimage
 
 import napari_resample
+from _references import itk_resample
 from napari_resample import _resample, resample_array
 from napari_resample._geometry import sample_positions
 
@@ -112,16 +113,7 @@ def test_bspline_meets_issue_targets_against_simpleitk(dtype, shape, size, ancho
     sitk = pytest.importorskip("SimpleITK")
     data = volume(shape, dtype, seed=3)
     x = data.astype(np.float64)
-    image = sitk.GetImageFromArray(x.transpose(2, 1, 0))
-    f = np.array(shape) / np.array(size)
-    offset = (f - 1) / 2 if anchor == "center" else np.zeros(3)
-    rs = sitk.ResampleImageFilter()
-    rs.SetSize([int(n) for n in size])
-    rs.SetOutputSpacing(f.tolist())
-    rs.SetOutputOrigin(offset.tolist())
-    rs.SetOutputPixelType(sitk.sitkFloat64)
-    rs.SetInterpolator(sitk.sitkBSpline)
-    ref = sitk.GetArrayFromImage(rs.Execute(image)).transpose(2, 1, 0)
+    ref = itk_resample(sitk, data, size, anchor, sitk.sitkBSpline)
     ref = np.clip(ref, x.min(), x.max())
     # ITK writes its default 0 at continuous index >= N - 1/2, where we extrapolate.
     keep = [sample_positions(n, m, anchor) < n - 0.5 for n, m in zip(shape, size, strict=True)]

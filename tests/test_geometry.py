@@ -1,4 +1,4 @@
-"""Voxel-space geometry of a resampling (issue 2, decision 1; spec "Field of View Preservation").
+"""Voxel-space geometry of a resampling (docs/decisions.md, D1).
 
 Invariants, for any affine (flipped, permuted, oblique, sheared):
 - new_spacing = old_spacing * old_size / new_size, so size * spacing (the FOV) is unchanged;
@@ -34,7 +34,7 @@ AFFINES = {
     "sheared": make_affine(rotation(0.1, 0.0, 0.2) @ SHEAR @ ANISO, (-1.0, 2.0, -3.0)),
 }
 SHAPES = [
-    ((512, 512, 300), (256, 256, 128)),  # the spec's example
+    ((512, 512, 300), (256, 256, 128)),  # the specification's example (docs/decisions.md, D15)
     ((9, 8, 6), (18, 24, 12)),  # 2x and 3x upsampling
     ((9, 8, 6), (4, 3, 5)),  # downsampling by non-integer factors
     ((9, 8, 6), (9, 16, 2)),  # one axis unchanged
@@ -47,7 +47,8 @@ def hom(idx) -> np.ndarray:
 
 
 def test_spec_example_spacing_and_fov() -> None:
-    # Spec: 512 x 512 x 300 at 0.5 x 0.5 x 1.0 mm -> (256, 256, 128): 1.0 x 1.0 x 2.34 mm.
+    # docs/decisions.md, D15: 512 x 512 x 300 at 0.5 x 0.5 x 1.0 mm -> (256, 256, 128):
+    # 1.0 x 1.0 x 2.34 mm.
     new = resampled_affine(np.diag([0.5, 0.5, 1.0, 1.0]), (512, 512, 300), (256, 256, 128))
     np.testing.assert_allclose(spacing_of(new), [1.0, 1.0, 300 / 128], rtol=1e-12)
     np.testing.assert_allclose(spacing_of(new) * (256, 256, 128), [256.0, 256.0, 300.0])
@@ -90,7 +91,7 @@ def test_anchor_center_keeps_outer_edges(name: str, old, new) -> None:
         old_edge = hom(-0.5 + c * old_a)
         new_edge = hom(-0.5 + c * new_a)
         np.testing.assert_allclose(b @ new_edge, a @ old_edge, atol=1e-9)
-    # Issue 2: the origin moves by direction @ (new_spacing - old_spacing) / 2.
+    # docs/decisions.md, D1: the origin moves by direction @ (new_spacing - old_spacing) / 2.
     shift = direction_of(a) @ (spacing_of(b) - spacing_of(a)) / 2
     np.testing.assert_allclose(origin_of(b), origin_of(a) + shift, atol=1e-9)
 

@@ -1,4 +1,4 @@
-"""The core imports no GUI and no SimpleITK (STYLE.md "Architecture"; issue 2 "Package").
+"""The core imports no GUI and no SimpleITK (docs/decisions.md, D14).
 
 Checked in a fresh interpreter, since this test session itself may already hold napari & co.
 """

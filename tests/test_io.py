@@ -1,4 +1,4 @@
-"""NIfTI I/O that loses nothing (issue 2, decisions 3, 6 and 7).
+"""NIfTI I/O that loses nothing (docs/decisions.md, D3, D6 and D7).
 
 The output keeps the qform and sform codes, ``xyzt_units``, ``descrip``, intent, ``pixdim[4]``,
 byte order, stored type and scaling, and writes qform and sform each moved by the same
@@ -143,9 +143,9 @@ def test_save_rejects_bad_suffix(tmp_path: Path) -> None:
 
 
 def test_save_is_atomic(tmp_path: Path, monkeypatch) -> None:
-    # Decision 7: written to a temporary file in the same folder, then renamed. A failure in the
-    # middle of writing leaves neither the destination nor the temporary file, and an older file
-    # at the destination is untouched.
+    # docs/decisions.md, D7: written to a temporary file in the same folder, then renamed. A
+    # failure in the middle of writing leaves neither the destination nor the temporary file, and
+    # an older file at the destination is untouched.
     dest = tmp_path / "result.nii.gz"
     dest.write_bytes(b"previous result")
     real_save = nib.save
@@ -235,8 +235,8 @@ def test_header_fields_kept_through_resampling(make_nifti, anchor: str) -> None:
     ["qform_ne_sform", "qform_only", "sform_only", "oblique", "flipped_las", "permuted_lsa"],
 )
 def test_qform_and_sform_both_moved(nifti_case, name: str, anchor: str) -> None:
-    # Decision 6: each of qform and sform becomes old @ T (T: output voxel -> input voxel), so
-    # both keep their meaning and their codes even when they disagreed in the source.
+    # docs/decisions.md, D6: each of qform and sform becomes old @ T (T: output voxel -> input
+    # voxel), so both keep their meaning and their codes even when they disagreed in the source.
     path, case = nifti_case(name)
     out = resample_file(path, anchor)
     src, dst = nib.load(path).header, nib.load(out).header
@@ -263,7 +263,8 @@ def test_qform_moved_when_its_zooms_differ_from_sform(make_nifti, qform_zooms, a
     src, dst = nib.load(path).header, nib.load(out).header
     t = voxel_transform((9, 8, 6), NEW, anchor)
     np.testing.assert_allclose(dst.get_sform(), src.get_sform() @ t, atol=1e-4)
-    # Spec "Verifying Field of View Preservation" reads spacing with header.get_zooms().
+    # docs/decisions.md, D15 (upstream spec "Verifying Field of View Preservation") reads spacing
+    # with header.get_zooms().
     np.testing.assert_allclose(
         np.array(dst.get_zooms()) * NEW, np.array(src.get_zooms()) * (9, 8, 6), rtol=1e-5
     )
@@ -307,8 +308,8 @@ def test_big_endian_stays_big_endian(nifti_case, name: str) -> None:
 
 @pytest.mark.parametrize("interpolation", ["bspline", "linear", "nearest"])
 def test_scaled_file_keeps_stored_type_and_valid_scaling(nifti_case, interpolation) -> None:
-    # Decision 3: scl_slope / scl_inter files keep their stored type and a valid scaling, and the
-    # scaled values are those of resampling the scaled volume.
+    # docs/decisions.md, D3: scl_slope / scl_inter files keep their stored type and a valid
+    # scaling, and the scaled values are those of resampling the scaled volume.
     path, case = nifti_case("scaled")
     out = resample_file(path, interpolation=interpolation)
     img = nib.load(out)
@@ -324,7 +325,7 @@ def test_scaled_file_keeps_stored_type_and_valid_scaling(nifti_case, interpolati
 
 
 def test_same_size_file_is_lossless(nifti_case) -> None:
-    # Decision 3 at file level: same size -> same stored bytes, affine and scaling.
+    # docs/decisions.md, D3 at file level: same size -> same stored bytes, affine and scaling.
     for name in ["scaled", "big_endian_float", "sheared", "labels"]:
         path, case = nifti_case(name)
         out = resample_file(path, size=case.data.shape[:3])

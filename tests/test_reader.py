@@ -12,16 +12,10 @@ from _plugin_fixtures import (
     AFFINES,
     coded_volume,
     decode,
-    nifti_factory,
     stored_world,
 )
 from napari_resample._labels import is_label_volume
 from napari_resample._reader import get_reader, read_nifti
-
-
-@pytest.fixture
-def nifti_file(tmp_path):
-    return nifti_factory(tmp_path)
 
 
 def _layers(path):

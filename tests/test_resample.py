@@ -1,9 +1,9 @@
-"""The array engine ``resample_array`` (issue 2, decisions 1-5 and 9; spec "Interpolation Method").
+"""The array engine ``resample_array`` (docs/decisions.md, D1-D5 and D9).
 
 Every test states an invariant that a wrong engine breaks: output shape and dtype, identity is
 bit-for-bit lossless, clamping to the input range, rounding to nearest, label sets preserved,
 anti-aliasing, local non-finite values, no 0-slabs when upsampling, and agreement with
-SimpleITK's ResampleImageFilter (the spec's reference implementation).
+SimpleITK's ResampleImageFilter (the upstream specification's reference implementation).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
+from _references import itk_resample
 from conftest import label_volume, smooth_volume
 from napari_resample import resample_array
 from napari_resample._geometry import sample_positions
@@ -146,8 +147,8 @@ def test_same_size_is_bit_for_bit_lossless(dtype, interpolation, anchor, antiali
 @pytest.mark.parametrize("size", [(19, 21, 23), (3, 4, 5), (16, 4, 11)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_output_stays_in_input_range(dtype, size, interpolation, anchor, antialias) -> None:
-    # Decision 3: clamped to the input's [min, max], so no negatives from non-negative data and
-    # no integer wrap-around (uint8 255 + overshoot must not become a small number).
+    # docs/decisions.md, D3: clamped to the input's [min, max], so no negatives from non-negative
+    # data and no integer wrap-around (uint8 255 + overshoot must not become a small number).
     data = step_volume(dtype)
     out, _ = resample_array(
         data, size, interpolation=interpolation, anchor=anchor, antialias=antialias
@@ -162,8 +163,9 @@ def test_output_stays_in_input_range(dtype, size, interpolation, anchor, antiali
 @pytest.mark.parametrize("interpolation", ["bspline", "linear"])
 @pytest.mark.parametrize("dtype", [np.int32, np.uint32, np.int64])
 def test_wide_integer_extremes_do_not_wrap(dtype, interpolation: str) -> None:
-    # Decision 3 (no integer wrap) at the type's limits: a cube at iinfo.max keeps that value
-    # in its interior (the neighbourhood is uniform) and nothing falls below the input minimum.
+    # docs/decisions.md, D3 (no integer wrap) at the type's limits: a cube at iinfo.max keeps that
+    # value in its interior (the neighbourhood is uniform) and nothing falls below the input
+    # minimum.
     data = step_volume(dtype, hi=np.iinfo(dtype).max)
     out, _ = resample_array(data, (16, 16, 16), interpolation=interpolation)
     assert out.min() >= 0
@@ -194,9 +196,9 @@ def test_clamp_test_has_teeth() -> None:
 @pytest.mark.parametrize("size", [(17, 5, 13), (4, 16, 9), (19, 21, 23)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32])
 def test_integers_are_rounded_to_nearest(dtype, size, anchor, interpolation) -> None:
-    # Decision 3: the integer result is the float result rounded to nearest (not truncated).
-    # The same computation on float64 data is the exact value; float32 work on values up to
-    # 3e4 carries at most ~1e-2 of rounding error, hence 0.5 + 1e-2.
+    # docs/decisions.md, D3: the integer result is the float result rounded to nearest (not
+    # truncated). The same computation on float64 data is the exact value; float32 work on values
+    # up to 3e4 carries at most ~1e-2 of rounding error, hence 0.5 + 1e-2.
     data = random_volume(dtype, seed=3)
     exact, _ = resample_array(
         data.astype(np.float64), size, interpolation=interpolation, anchor=anchor
@@ -216,7 +218,7 @@ def test_integers_are_rounded_to_nearest(dtype, size, anchor, interpolation) -> 
 @pytest.mark.parametrize("size", [(18, 16, 12), (4, 3, 2), (5, 11, 6), (27, 8, 3)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32])
 def test_label_mode_keeps_a_subset_of_labels(dtype, size, anchor: str) -> None:
-    # Decision 4: output labels are a subset of the input labels, no in-between values.
+    # docs/decisions.md, D4: output labels are a subset of the input labels, no in-between values.
     data = label_volume((9, 8, 6)).astype(dtype)
     data[data == 7] = -3 if np.dtype(dtype).kind in "if" else 200
     out, _ = resample_array(data, size, interpolation="label", anchor=anchor)
@@ -246,8 +248,9 @@ def test_label_mode_keeps_uniform_regions() -> None:
 
 
 def test_label_mode_is_smoother_than_nearest() -> None:
-    # Decision 4: "smoother than nearest". A ball of radius 5 voxels upsampled 2.5x: compared
-    # with the ball drawn directly on the output grid, per-label voting errs on fewer voxels.
+    # docs/decisions.md, D4: "smoother than nearest". A ball of radius 5 voxels upsampled 2.5x:
+    # compared with the ball drawn directly on the output grid, per-label voting errs on fewer
+    # voxels.
     n, m = 14, 35
     c = (n - 1) / 2
     grid = np.indices((n, n, n)).astype(float)
@@ -261,9 +264,9 @@ def test_label_mode_is_smoother_than_nearest() -> None:
 
 
 def voting_reference(data: np.ndarray, size, anchor: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decision 4's definition, computed naively in float64: every label's indicator resampled
-    linearly, the largest weight wins (smallest label on ties). Returns the labels and the gap
-    between the two best weights (ties are where it is ~0)."""
+    """The definition in docs/decisions.md, D4, computed naively in float64: every label's
+    indicator resampled linearly, the largest weight wins (smallest label on ties). Returns the
+    labels and the gap between the two best weights (ties are where it is ~0)."""
     from napari_resample._resample import _linear_matrix
 
     labels = np.unique(data)
@@ -284,7 +287,7 @@ def voting_reference(data: np.ndarray, size, anchor: str) -> tuple[np.ndarray, n
 
 @pytest.mark.parametrize("seed", range(12))
 def test_label_mode_is_per_label_linear_voting(seed: int) -> None:
-    # Decision 4 / README: each output voxel takes the label whose linearly interpolated
+    # docs/decisions.md, D4 / README: each output voxel takes the label whose linearly interpolated
     # indicator is largest. Random label maps (negative labels, many labels, odd sizes, both
     # anchors) against the naive definition, except at exact ties.
     rng = np.random.default_rng(seed)
@@ -298,6 +301,25 @@ def test_label_mode_is_per_label_linear_voting(seed: int) -> None:
     clear = gap > 1e-9
     assert clear.sum() >= 10
     np.testing.assert_array_equal(out[clear], ref[clear])
+
+
+@pytest.mark.parametrize(
+    "pair, winner",
+    [
+        ((5, 2), 2),
+        ((2, 5), 2),
+        ((-3, 4), -3),
+        ((np.nan, 2), 2),
+        ((2, np.nan), 2),
+        ((np.nan, -7), -7),
+    ],
+)
+def test_label_mode_ties_go_to_the_smallest_label_nan_last(pair, winner) -> None:
+    # docs/decisions.md, D4: two voxels halved with anchor="center" sample exactly half-way,
+    # an exact tie; the smallest label wins, and NaN loses to any number.
+    data = np.array(pair, dtype=np.float32).reshape(2, 1, 1)
+    out, _ = resample_array(data, (1, 1, 1), interpolation="label", anchor="center")
+    assert out.ravel()[0] == winner
 
 
 def test_label_mode_cost_does_not_grow_with_the_number_of_labels(monkeypatch) -> None:
@@ -387,7 +409,7 @@ def test_linear_field_is_reproduced_at_world_positions(interpolation, anchor) ->
 @pytest.mark.parametrize("factor", [2, 3])
 @pytest.mark.parametrize("anchor", ANCHORS)
 def test_upsampling_writes_no_zero_slabs(factor: int, anchor: str, interpolation: str) -> None:
-    # Decision 2: samples past the last voxel centre are extrapolated from the edge.
+    # docs/decisions.md, D2: samples past the last voxel centre are extrapolated from the edge.
     data = smooth_volume((6, 5, 4)).astype(np.float32)  # values in [100, 900]
     size = tuple(factor * n for n in data.shape)
     out, _ = resample_array(data, size, interpolation=interpolation, anchor=anchor)
@@ -412,8 +434,8 @@ def test_upsampling_extrapolates_the_edge(factor: int) -> None:
 
 @pytest.mark.parametrize("factor", [2, 3])
 def test_simpleitk_default_value_writes_zero_slabs(factor: int) -> None:
-    # Teeth for the test above: the spec's reference (ResampleImageFilter, default value 0)
-    # does write 0 on the last slices of the same request.
+    # Teeth for the test above: the specification's reference (ResampleImageFilter, default value
+    # 0) does write 0 on the last slices of the same request.
     sitk = pytest.importorskip("SimpleITK")
     data = smooth_volume((6, 5, 4)).astype(np.float32)
     size = tuple(factor * n for n in data.shape)
@@ -434,8 +456,8 @@ def stripes(shape=(24, 6, 6), axis=0) -> np.ndarray:
 @pytest.mark.parametrize("anchor", ANCHORS)
 @pytest.mark.parametrize("interpolation", ["bspline", "linear"])
 def test_antialias_removes_aliased_pattern(interpolation: str, anchor: str) -> None:
-    # Decision 5: downsampling period-2 stripes by 3 without smoothing aliases them into a
-    # full-contrast false pattern of period 6; with antialias the output is close to the mean.
+    # docs/decisions.md, D5: downsampling period-2 stripes by 3 without smoothing aliases them into
+    # a full-contrast false pattern of period 6; with antialias the output is close to the mean.
     data = stripes()
     size = (8, 6, 6)
     raw, _ = resample_array(data, size, interpolation=interpolation, anchor=anchor)
@@ -480,9 +502,9 @@ def nonfinite_volume() -> np.ndarray:
 @pytest.mark.parametrize("interpolation", INTERPOLATIONS[:3])
 @pytest.mark.parametrize("size", [(32, 28, 24), (40, 14, 12), (5, 5, 4), (7, 30, 11)])
 def test_nonfinite_values_stay_local(size, interpolation, anchor) -> None:
-    # Decision 9, as documented in resample_array: an output voxel whose nearest input voxel is
-    # non-finite holds that voxel's value (NaN, +Inf or -Inf); every other output voxel is finite
-    # and within the finite input range. A B-spline prefilter would instead spread NaN along
+    # docs/decisions.md, D9, as documented in resample_array: an output voxel whose nearest input
+    # voxel is non-finite holds that voxel's value (NaN, +Inf or -Inf); every other output voxel is
+    # finite and within the finite input range. A B-spline prefilter would instead spread NaN along
     # whole rows.
     data = nonfinite_volume()
     out, _ = resample_array(data, size, interpolation=interpolation, anchor=anchor)
@@ -530,9 +552,9 @@ def test_nonfinite_does_not_disturb_far_voxels(interpolation: str) -> None:
 
 @pytest.mark.parametrize("interpolation", ["bspline", "linear", "nearest"])
 def test_all_nonfinite_follows_the_nearest_rule(interpolation: str) -> None:
-    # Decision 9's rule (an output voxel whose nearest input voxel is non-finite gets that value)
-    # holds when no voxel is finite too, as it did for "nearest" (was a ValueError for bspline
-    # and linear).
+    # The rule of docs/decisions.md, D9 (an output voxel whose nearest input voxel is non-finite
+    # gets that value) holds when no voxel is finite too, as it did for "nearest" (was a ValueError
+    # for bspline and linear).
     data = np.full((4, 5, 3), np.nan, np.float32)
     data[1::2] = np.inf
     data[:, 3] = -np.inf
@@ -561,26 +583,6 @@ def test_label_mode_keeps_nan_as_a_label() -> None:
 # --------------------------------------------------------------------------- SimpleITK reference
 
 
-def itk_resample(sitk, data: np.ndarray, size, anchor: str, interpolator) -> np.ndarray:
-    """SimpleITK ResampleImageFilter on a unit-spacing voxel grid, returned in (i, j, k) order.
-
-    The output grid is the one of GEOMETRY.md: spacing f = old / new, origin 0 ("origin") or
-    (f - 1) / 2 ("center"), computed in float64, default value 0.
-    """
-    img = sitk.GetImageFromArray(np.ascontiguousarray(data.astype(np.float64).transpose(2, 1, 0)))
-    f = np.asarray(data.shape, float) / np.asarray(size, float)
-    origin = np.zeros(3) if anchor == "origin" else (f - 1) / 2
-    flt = sitk.ResampleImageFilter()
-    flt.SetSize([int(s) for s in size])
-    flt.SetOutputSpacing(f.tolist())
-    flt.SetOutputOrigin(origin.tolist())
-    flt.SetOutputDirection(img.GetDirection())
-    flt.SetInterpolator(interpolator)
-    flt.SetDefaultPixelValue(0.0)
-    flt.SetOutputPixelType(sitk.sitkFloat64)
-    return sitk.GetArrayFromImage(flt.Execute(img)).transpose(2, 1, 0)
-
-
 #: Relative tolerance (of the data range) per working precision. Both engines evaluate the same
 #: cubic B-spline (same mirror boundary, same prefilter pole); ITK in float64 with a 1e-10
 #: prefilter horizon, ours in float32 for float32 data (eps 1.2e-7, a few dozen multiply-adds:
@@ -594,12 +596,12 @@ RTOL = {np.float32: 2e-6, np.float64: 1e-8}
 @pytest.mark.parametrize("kind", ["bspline", "linear"])
 @pytest.mark.parametrize("smooth", [True, False])
 def test_agrees_with_simpleitk(kind: str, size, anchor: str, dtype, smooth: bool) -> None:
-    # Issue 2 "The engine": agreement with ResampleImageFilter (sitkBSpline = cubic, sitkLinear).
-    # Compared wherever ITK interpolates, i.e. every sample whose continuous index is < N - 1/2
-    # on each axis (ITK writes its default 0 beyond). Sizes >= 4 on every input axis, since ITK's
-    # mirror indexing differs on axes of length 2. ITK does not clamp, ours does (decision 3):
-    # the reference is clamped to the input range before comparing; the smooth volume has no
-    # overshoot, so there the comparison is on raw ITK values.
+    # docs/decisions.md, D4 and D13: agreement with ResampleImageFilter (sitkBSpline = cubic,
+    # sitkLinear). Compared wherever ITK interpolates, i.e. every sample whose continuous index is
+    # < N - 1/2 on each axis (ITK writes its default 0 beyond). Sizes >= 4 on every input axis,
+    # since ITK's mirror indexing differs on axes of length 2. ITK does not clamp, ours does
+    # (docs/decisions.md, D3): the reference is clamped to the input range before comparing; the
+    # smooth volume has no overshoot, so there the comparison is on raw ITK values.
     sitk = pytest.importorskip("SimpleITK")
     shape = (11, 9, 7)
     data = (smooth_volume(shape) if smooth else random_volume(np.float64, shape)).astype(dtype)

@@ -17,12 +17,6 @@ from napari_resample._geometry import resampled_affine
 from napari_resample._layout import METADATA_KEY, StorageOrder, nifti_from_napari
 from napari_resample._widget import PRESETS, ResampleWidget
 
-
-@pytest.fixture
-def nifti_file(tmp_path):
-    return nifti_factory(tmp_path)
-
-
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000  # a generous bound for waiting, never an assertion about speed
 

@@ -9,15 +9,9 @@ import pytest
 from _plugin_fixtures import (
     AFFINES,
     coded_volume,
-    nifti_factory,
 )
 from napari_resample._reader import read_nifti
 from napari_resample._writer import write_nifti
-
-
-@pytest.fixture
-def nifti_file(tmp_path):
-    return nifti_factory(tmp_path)
 
 
 def _open(path):
@@ -145,6 +139,31 @@ def test_four_d_round_trip_keeps_time_step(nifti_file, tmp_path):
     data = np.stack([coded_volume() + t for t in range(3)], axis=-1)
     src = nifti_file("fmri.nii.gz", "pir_permuted", data=data, time_step=1.5, units=("mm", "msec"))
     _assert_same_file(src, _save(_open(src), tmp_path / "fmri_out.nii.gz"))
+
+
+def test_four_d_layer_time_scale_is_the_written_time_step(nifti_file, tmp_path):
+    # The writer takes pixdim[4] from the layer's time scale (the first of (T, Z, Y, X)).
+    from napari.layers import Image
+
+    data = np.arange(3 * 4 * 5 * 6, dtype=np.float32).reshape(3, 4, 5, 6)
+    plain = Image(data, scale=(2.5, 2.0, 1.0, 0.5))
+    out = nib.load(_save(plain, tmp_path / "plain4d.nii.gz"))
+    assert out.shape == (6, 5, 4, 3)
+    assert out.header["pixdim"][4] == 2.5
+    np.testing.assert_allclose(out.header.get_zooms(), (0.5, 1.0, 2.0, 2.5))
+
+    # A file read with TR 3.0 and written back unchanged keeps 3.0 ...
+    volumes = np.stack([coded_volume() + t for t in range(3)], axis=-1)
+    src = nifti_file("tr3.nii.gz", "las", data=volumes, time_step=3.0)
+    layer = _open(src)
+    assert layer.scale[0] == 3.0
+    kept = nib.load(_save(layer, tmp_path / "tr3_out.nii.gz"))
+    assert kept.header["pixdim"][4] == 3.0
+    # ... and with its time scale changed to 2.5 is written with 2.5, not the file's 3.0.
+    layer.scale = [2.5, *layer.scale[1:]]
+    changed = nib.load(_save(layer, tmp_path / "tr25_out.nii.gz"))
+    assert changed.header["pixdim"][4] == 2.5
+    np.testing.assert_allclose(changed.affine, nib.load(src).affine)
 
 
 @pytest.mark.parametrize("shape", [(7, 6, 5, 1), (7, 6)])
