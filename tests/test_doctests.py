@@ -5,7 +5,17 @@ import importlib
 
 import pytest
 
-CORE = ["_geometry", "_options", "_resample", "_io", "_api", "_phantom"]
+CORE = [
+    "_geometry",
+    "_options",
+    "_resample",
+    "_operators",
+    "_separable",
+    "_vote",
+    "_io",
+    "_api",
+    "_phantom",
+]
 
 
 @pytest.mark.parametrize("name", CORE)

@@ -264,7 +264,7 @@ def voting_reference(data: np.ndarray, size, anchor: str) -> tuple[np.ndarray, n
     """Decision 4's definition, computed naively in float64: every label's indicator resampled
     linearly, the largest weight wins (smallest label on ties). Returns the labels and the gap
     between the two best weights (ties are where it is ~0)."""
-    from napari_resample._resample import _linear_matrix
+    from napari_resample._operators import _linear_matrix
 
     labels = np.unique(data)
     weights = []
