@@ -372,6 +372,44 @@ def test_line_count_sees_a_per_label_pass() -> None:
     assert lines[100] > 10 * lines[2], lines
 
 
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ([5, 3], [5, 3, 3, 3]),  # output voxel 1 samples x = 0.5: weight 1/2 for 5 and for 3
+        ([3, 5], [3, 3, 5, 5]),  # the same tie with the corners in the other order
+        ([np.nan, 2.0], [np.nan, 2.0, 2.0, 2.0]),  # NaN sorts last
+        ([2.0, np.nan], [2.0, 2.0, np.nan, np.nan]),
+    ],
+)
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_label_ties_go_to_the_smallest_label(pattern, expected, axis: int) -> None:
+    # README / decision 4: "ties go to the smallest label (NaN last)". Two voxels along one
+    # axis, upsampled 2 -> 4 with anchor "origin": the samples are at 0, 0.5, 1 and 1.5
+    # (clamped to 1), so the second output voxel has exactly equal weights for both labels.
+    dtype = np.float32 if np.isnan(pattern).any() else np.int16
+    shape = [1, 1, 1]
+    shape[axis] = 2
+    data = np.array(pattern, dtype=dtype).reshape(shape)
+    size = [1, 1, 1]
+    size[axis] = 4
+    assert sample_positions(2, 4, "origin").tolist() == [0.0, 0.5, 1.0, 1.5]
+    out, _ = resample_array(data, tuple(size), interpolation="label")
+    np.testing.assert_array_equal(out.ravel(), np.array(expected, dtype=dtype))
+
+
+@pytest.mark.parametrize("labels", [(5, 3), (3, 5), (np.nan, 2.0), (2.0, np.nan)])
+def test_label_ties_among_eight_corners(labels) -> None:
+    # A 2x2x2 checkerboard of two labels sampled at its centre: each label holds 4 corners of
+    # weight 1/8, a tie whatever the corner order; the smaller label (not NaN) wins.
+    dtype = np.float32 if np.isnan(labels).any() else np.uint8
+    checker = np.indices((2, 2, 2)).sum(axis=0) % 2
+    data = np.where(checker == 0, labels[0], labels[1]).astype(dtype)
+    out, _ = resample_array(data, (4, 4, 4), interpolation="label")
+    winner = 3 if 3 in labels else 2.0
+    assert out[1, 1, 1] == winner
+    np.testing.assert_array_equal(out[::2, ::2, ::2], data)  # knots kept
+
+
 def test_nearest_takes_nearest_input_voxel() -> None:
     data = random_volume(np.int32, shape=(7, 5, 6))
     for anchor in ANCHORS:
