@@ -20,7 +20,7 @@ from scipy import ndimage
 
 import napari_resample
 from _references import itk_resample
-from napari_resample import _resample, resample_array
+from napari_resample import _operators, _separable, _vote, resample_array
 from napari_resample._geometry import sample_positions
 
 DTYPES = ["int8", "int16", "int32", "uint8", "uint16", "float32", "float64"]
@@ -132,7 +132,7 @@ def test_slab_cutting_does_not_change_the_result(monkeypatch, interpolation, ant
     data = volume((23, 19, 14), "float64", seed=5)
     size = (9, 31, 6)
     whole, _ = resample_array(data, size, interpolation=interpolation, antialias=antialias)
-    monkeypatch.setattr(_resample, "_CHUNK", 1)
+    monkeypatch.setattr(_separable, "_CHUNK", 1)
     sliced, _ = resample_array(data, size, interpolation=interpolation, antialias=antialias)
     np.testing.assert_allclose(sliced, whole, rtol=0, atol=1e-12 * np.abs(whole).max())
 
@@ -148,7 +148,7 @@ def test_every_plan_gives_the_same_result(monkeypatch) -> None:
         plans.append([(1 if p == 0 else 0, [p]), (p, [q, r])])
     plans.append([(0, [1, 2]), (1, [0])])
     for plan in plans:
-        monkeypatch.setattr(_resample, "_plan", lambda *a, plan=plan: plan)
+        monkeypatch.setattr(_separable, "_plan", lambda *a, plan=plan: plan)
         got, _ = resample_array(data, size)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-8 * np.ptp(data))
 
@@ -160,7 +160,7 @@ def test_antialias_equals_dense_operator_product() -> None:
     got, _ = resample_array(data, size, antialias=True)
     expected = data
     for axis in range(3):
-        m = _resample.axis_matrix(data.shape[axis], size[axis], "bspline", "origin", True)
+        m = _operators.axis_matrix(data.shape[axis], size[axis], "bspline", "origin", True)
         expected = np.moveaxis(np.tensordot(m, np.moveaxis(expected, axis, 0), axes=1), 0, axis)
     expected = np.clip(expected, data.min(), data.max())
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-8 * np.ptp(data))
@@ -172,7 +172,7 @@ def test_no_float64_copy_for_small_integers(monkeypatch, dtype) -> None:
     size = (112, 100, 72)
     resample_array(data, (8, 8, 8))  # import and warm up outside the trace
     # Small slabs, so that the bound below measures full-size arrays, not per-thread buffers.
-    monkeypatch.setattr(_resample, "_CHUNK", 1 << 14)
+    monkeypatch.setattr(_separable, "_CHUNK", 1 << 14)
     tracemalloc.start()
     try:
         resample_array(data, size)
@@ -209,14 +209,19 @@ def test_unchanged_axes_are_untouched(dtype) -> None:
 
 def test_thread_pool_never_exceeds_the_cores(monkeypatch) -> None:
     sizes = []
-    real = _resample.ThreadPoolExecutor
+    real = _separable.ThreadPoolExecutor
 
     def spy(max_workers=None, **kwargs):
         sizes.append(max_workers)
         return real(max_workers=max_workers, **kwargs)
 
-    monkeypatch.setattr(_resample, "ThreadPoolExecutor", spy)
+    # The two engines that run a pool: the separable one and label voting.
+    monkeypatch.setattr(_separable, "ThreadPoolExecutor", spy)
+    monkeypatch.setattr(_vote, "ThreadPoolExecutor", spy)
     resample_array(volume((20, 18, 16), "int16"), (9, 8, 30))
+    assert len(sizes) == 1
+    resample_array(volume((20, 18, 16), "int16"), (9, 8, 30), interpolation="label")
+    assert len(sizes) == 2
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -225,13 +230,13 @@ def test_thread_pool_never_exceeds_the_cores(monkeypatch) -> None:
 
 def _spy_engine(monkeypatch) -> list[tuple]:
     calls: list[tuple] = []
-    real = _resample._run_group
+    real = _separable._run_group
 
     def spy(src, steps, *args, **kwargs):
         calls.append((src.shape, [a for a, _ in steps]))
         return real(src, steps, *args, **kwargs)
 
-    monkeypatch.setattr(_resample, "_run_group", spy)
+    monkeypatch.setattr(_separable, "_run_group", spy)
     return calls
 
 

@@ -267,7 +267,7 @@ def voting_reference(data: np.ndarray, size, anchor: str) -> tuple[np.ndarray, n
     """The definition in docs/decisions.md, D4, computed naively in float64: every label's
     indicator resampled linearly, the largest weight wins (smallest label on ties). Returns the
     labels and the gap between the two best weights (ties are where it is ~0)."""
-    from napari_resample._resample import _linear_matrix
+    from napari_resample._operators import _linear_matrix
 
     labels = np.unique(data)
     weights = []
@@ -322,30 +322,114 @@ def test_label_mode_ties_go_to_the_smallest_label_nan_last(pair, winner) -> None
     assert out.ravel()[0] == winner
 
 
-def test_label_mode_cost_does_not_grow_with_the_number_of_labels(monkeypatch) -> None:
+def traced_lines(run) -> int:
+    """Python lines executed by ``run()`` in napari_resample, numpy and scipy, in every thread.
+
+    A measure of work that does not depend on timing: any pass per label written in Python
+    (or calling numpy/scipy's Python-level functions) executes its lines once per label.
+    """
+    import os
+    import sys
+    import threading
+
+    import scipy
+
+    import napari_resample
+
+    roots = tuple(os.path.dirname(m.__file__) for m in (napari_resample, np, scipy))
+    counter = itertools.count()
+
+    def count(frame, event, arg):
+        if event == "line":
+            next(counter)  # atomic under the GIL, unlike += from several threads
+        return count
+
+    def start(frame, event, arg):
+        return count if frame.f_code.co_filename.startswith(roots) else None
+
+    previous = sys.gettrace()
+    threading.settrace(start)  # the engines' worker threads are started inside run()
+    sys.settrace(start)
+    try:
+        run()
+    finally:
+        sys.settrace(previous)
+        threading.settrace(None)
+    return next(counter)
+
+
+def test_label_mode_cost_does_not_grow_with_the_number_of_labels() -> None:
     # A segmentation with hundreds of labels (TotalSegmentator: 117; cell maps: thousands) took
     # one full-volume linear resampling per label (118 labels, 256x256x150 -> 224x224x128:
-    # ~5 s instead of ~0.05 s). Counted, not timed: the number of full-volume passes through
-    # the separable engine must be the same for 2 labels as for 400.
-    from napari_resample import _resample
-
-    calls = []
-    real = _resample._separable
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_resample, "_separable", spy)
+    # ~5 s instead of ~0.05 s). Counted, not timed: the Python lines executed for 100 labels
+    # are those executed for 2 (a pass per label would multiply them by ~50: see the next
+    # test). The tolerance only allows for a branch taken differently on some slab.
     rng = np.random.default_rng(0)
-    counts = []
-    for n_labels in (2, 400):
-        data = rng.integers(0, n_labels, (20, 20, 20)).astype(np.int16)
-        calls.clear()
-        out, _ = resample_array(data, (13, 27, 9), interpolation="label")
-        counts.append(len(calls))
-        assert set(np.unique(out)) <= set(np.unique(data))
-    assert counts[0] == counts[1]
+    resample_array(np.zeros((4, 4, 4), np.int16), (3, 5, 2), interpolation="label")  # warm up
+    lines = {}
+    for n_labels in (2, 100):
+        data = rng.integers(0, n_labels, (24, 22, 20)).astype(np.int16)
+        assert np.unique(data).size == n_labels
+        out = []
+        lines[n_labels] = traced_lines(
+            lambda data=data, out=out: out.append(
+                resample_array(data, (13, 27, 9), interpolation="label")[0]
+            )
+        )
+        assert set(np.unique(out[0])) <= set(np.unique(data))
+    assert lines[2] > 100  # the probe sees the engine at all
+    assert lines[100] <= 1.1 * lines[2], lines
+
+
+def test_line_count_sees_a_per_label_pass() -> None:
+    # Teeth for the test above: the same probe on the naive definition (one linear resampling
+    # of each label's indicator) grows with the number of labels.
+    rng = np.random.default_rng(0)
+    lines = {}
+    for n_labels in (2, 100):
+        data = rng.integers(0, n_labels, (24, 22, 20)).astype(np.int16)
+        lines[n_labels] = traced_lines(
+            lambda data=data: voting_reference(data, (13, 27, 9), "origin")
+        )
+    assert lines[100] > 10 * lines[2], lines
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ([5, 3], [5, 3, 3, 3]),  # output voxel 1 samples x = 0.5: weight 1/2 for 5 and for 3
+        ([3, 5], [3, 3, 5, 5]),  # the same tie with the corners in the other order
+        ([np.nan, 2.0], [np.nan, 2.0, 2.0, 2.0]),  # NaN sorts last
+        ([2.0, np.nan], [2.0, 2.0, np.nan, np.nan]),
+    ],
+)
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_label_ties_go_to_the_smallest_label(pattern, expected, axis: int) -> None:
+    # docs/decisions.md, D4: "ties go to the smallest label (NaN last)". Two voxels along one
+    # axis, upsampled 2 -> 4 with anchor "origin": the samples are at 0, 0.5, 1 and 1.5
+    # (clamped to 1), so the second output voxel has exactly equal weights for both labels.
+    dtype = np.float32 if np.isnan(pattern).any() else np.int16
+    shape = [1, 1, 1]
+    shape[axis] = 2
+    data = np.array(pattern, dtype=dtype).reshape(shape)
+    size = [1, 1, 1]
+    size[axis] = 4
+    assert sample_positions(2, 4, "origin").tolist() == [0.0, 0.5, 1.0, 1.5]
+    out, _ = resample_array(data, tuple(size), interpolation="label")
+    np.testing.assert_array_equal(out.ravel(), np.array(expected, dtype=dtype))
+
+
+@pytest.mark.parametrize("labels", [(5, 3), (3, 5), (np.nan, 2.0), (2.0, np.nan)])
+def test_label_ties_among_eight_corners(labels) -> None:
+    # A 2x2x2 checkerboard of two labels sampled at its centre: each label holds 4 corners of
+    # weight 1/8, a tie whatever the corner order; the smaller label (not NaN) wins.
+    dtype = np.float32 if np.isnan(labels).any() else np.uint8
+    checker = np.indices((2, 2, 2)).sum(axis=0) % 2
+    data = np.where(checker == 0, labels[0], labels[1]).astype(dtype)
+    out, _ = resample_array(data, (4, 4, 4), interpolation="label")
+    winner = 3 if 3 in labels else 2.0
+    assert out[1, 1, 1] == winner
+    np.testing.assert_array_equal(out[::2, ::2, ::2], data)  # knots kept
 
 
 def test_nearest_takes_nearest_input_voxel() -> None:

@@ -42,6 +42,17 @@ def scale_factors(old_shape: ArrayLike, new_shape: ArrayLike) -> NDArray[np.floa
     return old / new
 
 
+def scale_factor(n_in: int, n_out: int) -> float:
+    """The zoom-out factor ``old_size / new_size`` of one axis: :func:`scale_factors` for one axis.
+
+    Examples
+    --------
+    >>> scale_factor(300, 128)
+    2.34375
+    """
+    return float(scale_factors([n_in], [n_out])[0])
+
+
 def index_offset(factors: ArrayLike, anchor: Anchor) -> NDArray[np.float64]:
     """Continuous input index sampled by output voxel 0, per axis.
 
@@ -75,7 +86,7 @@ def sample_positions(n_in: int, n_out: int, anchor: Anchor) -> NDArray[np.float6
     >>> sample_positions(4, 2, "center").tolist()
     [0.5, 2.5]
     """
-    f = n_in / n_out
+    f = scale_factor(n_in, n_out)
     o = float(index_offset([f], anchor)[0])
     return o + f * np.arange(n_out, dtype=np.float64)
 
