@@ -494,7 +494,13 @@ def test_output_values_are_resampled_input(nifti_case, tmp_path: Path, name: str
 
 
 def test_public_api() -> None:
-    assert set(napari_resample.__all__) == {"__version__", "resample_array", "resampling"}
+    assert set(napari_resample.__all__) == {
+        "__version__",
+        "resample_array",
+        "resampling",
+        "resampling_dataset",
+        "verify_dataset",
+    }
     for name in ("resample_array", "resampling"):
         doc = getattr(napari_resample, name).__doc__
         assert "Parameters" in doc and "Returns" in doc

@@ -42,8 +42,13 @@ def test_cli_batch_folder(tmp_path):
     for name in ("a", "b"):
         _write(src / f"{name}.nii.gz", np.ones((4, 4, 4), np.uint8), np.eye(4))
     (src / "notes.txt").write_text("not a volume")
+    # Default --workers: a process pool (one worker per core).
     assert main([str(src), str(tmp_path / "out"), "--size", "2", "2", "2", "--quiet"]) == 0
-    assert sorted(os.listdir(tmp_path / "out")) == ["a_resampled.nii.gz", "b_resampled.nii.gz"]
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "a_resampled.nii.gz",
+        "b_resampled.nii.gz",
+        "resampling_manifest.jsonl",
+    ]
 
 
 def test_cli_batch_goes_on_after_a_bad_file(tmp_path, capsys):
@@ -60,14 +65,16 @@ def test_cli_batch_goes_on_after_a_bad_file(tmp_path, capsys):
     raw = bytearray(gzip.decompress((src / "a.nii.gz").read_bytes()))
     raw[70:72] = (999).to_bytes(2, "little")  # unknown datatype code
     (src / "d.nii.gz").write_bytes(gzip.compress(bytes(raw)))
-    assert main([str(src), str(tmp_path / "out"), "--size", "2", "2", "2", "--quiet"]) == 1
+    args = ["--size", "2", "2", "2", "--quiet", "--workers", "1"]
+    assert main([str(src), str(tmp_path / "out"), *args]) == 1
     assert sorted(os.listdir(tmp_path / "out")) == [
-        f"{n}_resampled.nii.gz" for n in ("a", "c", "e")
+        *(f"{n}_resampled.nii.gz" for n in ("a", "c", "e")),
+        "resampling_manifest.jsonl",
     ]
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2
     assert "b.nii.gz" in errors[0] and "d.nii.gz" in errors[1]
-    assert errors[0].startswith("napari-resample: error: [2/5] ")
+    assert all(e.startswith("napari-resample: error: ") for e in errors)
 
 
 def test_cli_batch_shows_progress_and_a_summary(tmp_path, capsys):
@@ -76,11 +83,18 @@ def test_cli_batch_shows_progress_and_a_summary(tmp_path, capsys):
     for name in ("a", "b", "c"):
         _write(src / f"{name}.nii.gz", np.ones((4, 4, 4), np.uint8), np.eye(4))
     out = tmp_path / "out"
-    assert main([str(src), str(out), "--size", "2", "2", "2"]) == 0
+    assert main([str(src), str(out), "--size", "2", "2", "2", "--workers", "1"]) == 0
     printed = capsys.readouterr().out.splitlines()
     starts = [line.split(" ", 1)[0] for line in printed if line.startswith("[")]
     assert starts == ["[1/3]", "[2/3]", "[3/3]"]
-    assert printed[-1] == f"3 of 3 files resampled into {out}"
+    assert printed[-1] == (
+        f"3 files: 3 resampled, 0 skipped as already done, 0 failed; results in {out}"
+    )
+    # A rerun skips them all, says so, and still exits 0.
+    assert main([str(src), str(out), "--size", "2", "2", "2", "--workers", "1"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("[") and "already done" in line for line in printed) == 3
+    assert printed[-1].startswith("3 files: 0 resampled, 3 skipped as already done, 0 failed")
 
 
 def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
@@ -102,8 +116,12 @@ def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys
         return real(*args, **kwargs)
 
     monkeypatch.setattr(_pipeline, "resample_array", flaky)
-    assert main([str(src), str(tmp_path / "out"), "--size", "2", "2", "2", "--quiet"]) == 1
-    assert os.listdir(tmp_path / "out") == ["b_resampled.nii.gz"]
+    args = ["--size", "2", "2", "2", "--quiet", "--workers", "1"]
+    assert main([str(src), str(tmp_path / "out"), *args]) == 1
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "b_resampled.nii.gz",
+        "resampling_manifest.jsonl",
+    ]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "RuntimeError: simulated" in err and "a.nii.gz" in err
 
@@ -207,4 +225,4 @@ def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
     src = _write(tmp_path / "a.nii.gz", np.ones((4, 4, 4), np.int16), np.eye(4))
     resampling(src, tmp_path / "o1", (2, 2, 2))
     assert main([src, str(tmp_path / "o2"), "--size", "2", "2", "2", "--quiet"]) == 0
-    assert calls == ["bspline", "auto"]
+    assert calls == ["bspline", "label"]  # one value: a label map, by the core's rule

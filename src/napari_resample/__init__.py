@@ -1,13 +1,15 @@
 """Resample 3D NIfTI volumes to a target size, keeping field of view, orientation and header.
 
 The public API is :func:`resampling` (file in, file out: the contract of the project's
-specification) and :func:`resample_array` (array + affine in, array + affine out).
+specification), :func:`resampling_dataset` (a whole folder, parallel and resumable, with
+:func:`verify_dataset`) and :func:`resample_array` (array + affine in, array + affine out).
 Importing this package imports neither napari, Qt nor SimpleITK.
 """
 
 __version__ = "0.1.0"
 
 from napari_resample._api import resampling
+from napari_resample._dataset import resampling_dataset, verify_dataset
 from napari_resample._resample import resample_array
 
-__all__ = ["__version__", "resample_array", "resampling"]
+__all__ = ["__version__", "resample_array", "resampling", "resampling_dataset", "verify_dataset"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from napari_resample._io import load_nifti, save_volume
+from napari_resample._io import load_nifti, make_dirs, remove_empty_dirs, save_volume
 from napari_resample._names import output_name
 from napari_resample._options import (
     ANCHORS,
@@ -96,32 +96,10 @@ def resampling(
     )
     made: list[str] = []
     try:
-        _make_dirs(out_dir, made)
+        make_dirs(out_dir, made)
         save_volume(out_file, result)
     except BaseException:
-        for folder in reversed(made):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
+        remove_empty_dirs(made)
         raise
     if debug:
         print(f"Resampled image saved at: '{out_file}'")
-
-
-def _make_dirs(folder: str, created: list[str]) -> None:
-    """Create *folder* and its missing parents as ``os.makedirs`` would, walking the path as
-    given (``a/b/../c`` creates ``a/b``); append each folder created to *created*, outermost
-    first, as soon as it exists (so a failure part-way still lists what to remove)."""
-    missing = []
-    current = folder
-    while current and not os.path.isdir(current):
-        missing.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    for folder_ in reversed(missing):
-        if not os.path.isdir(folder_):  # "a/b/.." exists once "a/b" does
-            os.mkdir(folder_)
-            created.append(folder_)

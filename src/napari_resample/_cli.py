@@ -1,20 +1,21 @@
 """The command line: ``napari-resample INPUT OUTPUT_DIR --size X Y Z`` (``python -m`` too).
 
-INPUT is a ``.nii.gz`` file or a folder of them (batch). ``--sample`` replaces INPUT with the
-built-in phantom and its label map, written to OUTPUT_DIR first.
+INPUT is a NIfTI file (``.nii.gz`` or ``.nii``) or a folder of them; a folder is a dataset run
+(:func:`napari_resample.resampling_dataset`: parallel, resumable, with a manifest). ``--sample``
+replaces INPUT with the built-in phantom and its label map, written to OUTPUT_DIR first.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
-from napari_resample._names import nifti_suffix, output_name
-from napari_resample._options import ANCHORS, AUTO_INTERPOLATIONS, AutoInterpolation
+from napari_resample._names import output_name
+from napari_resample._options import ANCHORS, AUTO_INTERPOLATIONS, SAVING_MODES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,35 +25,45 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so that files being written are removed."""
+
+
 USAGE = """napari-resample INPUT OUTPUT_DIR --size X Y Z [options]
-       napari-resample --sample OUTPUT_DIR --size X Y Z [options]"""
+       napari-resample --sample OUTPUT_DIR --size X Y Z [options]
+       napari-resample INPUT OUTPUT_DIR --verify"""
+
+#: Exit codes: success, a file failed, bad usage, Ctrl-C, SIGTERM.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
+    from napari_resample import __version__
+
     parser = _Parser(
         prog="napari-resample",
         usage=USAGE,
         description=(
             "Resample 3D NIfTI volumes to a target size, keeping their field of view: "
             "new spacing = old spacing * old size / new size. Writes "
-            "OUTPUT_DIR/<PREFIX>_resampled.nii.gz."
+            "<PREFIX>_resampled.nii.gz. INPUT is a .nii.gz/.nii file or a folder of them (a "
+            "dataset: parallel, resumable, recorded in OUTPUT_DIR/resampling_manifest.jsonl)."
         ),
     )
     parser.add_argument(
         "paths",
         nargs="+",
-        metavar="PATH",
-        help="input .nii.gz file (or a folder of them) and output folder; "
-        "with --sample, only OUTPUT_DIR",
+        metavar="INPUT OUTPUT_DIR",
+        help="input file or folder, and output folder; with --sample, only OUTPUT_DIR",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--size",
         nargs=3,
         type=int,
-        required=True,
         metavar=("X", "Y", "Z"),
-        help="target size in the file's voxel order (i, j, k)",
+        help="target size in the file's voxel order (i, j, k); required unless --verify",
     )
     parser.add_argument(
         "--interpolation",
@@ -70,6 +81,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--antialias", action="store_true", help="smooth downsampled axes before sampling"
     )
+    group = parser.add_argument_group("datasets (INPUT is a folder)")
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes on this machine (default: one per core; 1: no pool)",
+    )
+    group.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a dask cluster, e.g. tcp://host:8786 (needs napari-resample[distributed]; "
+        "every worker must reach INPUT and OUTPUT_DIR)",
+    )
+    group.add_argument(
+        "--saving-mode",
+        choices=SAVING_MODES,
+        default="folder",
+        help="folder (default): every result in OUTPUT_DIR; case: OUTPUT_DIR/<PREFIX>/",
+    )
+    group.add_argument(
+        "--recursive", action="store_true", help="also subfolders, mirrored under OUTPUT_DIR"
+    )
+    group.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="redo every file (default: skip the files the manifest records as done)",
+    )
+    group.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-hash every input and output recorded in OUTPUT_DIR's manifest; recompute nothing",
+    )
     parser.add_argument(
         "--sample",
         action="store_true",
@@ -78,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="print \"Resampled image saved at: '<path>'\""
     )
-    parser.add_argument("--quiet", action="store_true", help="print nothing on success")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
 
@@ -90,84 +134,162 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args.paths) != expected:
         usage = "OUTPUT_DIR" if args.sample else "INPUT OUTPUT_DIR"
         parser.error(f"expected {usage}, got {len(args.paths)} path(s): {args.paths}")
-    out_dir = args.paths[-1]
+    if args.size is None and not args.verify:
+        parser.error("--size X Y Z is required")
+    previous = _on_sigterm()
     try:
-        if args.sample:
-            jobs = _write_sample(out_dir, quiet=args.quiet)
-        else:
-            jobs = _inputs(args.paths[0])
-        failures = 0
-        for n, path in enumerate(jobs, start=1):
-            counter = f"[{n}/{len(jobs)}] " if len(jobs) > 1 else ""
-            failures += _run_one(path, out_dir, args, counter)
-        if len(jobs) > 1 and not args.quiet:
-            print(f"{len(jobs) - failures} of {len(jobs)} files resampled into {out_dir}")
-    except (OSError, ValueError) as exc:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("napari-resample: interrupted (files being written were removed)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _Terminated:
+        print("napari-resample: terminated (files being written were removed)", file=sys.stderr)
+        return EXIT_TERMINATED
+    except (OSError, ValueError, ImportError) as exc:
         print(f"napari-resample: error: {exc}", file=sys.stderr)
-        return 1
-    return 1 if failures else 0
+        return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def _inputs(path: str) -> list[str]:
-    """The files to process: *path* itself, or the ``.nii.gz`` files of a folder."""
-    if os.path.isdir(path):
-        files = sorted(
-            os.path.join(path, name)
-            for name in os.listdir(path)
-            if nifti_suffix(name) == ".nii.gz" and not name.startswith(".")
-        )
-        if not files:
-            raise ValueError(f"no .nii.gz file in folder {path!r}")
-        return files
-    return [path]
+def _on_sigterm() -> Any:
+    """Turn SIGTERM into :class:`_Terminated` (main thread only); return the old handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
-def _run_one(path: str, out_dir: str, args: argparse.Namespace, counter: str = "") -> int:
-    """Resample one file; return 0 on success, 1 on a reported failure.
-
-    *counter* (``"[3/120] "`` in a batch) prefixes what is printed, errors included.
-    """
-    from napari_resample._api import resampling
-
-    start = time.perf_counter()
-    try:
-        resampling(
-            path,
-            out_dir,
-            tuple(args.size),
-            debug=args.debug,
-            interpolation=cast(AutoInterpolation, args.interpolation),
-            anchor=args.anchor,
-            antialias=args.antialias,
-        )
-    except (OSError, ValueError) as exc:
-        print(f"napari-resample: error: {counter}{exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # one bad file must not stop a batch, nor print a traceback
-        print(
-            f"napari-resample: error: {counter}{path!r}: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
-    if not args.quiet:
-        out = os.path.join(out_dir, output_name(path))
-        seconds = time.perf_counter() - start
-        print(
-            f"{counter}{path} -> {out} ({args.interpolation}, {seconds:.2f} s)\n"
-            f"  {_describe(path)}  ->  {_describe(out)}"
-        )
-    return 0
+def _run(args: argparse.Namespace) -> int:
+    out_dir = args.paths[-1]
+    if args.verify:
+        return _verify(out_dir, args.quiet)
+    if args.sample:
+        return _dataset(_write_sample(out_dir, quiet=args.quiet), out_dir, args)
+    source = args.paths[0]
+    if os.path.isdir(source):
+        return _dataset(source, out_dir, args)
+    return _one_file(source, out_dir, args)
 
 
-def _describe(path: str) -> str:
-    import nibabel as nib
+def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
+    """One file, as the dataset runner does it but with no manifest."""
+    from napari_resample._dataset import describe_record, plan_dataset, run_job
+    from napari_resample._io import make_dirs, remove_empty_dirs
 
-    img: Any = nib.load(path)
-    zooms = "x".join(f"{z:.4g}" for z in img.header.get_zooms()[:3])
-    fov = "x".join(
-        f"{n * z:.4g}" for n, z in zip(img.shape[:3], img.header.get_zooms()[:3], strict=True)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"input file does not exist: {path!r}")
+    (job,), _ = plan_dataset(
+        [path],
+        out_dir,
+        args.size,
+        "folder",
+        interpolation=args.interpolation,
+        anchor=args.anchor,
+        antialias=args.antialias,
     )
-    return f"{img.shape} @ {zooms} mm, FOV {fov} mm, {img.get_data_dtype()}"
+    replaced = os.path.exists(job.output)
+    if replaced and os.path.samefile(job.output, job.input):
+        raise ValueError(f"output would overwrite the input file: {job.shown!r}")
+    made: list[str] = []
+    make_dirs(out_dir, made)
+    try:
+        record = run_job(job)
+    finally:
+        if not os.path.exists(job.output):
+            remove_empty_dirs(made)
+    if record["status"] == "failed":
+        print(f"napari-resample: error: {record['error']}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.debug:
+        print(f"Resampled image saved at: '{job.shown}'")
+    if not args.quiet:
+        line = describe_record({**record, "output": job.shown}, 1, 1).replace("[1/1] ", "", 1)
+        print(line.replace(" -> ", " -> (replaced) ", 1) if replaced else line)
+    return EXIT_OK
+
+
+def _dataset(source: Any, out_dir: str, args: argparse.Namespace) -> int:
+    from napari_resample._dataset import _Reporter, plan_dataset, run_dataset
+
+    jobs, _ = plan_dataset(
+        source,
+        out_dir,
+        args.size,
+        args.saving_mode,
+        interpolation=args.interpolation,
+        anchor=args.anchor,
+        antialias=args.antialias,
+        recursive=args.recursive,
+    )
+    reporter = None
+    if not args.quiet:
+        bar = sys.stderr if sys.stderr.isatty() else None
+        reporter = _Reporter(len(jobs), sys.stdout, bar)
+    client = _connect(args.scheduler) if args.scheduler else None
+    try:
+        records = run_dataset(
+            jobs,
+            out_dir,
+            workers=args.workers,
+            executor=None if client is None else client.get_executor(),
+            resume=not args.no_resume,
+            report=reporter,
+        )
+    finally:
+        if reporter is not None:
+            reporter.close()
+        if client is not None:
+            client.close()
+    done = [job for job in jobs if records[job.input]["status"] == "done"]
+    skipped = [job for job in done if records[job.input].get("skipped")]
+    failed = [job for job in jobs if records[job.input]["status"] == "failed"]
+    if args.debug:
+        for job in done:
+            if job not in skipped:
+                print(f"Resampled image saved at: '{job.shown}'")
+    if not args.quiet:
+        print(
+            f"{len(jobs)} files: {len(done) - len(skipped)} resampled, {len(skipped)} skipped "
+            f"as already done, {len(failed)} failed; results in {out_dir}"
+        )
+    for job in failed:
+        print(
+            f"napari-resample: error: {job.input}: {records[job.input]['error']}", file=sys.stderr
+        )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _connect(address: str) -> Any:
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ImportError(
+            "--scheduler needs dask.distributed: pip install 'napari-resample[distributed]'"
+        ) from exc
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise OSError(f"cannot reach the dask scheduler at {address!r}: {exc}") from exc
+
+
+def _verify(out_dir: str, quiet: bool) -> int:
+    from napari_resample._dataset import MANIFEST_NAME, read_manifest, verify_dataset
+
+    problems = verify_dataset(out_dir)
+    for problem in problems:
+        print(f"napari-resample: mismatch: {problem}", file=sys.stderr)
+    if not quiet:
+        records = read_manifest(os.path.join(out_dir, MANIFEST_NAME)).values()
+        checked = sum(1 for r in records if r.get("status") == "done")
+        print(f"{checked} done files checked against the manifest: {len(problems)} mismatches")
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def _write_sample(out_dir: str, quiet: bool) -> list[str]:
@@ -176,11 +298,14 @@ def _write_sample(out_dir: str, quiet: bool) -> list[str]:
     from napari_resample._phantom import phantom_volumes
 
     os.makedirs(out_dir, exist_ok=True)
-    jobs = []
+    paths = []
     for name, volume in phantom_volumes().items():
         path = os.path.join(out_dir, f"{name}.nii.gz")
         save_volume(path, volume)
-        jobs.append(path)
+        paths.append(path)
         if not quiet:
             print(f"sample written: {path}")
-    return jobs
+    return paths
+
+
+__all__ = ["build_parser", "main", "output_name"]

@@ -9,7 +9,10 @@ place only when complete, so a failure never leaves a half-written file behind.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +145,7 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         slope, inter = float(proxy.slope), float(proxy.inter)
         affine = np.array(img.affine, dtype=np.float64)
         header = img.header.copy()
-    except (OSError, EOFError, ValueError, ImageFileError, HeaderDataError) as exc:
+    except (OSError, EOFError, ValueError, ImageFileError, HeaderDataError, zlib.error) as exc:
         raise ValueError(f"cannot read {path!r} as NIfTI: {exc}") from exc
     if data.dtype.fields is not None or data.dtype.kind not in "biuf":
         raise ValueError(f"unsupported NIfTI data type {data.dtype} in {path!r}")
@@ -318,10 +321,7 @@ def save_nifti(
         img.header.set_slope_inter(slope, inter)
     else:
         img.header.set_slope_inter(1.0, 0.0)
-    # The temporary name must not be too long where the final one is not (255 bytes is the
-    # usual limit on a name): the file's name is shortened in it, never the random part.
-    stem = os.path.basename(path).encode()[:_TMP_STEM_BYTES].decode(errors="ignore")
-    tmp = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
+    tmp = os.path.join(folder, temp_name(os.path.basename(path), suffix))
     raw = tmp[: -len(".gz")] if suffix == ".nii.gz" and _igzip() is not None else None
     try:
         if raw is None:
@@ -346,9 +346,64 @@ def save_volume(path: str | os.PathLike[str], volume: NiftiVolume) -> str:
     return save_nifti(path, volume.data, volume.header, slope=volume.slope, inter=volume.inter)
 
 
-#: Bytes of the destination's name kept in a temporary file's name (``.<stem>.<12 hex>.tmp.nii.gz``
-#: stays within 255 bytes).
-_TMP_STEM_BYTES = 200
+#: Bytes of the destination's name kept in a temporary file's name (the whole name stays within
+#: 255 bytes: ``.`` stem ``.`` host(32) ``-`` pid(10) ``-`` 12 hex ``.tmp.nii.gz``).
+_TMP_STEM_BYTES = 180
+#: A temporary file of :func:`save_nifti`: ``.<stem>.<host>-<pid>-<12 hex>.tmp.nii[.gz]`` (the
+#: uncompressed stage of the isal path ends in ``.tmp.nii``).
+_TMP_PATTERN = re.compile(
+    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.nii(\.gz)?$"
+)
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:32]
+
+
+def temp_name(name: str, suffix: str) -> str:
+    """Name of a temporary file for the output *name*, recognisable as ours and stale later.
+
+    It holds this machine's name and this process's id, so that a later run can tell that
+    the process that made it is gone (:func:`remove_stale_temps`). The destination's name is
+    shortened in it (never the unique part) so that it is not too long where the final one
+    is not (255 bytes is the usual limit on a name).
+    """
+    stem = name.encode()[:_TMP_STEM_BYTES].decode(errors="ignore")
+    return f".{stem}.{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{suffix}"
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[str]:
+    """Delete the temporary files in *folder* left by processes of this machine that are gone
+    (killed during a write); return their paths. Other machines' files are left alone."""
+    removed: list[str] = []
+    host = _host_tag()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TMP_PATTERN.match(name)
+        if match is None or match["host"] != host or _alive(int(match["pid"])):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- fast gzip (optional)
@@ -420,3 +475,31 @@ def _gzip_file(src: str, dest: str) -> None:
         with igzip.IGzipFile("", "wb", compresslevel=1, fileobj=raw, mtime=0) as fout:
             while chunk := fin.read(_GZ_CHUNK * 16):
                 fout.write(chunk)
+
+
+def make_dirs(folder: str, created: list[str]) -> None:
+    """Create *folder* and its missing parents as ``os.makedirs`` would, walking the path as
+    given (``a/b/../c`` creates ``a/b``); append each folder created to *created*, outermost
+    first, as soon as it exists (so a failure part-way still lists what to remove)."""
+    missing = []
+    current = folder
+    while current and not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for folder_ in reversed(missing):
+        if not os.path.isdir(folder_):  # "a/b/.." exists once "a/b" does
+            os.mkdir(folder_)
+            created.append(folder_)
+
+
+def remove_empty_dirs(created: Sequence[str]) -> None:
+    """Remove the folders of *created* (outermost first, as :func:`make_dirs` lists them) that
+    are still empty, innermost first; a folder already gone or holding files is left as is."""
+    for folder in reversed(created):
+        try:
+            os.rmdir(folder)
+        except OSError:  # gone already, or not empty (then neither are its parents)
+            continue

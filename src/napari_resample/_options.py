@@ -21,6 +21,11 @@ INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 AutoInterpolation = Literal["auto", "bspline", "linear", "nearest", "label"]
 AUTO_INTERPOLATIONS: tuple[str, ...] = get_args(AutoInterpolation)
 
+SavingMode = Literal["case", "folder"]
+#: Dataset layouts: one folder per case (``<out>/<PREFIX>/<PREFIX>_resampled.nii.gz``) or all
+#: results in one folder.
+SAVING_MODES: tuple[str, ...] = get_args(SavingMode)
+
 Anchor = Literal["origin", "center"]
 #: Allowed ``anchor`` values.
 ANCHORS: tuple[str, ...] = get_args(Anchor)

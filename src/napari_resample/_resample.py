@@ -34,8 +34,6 @@ from napari_resample._options import (
     check_choice,
     validate_size,
 )
-from napari_resample._separable import _separable
-from napari_resample._vote import _resample_labels
 
 ProgressCallback = Callable[[float], None]
 
@@ -129,6 +127,8 @@ def _resample_values(
     if interpolation == "nearest":
         return _resample_nearest(arr, size, anchor).astype(native, copy=False)
     if interpolation == "label":
+        from napari_resample._vote import _resample_labels
+
         return _resample_labels(arr, size, anchor, progress)
     nonfinite = None
     source = arr
@@ -139,6 +139,10 @@ def _resample_values(
         if not finite.all():
             nonfinite = ~finite
             source = _fill_nonfinite(arr, finite)
+    # Imported here: scipy.sparse costs 0.25 s, and napari imports the reader (which needs
+    # none of the engine) on every file open.
+    from napari_resample._separable import _separable
+
     out = _separable(source, size, interpolation, anchor, antialias, native, progress)
     if nonfinite is not None:
         # Non-finite voxels go back where they were, by nearest neighbour, instead of spreading.

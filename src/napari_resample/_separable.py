@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -33,6 +32,7 @@ from scipy import sparse
 
 from napari_resample._operators import _truncate, axis_matrix
 from napari_resample._options import Anchor
+from napari_resample._threads import engine_threads
 
 if TYPE_CHECKING:
     from napari_resample._resample import ProgressCallback
@@ -180,11 +180,8 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def _workers() -> int:
-    """Threads to use: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """Threads to use: :func:`napari_resample._threads.engine_threads`."""
+    return engine_threads()
 
 
 def _run_group(
