@@ -11,6 +11,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -136,9 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"expected {usage}, got {len(args.paths)} path(s): {args.paths}")
     if args.size is None and not args.verify:
         parser.error("--size X Y Z is required")
-    previous = _on_sigterm()
+    cancel = threading.Event()
+    previous = _install_handlers(cancel)
     try:
-        return _run(args)
+        return _run(args, cancel)
     except KeyboardInterrupt:
         print("napari-resample: interrupted (files being written were removed)", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -149,32 +151,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-resample: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _on_sigterm() -> Any:
-    """Turn SIGTERM into :class:`_Terminated` (main thread only); return the old handler."""
-    import threading
-
+def _install_handlers(cancel: threading.Event) -> dict[int, Any]:
+    """Ctrl-C raises KeyboardInterrupt and SIGTERM :class:`_Terminated`, and both set
+    *cancel*, which the dataset runner also checks between files (an exception raised while
+    Python runs a destructor is dropped; the event is not). Main thread only; a Ctrl-C that
+    the environment ignores (a shell's background job) stays ignored. Returns the old
+    handlers."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
-    def handler(signum: int, frame: object) -> None:
+    def on_sigint(signum: int, frame: object) -> None:
+        cancel.set()
+        raise KeyboardInterrupt
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        cancel.set()
         raise _Terminated
 
-    return signal.signal(signal.SIGTERM, handler)
+    previous: dict[int, Any] = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_sigint)
+    return previous
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, cancel: threading.Event) -> int:
     out_dir = args.paths[-1]
     if args.verify:
         return _verify(out_dir, args.quiet)
     if args.sample:
-        return _dataset(_write_sample(out_dir, quiet=args.quiet), out_dir, args)
+        return _dataset(_write_sample(out_dir, quiet=args.quiet), out_dir, args, cancel)
     source = args.paths[0]
     if os.path.isdir(source):
-        return _dataset(source, out_dir, args)
+        return _dataset(source, out_dir, args, cancel)
     return _one_file(source, out_dir, args)
 
 
@@ -215,7 +227,7 @@ def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dataset(source: Any, out_dir: str, args: argparse.Namespace) -> int:
+def _dataset(source: Any, out_dir: str, args: argparse.Namespace, cancel: threading.Event) -> int:
     from napari_resample._dataset import _Reporter, plan_dataset, run_dataset
 
     jobs, _ = plan_dataset(
@@ -241,6 +253,7 @@ def _dataset(source: Any, out_dir: str, args: argparse.Namespace) -> int:
             executor=None if client is None else client.get_executor(),
             resume=not args.no_resume,
             report=reporter,
+            cancel=cancel,
         )
     finally:
         if reporter is not None:

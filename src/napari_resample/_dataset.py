@@ -18,13 +18,15 @@ and output is recorded as well, and :func:`verify_dataset` checks them all.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
@@ -57,6 +59,8 @@ MANIFEST_NAME = "resampling_manifest.jsonl"
 _FINGERPRINT_EDGE = 1 << 16
 _FINGERPRINT_BLOCK = 1 << 12
 _FINGERPRINT_BLOCKS = 16
+#: Seconds between two looks at the cancel event while waiting for workers.
+_POLL_SECONDS = 0.1
 #: Bytes read at a time when hashing whole files.
 _HASH_CHUNK = 1 << 20
 
@@ -303,10 +307,14 @@ def run_dataset(
     executor: Executor | None = None,
     resume: bool = True,
     report: ProgressReporter | None = None,
+    cancel: threading.Event | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run *jobs* (from :func:`plan_dataset`); return the latest record of each input.
 
-    Skipped files get their manifest record with ``"skipped": True`` (and no new line).
+    Skipped files get their manifest record with ``"skipped": True`` (and no new line). When
+    *cancel* is set (a Ctrl-C handler sets it), the run stops as a KeyboardInterrupt would,
+    at the latest when the file being resampled in this process is finished: Python drops a
+    KeyboardInterrupt that lands in a destructor, the event is never lost.
     """
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
@@ -340,7 +348,7 @@ def run_dataset(
     try:
         with open(manifest, "a", encoding="utf-8") as log:
             _end_line(log, manifest)
-            for record in _execute(todo, workers, executor):
+            for record in _execute(todo, workers, executor, cancel):
                 log.write(json.dumps(record, sort_keys=True) + "\n")
                 log.flush()
                 records[record["input"]] = record
@@ -366,7 +374,10 @@ def _end_line(log: TextIO, manifest: str) -> None:
 
 
 def _execute(
-    jobs: Sequence[Job], workers: int | None, executor: Executor | None
+    jobs: Sequence[Job],
+    workers: int | None,
+    executor: Executor | None,
+    cancel: threading.Event | None = None,
 ) -> Iterable[dict[str, Any]]:
     """Run the jobs, in this process, a local process pool, or *executor*; yield records as
     they finish."""
@@ -376,12 +387,18 @@ def _execute(
         n, threads = pool_plan(workers, len(jobs))
         if n <= 1:
             for job in jobs:
+                _check(cancel)
                 yield run_job(job)
             return
         jobs = [Job(**{**asdict(job), "threads": threads}) for job in jobs]
-        yield from _pooled(jobs, n)
+        yield from _pooled(jobs, n, cancel)
         return
-    yield from _submitted(executor, jobs)
+    yield from _submitted(executor, jobs, cancel)
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise KeyboardInterrupt
 
 
 def pool_plan(workers: int | None, n_jobs: int) -> tuple[int, int]:
@@ -392,7 +409,9 @@ def pool_plan(workers: int | None, n_jobs: int) -> tuple[int, int]:
     return n, max(1, cores // n)
 
 
-def _pooled(jobs: Sequence[Job], n: int) -> Iterable[dict[str, Any]]:
+def _pooled(
+    jobs: Sequence[Job], n: int, cancel: threading.Event | None
+) -> Iterable[dict[str, Any]]:
     """Run *jobs* on a pool of *n* fresh worker processes; on any interruption, stop the
     workers at once (each removes the file it was writing) and re-raise."""
     import multiprocessing
@@ -403,7 +422,7 @@ def _pooled(jobs: Sequence[Job], n: int) -> Iterable[dict[str, Any]]:
         max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
     )
     try:
-        yield from _submitted(pool, jobs)
+        yield from _submitted(pool, jobs, cancel, shield=True)
     except BaseException:
         processes = list(getattr(pool, "_processes", {}).values())
         for process in processes:
@@ -415,24 +434,54 @@ def _pooled(jobs: Sequence[Job], n: int) -> Iterable[dict[str, Any]]:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
+                process.join(1.0)  # reaped, so that its temporary file is seen as stale
         raise
     pool.shutdown(wait=True)
 
 
-def _submitted(executor: Executor, jobs: Sequence[Job]) -> Iterable[dict[str, Any]]:
-    futures: dict[Future[dict[str, Any]], Job] = {
-        executor.submit(run_job, job): job for job in jobs
-    }
+def _submitted(
+    executor: Executor,
+    jobs: Sequence[Job],
+    cancel: threading.Event | None = None,
+    shield: bool = False,
+) -> Iterable[dict[str, Any]]:
+    """Submit every job, then yield records as they finish. With *shield*, Ctrl-C is ignored
+    while submitting: a local pool starts its worker processes then, and they inherit the
+    ignoring from birth (a Ctrl-C reaching a worker still importing would print a traceback;
+    once started, the parent stops them)."""
+    futures: dict[Future[dict[str, Any]], Job] = {}
+    with _sigint_ignored() if shield else contextlib.nullcontext():
+        for job in jobs:
+            futures[executor.submit(run_job, job)] = job
+    pending = set(futures)
     try:
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                yield future.result()
-            except Exception as exc:  # the worker itself died: the file is not done
-                yield _record(job, 0.0, error=f"worker lost: {type(exc).__name__}: {exc}")
+        while pending:
+            _check(cancel)
+            finished, pending = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = futures[future]
+                try:
+                    yield future.result()
+                except Exception as exc:  # the worker itself died: the file is not done
+                    yield _record(job, 0.0, error=f"worker lost: {type(exc).__name__}: {exc}")
+                _check(cancel)
     finally:
         for future in futures:
             future.cancel()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _worker_init() -> None:
@@ -445,7 +494,12 @@ def _worker_init() -> None:
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    """Stop a pool worker now: delete the file it is writing, then end the process (unwinding
+    instead could meet the pool's own code, which reports exceptions and takes the next task)."""
+    from napari_resample._io import remove_files_in_progress
+
+    remove_files_in_progress()
+    os._exit(128 + signum)
 
 
 def run_job(job: Job) -> dict[str, Any]:

@@ -8,6 +8,7 @@ place only when complete, so a failure never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -323,6 +324,8 @@ def save_nifti(
         img.header.set_slope_inter(1.0, 0.0)
     tmp = os.path.join(folder, temp_name(os.path.basename(path), suffix))
     raw = tmp[: -len(".gz")] if suffix == ".nii.gz" and _igzip() is not None else None
+    stages = [tmp] if raw is None else [tmp, raw]
+    _IN_PROGRESS.update(stages)
     try:
         if raw is None:
             nib.save(img, tmp)
@@ -336,6 +339,7 @@ def save_nifti(
     finally:
         if raw is not None:
             Path(raw).unlink(missing_ok=True)
+        _IN_PROGRESS.difference_update(stages)
     return path
 
 
@@ -354,6 +358,18 @@ _TMP_STEM_BYTES = 180
 _TMP_PATTERN = re.compile(
     r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.nii(\.gz)?$"
 )
+
+
+#: Temporary files this process is writing now (see :func:`remove_files_in_progress`).
+_IN_PROGRESS: set[str] = set()
+
+
+def remove_files_in_progress() -> None:
+    """Delete the temporary files this process is writing: for a signal handler that ends the
+    process at once (a pool worker told to stop), where no ``finally`` clause will run."""
+    for path in list(_IN_PROGRESS):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _host_tag() -> str:
