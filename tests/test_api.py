@@ -246,13 +246,15 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
         monkeypatch.setattr("napari_resample._pipeline.resample_array", boom)
         exc: type[BaseException] = MemoryError
     else:
-        real_save = nib.save
+        from napari_resample import _io
 
-        def boom(img, filename):
-            real_save(img, filename)
+        real_write = _io._write_image
+
+        def boom(img, filename, compress):
+            real_write(img, filename, compress)
             raise OSError("simulated")
 
-        monkeypatch.setattr(nib, "save", boom)
+        monkeypatch.setattr(_io, "_write_image", boom)
         exc = OSError
     before = tree(tmp_path)
     with pytest.raises(exc, match="simulated"):
@@ -523,3 +525,94 @@ def test_nonfinite_float_file(nonfinite_float: Path, tmp_path: Path, interpolati
     assert finite.size == out.size - 24
     assert finite.min() >= src[np.isfinite(src)].min()
     assert finite.max() <= src[np.isfinite(src)].max()
+
+
+def test_concurrent_runs_into_one_new_folder_both_survive_a_failure(tmp_path: Path) -> None:
+    # docs/decisions.md, D7. Two processes write into the same new folder: B made it and fails;
+    # its clean-up removes the (still empty) folder just as A is about to write. A makes the
+    # folder again instead of dying after doing all its work; B removes only what it made.
+    import subprocess
+    import sys
+
+    import nibabel as nib
+
+    for name in ("a", "b"):
+        nib.save(
+            nib.Nifti1Image(np.ones((6, 6, 6), np.int16), np.eye(4)), tmp_path / f"{name}.nii.gz"
+        )
+    out = tmp_path / "new" / "shared"
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    common = f"""
+import os, sys, time
+from pathlib import Path
+from napari_resample import _io, resampling
+flags = Path({str(flags)!r})
+real = _io._write_image
+def wait_for(name):
+    deadline = time.monotonic() + 60
+    while not (flags / name).exists():
+        assert time.monotonic() < deadline, name
+        time.sleep(0.01)
+"""
+    process_a = (
+        common
+        + f"""
+calls = []
+def write(img, path, compress):
+    calls.append(path)
+    if len(calls) == 1:
+        (flags / "a_ready").touch()
+        wait_for("b_done")  # B failed and removed the folder it made
+    return real(img, path, compress)
+_io._write_image = write
+wait_for("b_made_folder")
+resampling({str(tmp_path / "a.nii.gz")!r}, {str(out)!r}, (3, 3, 3))
+print(len(calls))
+"""
+    )
+    process_b = (
+        common
+        + f"""
+def write(img, path, compress):
+    (flags / "b_made_folder").touch()
+    wait_for("a_ready")
+    raise OSError("simulated failure of B")
+_io._write_image = write
+try:
+    resampling({str(tmp_path / "b.nii.gz")!r}, {str(out)!r}, (3, 3, 3))
+except OSError:
+    (flags / "b_done").touch()
+"""
+    )
+    a = subprocess.Popen([sys.executable, "-c", process_a], stdout=subprocess.PIPE, text=True)
+    b = subprocess.Popen([sys.executable, "-c", process_b])
+    assert b.wait(120) == 0
+    stdout, _ = a.communicate(timeout=120)
+    assert a.returncode == 0
+    assert stdout.strip() == "2"  # A's first write met the vanished folder, the second worked
+    assert sorted(p.name for p in out.iterdir()) == ["a_resampled.nii.gz"]
+
+
+def test_a_later_run_removes_temp_files_of_killed_runs(scan: Path, tmp_path: Path) -> None:
+    # docs/decisions.md, D7: a SIGKILL during a write leaves a temporary file; its name says
+    # which process (on which machine) made it, so the next run into that folder removes it
+    # once that process is gone, and leaves alone those of a process still writing.
+    import subprocess
+    import sys
+
+    from napari_resample._io import temp_name
+
+    out = tmp_path / "out"
+    out.mkdir()
+    code = "from napari_resample._io import temp_name; print(temp_name('x.nii.gz', '.nii.gz'))"
+    dead = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (out / dead).write_bytes(b"240 MB, once")
+    alive = temp_name("y.nii.gz", ".nii.gz")
+    (out / alive).write_bytes(b"being written by this process")
+    resampling(scan, out, SIZE)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [alive, f"{scan.name[:-7]}_resampled.nii.gz"]
+    )

@@ -148,15 +148,17 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch) -> None:
     # an older file at the destination is untouched.
     dest = tmp_path / "result.nii.gz"
     dest.write_bytes(b"previous result")
-    real_save = nib.save
+    from napari_resample import _io
+
+    real_write = _io._write_image
     seen: list[str] = []
 
-    def failing_save(img, filename):
+    def failing_write(img, filename, compress):
         seen.append(os.fspath(filename))
-        real_save(img, filename)  # a complete temporary file exists ...
+        real_write(img, filename, compress)  # a complete temporary file exists ...
         raise OSError("disk full")  # ... and then the write fails
 
-    monkeypatch.setattr(nib, "save", failing_save)
+    monkeypatch.setattr(_io, "_write_image", failing_write)
     hdr = nib.Nifti1Header()
     hdr.set_data_dtype(np.int16)
     with pytest.raises(OSError, match="disk full"):
@@ -336,3 +338,61 @@ def test_same_size_file_is_lossless(nifti_case) -> None:
         )
         np.testing.assert_allclose(b.affine, a.affine, atol=1e-6)
         assert (b.dataobj.slope, b.dataobj.inter) == (a.dataobj.slope, a.dataobj.inter)
+
+
+def test_disk_full_names_the_path_and_the_free_space(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from napari_resample import _io
+
+    def full(img, filename, compress):
+        Path(filename).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_io, "_write_image", full)
+    dest = tmp_path / "result.nii.gz"
+    with pytest.raises(OSError, match=r"no space left to write .*result\.nii\.gz.*free in") as err:
+        save_nifti(dest, np.ones((3, 3, 3), np.int16), nib.Nifti1Header())
+    assert err.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path):
+    """A 2 MiB tmpfs (root only; skipped elsewhere)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)])
+    if done.returncode != 0:
+        pytest.skip("this machine does not let us mount a tmpfs")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_output_is_compressed_as_it_is_written(small_filesystem: Path) -> None:
+    # 8 MB of voxels that compress to a few KB fit on a 2 MiB file system: no uncompressed
+    # stage is written first.
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.int16)
+    dest = small_filesystem / "result.nii.gz"
+    save_nifti(dest, np.zeros((200, 200, 100), np.int16), hdr)
+    assert nib.load(dest).shape == (200, 200, 100)
+    assert sorted(p.name for p in small_filesystem.iterdir()) == ["result.nii.gz"]
+
+
+def test_a_real_full_disk_fails_cleanly(small_filesystem: Path) -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.integers(-32768, 32767, (200, 200, 100)).astype(np.int16)  # incompressible
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.int16)
+    with pytest.raises(
+        OSError, match=r"no space left to write .*result\.nii\.gz.: [0-9.]+ MiB free in"
+    ):
+        save_nifti(small_filesystem / "result.nii.gz", noise, hdr)
+    assert list(small_filesystem.iterdir()) == []

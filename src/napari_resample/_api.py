@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from napari_resample._io import load_nifti, make_dirs, remove_empty_dirs, save_volume
+from napari_resample._io import load_nifti, remove_empty_dirs, save_volume_into
 from napari_resample._names import output_name
 from napari_resample._options import (
     ANCHORS,
@@ -96,8 +96,7 @@ def resampling(
     )
     made: list[str] = []
     try:
-        make_dirs(out_dir, made)
-        save_volume(out_file, result)
+        save_volume_into(out_dir, out_file, result, made)
     except BaseException:
         remove_empty_dirs(made)
         raise

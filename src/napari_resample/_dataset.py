@@ -38,7 +38,7 @@ from napari_resample._io import (
     make_dirs,
     remove_empty_dirs,
     remove_stale_temps,
-    save_volume,
+    save_volume_into,
 )
 from napari_resample._names import is_output_name, nifti_suffix, output_name, strip_nifti_suffix
 from napari_resample._options import (
@@ -520,7 +520,7 @@ def run_job(job: Job) -> dict[str, Any]:
                 volume, job.size, interpolation=used, anchor=job.anchor, antialias=job.antialias
             )
             del volume
-            save_volume(job.output, result)
+            save_volume_into(os.path.dirname(job.output), job.output, result, [], clean=False)
             after = _geometry(result)
         stat = os.stat(job.output)
         outcome = {

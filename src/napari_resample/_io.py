@@ -9,8 +9,11 @@ place only when complete, so a failure never leaves a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
+import gzip
 import os
 import re
+import shutil
 import socket
 import uuid
 import zlib
@@ -323,24 +326,69 @@ def save_nifti(
     else:
         img.header.set_slope_inter(1.0, 0.0)
     tmp = os.path.join(folder, temp_name(os.path.basename(path), suffix))
-    raw = tmp[: -len(".gz")] if suffix == ".nii.gz" and _igzip() is not None else None
-    stages = [tmp] if raw is None else [tmp, raw]
-    _IN_PROGRESS.update(stages)
+    _IN_PROGRESS.add(tmp)
     try:
-        if raw is None:
-            nib.save(img, tmp)
-        else:
-            nib.save(img, raw)
-            _gzip_file(raw, tmp)
+        _write_image(img, tmp, compress=suffix == ".nii.gz")
         os.replace(tmp, path)
-    except BaseException:
+        _fsync_folder(folder)
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            raise OSError(
+                exc.errno,
+                f"no space left to write {path!r}: {_free_space(folder)} free in {folder!r}",
+            ) from exc
         raise
     finally:
-        if raw is not None:
-            Path(raw).unlink(missing_ok=True)
-        _IN_PROGRESS.difference_update(stages)
+        _IN_PROGRESS.discard(tmp)
     return path
+
+
+#: errno values of a full disk or an exhausted quota.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _write_image(img: Any, path: str, compress: bool) -> None:
+    """Write *img* to *path* as it is produced (compressed on the fly with isal's gzip at
+    nibabel's level 1, or zlib's without isal; no uncompressed stage on disk), then fsync."""
+    from nibabel.fileholders import FileHolder
+
+    with open(path, "wb") as raw:
+        if compress:
+            igzip = _igzip()
+            opener = igzip.IGzipFile if igzip is not None else gzip.GzipFile
+            # No file name in the gzip header (it would be the temporary one), mtime 0: the
+            # same volume always gives the same bytes.
+            with opener("", "wb", compresslevel=1, fileobj=raw, mtime=0) as stream:
+                holder = FileHolder(fileobj=stream)
+                img.to_file_map({"image": holder, "header": holder})
+        else:
+            holder = FileHolder(fileobj=raw)
+            img.to_file_map({"image": holder, "header": holder})
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in *folder* durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _free_space(folder: str) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "an unknown amount"
+    return f"{free / 2**20:.1f} MiB" if free >= 2**20 else f"{free} bytes"
 
 
 def save_volume(path: str | os.PathLike[str], volume: NiftiVolume) -> str:
@@ -483,16 +531,6 @@ def _read_gz_fast(igzip: Any, path: str, proxy: Any) -> NDArray:
 _GZ_CHUNK = 1 << 18
 
 
-def _gzip_file(src: str, dest: str) -> None:
-    """gzip *src* into *dest* with isal at nibabel's level 1 and mtime 0 (deterministic)."""
-    igzip = _igzip()
-    with open(src, "rb") as fin, open(dest, "wb") as raw:
-        # No file name in the gzip header (it would be the temporary one), like nibabel.
-        with igzip.IGzipFile("", "wb", compresslevel=1, fileobj=raw, mtime=0) as fout:
-            while chunk := fin.read(_GZ_CHUNK * 16):
-                fout.write(chunk)
-
-
 def make_dirs(folder: str, created: list[str]) -> None:
     """Create *folder* and its missing parents as ``os.makedirs`` would, walking the path as
     given (``a/b/../c`` creates ``a/b``); append each folder created to *created*, outermost
@@ -507,8 +545,42 @@ def make_dirs(folder: str, created: list[str]) -> None:
         current = parent
     for folder_ in reversed(missing):
         if not os.path.isdir(folder_):  # "a/b/.." exists once "a/b" does
-            os.mkdir(folder_)
+            try:
+                os.mkdir(folder_)
+            except FileExistsError:  # another process made it just now: not ours to remove
+                continue
             created.append(folder_)
+
+
+def save_volume_into(
+    folder: str,
+    path: str | os.PathLike[str],
+    volume: NiftiVolume,
+    created: list[str],
+    clean: bool = True,
+) -> str:
+    """Create *folder* (listing what was made in *created*) and write *volume* to *path* in it;
+    with *clean*, first remove temporary files that killed processes left in it
+    (:func:`remove_stale_temps`; the dataset runner does that once per folder instead).
+
+    Another process writing into the same new folder may remove it when it fails (it removes
+    the empty folders it made): the folder is then made again, up to :data:`_FOLDER_RETRIES`
+    times, instead of losing the work done.
+    """
+    for attempt in range(_FOLDER_RETRIES):
+        make_dirs(folder, created)
+        if clean:
+            remove_stale_temps(folder)
+        try:
+            return save_volume(path, volume)
+        except FileNotFoundError:
+            if os.path.isdir(folder) or attempt == _FOLDER_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: Times :func:`save_volume_into` makes a vanished output folder again.
+_FOLDER_RETRIES = 3
 
 
 def remove_empty_dirs(created: Sequence[str]) -> None:
