@@ -42,7 +42,13 @@ def _resample_labels(
     weights only involve the 8 input voxels around a sample point, so each output voxel votes
     among the labels of its 8 corners. Where the 8 corners agree (inside regions: most voxels)
     that label is the answer; only the others are scored.
+
+    The slabs read rows of *arr* with ``take``, which copies a whole array that is not
+    C-contiguous on every call (nibabel reads Fortran-ordered volumes): such input is made
+    C-contiguous once. (Voting on the transposed view instead would be free but would change
+    float32 near-ties with the memory layout; the result must depend on the values only.)
     """
+    arr = np.ascontiguousarray(arr)
     native = arr.dtype.newbyteorder("=")
     taps = [_linear_taps(n, s, anchor) for n, s in zip(arr.shape, size, strict=True)]
     out = np.empty(size, dtype=native)
