@@ -215,19 +215,24 @@ class Sampler(threading.Thread):
         return {"main": self.peaks.get(self.me.pid, 0), "workers": sorted(workers, reverse=True)}
 
 
-def reference_run(paths: list[str], out: str, size: tuple[int, int, int]) -> list[str]:
-    """NiDataset's ``resampling_dataset``: one file after the other, B-spline for every file."""
+def reference_run(
+    paths: list[str], out: str, size: tuple[int, int, int], seconds: dict[str, float]
+) -> list[str]:
+    """NiDataset's ``resampling_dataset``: one file after the other, B-spline for every file.
+    Each file's seconds go into *seconds* (by file name)."""
     import SimpleITK as sitk
 
     from napari_resample._names import strip_nifti_suffix
 
     done = []
     for path in paths:
+        t0 = time.perf_counter()
         image = sitk.ReadImage(path)
         result = sitk_resampler(image, size).Execute(image)
         dest = os.path.join(out, f"{strip_nifti_suffix(path)}_resampled.nii.gz")
         sitk.WriteImage(result, dest, useCompression=True)
         done.append(dest)
+        seconds[os.path.basename(path)] = time.perf_counter() - t0
     return done
 
 
@@ -242,15 +247,22 @@ def child(kind: str, folder: str, out: str) -> None:
     sampler = Sampler()
     base = sampler.me.memory_info().rss
     sampler.start()
+    per_file: dict[str, float] = {}
     t0 = time.perf_counter()
     if kind == "ref":
-        done = reference_run(paths, out, SIZE)
+        done = reference_run(paths, out, SIZE, per_file)
     else:
         workers = 1 if kind == "ours1" else None
         done = resampling_dataset(folder, out, SIZE, workers=workers, progress=False)
     seconds = time.perf_counter() - t0
     mem = sampler.finish()
-    print(json.dumps({"seconds": seconds, "done": len(done), "base": base, **mem}))
+    if kind != "ref" and kind != "resume":
+        from napari_resample._dataset import MANIFEST_NAME, read_manifest
+
+        for rec in read_manifest(os.path.join(out, MANIFEST_NAME)).values():
+            per_file[os.path.basename(rec["input"])] = rec["seconds"]
+    result = {"seconds": seconds, "done": len(done), "base": base, "per_file": per_file}
+    print(json.dumps({**result, **mem}))
 
 
 def measure(kind: str, folder: str, out: str) -> dict[str, Any]:
@@ -501,6 +513,28 @@ def report(args, info, results, seconds_by, bd, startup, verdict) -> None:
     vs_ref = med["ref"] / med["oursN"]
     n_vs_1 = med["ours1"] / med["oursN"]
     resume = med["resume"] / med["oursN"]
+    kinds = []
+    for kind, prefix in (("images", "ct_"), ("label maps", "seg_")):
+        sums = {
+            k: statistics.median(
+                sum(t for f, t in r["per_file"].items() if f.startswith(prefix))
+                for r in results[k]
+            )
+            for k in ("ref", "ours1", "oursN")
+        }
+        kinds.append(
+            [
+                kind,
+                f"{sums['ref']:.1f} s",
+                f"{sums['ours1']:.1f} s ({sums['ref'] / sums['ours1']:.1f}x)",
+                f"{sums['oursN']:.1f} s",
+            ]
+        )
+    print(
+        "\nSum of per-file seconds by kind (ours: the manifest's `seconds`; speed-up of "
+        "`workers=1` against the reference; `workers=None` sums two processes' seconds):\n"
+    )
+    print(table(["files", "reference", "ours, `workers=1`", "ours, `workers=None`"], kinds))
     print("\n## Targets\n")
     print(
         table(
