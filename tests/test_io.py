@@ -7,7 +7,11 @@ voxel-space transform. Writes are atomic: a failure leaves neither the file nor 
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -396,3 +400,96 @@ def test_a_real_full_disk_fails_cleanly(small_filesystem: Path) -> None:
     ):
         save_nifti(small_filesystem / "result.nii.gz", noise, hdr)
     assert list(small_filesystem.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- damaged gzip
+
+
+def _flip(blob: bytes, start: int, stop: int) -> bytes:
+    return blob[:start] + bytes(b ^ 0xFF for b in blob[start:stop]) + blob[stop:]
+
+
+def _stored_with_flipped_voxel(blob: bytes) -> bytes:
+    # Level 0: the voxel bytes sit in the file as they are, so flipping one is silent to deflate;
+    # only the CRC-32 can tell.
+    raw = bytearray(gzip.decompress(blob))
+    stored = bytearray(gzip.compress(bytes(raw), compresslevel=0, mtime=0))
+    at = stored.index(bytes(raw[600:632]))  # a run of voxel bytes, found in the stored block
+    stored[at + 5] ^= 0x10
+    return bytes(stored)
+
+
+CORRUPTIONS = {
+    "crc": (lambda b: _flip(b, len(b) - 8, len(b) - 4), "CRC check failed"),
+    "isize": (lambda b: _flip(b, len(b) - 4, len(b)), "length check failed"),
+    "no trailer": (lambda b: b[:-8], "ends before its gzip trailer"),
+    "half a trailer": (lambda b: b[:-3], "ends before its gzip trailer"),
+    "trailing garbage": (lambda b: b + b"garbage!", "trailing data after the gzip stream"),
+    "stored block, voxel flipped": (_stored_with_flipped_voxel, "CRC check failed"),
+    "cut in the deflate data": (lambda b: b[: len(b) - 2000], "ends in the middle"),
+    "deflate bytes flipped": (
+        lambda b: _flip(b, len(b) // 2, len(b) // 2 + 64),
+        "(corrupt deflate data|CRC check failed|length check failed)",
+    ),
+}
+
+
+@pytest.fixture
+def gz_volume(tmp_path: Path) -> tuple[Path, bytes, np.ndarray]:
+    """A valid .nii.gz (noisy, so that it does not compress to nothing) and its bytes."""
+    data = np.random.default_rng(3).integers(-1000, 3000, size=(30, 20, 10), dtype=np.int16)
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return path, path.read_bytes(), data
+
+
+@pytest.mark.parametrize("inflater", ["isal", "zlib", "nibabel"])
+@pytest.mark.parametrize("damage", CORRUPTIONS)
+def test_damaged_gzip_is_refused(gz_volume, monkeypatch, damage: str, inflater: str) -> None:
+    # Python's gzip refuses each of these files; so must every read path (isal's and zlib's).
+    from napari_resample import _io
+
+    path, blob, _ = gz_volume
+    corrupt, message = CORRUPTIONS[damage]
+    path.write_bytes(corrupt(blob))
+    with pytest.raises((OSError, EOFError)):  # the damage is real: gzip itself refuses it
+        gzip.decompress(path.read_bytes())
+    if inflater == "zlib":
+        monkeypatch.setattr(_io, "_igzip", lambda: None)  # as without isal installed
+    if inflater == "nibabel":  # a proxy the fast reader does not take: nibabel reads the voxels
+        monkeypatch.setattr(_io, "_plain_proxy", lambda proxy: False)
+    with pytest.raises(ValueError, match=rf"scan\.nii\.gz.*{message}"):
+        load_nifti(path)
+    with pytest.raises(ValueError, match=message):
+        resampling(path, path.parent / "out", (15, 10, 5))
+    assert not (path.parent / "out").exists()
+
+
+@pytest.mark.parametrize("inflater", ["isal", "zlib"])
+def test_multi_member_and_zero_padded_gzip_still_read(gz_volume, monkeypatch, inflater) -> None:
+    # Several members (split inside the header and inside the voxel data, as bgzip does) and
+    # zero padding after the last one are legal gzip: read like the one-member file.
+    from napari_resample import _io
+
+    path, blob, data = gz_volume
+    if inflater == "zlib":
+        monkeypatch.setattr(_io, "_igzip", lambda: None)  # as without isal installed
+    raw = gzip.decompress(blob)
+    cuts = [0, 100, 5000, 5001, len(raw)]
+    members = b"".join(gzip.compress(raw[a:b], mtime=0) for a, b in itertools.pairwise(cuts))
+    for variant in (members, members + b"\0" * 1000, blob + b"\0" * 7):
+        path.write_bytes(variant)
+        np.testing.assert_array_equal(load_nifti(path).data, data)
+
+
+def test_gzip_header_fields_are_skipped(gz_volume) -> None:
+    # A member header with a file name, a comment, an extra field and a header CRC.
+    path, blob, data = gz_volume
+    raw = gzip.decompress(blob)
+    body = zlib.compress(raw, 6)[2:-4]  # raw deflate
+    flags = 2 | 4 | 8 | 16
+    header = b"\x1f\x8b\x08" + bytes([flags]) + b"\0\0\0\0\0\xff"
+    header += b"\x04\x00abcd" + b"name.nii\0" + b"a comment\0" + b"\0\0"
+    trailer = struct.pack("<II", zlib.crc32(raw), len(raw))
+    path.write_bytes(header + body + trailer)
+    np.testing.assert_array_equal(load_nifti(path).data, data)

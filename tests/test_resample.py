@@ -276,7 +276,7 @@ def voting_reference(data: np.ndarray, size, anchor: str) -> tuple[np.ndarray, n
         for axis in range(3):
             m = _linear_matrix(
                 data.shape[axis], sample_positions(data.shape[axis], size[axis], anchor)
-            )
+            ).toarray()
             w = np.moveaxis(np.tensordot(m, np.moveaxis(w, axis, 0), axes=1), 0, axis)
         weights.append(w)
     stack = np.stack(weights)

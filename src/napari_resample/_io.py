@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import math
 import os
 import re
 import shutil
 import socket
+import struct
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -30,6 +32,7 @@ from nibabel.spatialimages import HeaderDataError
 from numpy.typing import ArrayLike, NDArray
 
 from napari_resample._geometry import voxel_transform
+from napari_resample._memory import check_memory, format_bytes
 from napari_resample._names import nifti_suffix
 from napari_resample._options import Anchor
 
@@ -473,9 +476,10 @@ def _alive(pid: int) -> bool:
 # --------------------------------------------------------------------------- fast gzip (optional)
 #
 # gzip dominates the file-level job once resampling is fast. When python-isal is installed, its
-# igzip (same format, 2-5x faster than zlib) decompresses voxel data straight into the array and
-# compresses the output (written by nibabel uncompressed) at nibabel's level 1. Without it, or on
-# any surprise when reading, nibabel does all the work.
+# igzip (same format, 2-5x faster than zlib) compresses the output (written by nibabel
+# uncompressed) at nibabel's level 1, and its inflater decompresses voxel data straight into the
+# array (zlib's does without it). Reading goes to the end of the gzip stream and checks it, where
+# nibabel stops once it has the voxel bytes and never sees a damaged trailer.
 
 
 def _igzip() -> Any:
@@ -487,14 +491,61 @@ def _igzip() -> Any:
 
 
 def _read_unscaled(path: str, proxy: object) -> NDArray:
-    """Stored voxel values of *proxy* (nibabel's ``get_unscaled()``), through isal if it can."""
-    igzip = _igzip()
-    if igzip is not None and nifti_suffix(path) == ".nii.gz" and _plain_proxy(proxy):
-        try:
-            return _read_gz_fast(igzip, path, proxy)
-        except Exception:  # nibabel, below, reports any problem its own way
-            pass
+    """Stored voxel values of *proxy* (nibabel's ``get_unscaled()``), checked against the file.
+
+    Before anything is allocated, the size the header claims must fit in the file
+    (:func:`_check_claimed_size`) and, for a ``.nii.gz`` (read into memory, where a ``.nii`` is
+    memory-mapped), in the memory available now. A ``.nii.gz`` is then decompressed to the end
+    of its gzip stream (:func:`_gunzip`), so a damaged file is refused instead of being read as
+    whatever its voxel bytes decompress to.
+
+    Raises
+    ------
+    ValueError
+        The header claims more data than the file can hold, or the gzip stream is damaged.
+    MemoryError
+        The voxel data would not fit in the memory available now (naming the sizes).
+    """
+    gz = nifti_suffix(path) == ".nii.gz"
+    nbytes = _check_claimed_size(path, proxy, gz)
+    if not gz:
+        return np.asarray(proxy.get_unscaled())  # type: ignore[attr-defined]
+    check_memory(nbytes, f"reading the voxel data of {path!r}")
+    if _plain_proxy(proxy):
+        return _read_gz_fast(path, proxy)
+    with open(path, "rb") as fh:  # nibabel reads only what it needs and checks no trailer
+        _gunzip(fh, _inflater(), lambda data: None)
     return np.asarray(proxy.get_unscaled())  # type: ignore[attr-defined]
+
+
+#: Most bytes one byte of deflate data can decompress to (a 258-byte match in under 2 bits:
+#: 1032:1 is the format's limit, whatever the compressor).
+_DEFLATE_MAX_RATIO = 1032
+
+
+def _check_claimed_size(path: str, proxy: Any, gz: bool) -> int:
+    """Bytes of voxel data the header claims; refuse a claim the file cannot hold.
+
+    An uncompressed file must hold ``vox_offset + nbytes`` bytes; a gzip file cannot decompress
+    to more than :data:`_DEFLATE_MAX_RATIO` times its size.
+    """
+    shape, dtype = tuple(int(n) for n in proxy.shape), np.dtype(proxy.dtype)
+    offset = int(proxy.offset)
+    nbytes = math.prod(shape) * dtype.itemsize
+    size = os.path.getsize(path)
+    claim = (
+        f"the header claims {format_bytes(nbytes)} ({nbytes} bytes) of voxel data "
+        f"(shape {shape}, {dtype}) from byte {offset}"
+    )
+    if gz and offset + nbytes > _DEFLATE_MAX_RATIO * size:
+        raise ValueError(
+            f"{claim}, but a gzip file of {size} bytes decompresses to at most "
+            f"{format_bytes(_DEFLATE_MAX_RATIO * size)} (deflate expands at most "
+            f"{_DEFLATE_MAX_RATIO}:1): the header is wrong or the file is truncated"
+        )
+    if not gz and offset + nbytes > size:
+        raise ValueError(f"{claim}, but the file has only {size} bytes: truncated file?")
+    return nbytes
 
 
 def _plain_proxy(proxy: object) -> bool:
@@ -503,28 +554,168 @@ def _plain_proxy(proxy: object) -> bool:
     return type(proxy) is ArrayProxy and getattr(proxy, "order", "F") == "F"
 
 
-def _read_gz_fast(igzip: Any, path: str, proxy: Any) -> NDArray:
-    """Decompress chunk by chunk straight into the array (no full-size intermediate)."""
+def _inflater() -> Any:
+    """The zlib-compatible module that inflates fastest: ``isal.isal_zlib`` if installed."""
+    if _igzip() is None:
+        return zlib
     from isal import isal_zlib
 
+    return isal_zlib
+
+
+def _read_gz_fast(path: str, proxy: Any, inflater: Any = None) -> NDArray:
+    """Decompress chunk by chunk straight into the array (no full-size intermediate), to the end
+    of the gzip stream (:func:`_gunzip` checks it), with *inflater* (default :func:`_inflater`).
+    """
     shape, dtype = tuple(proxy.shape), np.dtype(proxy.dtype)
-    flat = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=dtype)
+    flat = np.empty(math.prod(shape), dtype=dtype)
     dest = flat.view(np.uint8)
     skip, done = int(proxy.offset), 0
-    inflate = isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)  # gzip container
-    with open(path, "rb") as fh:
-        while done < dest.size:
-            chunk = fh.read(_GZ_CHUNK)
-            if not chunk or inflate.eof:
-                raise EOFError(f"expected {dest.size} bytes of voxel data, got {done}")
-            out = inflate.decompress(chunk)
-            if skip:
-                cut = min(skip, len(out))
-                out, skip = out[cut:], skip - cut
-            n = min(len(out), dest.size - done)
-            dest[done : done + n] = np.frombuffer(out, dtype=np.uint8, count=n)
+
+    def sink(data: bytes) -> None:
+        nonlocal skip, done
+        view = memoryview(data)
+        if skip:
+            cut = min(skip, len(view))
+            view, skip = view[cut:], skip - cut
+        n = min(len(view), dest.size - done)
+        if n:
+            dest[done : done + n] = np.frombuffer(view, dtype=np.uint8, count=n)
             done += n
+
+    with open(path, "rb") as fh:
+        _gunzip(fh, inflater or _inflater(), sink)
+    if done < dest.size:
+        raise ValueError(
+            f"the gzip data ends after {done} of the {dest.size} bytes of voxel data the header "
+            "claims: truncated file?"
+        )
     return flat.reshape(shape, order="F")
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+#: Most decompressed bytes produced per step (a bomb's chunk is not inflated all at once).
+_GZ_OUT = 1 << 22
+
+
+class _Input:
+    """Bytes of an open file, read in chunks, with what was read but not used yet."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.buf = b""
+        self.pos = 0  # file offset of buf[0]
+
+    def fill(self, n: int) -> bool:
+        """Have at least *n* bytes in :attr:`buf` if the file holds them; whether it does."""
+        while len(self.buf) < n:
+            chunk = self.fh.read(max(_GZ_CHUNK, n - len(self.buf)))
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def take(self, n: int) -> bytes:
+        out, self.buf = self.buf[:n], self.buf[n:]
+        self.pos += len(out)
+        return out
+
+
+def _gunzip(fh: Any, inflater: Any, sink: Any) -> None:
+    """Decompress the whole gzip stream of *fh*, passing the data to *sink* in order.
+
+    Every member's CRC-32 and length (ISIZE) are checked; several members follow one another
+    (multi-member and bgzip files are gzip); zero padding after the last member is ignored, as
+    gzip does; anything else after it is refused.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong: not gzip data, a CRC or length that does not match, a stream that
+        ends early or before its trailer, trailing data after the stream, corrupt deflate data.
+    """
+    src = _Input(fh)
+    member = 0
+    while True:
+        _skip_gzip_header(src, member)
+        inflate = inflater.decompressobj(-inflater.MAX_WBITS)
+        crc = size = 0
+        while not inflate.eof:
+            if not src.buf and not src.fill(1):
+                raise ValueError(
+                    f"the gzip data ends in the middle of member {member + 1} "
+                    f"(at byte {src.pos}): truncated file?"
+                )
+            data = src.buf
+            try:
+                out = inflate.decompress(data, _GZ_OUT)
+            except Exception as exc:  # zlib.error, isal's IsalError
+                raise ValueError(
+                    f"corrupt deflate data in gzip member {member + 1}: {exc}"
+                ) from exc
+            left = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
+            src.pos += len(data) - len(left)
+            src.buf = left
+            if out:
+                crc = inflater.crc32(out, crc)
+                size += len(out)
+                sink(out)
+        if not src.fill(8):
+            raise ValueError(
+                f"the file ends before its gzip trailer (member {member + 1}: CRC-32 and "
+                f"length missing, {len(src.buf)} of 8 bytes): truncated file?"
+            )
+        stored_crc, stored_size = struct.unpack("<II", src.take(8))
+        if stored_crc != crc:
+            raise ValueError(
+                f"gzip CRC check failed (member {member + 1}: stored 0x{stored_crc:08x}, "
+                f"data 0x{crc:08x}): the file is damaged"
+            )
+        if stored_size != size & 0xFFFFFFFF:
+            raise ValueError(
+                f"gzip length check failed (member {member + 1}: the trailer says "
+                f"{stored_size} bytes mod 2^32, the data is {size}): the file is damaged"
+            )
+        while src.fill(1) and not src.buf.lstrip(b"\x00"):
+            src.take(len(src.buf))  # zero padding, as gzip allows
+        if not src.fill(1):
+            return
+        src.take(len(src.buf) - len(src.buf.lstrip(b"\x00")))
+        member += 1
+
+
+def _skip_gzip_header(src: _Input, member: int) -> None:
+    """Read past the gzip member header at the start of *src* (RFC 1952, 2.3)."""
+    start = src.pos
+    if not src.fill(10) or src.buf[:2] != _GZIP_MAGIC:
+        if member == 0:
+            raise ValueError("not gzip data (no gzip magic bytes at the start)")
+        raise ValueError(
+            f"trailing data after the gzip stream (at byte {start}, not a gzip member)"
+        )
+    header = src.take(10)
+    method, flags = header[2], header[3]
+    if method != 8:
+        raise ValueError(f"unknown gzip compression method {method} (member {member + 1})")
+    truncated = ValueError(f"the file ends inside gzip header {member + 1}: truncated file?")
+    if flags & 4:  # FEXTRA
+        if not src.fill(2):
+            raise truncated
+        (extra,) = struct.unpack("<H", src.take(2))
+        if not src.fill(extra):
+            raise truncated
+        src.take(extra)
+    for flag in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+        if flags & flag:
+            while (end := src.buf.find(b"\x00")) < 0:
+                src.take(len(src.buf))
+                if not src.fill(1):
+                    raise truncated
+            src.take(end + 1)
+    if flags & 2:  # FHCRC
+        if not src.fill(2):
+            raise truncated
+        src.take(2)
 
 
 #: Compressed bytes read per step by the fast reader.

@@ -1,4 +1,4 @@
-"""The 1-D resampling operators: one dense ``n_out x n_in`` matrix per axis.
+"""The 1-D resampling operators: one sparse ``n_out x n_in`` matrix per axis.
 
 The output grid is an axis-aligned scaling of the input grid in voxel space, so every
 interpolator is *separable*: the 3D operation is one 1-D operation per axis, applied one axis
@@ -13,8 +13,10 @@ after the other. Along one axis, output sample ``i'`` reads the input at the con
 - ``antialias``: a Gaussian (sigma ``(f - 1) / 2`` input voxels) applied before the
   interpolator along each downsampled axis.
 
-The matrices are built dense in float64 here; :mod:`napari_resample._separable` turns them into
-sparse matrices of the working type and applies them to the volume.
+The matrices are built sparse from the start, in float64 (:func:`axis_operator`): their memory
+grows with ``n_out`` times the taps a row needs, never with ``n_out x n_in`` (a 32766-voxel axis
+made from 2 voxels, or 4 made from 20000, costs next to nothing).
+:mod:`napari_resample._separable` converts them to the working type and applies them.
 
 Examples
 --------
@@ -29,12 +31,16 @@ import math
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 
 from napari_resample._geometry import sample_positions, scale_factor
 from napari_resample._options import Anchor
 
 #: Pole of the cubic B-spline prefilter: its inverse decays like ``|_POLE|`` (0.27) per voxel.
 _POLE = math.sqrt(3.0) - 2.0
+#: The inverse prefilter's taps kept on each side: ``sqrt(3) * 0.268^26 / (1 - 0.268)`` is under
+#: 3e-15, far below the 1e-9 at which :func:`_truncate` drops weights anyway.
+_PREFILTER_RADIUS = 25
 
 
 def _mirror(idx: NDArray[np.int64], n: int) -> NDArray[np.int64]:
@@ -52,19 +58,45 @@ def _mirror(idx: NDArray[np.int64], n: int) -> NDArray[np.int64]:
     return np.where(idx >= n, period - idx, idx)
 
 
-def _taps_matrix(rows: NDArray, cols: NDArray, vals: NDArray, n_out: int, n_in: int) -> NDArray:
-    """Dense (n_out, n_in) matrix from tap lists; repeated (row, col) pairs add up."""
-    m = np.zeros((n_out, n_in), dtype=np.float64)
-    np.add.at(m, (rows.ravel(), cols.ravel()), vals.ravel())
+def _taps_matrix(
+    rows: NDArray[np.int64], cols: NDArray, vals: NDArray, n_out: int, n_in: int
+) -> sparse.csr_matrix:
+    """Sparse (n_out, n_in) float64 matrix whose row ``rows[r]`` has the taps ``cols[r]`` with
+    weights ``vals[r]`` (other rows empty); repeated columns in a row add up.
+
+    *rows* must be increasing. Built straight in CSR form: no (row, column) list.
+
+    Examples
+    --------
+    >>> _taps_matrix(np.array([1]), np.array([[0, 2, 0]]), np.ones((1, 3)), 2, 3).toarray()
+    array([[0., 0., 0.],
+           [2., 0., 1.]])
+    """
+    taps = cols.shape[1]
+    counts = np.zeros(n_out + 1, dtype=np.int64)
+    counts[np.asarray(rows) + 1] = taps
+    data = np.asarray(vals, dtype=np.float64).reshape(-1)
+    if not data.flags.writeable:  # a broadcast view; summing duplicates writes into it
+        data = data.copy()
+    m = sparse.csr_matrix(
+        (data, np.asarray(cols).astype(np.int32, copy=False).reshape(-1), np.cumsum(counts)),
+        shape=(n_out, n_in),
+    )
+    m.sum_duplicates()
     return m
 
 
-def _bspline_taps(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The 4 cubic B-spline weights per position *x*, on spline coefficients (mirrored)."""
+def _bspline_matrix(n_in: int, x: NDArray[np.float64]) -> sparse.csr_matrix:
+    """Cubic B-spline interpolation at positions *x*: taps times the inverse prefilter.
+
+    Each output row has 4 weights on spline coefficients; the coefficients are the samples
+    through the inverse of the mirror-boundary ``(1, 4, 1) / 6`` filter. Only the rows of that
+    inverse the taps use are built (:func:`_prefilter_inverse_rows`), each over a bounded window.
+    """
     n_out = x.size
     fl = np.floor(x)
     t = (x - fl)[:, None]
-    j = fl.astype(np.int64)[:, None] - 1 + np.arange(4)
+    j = _mirror(fl.astype(np.int64)[:, None] - 1 + np.arange(4), n_in)
     w = np.concatenate(
         [
             (1 - t) ** 3 / 6,
@@ -74,26 +106,58 @@ def _bspline_taps(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
         ],
         axis=1,
     )
-    rows = np.broadcast_to(np.arange(n_out)[:, None], j.shape)
-    return _taps_matrix(rows, _mirror(j, n_in), w, n_out, n_in)
-
-
-def _bspline_matrix(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Cubic B-spline interpolation at positions *x*: taps times the inverse prefilter."""
-    from scipy.linalg import solve_banded
-
-    taps = _bspline_taps(n_in, x)
+    out_rows = np.arange(n_out)
     if n_in == 1:
-        return taps
-    # Samples = B @ coefficients, with B the mirror-boundary (1, 4, 1) / 6 band; we need
-    # taps @ inv(B), i.e. the transpose of inv(B.T) @ taps.T.
-    ab = np.empty((3, n_in))
-    ab[1] = 4 / 6
-    ab[0] = 1 / 6
-    ab[2] = 1 / 6
-    ab[0, -1] = 2 / 6
-    ab[2, 0] = 2 / 6
-    return solve_banded((1, 1), ab, taps.T).T
+        return _taps_matrix(out_rows, j, w, n_out, n_in)
+    # The coefficients the taps read, numbered 0, 1, ... in order (a mask: no sort of n_out x 4).
+    read = np.zeros(n_in, dtype=bool)
+    read[j] = True
+    used = np.flatnonzero(read)
+    number = np.cumsum(read, dtype=np.int32) - 1
+    taps = _taps_matrix(out_rows, number[j], w, n_out, used.size)
+    inverse = _prefilter_inverse_rows(used, n_in)
+    # At a knot the spline is the sample itself: exactly, not to within rounding. Those rows
+    # get no taps, and a 1 below.
+    knots = t.ravel() == 0
+    if knots.any():
+        taps = sparse.csr_matrix(sparse.diags((~knots).astype(np.float64)) @ taps)
+        taps.eliminate_zeros()
+    # By blocks of rows: scipy sizes a product's buffers for the worst case (every tap times a
+    # whole inverse row), several times the result.
+    parts = []
+    for a in range(0, n_out, _PRODUCT_ROWS):
+        b = min(a + _PRODUCT_ROWS, n_out)
+        part = sparse.csr_matrix(taps[a:b] @ inverse)
+        at = np.flatnonzero(knots[a:b])
+        if at.size:
+            part = part + _taps_matrix(at, j[a + at, 1:2], np.ones((at.size, 1)), b - a, n_in)
+        parts.append(part)
+    return sparse.csr_matrix(parts[0] if len(parts) == 1 else sparse.vstack(parts, format="csr"))
+
+
+#: Output rows per block of the B-spline operator's product (:func:`_bspline_matrix`).
+_PRODUCT_ROWS = 1 << 14
+
+
+def _prefilter_inverse_rows(used: NDArray[np.int64], n: int) -> sparse.csr_matrix:
+    """Rows *used* of the inverse of the mirror-boundary cubic B-spline filter, (used.size, n).
+
+    On the infinite line the inverse of ``(1, 4, 1) / 6`` is ``h[k] = sqrt(3) * _POLE**|k|``;
+    with mirror boundaries the coefficients of the mirrored samples are the mirrored
+    coefficients, so ``inv[m, c]`` is the sum of ``h[m - p]`` over the positions ``p`` that
+    mirror onto ``c`` (kept within :data:`_PREFILTER_RADIUS`).
+
+    Examples
+    --------
+    >>> b = np.array([[4, 2, 0], [1, 4, 1], [0, 2, 4]]) / 6  # n = 3, mirror boundaries
+    >>> inv = _prefilter_inverse_rows(np.arange(3), 3).toarray()
+    >>> bool(np.allclose(inv @ b, np.eye(3), atol=1e-14))
+    True
+    """
+    k = np.arange(-_PREFILTER_RADIUS, _PREFILTER_RADIUS + 1)
+    h = math.sqrt(3.0) * _POLE ** np.abs(k)
+    cols = _mirror(used[:, None] + k, n)
+    return _taps_matrix(np.arange(used.size), cols, np.broadcast_to(h, cols.shape), used.size, n)
 
 
 def _linear_weights(
@@ -113,37 +177,48 @@ def _linear_weights(
     return j0, np.minimum(j0 + 1, n_in - 1), xc - j0
 
 
-def _linear_matrix(n_in: int, x: NDArray[np.float64]) -> NDArray[np.float64]:
+def _linear_matrix(n_in: int, x: NDArray[np.float64]) -> sparse.csr_matrix:
     """Linear interpolation at positions *x*, holding the edge value outside [0, n_in - 1]."""
     n_out = x.size
     j0, j1, t = _linear_weights(n_in, x)
-    rows = np.repeat(np.arange(n_out)[:, None], 2, axis=1)
-    return _taps_matrix(rows, np.stack([j0, j1], 1), np.stack([1 - t, t], 1), n_out, n_in)
+    return _taps_matrix(
+        np.arange(n_out), np.stack([j0, j1], 1), np.stack([1 - t, t], 1), n_out, n_in
+    )
 
 
-def _gaussian_matrix(n: int, sigma: float) -> NDArray[np.float64]:
-    """(n, n) Gaussian smoothing with mirror boundaries."""
+def _gaussian_rows(n: int, sigma: float, needed: NDArray[np.int64]) -> sparse.csr_matrix:
+    """Rows *needed* of the (n, n) Gaussian smoothing with mirror boundaries (others empty)."""
     radius = max(1, math.ceil(4 * sigma))
     k = np.arange(-radius, radius + 1)
     g = np.exp(-0.5 * (k / sigma) ** 2)
     g /= g.sum()
-    rows = np.repeat(np.arange(n)[:, None], k.size, axis=1)
-    cols = _mirror(rows + k, n)
-    return _taps_matrix(rows, cols, np.broadcast_to(g, rows.shape), n, n)
+    cols = _mirror(needed[:, None] + k, n)
+    return _taps_matrix(needed, cols, np.broadcast_to(g, cols.shape), n, n)
+
+
+def axis_operator(
+    n_in: int, n_out: int, interpolation: str, anchor: Anchor, antialias: bool
+) -> sparse.csr_matrix:
+    """The sparse (n_out, n_in) float64 matrix resampling one axis (weights not truncated)."""
+    x = sample_positions(n_in, n_out, anchor)
+    m = _bspline_matrix(n_in, x) if interpolation == "bspline" else _linear_matrix(n_in, x)
+    f = scale_factor(n_in, n_out)
+    if antialias and f > 1:
+        # Smoothing then sampling: only the Gaussian's rows that the sampling reads are built.
+        m = sparse.csr_matrix(m @ _gaussian_rows(n_in, (f - 1) / 2, np.unique(m.indices)))
+    return m
 
 
 def axis_matrix(
     n_in: int, n_out: int, interpolation: str, anchor: Anchor, antialias: bool
 ) -> NDArray[np.float64]:
-    """The dense (n_out, n_in) float64 matrix resampling one axis."""
-    x = sample_positions(n_in, n_out, anchor)
-    m = _bspline_matrix(n_in, x) if interpolation == "bspline" else _linear_matrix(n_in, x)
-    f = scale_factor(n_in, n_out)
-    if antialias and f > 1:
-        m = m @ _gaussian_matrix(n_in, (f - 1) / 2)
+    """:func:`axis_operator` as a dense array: for small sizes (tests, examples) only."""
+    return np.asarray(axis_operator(n_in, n_out, interpolation, anchor, antialias).toarray())
+
+
+def _truncate(m: sparse.csr_matrix, tol: float = 1e-9) -> sparse.csr_matrix:
+    """*m* without the weights too small to matter (the prefilter's inverse decays like
+    0.27^distance), in place."""
+    m.data[np.abs(m.data) < tol] = 0.0
+    m.eliminate_zeros()
     return m
-
-
-def _truncate(m: NDArray[np.float64], tol: float = 1e-9) -> NDArray[np.float64]:
-    """Drop weights too small to matter (the prefilter's inverse decays like 0.27^distance)."""
-    return np.where(np.abs(m) < tol, 0.0, m)

@@ -20,12 +20,14 @@ for integer types, and returned in the input's data type.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from napari_resample._geometry import resampled_affine, sample_positions, scale_factor
+from napari_resample._memory import check_memory
 from napari_resample._options import (
     ANCHORS,
     INTERPOLATIONS,
@@ -81,6 +83,14 @@ def resample_array(
         ``affine`` with its voxel columns scaled by ``old_size / new_size`` (and, for
         ``anchor="center"``, its origin moved by half the spacing change).
 
+    Raises
+    ------
+    ValueError
+        Bad arguments (not 3D, not numeric, empty, a bad size or option).
+    MemoryError
+        Before any work, when the output and work buffers (:func:`estimate_memory`) need more
+        memory than is available now; the message gives both sizes.
+
     Notes
     -----
     Non-finite voxels (NaN, +-Inf) in float data do not spread: they are replaced by their
@@ -107,10 +117,81 @@ def resample_array(
         raise ValueError(f"data must not be empty, got shape {arr.shape}")
     base = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     new_affine = resampled_affine(base, arr.shape, size, anchor)
+    check_memory(
+        estimate_memory(arr.shape, arr.dtype, size, interpolation, antialias=antialias),
+        f"resampling a {arr.shape} {arr.dtype} volume to {size} ({interpolation})",
+    )
     out = _resample_values(arr, size, interpolation, anchor, antialias, progress)
     if progress is not None:
         progress(1.0)
     return out, new_affine
+
+
+#: Bytes per voxel of a slab in flight, beyond its work-type copies: label voting's scores and
+#: weights of the 8 corners (float64), masks and indices.
+_SLAB_OVERHEAD = 160
+#: Elements per slab of the engines (``_separable._CHUNK``, not imported: scipy.sparse is slow to
+#: import and the estimate is for callers that have not loaded the engine).
+_SLAB_ELEMENTS = 1 << 18
+
+
+def estimate_memory(
+    in_shape: Sequence[int],
+    in_dtype: DTypeLike,
+    out_shape: Sequence[int],
+    interpolation: str,
+    *,
+    antialias: bool = False,
+) -> int:
+    """Bytes :func:`resample_array` allocates beyond its input: a generous estimate.
+
+    The output, the largest full-size intermediate (one axis resampled, in the working type),
+    the per-axis operators, and the slabs in flight on every thread. Float input with NaN or
+    Inf needs a filled copy of the input on top (its size plus 13 bytes per voxel), not counted.
+
+    Parameters
+    ----------
+    in_shape, out_shape : (3,) sequence of int
+    in_dtype : dtype
+    interpolation : {"bspline", "linear", "nearest", "label"}
+    antialias : bool
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> estimate_memory((512, 512, 300), "int16", (512, 512, 300), "bspline")  # a copy
+    157286400
+    >>> estimate_memory((256, 256, 256), "int16", (512, 512, 512), "bspline") > 2**28
+    True
+    """
+    from napari_resample._threads import engine_threads
+
+    din, dout = tuple(int(n) for n in in_shape), tuple(int(n) for n in out_shape)
+    item = np.dtype(in_dtype).itemsize
+    total = math.prod(dout) * item
+    if din == dout:
+        return total
+    changed = [a for a in range(3) if din[a] != dout[a]]
+    one_axis = [math.prod(dout[b] if b == a else din[b] for b in range(3)) for a in changed]
+    if interpolation == "nearest":
+        return total + item * max(one_axis)
+    threads = engine_threads()
+    slab = max(_SLAB_ELEMENTS, math.prod(dout[1:]) + math.prod(din[1:]))
+    if interpolation == "label":
+        return total + threads * slab * (9 * item + _SLAB_OVERHEAD)
+    dtype = np.dtype(in_dtype)
+    work = 8 if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize > 2) else 4
+    if len(changed) > 1:
+        total += work * max(one_axis)
+    if dtype.kind == "f":
+        total += math.prod(din)  # the finite mask
+    for a in changed:  # the operators: float64 and int32 per weight while built, twice
+        width = 54 + (4 * din[a] // dout[a] + 1 if antialias and din[a] > dout[a] else 0)
+        total += 2 * 12 * dout[a] * min(din[a], width)
+    return total + threads * 3 * slab * work
 
 
 def _resample_values(

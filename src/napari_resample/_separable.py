@@ -1,7 +1,7 @@
 """The separable 3D engine: one sparse 1-D operator per resampled axis, slab by slab.
 
-Every axis operator (:func:`napari_resample._operators.axis_matrix`) becomes a sparse CSR matrix
-of the working type (the B-spline one is short because the inverse prefilter decays like
+Every axis operator (:func:`napari_resample._operators.axis_operator`, sparse) is converted to
+the working type (the B-spline one is short because the inverse prefilter decays like
 0.27^distance). The volume is cut into slabs along an axis that a group of steps leaves alone;
 each slab is converted to the work type, pushed through its steps and finished (clamp, round,
 cast) while it is still in cache, on all cores (scipy's sparse products and numpy's copies
@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from napari_resample._operators import _truncate, axis_matrix
+from napari_resample._operators import _truncate, axis_operator
 from napari_resample._options import Anchor
 from napari_resample._threads import engine_threads
 
@@ -66,10 +66,9 @@ def _separable(
     lo, hi = _value_range(arr)
     changed = [a for a in range(3) if arr.shape[a] != size[a]]
     ops = {
-        a: sparse.csr_matrix(
-            _truncate(axis_matrix(arr.shape[a], size[a], interpolation, anchor, antialias)),
-            dtype=work,
-        )
+        a: _truncate(
+            axis_operator(arr.shape[a], size[a], interpolation, anchor, antialias)
+        ).astype(work)
         for a in changed
     }
     groups = _plan(arr.shape, size, ops)
