@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         print("napari-resample: terminated (files being written were removed)", file=sys.stderr)
         return EXIT_TERMINATED
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, ValueError, ImportError, MemoryError) as exc:
         print(f"napari-resample: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
