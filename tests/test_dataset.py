@@ -373,3 +373,26 @@ def test_label_pairs_written_by_hand_share_the_grid(tmp_path):
     done = run(src, tmp_path / "out", saving_mode="folder")
     values = np.unique(np.asarray(nib.load(done[1]).dataobj))
     assert set(values.tolist()) <= {0, 3, 4}
+
+
+def test_a_script_without_a_main_guard_runs_a_pool(tmp_path):
+    # On Linux, a process with no other thread forks its workers: a plain script calling
+    # resampling_dataset at top level works (with "spawn" every worker would re-run the script
+    # and die, leaving every file "worker lost").
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("fork is used on Linux only")
+    src = make_dataset(tmp_path / "in", images=3, labels=0, corrupt=False)
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from napari_resample import resampling_dataset\n"
+        f"done = resampling_dataset({str(src)!r}, {str(tmp_path / 'out')!r}, {SIZE!r}, "
+        "workers=2, progress=False)\n"
+        "print(len(done))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr

@@ -419,7 +419,9 @@ def _pooled(
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(
-        max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        max_workers=n,
+        mp_context=multiprocessing.get_context(_start_method()),
+        initializer=_worker_init,
     )
     try:
         yield from _submitted(pool, jobs, cancel, shield=True)
@@ -437,6 +439,15 @@ def _pooled(
                 process.join(1.0)  # reaped, so that its temporary file is seen as stale
         raise
     pool.shutdown(wait=True)
+
+
+def _start_method() -> str:
+    """``"fork"`` on Linux when this process runs no other thread (workers start at once, and
+    a script needs no ``if __name__ == "__main__":`` guard), else ``"spawn"`` (forking a process
+    with threads can copy a lock another thread held; macOS's frameworks do not survive it)."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 def _submitted(
