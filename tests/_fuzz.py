@@ -93,7 +93,23 @@ FLOAT_EDGES: tuple[float, ...] = (
     4096.0,
 )
 #: The codes that mean something for the datatype field (and some that do not).
-DATATYPES: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1280, 1536, 1792, 2304)
+DATATYPES: tuple[int, ...] = (
+    2,
+    4,
+    8,
+    16,
+    32,
+    64,
+    128,
+    256,
+    512,
+    768,
+    1024,
+    1280,
+    1536,
+    1792,
+    2304,
+)
 
 # A mutation: (field name, element index, value) where value is an int, a float, or bytes
 # (written raw over the element, truncated to its width); or ("raw", offset, bytes).
@@ -177,6 +193,15 @@ def run_case(path: str, out_dir: str) -> str:
     img = nib.load(os.path.join(out_dir, outputs[0]))
     assert img.shape[:3] == SIZE and all(n == 1 for n in img.shape[3:]), img.shape
     np.asarray(img.dataobj)
+    hdr = img.header
+    for name, code, matrix in (
+        ("sform", int(hdr["sform_code"]), hdr.get_sform()),
+        ("qform", int(hdr["qform_code"]), hdr.get_qform()),
+        ("affine", 1, img.affine),
+    ):
+        if code:
+            assert np.all(np.isfinite(matrix)), f"output {name} is not finite: {matrix.tolist()}"
+            assert np.linalg.det(matrix[:3, :3]) != 0, f"output {name} is singular: {matrix}"
     return "valid"
 
 
@@ -214,7 +239,7 @@ def random_mutations(rng: random.Random) -> list[Mutation]:
             value = rng.choice(DATATYPES) if roll < 0.8 else rng.randint(-5, 3000)
         else:
             lo, hi = _limits(field.code)
-            value = rng.choice(INT_EDGES + (lo, hi)) if roll < 0.8 else rng.randint(lo, hi)
+            value = rng.choice((*INT_EDGES, lo, hi)) if roll < 0.8 else rng.randint(lo, hi)
         out.append((field.name, index, value))
     return out
 
@@ -230,7 +255,7 @@ def mutations_strategy() -> Any:
         elif field.name == "datatype":
             values = st.sampled_from(DATATYPES) | st.integers(lo, hi)
         else:
-            values = st.sampled_from(INT_EDGES + (lo, hi)) | st.integers(lo, hi)
+            values = st.sampled_from((*INT_EDGES, lo, hi)) | st.integers(lo, hi)
         values = values | st.binary(min_size=field.width, max_size=field.width)
         return st.tuples(st.just(field.name), st.integers(0, field.count - 1), values)
 
@@ -242,3 +267,89 @@ def mutations_strategy() -> Any:
 def scratch() -> str:
     """A fresh temporary folder."""
     return tempfile.mkdtemp(prefix="nr-fuzz-")
+
+
+#: Headers that must be refused (a ValueError naming the file and the value) before any voxel
+#: is read, by name: the mutations applied to the valid source (sform code 2, qform code 1).
+BAD_HEADERS: dict[str, tuple[list[Mutation], str]] = {
+    "nan-sform": ([("srow", 3, math.nan)], r"non-finite sform .*nan"),
+    "inf-sform": ([("srow", 0, math.inf)], r"non-finite sform .*inf"),
+    "nan-qform-offset": ([("sform_code", 0, 0), ("qoffset", 0, math.nan)], r"qform .*nan"),
+    "nan-quaternion": ([("quatern", 1, math.nan)], r"non-finite qform .*nan"),
+    "nan-pixdim-codes-0": (
+        [("qform_code", 0, 0), ("sform_code", 0, 0), ("pixdim", 2, math.nan)],
+        r"pixdim\[1:4\] .*nan",
+    ),
+    "zero-column-sform": (
+        [("srow", 0, 0.0), ("srow", 4, 0.0), ("srow", 8, 0.0)],
+        r"sform .* zero .*length",
+    ),
+    "singular-sform": ([("srow", 1, 1.5), ("srow", 5, 0.0)], r"sform .* singular"),
+    "zero-size-dim": ([("dim", 2, 0)], r"dimension.*dim\[1:4\] = \[6, 0, 4\]"),
+    "negative-dim": ([("dim", 3, -4)], r"dimension.*dim\[1:4\] = \[6, 5, -4\]"),
+    "no-dims": ([("dim", 0, 0)], r"dim\[0\] .* got 0"),
+    "too-many-dims": ([("dim", 0, 8)], r"dim\[0\] .* got 8"),
+    "vox-offset-in-header": ([("vox_offset", 0, 100.0)], r"vox_offset .*352.* got 100"),
+    "vox-offset-zero": ([("vox_offset", 0, 0.0)], r"vox_offset .*352.* got 0"),
+    "vox-offset-nan": ([("vox_offset", 0, math.nan)], r"vox_offset .*352.* got nan"),
+}
+
+#: Odd headers that open anyway, with what the reader reports as ignored.
+ODD_HEADERS: dict[str, tuple[list[Mutation], str | None]] = {
+    "unknown-xyzt-units": ([("xyzt_units", 0, 7)], r"unknown xyzt_units code 7 .*assuming mm"),
+    "nan-pixdim-5": ([("pixdim", 5, math.nan)], r"non-finite pixdim\[5\] = nan"),
+    "inf-time-step": ([("pixdim", 4, math.inf)], r"non-finite pixdim\[4\] = inf"),
+    "nan-unused-qform": (
+        [("qform_code", 0, 0), ("quatern", 0, math.nan)],
+        r"unusable qform \(its qform_code is 0\)",
+    ),
+    "nan-unused-sform": (
+        [("sform_code", 0, 0), ("srow", 0, math.nan)],
+        r"unusable sform \(its sform_code is 0\)",
+    ),
+    "huge-unused-pixdim": ([("qform_code", 0, 0), ("pixdim", 1, math.inf)], r"unusable qform"),
+}
+
+
+def hypothesis_session(cases: int, timeout: int = 20) -> None:
+    """Run *cases* hypothesis-generated cases in this process (``tests/test_fuzz.py`` runs it
+    in a subprocess with limited memory); each case under ``signal.alarm(timeout)``.
+
+    Raises whatever hypothesis reports for a failing case (after shrinking it).
+    """
+    import logging
+    import signal
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    logging.getLogger("nibabel").setLevel(logging.ERROR)
+    np.seterr(all="ignore")
+    work = scratch()
+    sources = source_files(work)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise TimeoutError(f"a fuzz case took more than {timeout} s")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+
+    @settings(
+        max_examples=cases,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(suffix=st.sampled_from(sorted(sources)), mutations=mutations_strategy())
+    def case(suffix: str, mutations: list[Mutation]) -> None:
+        path = write_case(work, suffix, sources[suffix], mutations)
+        signal.alarm(timeout)
+        try:
+            run_case(path, os.path.join(work, "out"))
+        finally:
+            signal.alarm(0)
+
+    try:
+        case()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
