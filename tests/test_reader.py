@@ -429,3 +429,33 @@ def test_every_accepted_header_shows_in_2d_and_3d(make_napari_viewer, tmp_path, 
         viewer.dims.ndisplay = ndisplay
         viewer.reset_view()
         assert viewer.screenshot(canvas_only=True).size > 0
+
+
+@pytest.mark.gui
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy on the fuzzed headers
+def test_fuzzed_headers_either_notify_or_show_in_2d_and_3d(make_napari_viewer, tmp_path):
+    import random
+
+    from napari.layers import Layer
+
+    sources = _fuzz.source_files(tmp_path)
+    rng = random.Random(0)
+    viewer = make_napari_viewer()
+    shown = 0
+    for _ in range(20):
+        suffix = rng.choice(sorted(sources))
+        mutations = _fuzz.random_mutations(rng)
+        path = _fuzz.write_case(tmp_path, suffix, sources[suffix], mutations)
+        before = len(_error_messages())
+        layers = read_nifti(path)
+        if layers[0][0] is None:
+            assert len(_error_messages()) == before + 1, mutations
+            continue
+        viewer.layers.append(Layer.create(*layers[0]))
+        for ndisplay in (2, 3, 2):
+            viewer.dims.ndisplay = ndisplay
+            viewer.reset_view()
+            viewer.screenshot(canvas_only=True)
+        viewer.layers.clear()
+        shown += 1
+    assert shown >= 5  # the sample does exercise napari

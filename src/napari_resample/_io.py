@@ -327,7 +327,9 @@ def _repair_unused_forms(header: nib.Nifti1Header, path: str | None = None) -> l
         if code:
             continue
         try:
-            _check_matrix(name, get(coded=False), where)
+            with np.errstate(all="ignore"):
+                matrix = get(coded=False)
+            _check_matrix(name, matrix, where)
         except (ValueError, HeaderDataError, ArithmeticError):
             put(best, code=0)
             notes.append(f"ignored the unusable {name} (its {name}_code is 0){where}")
