@@ -311,9 +311,22 @@ ODD_HEADERS: dict[str, tuple[list[Mutation], str | None]] = {
 }
 
 
+#: Memory a case may take beyond the session's own: the output is 27 voxels, so anything
+#: near this is reading (or allocating) far more than the file holds.
+MAX_GROWTH_MB = 256
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports kB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def hypothesis_session(cases: int, timeout: int = 20) -> None:
     """Run *cases* hypothesis-generated cases in this process (``tests/test_fuzz.py`` runs it
-    in a subprocess with limited memory); each case under ``signal.alarm(timeout)``.
+    in a subprocess with limited memory); each case under ``signal.alarm(timeout)``, and
+    failing if the process's peak memory grew by :data:`MAX_GROWTH_MB` or more.
 
     Raises whatever hypothesis reports for a failing case (after shrinking it).
     """
@@ -332,6 +345,8 @@ def hypothesis_session(cases: int, timeout: int = 20) -> None:
         raise TimeoutError(f"a fuzz case took more than {timeout} s")
 
     signal.signal(signal.SIGALRM, on_alarm)
+    run_case(write_case(work, ".nii.gz", sources[".nii.gz"], []), os.path.join(work, "out"))
+    base = peak_rss_mb()
 
     @settings(
         max_examples=cases,
@@ -348,6 +363,8 @@ def hypothesis_session(cases: int, timeout: int = 20) -> None:
             run_case(path, os.path.join(work, "out"))
         finally:
             signal.alarm(0)
+        grown = peak_rss_mb() - base
+        assert grown < MAX_GROWTH_MB, f"the case took {grown:.0f} MB more memory"
 
     try:
         case()
