@@ -396,3 +396,33 @@ def test_a_script_without_a_main_guard_runs_a_pool(tmp_path):
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
+
+
+def test_a_killed_but_unreaped_writer_counts_as_gone(tmp_path):
+    # A worker killed with its parent is not reaped at once (a zombie, where PID 1 does not reap):
+    # its temporary file is stale all the same.
+    import subprocess
+    import sys
+
+    from napari_resample._io import remove_stale_temps
+
+    code = (
+        "from napari_resample._io import temp_name; import os, sys; "
+        "open(os.path.join(sys.argv[1], temp_name('x.nii.gz', '.nii.gz')), 'w').close()"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.iterdir()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    while child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # poll() reaped it; make a zombie explicitly: a second child we do not wait for.
+    zombie = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+    while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # it exits; not reaped: os.kill(pid, 0) still succeeds
+    os.kill(zombie.pid, 0)
+    assert len(remove_stale_temps(tmp_path)) == 2
+    assert list(tmp_path.iterdir()) == []
+    zombie.wait()

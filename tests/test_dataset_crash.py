@@ -73,7 +73,10 @@ def wait_for_first_file(proc: subprocess.Popen, out: Path) -> None:
 
 
 def finish(src: Path, out: Path, workers: str) -> None:
-    assert cli(src, out, "--workers", workers).wait(TIMEOUT) == 1  # only the broken file fails
+    proc = cli(src, out, "--workers", workers)
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 1, err.decode()  # only the broken file fails
+    assert err.decode().count("\n") == 1 and "broken.nii.gz" in err.decode(), err.decode()
 
 
 def check_like_uninterrupted(out: Path, reference: dict[str, str]) -> None:

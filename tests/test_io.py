@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -18,8 +19,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+import _fuzz
 from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
-from napari_resample import resampling
+from napari_resample import _io, resampling
 from napari_resample._geometry import voxel_transform
 from napari_resample._io import load_nifti, resampled_header, save_nifti
 from napari_resample._names import nifti_suffix, strip_nifti_suffix
@@ -493,3 +495,105 @@ def test_gzip_header_fields_are_skipped(gz_volume) -> None:
     trailer = struct.pack("<II", zlib.crc32(raw), len(raw))
     path.write_bytes(header + body + trailer)
     np.testing.assert_array_equal(load_nifti(path).data, data)
+
+
+# --------------------------------------------------------------------------- broken headers
+
+
+@pytest.fixture
+def fuzz_source(tmp_path: Path):
+    """``write(name, mutations, suffix)``: the fuzzer's valid source with *mutations* applied."""
+    sources = _fuzz.source_files(tmp_path)
+
+    def write(name: str, mutations, suffix: str = ".nii.gz") -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        return Path(_fuzz.write_case(folder, suffix, sources[suffix], mutations))
+
+    return write
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("case", sorted(_fuzz.BAD_HEADERS))
+def test_impossible_header_is_refused_before_reading_voxels(
+    fuzz_source, monkeypatch, case, suffix
+):
+    mutations, expected = _fuzz.BAD_HEADERS[case]
+    path = fuzz_source(case, mutations, suffix)
+
+    def no_read(*args):
+        raise AssertionError("voxels were read")
+
+    monkeypatch.setattr(_io, "_read_unscaled", no_read)
+    with pytest.raises(ValueError, match=expected) as info:
+        load_nifti(path)
+    assert repr(str(path)) in str(info.value)
+
+
+@pytest.mark.parametrize("case", sorted(_fuzz.BAD_HEADERS))
+def test_impossible_header_leaves_no_output(fuzz_source, tmp_path: Path, case):
+    path = fuzz_source(case, _fuzz.BAD_HEADERS[case][0])
+    with pytest.raises(ValueError, match=re.escape(repr(str(path)))):
+        resampling(path, tmp_path / "out", (3, 3, 3))
+    assert not (tmp_path / "out").exists()
+
+
+def test_nifti2_vox_offset_inside_its_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "two.nii"
+    nib.save(nib.Nifti2Image(np.ones((4, 4, 4), np.int16), np.eye(4)), path)
+    raw = bytearray(path.read_bytes())
+    raw[168:176] = np.array([400], "<i8").tobytes()  # vox_offset, int64 in NIfTI-2
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"vox_offset must be at least 544 .*two\.nii.*got 400"):
+        load_nifti(path)
+
+
+@pytest.mark.parametrize("case", sorted(_fuzz.ODD_HEADERS))
+def test_odd_but_usable_header_opens_resamples_and_says_what_was_ignored(
+    fuzz_source, tmp_path: Path, case
+):
+    mutations, expected = _fuzz.ODD_HEADERS[case]
+    path = fuzz_source(case, mutations)
+    volume = load_nifti(path)
+    assert np.all(np.isfinite(volume.affine))
+    assert len(volume.ignored) == 1 and re.search(expected, volume.ignored[0]), volume.ignored
+    assert repr(str(path)) in volume.ignored[0]
+    assert _fuzz.run_case(str(path), str(tmp_path / "out")) == "valid"
+
+
+@pytest.mark.parametrize(
+    "error", [OverflowError("int too large"), zlib.error("invalid block type"), KeyError(7)]
+)
+def test_any_reading_error_becomes_a_value_error_naming_the_file(
+    nifti_case, monkeypatch, error
+) -> None:
+    path, _ = nifti_case("anisotropic")
+
+    def failing(*args):
+        raise error
+
+    monkeypatch.setattr(_io, "_read_unscaled", failing)
+    with pytest.raises(
+        ValueError, match=rf"cannot read .*{re.escape(path.name)}.*{type(error).__name__}"
+    ):
+        load_nifti(path)
+
+
+def test_out_of_memory_names_the_file_and_the_sizes(nifti_case, monkeypatch) -> None:
+    path, _ = nifti_case("anisotropic")
+
+    def failing(*args):
+        raise MemoryError  # what a failed allocation deep in a library may raise: no message
+
+    monkeypatch.setattr(_io, "_read_unscaled", failing)
+    with pytest.raises(MemoryError, match=rf"{re.escape(path.name)}.*\(\d+, \d+, \d+\).*bytes"):
+        load_nifti(path)
+
+
+def test_interrupts_are_not_wrapped(nifti_case, monkeypatch) -> None:
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_io, "_read_unscaled", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_nifti(nifti_case("anisotropic")[0])

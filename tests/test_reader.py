@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+import _fuzz
 from _plugin_fixtures import (
     AFFINES,
     coded_volume,
@@ -371,3 +373,89 @@ def test_few_labels_threshold_is_exactly_32_values(count, expected):
     assert FEW_LABELS == 32 and len(np.unique(data)) == count
     assert equal_neighbours(data) < 0.6  # not piecewise constant: only the count decides
     assert is_label_volume(data) is expected
+
+
+# --------------------------------------------------------------------------- fuzzed headers
+
+
+def _warning_messages():
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    return [
+        n.message
+        for n in notification_manager.records
+        if n.severity == NotificationSeverity.WARNING
+    ]
+
+
+def _fuzzed(tmp_path, name, mutations, suffix=".nii.gz"):
+    folder = tmp_path / name
+    folder.mkdir()
+    sources = _fuzz.source_files(folder)
+    return _fuzz.write_case(folder, suffix, sources[suffix], mutations)
+
+
+@pytest.mark.parametrize("case", sorted(_fuzz.BAD_HEADERS))
+def test_impossible_header_gives_one_error_notification_and_no_layer(tmp_path, case):
+    path = _fuzzed(tmp_path, case, _fuzz.BAD_HEADERS[case][0])
+    before = len(_error_messages())
+    assert read_nifti(path) == [(None,)]
+    new = _error_messages()[before:]
+    assert len(new) == 1 and repr(path) in new[0], new
+
+
+@pytest.mark.parametrize("case", sorted(_fuzz.ODD_HEADERS))
+def test_odd_header_opens_with_a_warning_saying_what_was_ignored(tmp_path, case):
+    mutations, expected = _fuzz.ODD_HEADERS[case]
+    path = _fuzzed(tmp_path, case, mutations)
+    before_errors, before = len(_error_messages()), len(_warning_messages())
+    ((data, kwargs, _),) = read_nifti(path)
+    assert data.shape == _fuzz.SHAPE[::-1]
+    assert kwargs["units"] == ("mm", "mm", "mm")
+    assert _error_messages()[before_errors:] == []
+    new = _warning_messages()[before:]
+    assert len(new) == 1 and re.search(expected, new[0]) and repr(path) in new[0], new
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("case", ["valid", *sorted(_fuzz.ODD_HEADERS)])
+def test_every_accepted_header_shows_in_2d_and_3d(make_napari_viewer, tmp_path, case):
+    mutations = [] if case == "valid" else _fuzz.ODD_HEADERS[case][0]
+    path = _fuzzed(tmp_path, case, mutations)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(path, plugin="napari-resample")
+    assert np.all(np.isfinite(layer.affine.affine_matrix))
+    for ndisplay in (2, 3, 2):
+        viewer.dims.ndisplay = ndisplay
+        viewer.reset_view()
+        assert viewer.screenshot(canvas_only=True).size > 0
+
+
+@pytest.mark.gui
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy on the fuzzed headers
+def test_fuzzed_headers_either_notify_or_show_in_2d_and_3d(make_napari_viewer, tmp_path):
+    import random
+
+    from napari.layers import Layer
+
+    sources = _fuzz.source_files(tmp_path)
+    rng = random.Random(0)
+    viewer = make_napari_viewer()
+    shown = 0
+    for _ in range(20):
+        suffix = rng.choice(sorted(sources))
+        mutations = _fuzz.random_mutations(rng)
+        path = _fuzz.write_case(tmp_path, suffix, sources[suffix], mutations)
+        before = len(_error_messages())
+        layers = read_nifti(path)
+        if layers[0][0] is None:
+            assert len(_error_messages()) == before + 1, mutations
+            continue
+        viewer.layers.append(Layer.create(*layers[0]))
+        for ndisplay in (2, 3, 2):
+            viewer.dims.ndisplay = ndisplay
+            viewer.reset_view()
+            viewer.screenshot(canvas_only=True)
+        viewer.layers.clear()
+        shown += 1
+    assert shown >= 5  # the sample does exercise napari

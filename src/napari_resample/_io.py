@@ -27,7 +27,6 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 from nibabel.affines import voxel_sizes
-from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 from numpy.typing import ArrayLike, NDArray
 
@@ -55,6 +54,9 @@ class NiftiVolume:
         The stored scaling (1 and 0 when the file has none).
     path : str or None
         Where the volume was read from.
+    ignored : tuple of str
+        What of the header was ignored or replaced on reading (an unknown units code, a
+        non-finite unused field), as sentences naming the file, for a reader to report.
     """
 
     data: NDArray
@@ -63,6 +65,7 @@ class NiftiVolume:
     slope: float = 1.0
     inter: float = 0.0
     path: str | None = None
+    ignored: tuple[str, ...] = ()
 
     @property
     def is_scaled(self) -> bool:
@@ -123,6 +126,9 @@ def spatial_volume(data: NDArray, path: str | None = None) -> NDArray:
 def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     """Read a NIfTI-1 or NIfTI-2 file without converting its voxel type.
 
+    The header is checked (:func:`check_header`) before any voxel is read, so an impossible
+    geometry is refused before anything is allocated or written.
+
     Parameters
     ----------
     path : str or os.PathLike
@@ -137,30 +143,238 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     FileNotFoundError
         If *path* does not exist.
     ValueError
-        If the file is not a readable NIfTI image, or holds a type we cannot resample
-        (RGB, complex).
+        If the file is not a readable NIfTI image (whatever nibabel or the decompressor raised,
+        named with the file), has an impossible header (:func:`check_header`), or holds a type
+        we cannot resample (RGB, complex).
+    MemoryError
+        If the voxels do not fit in memory; the message names the file, shape and bytes.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"NIfTI file not found: {path!r}")
     try:
+        stored = _stored_header(path)
+    except MemoryError as exc:
+        raise MemoryError(f"out of memory reading the header of {path!r}: {exc!r}") from exc
+    except Exception as exc:
+        raise ValueError(f"cannot read {path!r} as NIfTI: {_describe(exc)}") from exc
+    if stored is not None:  # sizes and offset as written, before nibabel "fixes" them
+        _check_layout(stored, path)
+    try:
         img = nib.load(path)
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
             raise ValueError(f"{type(img).__name__} is not a NIfTI-1/2 image")
-        proxy: Any = img.dataobj
+    except MemoryError as exc:
+        raise MemoryError(f"out of memory reading the header of {path!r}: {exc!r}") from exc
+    except Exception as exc:
+        raise ValueError(f"cannot read {path!r} as NIfTI: {_describe(exc)}") from exc
+    check_header(img.header, path, stored=stored)
+    header = img.header.copy()
+    ignored = tuple(_repair_unused_forms(header, path))
+    proxy: Any = img.dataobj
+    try:
         data = _read_unscaled(path, proxy)
         slope, inter = float(proxy.slope), float(proxy.inter)
         affine = np.array(img.affine, dtype=np.float64)
-        header = img.header.copy()
-    except (OSError, EOFError, ValueError, ImageFileError, HeaderDataError, zlib.error) as exc:
-        raise ValueError(f"cannot read {path!r} as NIfTI: {exc}") from exc
+    except MemoryError as exc:
+        raise MemoryError(_too_big(path, header, exc)) from exc
+    except Exception as exc:
+        raise ValueError(f"cannot read {path!r} as NIfTI: {_describe(exc)}") from exc
     if data.dtype.fields is not None or data.dtype.kind not in "biuf":
         raise ValueError(f"unsupported NIfTI data type {data.dtype} in {path!r}")
     if not (np.isfinite(slope) and slope != 0):
         slope, inter = 1.0, 0.0
     if not np.isfinite(inter):
         inter = 0.0
-    return NiftiVolume(data, affine, header, slope, inter, path)
+    ignored += tuple(ignored_header_fields(header, path))
+    return NiftiVolume(data, affine, header, slope, inter, path, ignored)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as text for a message: its own message, else its type's name."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _too_big(path: str, header: nib.Nifti1Header, exc: MemoryError) -> str:
+    try:
+        shape = tuple(int(n) for n in header.get_data_shape())
+        dtype = header.get_data_dtype()
+        size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        need = f"{shape} voxels of {dtype} ({size:,} bytes)"
+    except Exception:  # the message must not fail in turn
+        need = "its voxels"
+    why = f": {exc}" if str(exc) else ""
+    return f"not enough memory to read {path!r}: {need} do not fit{why}"
+
+
+def _stored_header(path: str) -> nib.Nifti1Header | None:
+    """The header as written in *path*, without nibabel's fixes (None: not NIfTI-1/2 sized)."""
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(path) as fh:
+        block = fh.read(nib.Nifti2Header.template_dtype.itemsize)
+    for klass in (nib.Nifti1Header, nib.Nifti2Header):
+        size = klass.template_dtype.itemsize
+        for order in "<>":
+            if len(block) >= size and np.frombuffer(block, order + "i4", 1)[0] == size:
+                return klass(block[:size], endianness=order, check=False)
+    return None
+
+
+def check_header(
+    header: nib.Nifti1Header, path: str | None = None, *, stored: nib.Nifti1Header | None = None
+) -> None:
+    """Refuse a header whose geometry is impossible; nothing is read but the header.
+
+    Checked: the number of dimensions (1 to 7) and every size (at least 1); ``vox_offset``
+    past the header of a single file (352 for NIfTI-1, 544 for NIfTI-2); the sform when
+    ``sform_code`` is set, the qform (quaternion, offsets and ``pixdim[0:4]``) when
+    ``qform_code`` is set, the ``pixdim`` affine when both codes are 0, and the affine actually
+    used: every entry finite, no voxel axis of zero length, a non-zero determinant. Fields the
+    geometry does not use (``pixdim[4:]``, a matrix whose code is 0, units) are not checked.
+
+    Parameters
+    ----------
+    header : nibabel.Nifti1Header or nibabel.Nifti2Header
+        As nibabel reads it (with its fixes: an invalid code becomes 0, say).
+    path : str, optional
+        Named in the messages.
+    stored : nibabel.Nifti1Header or nibabel.Nifti2Header, optional
+        The header as written in the file, whose sizes and ``vox_offset`` are checked instead
+        (nibabel replaces a ``vox_offset`` of 0 by 352).
+
+    Raises
+    ------
+    ValueError
+        Naming the field, the file and the value received.
+
+    Examples
+    --------
+    >>> header = nib.Nifti1Header()
+    >>> header.set_data_shape((4, 0, 3))
+    >>> check_header(header, "x.nii")
+    Traceback (most recent call last):
+    ...
+    ValueError: zero-size or negative dimension in 'x.nii': dim[1:4] = [4, 0, 3]
+    """
+    where = f" in {path!r}" if path else ""
+    _check_layout(header if stored is None else stored, path)
+    qcode, scode = int(header["qform_code"]), int(header["sform_code"])
+    try:
+        if scode:
+            _check_matrix(f"sform (sform_code {scode})", header.get_sform(), where)
+        if qcode:
+            quat = [float(header[k]) for k in ("quatern_b", "quatern_c", "quatern_d")]
+            offsets = [float(header[k]) for k in ("qoffset_x", "qoffset_y", "qoffset_z")]
+            pixdim = [float(v) for v in header["pixdim"][:4]]
+            if not np.all(np.isfinite(quat + offsets + pixdim)):
+                raise ValueError(
+                    f"non-finite qform (qform_code {qcode}){where}: quatern_bcd = {quat}, "
+                    f"qoffset = {offsets}, pixdim[0:4] = {pixdim}"
+                )
+            _check_matrix(f"qform (qform_code {qcode})", header.get_qform(), where)
+        if not (qcode or scode):
+            pixdim = [float(v) for v in header["pixdim"][1:4]]
+            if not (np.all(np.isfinite(pixdim)) and all(v != 0 for v in pixdim)):
+                raise ValueError(
+                    f"voxel sizes pixdim[1:4] must be finite and non-zero (qform_code and "
+                    f"sform_code are 0){where}, got {pixdim}"
+                )
+        _check_matrix("affine", header.get_best_affine(), where)
+    except (HeaderDataError, ArithmeticError) as exc:  # nibabel's own refusal of the qform
+        raise ValueError(f"impossible qform or sform{where}: {exc}") from exc
+
+
+def _check_layout(header: nib.Nifti1Header, path: str | None) -> None:
+    """The sizes and the voxel offset of :func:`check_header`."""
+    where = f" in {path!r}" if path else ""
+    dim = [int(n) for n in header["dim"]]
+    if not 1 <= dim[0] <= 7:
+        raise ValueError(f"number of dimensions dim[0] must be 1 to 7{where}, got {dim[0]}")
+    shape = dim[1 : dim[0] + 1]
+    if any(n < 1 for n in shape):
+        raise ValueError(f"zero-size or negative dimension{where}: dim[1:{dim[0] + 1}] = {shape}")
+    offset = float(header["vox_offset"])
+    minimum = int(header.single_vox_offset)
+    if not (np.isfinite(offset) and offset >= minimum):
+        raise ValueError(
+            f"vox_offset must be at least {minimum} (past the header) in a single-file NIfTI"
+            f"{where}, got {offset:g}"
+        )
+
+
+def _check_matrix(name: str, matrix: ArrayLike, where: str) -> None:
+    m = np.asarray(matrix, dtype=np.float64)
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"non-finite {name}{where}: {m[:3].tolist()}")
+    linear = m[:3, :3]
+    with np.errstate(all="ignore"):
+        lengths = np.sqrt(np.sum(linear * linear, axis=0))
+        det = float(np.linalg.det(linear))
+    if not (np.all(lengths > 0) and np.all(np.isfinite(lengths))):
+        raise ValueError(
+            f"{name} has a voxel axis of zero (or overflowing) length{where}: {m[:3].tolist()}"
+        )
+    if not (np.isfinite(det) and det != 0 and np.linalg.matrix_rank(linear) == 3):
+        raise ValueError(f"{name} is singular (determinant {det:g}){where}: {m[:3].tolist()}")
+
+
+def _repair_unused_forms(header: nib.Nifti1Header, path: str | None = None) -> list[str]:
+    """Replace a qform / sform whose code is 0 (unused) but that cannot be a geometry
+    (non-finite, singular) by the best affine, code still 0, so that it can be moved when
+    resampling; return what was replaced. *header* is changed in place."""
+    notes: list[str] = []
+    where = f" in {path!r}" if path else ""
+    best = header.get_best_affine()
+    for name, code, get, put in (
+        ("qform", int(header["qform_code"]), header.get_qform, header.set_qform),
+        ("sform", int(header["sform_code"]), header.get_sform, header.set_sform),
+    ):
+        if code:
+            continue
+        try:
+            with np.errstate(all="ignore"):
+                matrix = get(coded=False)
+            _check_matrix(name, matrix, where)
+        except (ValueError, HeaderDataError, ArithmeticError):
+            put(best, code=0)
+            notes.append(f"ignored the unusable {name} (its {name}_code is 0){where}")
+    return notes
+
+
+#: NIfTI ``xyzt_units`` codes (the space part is ``code & 7``, time ``code & 56``).
+_KNOWN_SPACE_CODES = (0, 1, 2, 3)
+_KNOWN_TIME_CODES = (0, 8, 16, 24, 32, 40, 48)
+
+
+def ignored_header_fields(header: nib.Nifti1Header, path: str | None = None) -> list[str]:
+    """What of *header* a reader ignores and assumes instead, as sentences naming *path*.
+
+    An unknown ``xyzt_units`` code (millimetres and seconds are assumed) and non-finite
+    ``pixdim[4:]`` (not used for a 3D volume; a time step of 1 is shown for 4D data).
+
+    Examples
+    --------
+    >>> header = nib.Nifti1Header()
+    >>> header["xyzt_units"] = 7
+    >>> ignored_header_fields(header, "x.nii.gz")
+    ["ignored unknown xyzt_units code 7 in 'x.nii.gz'; assuming mm"]
+    """
+    where = f" in {path!r}" if path else ""
+    notes = []
+    code = int(header["xyzt_units"])
+    space, time = code & 0x07, code & ~0x07
+    if space not in _KNOWN_SPACE_CODES:
+        notes.append(f"ignored unknown xyzt_units code {code}{where}; assuming mm")
+    elif time not in _KNOWN_TIME_CODES:
+        notes.append(f"ignored unknown time unit in xyzt_units code {code}{where}; assuming s")
+    pixdim = np.asarray(header["pixdim"], dtype=np.float64)
+    bad = [i for i in range(4, pixdim.size) if not np.isfinite(pixdim[i])]
+    if bad:
+        values = ", ".join(f"pixdim[{i}] = {pixdim[i]}" for i in bad)
+        notes.append(f"ignored non-finite {values}{where}")
+    return notes
 
 
 def resampled_header(
@@ -470,7 +684,18 @@ def _alive(pid: int) -> bool:
         return False
     except (PermissionError, OverflowError):
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has ended but was not reaped yet (Linux; False where unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    # "pid (name) state ...": the name may hold spaces and ")"; the state follows the last ")".
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
 
 
 # --------------------------------------------------------------------------- fast gzip (optional)

@@ -49,8 +49,10 @@ METADATA_KEY = "napari_resample"
 SPATIAL_AXIS_LABELS: tuple[str, str, str] = ("superior", "anterior", "right")
 
 _IDENTITY_ORNT = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
-_SPACE_UNITS = {"meter": "m", "mm": "mm", "micron": "um", "unknown": "mm"}
-_TIME_UNITS = {"sec": "s", "msec": "ms", "usec": "us"}
+#: napari units of the NIfTI ``xyzt_units`` codes: space ``code & 7``, time ``code & 56``; an
+#: unknown space code is taken as mm (see :func:`napari_resample._io.ignored_header_fields`).
+_SPACE_UNITS = {1: "m", 2: "mm", 3: "um"}
+_TIME_UNITS = {8: "s", 16: "ms", 24: "us"}
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,8 @@ def split_linear(linear: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
 def _units(header: Any | None) -> tuple[str, str | None]:
     if header is None:
         return "mm", None
-    space, time = header.get_xyzt_units()
-    return _SPACE_UNITS.get(space, "mm"), _TIME_UNITS.get(time)
+    code = int(header["xyzt_units"])  # not get_xyzt_units(): it raises on unknown codes
+    return _SPACE_UNITS.get(code & 0x07, "mm"), _TIME_UNITS.get(code & 0x38)
 
 
 def napari_from_nifti(data: NDArray, affine: ArrayLike, header: Any | None = None) -> NapariLayout:

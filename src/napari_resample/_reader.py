@@ -44,18 +44,23 @@ def read_nifti(path: str | list[str]) -> list[LayerData]:
     """Read one or several NIfTI files as napari LayerData tuples.
 
     A file that cannot be read gets a napari error notification naming it; the other files
-    are still returned. When no file could be read, napari's "nothing to add" value
-    ``[(None,)]`` is returned, so napari reports no second, generic error.
+    are still returned. What was ignored in a file's header (an unknown units code, say) gets
+    a warning notification naming the file. When no file could be read, napari's "nothing to
+    add" value ``[(None,)]`` is returned, so napari reports no second, generic error.
     """
-    from napari.utils.notifications import show_error
+    from napari.utils.notifications import show_error, show_warning
 
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     layers: list[LayerData] = []
     for p in paths:
         try:
-            layers.append(layer_data_from_volume(load_nifti(p)))
+            volume = load_nifti(p)
+            layers.append(layer_data_from_volume(volume))
         except Exception as exc:
             show_error(f"napari-resample could not open {os.fspath(p)!r}: {exc}")
+            continue
+        for note in volume.ignored:
+            show_warning(f"napari-resample: {note}")
     return layers or [(None,)]  # type: ignore[list-item]
 
 

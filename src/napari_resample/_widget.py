@@ -99,14 +99,15 @@ def _ask_overwrite(path: Path) -> bool:
     """Default confirmation: a Qt question box."""
     from qtpy.QtWidgets import QMessageBox
 
+    buttons = QMessageBox.StandardButton  # the scoped enum: Qt6 has no QMessageBox.Yes
     answer = QMessageBox.question(
         None,
         "Overwrite file?",
         f"{path} already exists. Overwrite it?",
-        QMessageBox.Yes | QMessageBox.No,
-        QMessageBox.No,
+        buttons.Yes | buttons.No,
+        buttons.No,
     )
-    return answer == QMessageBox.Yes
+    return answer == buttons.Yes
 
 
 class ResampleWidget(Container):
