@@ -64,7 +64,8 @@ def estimate_peak_bytes(
     out = math.prod(size) * dtype.itemsize
     if shape == size:
         return out
-    out += engine_threads() * _SLAB_ELEMENTS * _SLAB_BYTES.get(interpolation, 64)
+    slab = min(_SLAB_ELEMENTS, max(math.prod(shape), math.prod(size)))
+    out += engine_threads() * slab * _SLAB_BYTES.get(interpolation, 128)
     if interpolation == "label":
         return out + (0 if c_contiguous else math.prod(shape) * dtype.itemsize)
     if interpolation == "nearest":
