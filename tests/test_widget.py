@@ -198,11 +198,25 @@ def test_progress_reaches_the_activity_dock(qtbot, viewer, widget, nifti_file, m
         original(self, fraction)
 
     monkeypatch.setattr(ResampleWidget, "_on_progress", spy)
+    import time
+
+    import napari_resample._widget as widget_module
+
+    real = widget_module.resample_volume
+
+    def after_the_bar(*args, **kwargs):  # the bar is built in an event of its own: wait for it
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while widget._progress is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(widget_module, "resample_volume", after_the_bar)
     widget.layer.value = _open(viewer, nifti_file("ct.nii.gz", data=_ct()))
     widget.target_size.value = (16, 16, 16)
     worker = widget.run()
+    qtbot.waitUntil(lambda: widget._progress is not None, timeout=TIMEOUT_MS)
     bar = widget._progress
-    assert bar is not None and bar.total == 100 and "ct" in bar.desc
+    assert bar.total == 100 and "ct" in bar.desc
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert worker is not None and seen and max(seen) == pytest.approx(1.0)
     assert widget._progress is None  # closed at the end

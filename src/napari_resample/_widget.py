@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -71,6 +72,8 @@ RUN_TEXT, CANCEL_TEXT = "Resample", "Cancel"
 #: Characters of a status message shown before its middle is elided (the full text is the
 #: status' tooltip and the notification's).
 STATUS_CHARS = 90
+#: Seconds between two updates of napari's activity-dock bar (the widget's own bar: every 1 %).
+ACTIVITY_INTERVAL = 0.25
 
 
 @dataclass(frozen=True)
@@ -166,14 +169,15 @@ def _ask_overwrite(path: Path) -> bool:
     """Default confirmation: a Qt question box."""
     from qtpy.QtWidgets import QMessageBox
 
+    button = QMessageBox.StandardButton
     answer = QMessageBox.question(
         None,
         "Overwrite file?",
         f"{path} already exists. Overwrite it?",
-        QMessageBox.Yes | QMessageBox.No,
-        QMessageBox.No,
+        button.Yes | button.No,
+        button.No,
     )
-    return answer == QMessageBox.Yes
+    return answer == button.Yes
 
 
 class ResampleWidget(Container):
@@ -299,6 +303,7 @@ class ResampleWidget(Container):
         self._saver: Any = None
         self.saved_path: Path | None = None
         self._progress: Any = None
+        self._next_activity = 0.0
         self._result: Any = None
         self._result_base = ""
         self._syncing = False
@@ -588,7 +593,7 @@ class ResampleWidget(Container):
         an error) for a layer that cannot be resampled or a run that does not fit in memory.
         """
         from napari.qt.threading import create_worker
-        from napari.utils import progress
+        from qtpy.QtCore import QTimer
         from superqt.utils import ensure_main_thread
 
         if self._worker is not None:
@@ -601,7 +606,6 @@ class ResampleWidget(Container):
             return None
 
         cancel = threading.Event()
-        self._progress = progress(total=100, desc=f"Resampling {job.layer.name}")
         self.progress_bar.value = 0
         to_main = ensure_main_thread(self._on_progress)
         posted = [0]
@@ -632,7 +636,22 @@ class ResampleWidget(Container):
         self._sync_buttons()
         self.status.value = f"Resampling {job.layer.name} to {_fmt(job.size, 6)}..."
         worker.start()
+        # napari's activity dock builds its bar in ~0.1 s: in an event of its own, so that the
+        # event loop never stalls for that plus the start of the run
+        QTimer.singleShot(0, lambda: self._open_activity(worker, job))
         return worker
+
+    @_reported("Showing the run in the activity dock")
+    def _open_activity(self, worker: Any, job: _Job) -> None:
+        from napari.utils import progress
+
+        if self._worker is worker and self._progress is None:
+            bar = progress(total=100, desc=f"Resampling {job.layer.name}")
+            if self._worker is not worker:  # finished while napari built the bar (it processes
+                bar.close()  # events meanwhile)
+                return
+            self._progress = bar
+            bar.update(int(self.progress_bar.value))
 
     @_reported("Showing progress")
     def _on_progress(self, fraction: float) -> None:
@@ -642,7 +661,10 @@ class ResampleWidget(Container):
         if self.running:
             self.progress_bar.value = max(int(self.progress_bar.value), target)
         bar = self._progress
-        if bar is not None and target > bar.n:
+        now = time.monotonic()
+        # napari's activity bar repaints the viewer on each update (30-50 ms): a few a second
+        if bar is not None and target > bar.n and (target == 100 or now >= self._next_activity):
+            self._next_activity = now + ACTIVITY_INTERVAL
             bar.update(target - bar.n)
 
     @_reported("Reporting the resampling's failure")
