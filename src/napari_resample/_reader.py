@@ -56,6 +56,10 @@ def read_nifti(path: str | list[str]) -> list[LayerData]:
             layers.append(layer_data_from_volume(load_nifti(p)))
         except Exception as exc:
             show_error(f"napari-resample could not open {os.fspath(p)!r}: {exc}")
+    if layers:
+        from napari_resample._default_reader import offer_default_reader
+
+        offer_default_reader()  # once a session, only when no NIfTI reader is set
     return layers or [(None,)]  # type: ignore[list-item]
 
 

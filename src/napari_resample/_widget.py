@@ -329,6 +329,13 @@ class ResampleWidget(Container):
         if any(active is layer for _, layer in self._layer_choices()):
             self.layer.value = active
         self._on_layer()
+        self._offer_default_reader()
+
+    @_reported("Offering NIfTI Resample as the default reader")
+    def _offer_default_reader(self) -> None:
+        from napari_resample._default_reader import offer_default_reader
+
+        offer_default_reader()
 
     @staticmethod
     def _never_widen(label: Label) -> None:
