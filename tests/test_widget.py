@@ -53,6 +53,15 @@ def _run(qtbot, widget):
     return widget.result_layer
 
 
+def _save(qtbot, widget):
+    """Save in the background and wait: the path written, or None (refused or failed)."""
+    worker = widget.save()
+    if worker is None:
+        return None
+    qtbot.waitUntil(lambda: not widget.saving, timeout=TIMEOUT_MS)
+    return widget.saved_path
+
+
 def _errors():
     from napari.utils.notifications import NotificationSeverity, notification_manager
 
@@ -98,7 +107,7 @@ def test_read_out_and_size_follow_the_chosen_layer_only(viewer, widget, nifti_fi
     assert "new: 14 x 12 x 10 voxels, spacing 0.5 x 0.8 x 2.5 mm" in widget.summary.value
     assert "field of view (kept): 7 x 9.6 x 25 mm" in widget.summary.value
     a.data = a.data[:, :3]  # napari (S, A, R): a crop along A, the file's j
-    assert widget.target_size.value == (7, 3, 5)
+    assert widget.target_size.value == (14, 12, 10)  # the user's target is kept
     assert "now: 7 x 3 x 5 voxels" in widget.summary.value
     widget.layer.value = b
     text = widget.summary.value
@@ -170,13 +179,13 @@ def test_run_is_in_the_background_and_a_second_run_is_refused(qtbot, viewer, wid
     first = widget.run()
     # the result is only added from the event loop, so the call returned while work goes on
     assert first is not None and widget.running and widget.result_layer is None
-    assert not widget.run_button.enabled
+    assert widget.run_button.text == "Cancel" and widget.run_button.enabled
     before = len(_errors())
     assert widget.run() is None
     assert "already running" in widget.status.value
     assert any("already running" in m for m in _errors()[before:])
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
-    assert widget.run_button.enabled
+    assert widget.run_button.enabled and widget.run_button.text == "Resample"
     assert [lay.name for lay in viewer.layers].count("ct_resampled") == 1
 
 
@@ -189,11 +198,25 @@ def test_progress_reaches_the_activity_dock(qtbot, viewer, widget, nifti_file, m
         original(self, fraction)
 
     monkeypatch.setattr(ResampleWidget, "_on_progress", spy)
+    import time
+
+    import napari_resample._widget as widget_module
+
+    real = widget_module.resample_volume
+
+    def after_the_bar(*args, **kwargs):  # the bar is built in an event of its own: wait for it
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while widget._progress is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(widget_module, "resample_volume", after_the_bar)
     widget.layer.value = _open(viewer, nifti_file("ct.nii.gz", data=_ct()))
     widget.target_size.value = (16, 16, 16)
     worker = widget.run()
+    qtbot.waitUntil(lambda: widget._progress is not None, timeout=TIMEOUT_MS)
     bar = widget._progress
-    assert bar is not None and bar.total == 100 and "ct" in bar.desc
+    assert bar.total == 100 and "ct" in bar.desc
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert worker is not None and seen and max(seen) == pytest.approx(1.0)
     assert widget._progress is None  # closed at the end
@@ -225,9 +248,9 @@ def test_save_writes_the_file_asks_before_overwriting_and_reports(
     out_dir = tmp_path / "chosen"
     out_dir.mkdir()
     widget.output_dir.value = out_dir
-    path = widget.save()
+    path = _save(qtbot, widget)
     assert path == out_dir / "scan_042_resampled.nii.gz" and path.is_file()
-    assert str(path) in widget.status.value
+    assert str(path) in widget.status.tooltip
     assert nib.load(path).shape == (12, 10, 20)
     # exists: the injected confirmation says no, then yes
     path.write_bytes(b"keep me")
@@ -235,7 +258,7 @@ def test_save_writes_the_file_asks_before_overwriting_and_reports(
     assert widget.save() is None
     assert path.read_bytes() == b"keep me" and "kept" in widget.status.value
     widget.answers.append(True)
-    assert widget.save() == path
+    assert _save(qtbot, widget) == path
     assert nib.load(path).shape == (12, 10, 20)
     assert widget.answers == []
 
@@ -263,7 +286,7 @@ def test_widget_and_resampling_agree(qtbot, viewer, widget, nifti_file, tmp_path
     np.testing.assert_allclose(affine, reference.affine, atol=1e-5)
     # and the file the Save action writes
     widget.output_dir.value = tmp_path
-    saved = nib.load(widget.save())
+    saved = nib.load(_save(qtbot, widget))
     assert np.array_equal(np.asarray(saved.dataobj), np.asarray(reference.dataobj))
     assert saved.get_data_dtype() == reference.get_data_dtype()
     np.testing.assert_allclose(saved.affine, reference.affine, atol=1e-5)
@@ -294,7 +317,7 @@ def test_widget_and_resampling_write_the_same_header(
     first = np.argwhere(ijk[0] == 0)[0]  # stored index shown at napari (0, 0, 0)
     np.testing.assert_allclose(corner, (reference.affine @ np.append(first, 1.0))[:3], atol=1e-5)
     widget.output_dir.value = tmp_path
-    saved = nib.load(widget.save())
+    saved = nib.load(_save(qtbot, widget))
     assert np.array_equal(np.asarray(saved.dataobj), np.asarray(reference.dataobj))
     np.testing.assert_allclose(saved.affine, reference.affine, atol=1e-5)
     assert bytes(saved.header.binaryblock) == bytes(reference.header.binaryblock)
@@ -309,7 +332,7 @@ def test_single_volume_4d_file_agrees_with_resampling(qtbot, viewer, widget, nif
     widget.target_size.value = (12, 10, 20)
     _run(qtbot, widget)
     widget.output_dir.value = tmp_path
-    saved = nib.load(widget.save())
+    saved = nib.load(_save(qtbot, widget))
     assert saved.shape == reference.shape
     assert np.array_equal(np.asarray(saved.dataobj), np.asarray(reference.dataobj))
     np.testing.assert_allclose(saved.affine, reference.affine, atol=1e-5)
@@ -324,7 +347,7 @@ def test_scaled_file_agrees_with_resampling_too(qtbot, viewer, widget, nifti_fil
     result = _run(qtbot, widget)
     assert result.data.dtype == np.float32
     widget.output_dir.value = tmp_path
-    saved = nib.load(widget.save())
+    saved = nib.load(_save(qtbot, widget))
     assert saved.get_data_dtype() == reference.get_data_dtype()
     assert np.array_equal(saved.dataobj.get_unscaled(), reference.dataobj.get_unscaled())
     assert (saved.dataobj.slope, saved.dataobj.inter) == (0.5, -10.0)
@@ -372,7 +395,7 @@ def test_layers_of_types_nifti_lacks_resample_and_save(qtbot, viewer, widget, tm
     assert result is not None and result.data.shape == (8, 8, 8), widget.status.value
     assert result.data.dtype == dtype  # shown as computed; NIfTI's type is chosen on save
     widget.output_dir.value = tmp_path
-    saved = nib.load(widget.save())
+    saved = nib.load(_save(qtbot, widget))
     assert saved.get_data_dtype() == (np.float32 if dtype == np.float16 else np.uint8)
     assert np.array_equal(np.asarray(saved.dataobj), result.data.transpose(2, 1, 0))
 
@@ -433,7 +456,7 @@ def test_layer_not_from_a_file_saves_with_scale_as_spacing(qtbot, viewer, widget
     widget.target_size.value = (12, 10, 5)
     _run(qtbot, widget)
     widget.output_dir.value = tmp_path
-    saved = nib.load(widget.save())
+    saved = nib.load(_save(qtbot, widget))
     np.testing.assert_allclose(np.diag(saved.affine)[:3], [1.0, 1.6, 5.0], atol=1e-6)
 
 

@@ -30,7 +30,7 @@ from napari_resample._options import (
     check_choice,
     validate_size,
 )
-from napari_resample._resample import ProgressCallback, resample_array
+from napari_resample._resample import CancelSignal, ProgressCallback, resample_array
 
 
 def resolve_interpolation(interpolation: AutoInterpolation, volume: NiftiVolume) -> Interpolation:
@@ -50,6 +50,7 @@ def resample_volume(
     anchor: Anchor = "origin",
     antialias: bool = False,
     progress: ProgressCallback | None = None,
+    cancel: CancelSignal | None = None,
 ) -> NiftiVolume:
     """Resample a 3D NIfTI volume to *desired_volume* voxels, keeping its field of view.
 
@@ -66,7 +67,10 @@ def resample_volume(
     anchor : {"origin", "center"}
     antialias : bool
     progress : callable, optional
-        Called with the fraction done (0 to 1).
+        Called with the fraction done (0 to 1) after every slab, monotone.
+    cancel : threading.Event or callable returning bool, optional
+        Checked between slabs: once set, the call raises
+        :class:`napari_resample._resample.ResamplingCancelled` within one slab.
 
     Returns
     -------
@@ -83,6 +87,8 @@ def resample_volume(
     ValueError
         For a bad option or size, a volume that is not 3D, or a header whose geometry cannot be
         resampled; before any voxel is computed.
+    napari_resample._resample.ResamplingCancelled
+        When *cancel* was set.
     """
     size = validate_size(desired_volume)
     check_choice("anchor", anchor, ANCHORS)
@@ -104,6 +110,7 @@ def resample_volume(
         anchor=anchor,
         antialias=antialias,
         progress=progress,
+        cancel=cancel,
     )
     if header is None:  # no file, or a grid changed since reading: the new affine decides
         header = header_for_affine(new_affine, out.shape, template)

@@ -61,6 +61,10 @@ def read_nifti(path: str | list[str]) -> list[LayerData]:
             continue
         for note in volume.ignored:
             show_warning(f"napari-resample: {note}")
+    if layers:
+        from napari_resample._default_reader import offer_default_reader
+
+        offer_default_reader()  # once a session, only when no NIfTI reader is set
     return layers or [(None,)]  # type: ignore[list-item]
 
 

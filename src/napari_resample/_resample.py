@@ -21,6 +21,7 @@ for integer types, and returned in the input's data type.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -38,6 +39,30 @@ from napari_resample._options import (
 )
 
 ProgressCallback = Callable[[float], None]
+#: What stops a resampling: a :class:`threading.Event` that gets set, or a callable that
+#: returns True.
+CancelSignal = threading.Event | Callable[[], bool]
+
+
+class ResamplingCancelled(Exception):
+    """A resampling stopped because its ``cancel`` signal was set (nothing is returned).
+
+    Raised by :func:`resample_array` and :func:`napari_resample._pipeline.resample_volume`
+    within one slab of the signal; importable as ``napari_resample._resample.ResamplingCancelled``.
+    """
+
+
+def _cancel_check(cancel: CancelSignal | None) -> Callable[[], None] | None:
+    """A function raising :class:`ResamplingCancelled` once *cancel* is set (None: no check)."""
+    if cancel is None:
+        return None
+    is_set = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+
+    def check() -> None:
+        if is_set():
+            raise ResamplingCancelled("resampling cancelled")
+
+    return check
 
 
 def resample_array(
@@ -49,6 +74,7 @@ def resample_array(
     anchor: Anchor = "origin",
     antialias: bool = False,
     progress: ProgressCallback | None = None,
+    cancel: CancelSignal | None = None,
 ) -> tuple[NDArray, NDArray[np.float64]]:
     """Resample a 3D volume to *desired_volume* voxels, keeping its field of view.
 
@@ -71,7 +97,11 @@ def resample_array(
         factor ``f = old / new``) before sampling, so fine patterns do not alias.
         Ignored for ``"nearest"`` and ``"label"``.
     progress : callable, optional
-        Called with the fraction of the work done (0 to 1) as the work proceeds.
+        Called with the fraction of the work done (0 to 1) as the work proceeds: after every
+        slab, monotone, 1.0 at the end. Called from the thread that called this function.
+    cancel : threading.Event or callable returning bool, optional
+        Checked before the work and between slabs; once set (or returning True) the call stops
+        within one slab and raises :class:`ResamplingCancelled`. Set it from another thread.
 
     Returns
     -------
@@ -121,7 +151,12 @@ def resample_array(
         estimate_memory(arr.shape, arr.dtype, size, interpolation, antialias=antialias),
         f"resampling a {arr.shape} {arr.dtype} volume to {size} ({interpolation})",
     )
-    out = _resample_values(arr, size, interpolation, anchor, antialias, progress)
+    check = _cancel_check(cancel)
+    if check is not None:
+        check()
+    out = _resample_values(arr, size, interpolation, anchor, antialias, progress, check)
+    if check is not None:
+        check()
     if progress is not None:
         progress(1.0)
     return out, new_affine
@@ -201,6 +236,7 @@ def _resample_values(
     anchor: Anchor,
     antialias: bool,
     progress: ProgressCallback | None,
+    check: Callable[[], None] | None = None,
 ) -> NDArray:
     native = arr.dtype.newbyteorder("=")
     if arr.shape == size:
@@ -210,7 +246,7 @@ def _resample_values(
     if interpolation == "label":
         from napari_resample._vote import _resample_labels
 
-        return _resample_labels(arr, size, anchor, progress)
+        return _resample_labels(arr, size, anchor, progress, check)
     nonfinite = None
     source = arr
     if arr.dtype.kind == "f":
@@ -224,7 +260,9 @@ def _resample_values(
     # none of the engine) on every file open.
     from napari_resample._separable import _separable
 
-    out = _separable(source, size, interpolation, anchor, antialias, native, progress)
+    if check is not None:
+        check()
+    out = _separable(source, size, interpolation, anchor, antialias, native, progress, check)
     if nonfinite is not None:
         # Non-finite voxels go back where they were, by nearest neighbour, instead of spreading.
         hit = _resample_nearest(nonfinite, size, anchor)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -60,8 +61,13 @@ def _separable(
     antialias: bool,
     out_dtype: np.dtype,
     progress: ProgressCallback | None,
+    check: Callable[[], None] | None = None,
 ) -> NDArray:
-    """*arr* resampled to *size* by ``"bspline"`` or ``"linear"``, finished in *out_dtype*."""
+    """*arr* resampled to *size* by ``"bspline"`` or ``"linear"``, finished in *out_dtype*.
+
+    *progress* gets the fraction of all slabs done after each slab; *check* is called before
+    each slab and may raise to stop the work (a cancel).
+    """
     work = _work_dtype(arr.dtype)
     lo, hi = _value_range(arr)
     changed = [a for a in range(3) if arr.shape[a] != size[a]]
@@ -73,6 +79,13 @@ def _separable(
     }
     groups = _plan(arr.shape, size, ops)
     finish = _Finisher(lo, hi, out_dtype)
+    # Slabs of every group, counted first so that progress is a fraction of the whole job.
+    total, dims = 0, list(arr.shape)
+    for slab_axis, steps in groups:
+        out_dims = [size[a] if a in steps else dims[a] for a in range(3)]
+        total += -(-dims[slab_axis] // _slab_thickness(dims, out_dims, slab_axis))
+        dims = out_dims
+    ticker = _Ticker(total, progress, check)
     current: NDArray = arr
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         for n, (slab_axis, steps) in enumerate(groups):
@@ -84,10 +97,33 @@ def _separable(
                 work,
                 finish if last else None,
                 pool,
+                ticker,
             )
-            if progress is not None:
-                progress((n + 1) / (len(groups) + 1))
     return current
+
+
+class _Ticker:
+    """Progress per finished slab (the fraction of *total*, monotone, below 1: the caller says
+    1.0 when everything is done) and the cancel check between slabs."""
+
+    def __init__(
+        self,
+        total: int,
+        progress: ProgressCallback | None,
+        check: Callable[[], None] | None,
+    ) -> None:
+        self.total, self.done = max(total, 1), 0
+        self.progress, self.check = progress, check
+
+    def before_slab(self) -> None:
+        if self.check is not None:
+            self.check()
+
+    def slab_done(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(min(self.done, self.total) / (self.total + 1))
+        self.before_slab()
 
 
 def _plan(
@@ -190,17 +226,22 @@ def _run_group(
     work: np.dtype,
     finish: _Finisher | None,
     pool: ThreadPoolExecutor,
+    ticker: _Ticker | None = None,
 ) -> NDArray:
-    """Apply *steps* to *src* slab by slab along *slab_axis* (which no step touches)."""
+    """Apply *steps* to *src* slab by slab along *slab_axis* (which no step touches).
+
+    *ticker* hears of every finished slab (progress) and is asked before each (cancel).
+    """
     shape = list(src.shape)
     for axis, op in steps:
         shape[axis] = op.shape[0]
     out = np.empty(shape, dtype=work if finish is None else finish.dtype)
     n = src.shape[slab_axis]
-    per_index = max(math.prod(src.shape), math.prod(shape)) // n
-    thick = max(1, min(_CHUNK // max(per_index, 1), -(-n // (4 * _workers()))))
+    thick = _slab_thickness(src.shape, shape, slab_axis)
 
     def run(k0: int) -> None:
+        if ticker is not None:
+            ticker.before_slab()
         where = tuple(slice(k0, k0 + thick) if a == slab_axis else slice(None) for a in range(3))
         block = np.array(src[where], dtype=work, order="C")
         for axis, op in steps:
@@ -210,8 +251,19 @@ def _run_group(
         else:
             finish(block, out[where])
 
-    list(pool.map(run, range(0, n, thick)))
+    for _ in pool.map(run, range(0, n, thick)):
+        if ticker is not None:
+            ticker.slab_done()
     return out
+
+
+def _slab_thickness(
+    src_shape: list[int] | tuple[int, ...], out_shape: list[int], axis: int
+) -> int:
+    """Indices along *axis* per slab: about :data:`_CHUNK` elements, at least 4 slabs a thread."""
+    n = src_shape[axis]
+    per_index = max(math.prod(src_shape), math.prod(out_shape)) // n
+    return max(1, min(_CHUNK // max(per_index, 1), -(-n // (4 * _workers()))))
 
 
 def _apply_op(block: NDArray, axis: int, op: sparse.csr_matrix) -> NDArray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -26,14 +27,18 @@ from numpy.typing import NDArray
 from napari_resample._geometry import sample_positions
 from napari_resample._operators import _linear_weights
 from napari_resample._options import Anchor
-from napari_resample._separable import _CHUNK, _workers
+from napari_resample._separable import _Ticker, _workers
 
 if TYPE_CHECKING:
     from napari_resample._resample import ProgressCallback
 
 
 def _resample_labels(
-    arr: NDArray, size: tuple[int, int, int], anchor: Anchor, progress: ProgressCallback | None
+    arr: NDArray,
+    size: tuple[int, int, int],
+    anchor: Anchor,
+    progress: ProgressCallback | None,
+    check: Callable[[], None] | None = None,
 ) -> NDArray:
     """Per-label voting: each output voxel takes the label with the largest trilinear weight.
 
@@ -47,16 +52,25 @@ def _resample_labels(
     C-contiguous on every call (nibabel reads Fortran-ordered volumes): such input is made
     C-contiguous once. (Voting on the transposed view instead would be free but would change
     float32 near-ties with the memory layout; the result must depend on the values only.)
+
+    *progress* gets the fraction of slabs done after each slab; *check* is called before each
+    slab and may raise to stop the work (a cancel).
     """
+    from napari_resample import _separable  # its _CHUNK, read at call time (tests shrink it)
+
+    if check is not None:
+        check()
     arr = np.ascontiguousarray(arr)
     native = arr.dtype.newbyteorder("=")
     taps = [_linear_taps(n, s, anchor) for n, s in zip(arr.shape, size, strict=True)]
     out = np.empty(size, dtype=native)
     per_row = max(1, math.prod(size[1:]) + math.prod(arr.shape[1:]))
-    rows = max(1, min(_CHUNK // per_row, -(-size[0] // (4 * _workers()))))
+    rows = max(1, min(_separable._CHUNK // per_row, -(-size[0] // (4 * _workers()))))
     starts = range(0, size[0], rows)
+    ticker = _Ticker(len(starts), progress, check)
 
     def run(r0: int) -> None:
+        ticker.before_slab()
         r1 = min(r0 + rows, size[0])
         (x0, x1, tx), (y0, y1, ty), (z0, z1, tz) = taps
         # The 8 corner labels of every output voxel of the slab, by whole-row takes.
@@ -98,9 +112,8 @@ def _resample_labels(
         out[r0:r1] = block
 
     with ThreadPoolExecutor(max_workers=min(_workers(), len(starts))) as pool:
-        for n, _ in enumerate(pool.map(run, starts)):
-            if progress is not None:
-                progress((n + 1) / (len(starts) + 1))
+        for _ in pool.map(run, starts):
+            ticker.slab_done()
     return out
 
 

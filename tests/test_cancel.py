@@ -1,0 +1,72 @@
+"""Progress per slab and a cancel between slabs (docs/decisions.md, D18)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+from napari_resample import _separable
+from napari_resample._io import NiftiVolume
+from napari_resample._pipeline import resample_volume
+from napari_resample._resample import ResamplingCancelled, resample_array
+
+
+def _volume(shape=(40, 36, 30), dtype=np.int16) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 1000, size=shape).astype(dtype)
+
+
+@pytest.mark.parametrize("interpolation", ["bspline", "linear", "label"])
+def test_progress_is_reported_per_slab_and_is_monotone(monkeypatch, interpolation) -> None:
+    monkeypatch.setattr(_separable, "_CHUNK", 1)  # one index per slab: many slabs
+    data = _volume()
+    seen: list[float] = []
+    out, _ = resample_array(data, (30, 50, 20), interpolation=interpolation, progress=seen.append)
+    assert out.shape == (30, 50, 20)
+    assert len(seen) >= 20, seen
+    assert all(b >= a for a, b in itertools.pairwise(seen)), seen
+    assert 0 < seen[0] < 0.5 and seen[-1] == 1.0
+    assert all(0 <= f <= 1 for f in seen)
+
+
+@pytest.mark.parametrize("interpolation", ["bspline", "label"])
+@pytest.mark.parametrize("kind", ["event", "callable"])
+def test_cancel_stops_the_run_within_a_slab(monkeypatch, interpolation, kind) -> None:
+    monkeypatch.setattr(_separable, "_CHUNK", 1)
+    data = _volume()
+    stop = threading.Event()
+    seen: list[float] = []
+
+    def progress(fraction: float) -> None:
+        seen.append(fraction)
+        stop.set()  # cancel as soon as the first slab is done
+
+    cancel = stop if kind == "event" else stop.is_set
+    with pytest.raises(ResamplingCancelled):
+        resample_array(
+            data, (30, 50, 20), interpolation=interpolation, progress=progress, cancel=cancel
+        )
+    # stopped within one slab per engine thread: far from the whole job
+    assert 1 <= len(seen) <= 2 * _separable._workers() + 1, seen
+    assert max(seen) < 0.5
+
+
+def test_a_cancel_set_before_the_start_computes_nothing() -> None:
+    stop = threading.Event()
+    stop.set()
+    seen: list[float] = []
+    with pytest.raises(ResamplingCancelled):
+        resample_array(_volume(), (8, 8, 8), progress=seen.append, cancel=stop)
+    assert seen == []
+
+
+def test_resample_volume_passes_the_cancel_on() -> None:
+    stop = threading.Event()
+    stop.set()
+    volume = NiftiVolume(_volume(), np.eye(4), None, None, None)
+    with pytest.raises(ResamplingCancelled):
+        resample_volume(volume, (8, 8, 8), cancel=stop)
+    assert resample_volume(volume, (8, 8, 8), cancel=threading.Event()).data.shape == (8, 8, 8)
