@@ -1,4 +1,5 @@
-"""Make ``docs/screenshot.png``: napari with the phantom, its resampled copy and the widget.
+"""Make ``docs/screenshot.png``: napari with the phantom, its resampled copy and the widget
+caught in the middle of a second run (its progress bar and the Cancel button showing).
 
 Run under a display (``xvfb-run -a python docs/make_screenshot.py``); the test suite calls
 :func:`make_screenshot` too and checks that the picture is not blank.
@@ -55,12 +56,39 @@ def make_screenshot(path: str | Path = DEFAULT_PATH, viewer=None, timeout: float
         viewer.scene.camera.orientation2d = ("up", "right")
         viewer.reset_view()
         QApplication.processEvents()
+        # A second, larger run, caught half-way: the widget shows its progress and Cancel.
+        # "save to" shows a neutral folder, not one of the machine that made the picture.
+        widget.output_dir.value = Path("~/scans")
+        widget.output_dir.line_edit.native.setText("~/scans")  # shown as typed, not expanded
+        widget.preset.value = "512 x 512 x 256"
+        from napari_resample import _separable
+
+        chunk = _separable._CHUNK
+        _separable._CHUNK = 1 << 13  # many small slabs: the run lasts long enough to be caught
+        try:
+            for _attempt in range(3):
+                if widget.run() is None:
+                    raise RuntimeError(f"the widget refused to run: {widget.status.value}")
+                while widget.running and widget.progress_bar.value < 30:
+                    if time.monotonic() > deadline + timeout:
+                        break
+                    QApplication.processEvents()
+                    time.sleep(0.002)
+                if widget.running:
+                    break
+        finally:
+            _separable._CHUNK = chunk
+        QApplication.processEvents()
         for toast in viewer.window._qt_window.findChildren(QWidget):
             if type(toast).__name__ == "NapariQtNotification":  # pop-up toasts hide the canvas
                 toast.hide()
         QApplication.processEvents()
         path = Path(path)
         viewer.screenshot(str(path), canvas_only=False)
+        widget.cancel()
+        while widget.running and time.monotonic() < deadline + 2 * timeout:
+            QApplication.processEvents()
+            time.sleep(0.01)
         return path
     finally:
         if own:
