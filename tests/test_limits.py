@@ -133,6 +133,9 @@ def test_long_axes_resample_in_little_memory(shape, size, antialias) -> None:
         ((60, 50, 40), (31, 77, 40), "bspline", "float64"),
         ((40, 30, 20), (90, 70, 50), "label", "uint8"),
         ((60, 50, 40), (90, 20, 40), "nearest", "int32"),
+        ((160, 144, 128), (300, 200, 150), "bspline", "int16"),
+        ((160, 144, 128), (112, 100, 72), "linear", "int16"),
+        ((160, 144, 128), (160, 200, 128), "label", "int16"),
     ],
 )
 def test_memory_estimate_covers_what_is_allocated(shape, size, interpolation, dtype) -> None:
