@@ -226,3 +226,26 @@ def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
     resampling(src, tmp_path / "o1", (2, 2, 2))
     assert main([src, str(tmp_path / "o2"), "--size", "2", "2", "2", "--quiet"]) == 0
     assert calls == ["bspline", "label"]  # one value: a label map, by the core's rule
+
+
+def test_cli_version_and_usage_name_the_arguments(capsys):
+    from napari_resample import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"napari-resample {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "napari-resample INPUT OUTPUT_DIR --size X Y Z" in capsys.readouterr().out
+
+
+def test_cli_says_when_it_replaces_an_output(tmp_path, capsys):
+    src = _write(tmp_path / "scan.nii.gz", np.ones((4, 4, 4), np.int16), np.eye(4))
+    out = str(tmp_path / "out")
+    assert main([src, out, "--size", "2", "2", "2"]) == 0
+    assert "(replaced)" not in capsys.readouterr().out
+    assert main([src, out, "--size", "3", "3", "3"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "-> (replaced) " in line and "scan_resampled.nii.gz" in line
+    assert nib.load(os.path.join(out, "scan_resampled.nii.gz")).shape == (3, 3, 3)
