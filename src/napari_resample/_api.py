@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from napari_resample._io import load_nifti, remove_empty_dirs, save_volume_into
-from napari_resample._names import output_name
+from napari_resample._names import nifti_suffix, output_name
 from napari_resample._options import (
     ANCHORS,
     AUTO_INTERPOLATIONS,
@@ -68,7 +68,12 @@ def resampling(
         If *nii_path* does not end in ``.nii.gz`` or cannot be read as a NIfTI image; if
         *desired_volume* is not exactly three positive integers; if the image is not 3D; if
         *output_path* is an existing file; if the output would overwrite the input; if an
-        option is not one of its allowed values.
+        option is not one of its allowed values. Each message names the file and the value.
+    MemoryError
+        If reading the volume or resampling it needs more memory than is available now (the
+        message gives both sizes); raised before allocating.
+    OSError
+        If the output cannot be written (a full disk: the path and the free space).
 
     Examples
     --------
@@ -80,7 +85,7 @@ def resampling(
         if os.path.exists(path):
             raise ValueError(f"nii_path must be a .nii.gz file, got a folder: {path!r}")
         raise FileNotFoundError(f"input file does not exist: {path!r}")
-    if not path.lower().endswith(".nii.gz"):
+    if nifti_suffix(path) != ".nii.gz":
         raise ValueError(f"input must be a .nii.gz file, got {path!r}")
     size = validate_size(desired_volume)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
