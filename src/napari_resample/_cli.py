@@ -192,20 +192,12 @@ def _run(args: argparse.Namespace, cancel: threading.Event) -> int:
 
 def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
     """One file, as the dataset runner does it but with no manifest."""
-    from napari_resample._dataset import describe_record, plan_dataset, run_job
+    from napari_resample._dataset import describe_record, run_job
     from napari_resample._io import make_dirs, remove_empty_dirs
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"input file does not exist: {path!r}")
-    (job,), _ = plan_dataset(
-        [path],
-        out_dir,
-        args.size,
-        "folder",
-        interpolation=args.interpolation,
-        anchor=args.anchor,
-        antialias=args.antialias,
-    )
+    (job,) = _plan([path], out_dir, args, "folder")
     replaced = os.path.exists(job.output)
     if replaced and os.path.samefile(job.output, job.input):
         raise ValueError(f"output would overwrite the input file: {job.shown!r}")
@@ -228,18 +220,9 @@ def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
 
 
 def _dataset(source: Any, out_dir: str, args: argparse.Namespace, cancel: threading.Event) -> int:
-    from napari_resample._dataset import _Reporter, plan_dataset, run_dataset
+    from napari_resample._dataset import _Reporter, run_dataset
 
-    jobs, _ = plan_dataset(
-        source,
-        out_dir,
-        args.size,
-        args.saving_mode,
-        interpolation=args.interpolation,
-        anchor=args.anchor,
-        antialias=args.antialias,
-        recursive=args.recursive,
-    )
+    jobs = _plan(source, out_dir, args, args.saving_mode, args.recursive)
     reporter = None
     if not args.quiet:
         bar = sys.stderr if sys.stderr.isatty() else None
@@ -277,6 +260,25 @@ def _dataset(source: Any, out_dir: str, args: argparse.Namespace, cancel: thread
             f"napari-resample: error: {job.input}: {records[job.input]['error']}", file=sys.stderr
         )
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _plan(
+    source: Any, out_dir: str, args: argparse.Namespace, saving_mode: str, recursive: bool = False
+) -> list[Any]:
+    """The jobs of a run, from the command line's options (checked before anything is made)."""
+    from napari_resample._dataset import plan_dataset
+
+    jobs, _ = plan_dataset(
+        source,
+        out_dir,
+        args.size,
+        saving_mode,
+        interpolation=args.interpolation,
+        anchor=args.anchor,
+        antialias=args.antialias,
+        recursive=recursive,
+    )
+    return jobs
 
 
 def _connect(address: str) -> Any:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from nibabel.affines import voxel_sizes
@@ -328,7 +328,7 @@ def run_dataset(
     todo: list[Job] = []
     for job in jobs:
         fingerprint = input_fingerprint(job.input)
-        job = Job(**{**asdict(job), "fingerprint": fingerprint})
+        job = replace(job, fingerprint=fingerprint)
         old = previous.get(job.input)
         if old is not None and _still_done(old, job):
             records[job.input] = {**old, "skipped": True}
@@ -390,7 +390,7 @@ def _execute(
                 _check(cancel)
                 yield run_job(job)
             return
-        jobs = [Job(**{**asdict(job), "threads": threads}) for job in jobs]
+        jobs = [replace(job, threads=threads) for job in jobs]
         yield from _pooled(jobs, n, cancel)
         return
     yield from _submitted(executor, jobs, cancel)

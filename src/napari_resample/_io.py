@@ -605,7 +605,7 @@ def _free_space(folder: str) -> str:
         free = shutil.disk_usage(folder).free
     except OSError:
         return "an unknown amount"
-    return f"{free / 2**20:.1f} MiB" if free >= 2**20 else f"{free} bytes"
+    return format_bytes(free)
 
 
 def save_volume(path: str | os.PathLike[str], volume: NiftiVolume) -> str:
