@@ -91,6 +91,63 @@ def sample_positions(n_in: int, n_out: int, anchor: Anchor) -> NDArray[np.float6
     return o + f * np.arange(n_out, dtype=np.float64)
 
 
+#: Continuous input indices sampled along each of the three axes (NIfTI order): the whole
+#: description of a separable resampling (output size per axis = the number of positions).
+Positions = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+
+def grid_positions(old_shape: ArrayLike, new_shape: ArrayLike, anchor: Anchor) -> Positions:
+    """:func:`sample_positions` of the three axes of a resampling to *new_shape*.
+
+    Examples
+    --------
+    >>> [x.tolist() for x in grid_positions((2, 1, 3), (4, 1, 3), "origin")]
+    [[0.0, 0.5, 1.0, 1.5], [0.0], [0.0, 1.0, 2.0]]
+    """
+    old, new = np.asarray(old_shape), np.asarray(new_shape)
+    x, y, z = (sample_positions(int(n), int(m), anchor) for n, m in zip(old, new, strict=True))
+    return x, y, z
+
+
+def position_step(n_in: int, x: NDArray[np.float64]) -> float:
+    """Input voxels between two samples along an axis: ``|x[1] - x[0]|``; for a single sample,
+    the whole axis (``n_in``, as :func:`scale_factor` gives for an output size of 1).
+
+    Examples
+    --------
+    >>> position_step(10, np.array([4.0, 2.0, 0.0])), position_step(10, np.array([3.0]))
+    (2.0, 10.0)
+    """
+    return float(abs(x[1] - x[0])) if x.size > 1 else float(n_in)
+
+
+def is_identity(n_in: int, x: NDArray[np.float64]) -> bool:
+    """Whether sampling at *x* reads every input voxel once, in order (nothing to compute).
+
+    Examples
+    --------
+    >>> is_identity(3, np.arange(3.0)), is_identity(3, np.arange(3.0)[::-1])
+    (True, False)
+    """
+    return x.size == n_in and bool(np.array_equal(x, np.arange(n_in, dtype=np.float64)))
+
+
+def inside_positions(n_in: int, x: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which positions lie within the input's field of view along one axis: within half a
+    voxel of a voxel centre, ``-1/2 <= x <= n_in - 1/2`` (to 1e-6 voxel, for rounding).
+
+    Examples
+    --------
+    >>> inside_positions(4, np.array([-0.6, -0.5, 3.5, 3.6])).tolist()
+    [False, True, True, False]
+    """
+    return (x >= -0.5 - _INSIDE_TOL) & (x <= n_in - 0.5 + _INSIDE_TOL)
+
+
+#: Rounding allowance of :func:`inside_positions`, in voxels.
+_INSIDE_TOL = 1e-6
+
+
 def voxel_transform(old_shape: ArrayLike, new_shape: ArrayLike, anchor: Anchor) -> NDArray:
     """(4, 4) matrix taking output voxel indices to input voxel indices."""
     f = scale_factors(old_shape, new_shape)

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from napari_resample._geometry import sample_positions, scale_factor
+from napari_resample._geometry import position_step, sample_positions
 from napari_resample._options import Anchor
 
 #: Pole of the cubic B-spline prefilter: its inverse decays like ``|_POLE|`` (0.27) per voxel.
@@ -200,9 +200,21 @@ def axis_operator(
     n_in: int, n_out: int, interpolation: str, anchor: Anchor, antialias: bool
 ) -> sparse.csr_matrix:
     """The sparse (n_out, n_in) float64 matrix resampling one axis (weights not truncated)."""
-    x = sample_positions(n_in, n_out, anchor)
+    return operator_at(n_in, sample_positions(n_in, n_out, anchor), interpolation, antialias)
+
+
+def operator_at(
+    n_in: int, x: NDArray[np.float64], interpolation: str, antialias: bool
+) -> sparse.csr_matrix:
+    """The sparse (x.size, n_in) float64 matrix sampling one axis at the continuous input
+    indices *x* (any evenly spaced positions: increasing, decreasing for a flipped axis, or
+    reaching outside the input, where the edge rules hold).
+
+    With *antialias*, a Gaussian (sigma ``(f - 1) / 2``) smooths first when the spacing ``f``
+    of *x* (in input voxels) is over 1.
+    """
     m = _bspline_matrix(n_in, x) if interpolation == "bspline" else _linear_matrix(n_in, x)
-    f = scale_factor(n_in, n_out)
+    f = position_step(n_in, x)
     if antialias and f > 1:
         # Smoothing then sampling: only the Gaussian's rows that the sampling reads are built.
         m = sparse.csr_matrix(m @ _gaussian_rows(n_in, (f - 1) / 2, np.unique(m.indices)))

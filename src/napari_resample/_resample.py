@@ -27,7 +27,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from napari_resample._geometry import resampled_affine, sample_positions, scale_factor
+from napari_resample._geometry import (
+    Positions,
+    grid_positions,
+    inside_positions,
+    is_identity,
+    resampled_affine,
+)
 from napari_resample._memory import check_memory
 from napari_resample._options import (
     ANCHORS,
@@ -147,18 +153,14 @@ def resample_array(
         raise ValueError(f"data must not be empty, got shape {arr.shape}")
     base = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     new_affine = resampled_affine(base, arr.shape, size, anchor)
-    check_memory(
-        estimate_memory(arr.shape, arr.dtype, size, interpolation, antialias=antialias),
-        f"resampling a {arr.shape} {arr.dtype} volume to {size} ({interpolation})",
+    out = sample_grid(
+        arr,
+        grid_positions(arr.shape, size, anchor),
+        interpolation=interpolation,
+        antialias=antialias,
+        progress=progress,
+        cancel=cancel,
     )
-    check = _cancel_check(cancel)
-    if check is not None:
-        check()
-    out = _resample_values(arr, size, interpolation, anchor, antialias, progress, check)
-    if check is not None:
-        check()
-    if progress is not None:
-        progress(1.0)
     return out, new_affine
 
 
@@ -231,28 +233,27 @@ def estimate_memory(
 
 def _resample_values(
     arr: NDArray,
-    size: tuple[int, int, int],
+    positions: Positions,
     interpolation: str,
-    anchor: Anchor,
     antialias: bool,
     progress: ProgressCallback | None,
     check: Callable[[], None] | None = None,
 ) -> NDArray:
     native = arr.dtype.newbyteorder("=")
-    if arr.shape == size:
+    if all(is_identity(n, x) for n, x in zip(arr.shape, positions, strict=True)):
         return np.array(arr, dtype=native, copy=True)
     if interpolation == "nearest":
-        return _resample_nearest(arr, size, anchor).astype(native, copy=False)
+        return _resample_nearest(arr, positions).astype(native, copy=False)
     if interpolation == "label":
         from napari_resample._vote import _resample_labels
 
-        return _resample_labels(arr, size, anchor, progress, check)
+        return _resample_labels(arr, positions, progress, check)
     nonfinite = None
     source = arr
     if arr.dtype.kind == "f":
         finite = np.isfinite(arr)
         if not finite.any():  # nothing to interpolate: every voxel keeps its nearest's value
-            return _resample_nearest(arr, size, anchor).astype(native, copy=False)
+            return _resample_nearest(arr, positions).astype(native, copy=False)
         if not finite.all():
             nonfinite = ~finite
             source = _fill_nonfinite(arr, finite)
@@ -262,11 +263,57 @@ def _resample_values(
 
     if check is not None:
         check()
-    out = _separable(source, size, interpolation, anchor, antialias, native, progress, check)
+    out = _separable(source, positions, interpolation, antialias, native, progress, check)
     if nonfinite is not None:
         # Non-finite voxels go back where they were, by nearest neighbour, instead of spreading.
-        hit = _resample_nearest(nonfinite, size, anchor)
-        out[hit] = _resample_nearest(arr, size, anchor)[hit]
+        hit = _resample_nearest(nonfinite, positions)
+        out[hit] = _resample_nearest(arr, positions)[hit]
+    return out
+
+
+def sample_grid(
+    data: NDArray,
+    positions: Positions,
+    *,
+    interpolation: Interpolation,
+    antialias: bool = False,
+    fill_value: float | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelSignal | None = None,
+) -> NDArray:
+    """Sample a 3D array at *positions* (continuous input indices per axis): the engine behind
+    :func:`resample_array`, for any axis-aligned grid (flipped, shifted, reaching outside).
+
+    With *fill_value*, output voxels outside the input's field of view (further than half a
+    voxel from every voxel centre along some axis, :func:`_geometry.inside_positions`) get it;
+    without, the edge rules extend the volume there. Checks memory first; no other argument
+    checks (callers validate).
+
+    Examples
+    --------
+    >>> x = (np.array([-1.0, 0.0, 1.0]), np.array([0.0]), np.array([0.0]))
+    >>> sample_grid(np.arange(2.0).reshape(2, 1, 1), x, interpolation="linear",
+    ...             fill_value=-5).ravel().tolist()
+    [-5.0, 0.0, 1.0]
+    """
+    size = tuple(x.size for x in positions)
+    check_memory(
+        estimate_memory(data.shape, data.dtype, size, interpolation, antialias=antialias),
+        f"resampling a {data.shape} {data.dtype} volume to {size} ({interpolation})",
+    )
+    check = _cancel_check(cancel)
+    if check is not None:
+        check()
+    out = _resample_values(data, positions, interpolation, antialias, progress, check)
+    if fill_value is not None:
+        for axis, (n, x) in enumerate(zip(data.shape, positions, strict=True)):
+            outside = ~inside_positions(n, x)
+            if outside.any():
+                out[(slice(None),) * axis + (outside,)] = fill_value
+    if check is not None:
+        check()
+    if progress is not None:
+        progress(1.0)
     return out
 
 
@@ -281,23 +328,22 @@ def _fill_nonfinite(arr: NDArray, finite: NDArray) -> NDArray:
 # --------------------------------------------------------------------------- nearest
 
 
-def _nearest_index(n_in: int, n_out: int, anchor: Anchor) -> NDArray[np.int64]:
-    """The input voxel nearest to each output sample along one axis (edges held).
+def _nearest_index(n_in: int, x: NDArray[np.float64]) -> NDArray[np.int64]:
+    """The input voxel nearest to each position along one axis (edges held).
 
     Examples
     --------
-    >>> _nearest_index(4, 6, "origin").tolist()
+    >>> _nearest_index(4, grid_positions((4, 1, 1), (6, 1, 1), "origin")[0]).tolist()
     [0, 1, 1, 2, 3, 3]
     """
-    x = sample_positions(n_in, n_out, anchor)
     return np.clip(np.floor(x + 0.5), 0, n_in - 1).astype(np.int64)
 
 
-def _resample_nearest(arr: NDArray, size: tuple[int, int, int], anchor: Anchor) -> NDArray:
+def _resample_nearest(arr: NDArray, positions: Positions) -> NDArray:
     """Nearest-neighbour resampling by pure indexing: exact, in the input's type."""
     out = arr
     # One axis at a time, shrinking first and growing last: whole-row copies, no 3D fancy index.
-    for axis in sorted(range(3), key=lambda a: -scale_factor(arr.shape[a], size[a])):
-        if arr.shape[axis] != size[axis]:
-            out = out.take(_nearest_index(arr.shape[axis], size[axis], anchor), axis=axis)
+    for axis in sorted(range(3), key=lambda a: positions[a].size / arr.shape[a]):
+        if not is_identity(arr.shape[axis], positions[axis]):
+            out = out.take(_nearest_index(arr.shape[axis], positions[axis]), axis=axis)
     return out if out is not arr else arr.copy()

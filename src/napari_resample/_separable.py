@@ -1,6 +1,6 @@
 """The separable 3D engine: one sparse 1-D operator per resampled axis, slab by slab.
 
-Every axis operator (:func:`napari_resample._operators.axis_operator`, sparse) is converted to
+Every axis operator (:func:`napari_resample._operators.operator_at`, sparse) is converted to
 the working type (the B-spline one is short because the inverse prefilter decays like
 0.27^distance). The volume is cut into slabs along an axis that a group of steps leaves alone;
 each slab is converted to the work type, pushed through its steps and finished (clamp, round,
@@ -31,8 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from napari_resample._operators import _truncate, axis_operator
-from napari_resample._options import Anchor
+from napari_resample._geometry import Positions, is_identity
+from napari_resample._operators import _truncate, operator_at
 from napari_resample._threads import engine_threads
 
 if TYPE_CHECKING:
@@ -55,26 +55,26 @@ _STRIDED_COST = 1000.0
 
 def _separable(
     arr: NDArray,
-    size: tuple[int, int, int],
+    positions: Positions,
     interpolation: str,
-    anchor: Anchor,
     antialias: bool,
     out_dtype: np.dtype,
     progress: ProgressCallback | None,
     check: Callable[[], None] | None = None,
 ) -> NDArray:
-    """*arr* resampled to *size* by ``"bspline"`` or ``"linear"``, finished in *out_dtype*.
+    """*arr* sampled at *positions* by ``"bspline"`` or ``"linear"``, finished in *out_dtype*.
 
     *progress* gets the fraction of all slabs done after each slab; *check* is called before
     each slab and may raise to stop the work (a cancel).
     """
     work = _work_dtype(arr.dtype)
     lo, hi = _value_range(arr)
-    changed = [a for a in range(3) if arr.shape[a] != size[a]]
+    size = tuple(x.size for x in positions)
+    changed = [a for a in range(3) if not is_identity(arr.shape[a], positions[a])]
     ops = {
-        a: _truncate(
-            axis_operator(arr.shape[a], size[a], interpolation, anchor, antialias)
-        ).astype(work)
+        a: _truncate(operator_at(arr.shape[a], positions[a], interpolation, antialias)).astype(
+            work
+        )
         for a in changed
     }
     groups = _plan(arr.shape, size, ops)
@@ -127,7 +127,7 @@ class _Ticker:
 
 
 def _plan(
-    shape: tuple[int, ...], size: tuple[int, int, int], ops: dict[int, sparse.csr_matrix]
+    shape: tuple[int, ...], size: tuple[int, ...], ops: dict[int, sparse.csr_matrix]
 ) -> list[tuple[int, list[int]]]:
     """Groups of steps ``(slab axis, axes)`` with the least estimated work.
 

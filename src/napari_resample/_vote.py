@@ -9,7 +9,9 @@ like any other.
 Examples
 --------
 >>> labels = np.array([5, 3], dtype=np.int16).reshape(2, 1, 1)
->>> _resample_labels(labels, (4, 1, 1), "origin", None).ravel().tolist()  # at 0.5: a tie
+>>> from napari_resample._geometry import grid_positions
+>>> at = grid_positions(labels.shape, (4, 1, 1), "origin")
+>>> _resample_labels(labels, at, None).ravel().tolist()  # at 0.5: a tie
 [5, 3, 3, 3]
 """
 
@@ -24,9 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample._geometry import sample_positions
+from napari_resample._geometry import Positions
 from napari_resample._operators import _linear_weights
-from napari_resample._options import Anchor
 from napari_resample._separable import _Ticker, _workers
 
 if TYPE_CHECKING:
@@ -35,8 +36,7 @@ if TYPE_CHECKING:
 
 def _resample_labels(
     arr: NDArray,
-    size: tuple[int, int, int],
-    anchor: Anchor,
+    positions: Positions,
     progress: ProgressCallback | None,
     check: Callable[[], None] | None = None,
 ) -> NDArray:
@@ -62,7 +62,8 @@ def _resample_labels(
         check()
     arr = np.ascontiguousarray(arr)
     native = arr.dtype.newbyteorder("=")
-    taps = [_linear_taps(n, s, anchor) for n, s in zip(arr.shape, size, strict=True)]
+    taps = [_linear_weights(n, x) for n, x in zip(arr.shape, positions, strict=True)]
+    size = tuple(x.size for x in positions)
     out = np.empty(size, dtype=native)
     per_row = max(1, math.prod(size[1:]) + math.prod(arr.shape[1:]))
     rows = max(1, min(_separable._CHUNK // per_row, -(-size[0] // (4 * _workers()))))
@@ -115,14 +116,6 @@ def _resample_labels(
         for _ in pool.map(run, starts):
             ticker.slab_done()
     return out
-
-
-def _linear_taps(
-    n_in: int, n_out: int, anchor: Anchor
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """The weights of :func:`~napari_resample._operators._linear_matrix` along one axis, as
-    ``(j0, j1, t)``."""
-    return _linear_weights(n_in, sample_positions(n_in, n_out, anchor))
 
 
 def _same_label(a: NDArray, b: NDArray) -> NDArray[np.bool_]:
