@@ -499,6 +499,8 @@ def test_public_api() -> None:
     assert set(napari_resample.__all__) == {
         "__version__",
         "resample_array",
+        "resample_to_reference",
+        "resample_to_spacing",
         "resampling",
         "resampling_dataset",
         "verify_dataset",

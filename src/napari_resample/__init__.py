@@ -1,15 +1,24 @@
 """Resample 3D NIfTI volumes to a target size, keeping field of view, orientation and header.
 
 The public API is :func:`resampling` (file in, file out: the contract of the project's
-specification), :func:`resampling_dataset` (a whole folder, parallel and resumable, with
+specification), :func:`resample_to_spacing` and :func:`resample_to_reference` (the two other
+kinds of target grid), :func:`resampling_dataset` (a whole folder, parallel and resumable, with
 :func:`verify_dataset`) and :func:`resample_array` (array + affine in, array + affine out).
 Importing this package imports neither napari, Qt nor SimpleITK.
 """
 
 __version__ = "0.1.0"
 
-from napari_resample._api import resampling
+from napari_resample._api import resample_to_reference, resample_to_spacing, resampling
 from napari_resample._dataset import resampling_dataset, verify_dataset
 from napari_resample._resample import resample_array
 
-__all__ = ["__version__", "resample_array", "resampling", "resampling_dataset", "verify_dataset"]
+__all__ = [
+    "__version__",
+    "resample_array",
+    "resample_to_reference",
+    "resample_to_spacing",
+    "resampling",
+    "resampling_dataset",
+    "verify_dataset",
+]

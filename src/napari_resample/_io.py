@@ -150,25 +150,7 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         If the voxels do not fit in memory; the message names the file, shape and bytes.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"NIfTI file not found: {path!r}")
-    try:
-        stored = _stored_header(path)
-    except MemoryError as exc:
-        raise MemoryError(f"out of memory reading the header of {path!r}: {exc!r}") from exc
-    except Exception as exc:
-        raise ValueError(f"cannot read {path!r} as NIfTI: {_describe(exc)}") from exc
-    if stored is not None:  # sizes and offset as written, before nibabel "fixes" them
-        _check_layout(stored, path)
-    try:
-        img = nib.load(path)
-        if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-            raise ValueError(f"{type(img).__name__} is not a NIfTI-1/2 image")
-    except MemoryError as exc:
-        raise MemoryError(f"out of memory reading the header of {path!r}: {exc!r}") from exc
-    except Exception as exc:
-        raise ValueError(f"cannot read {path!r} as NIfTI: {_describe(exc)}") from exc
-    check_header(img.header, path, stored=stored)
+    img = _open_checked(path)
     header = img.header.copy()
     ignored = tuple(_repair_unused_forms(header, path))
     proxy: Any = img.dataobj
@@ -188,6 +170,40 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         inter = 0.0
     ignored += tuple(ignored_header_fields(header, path))
     return NiftiVolume(data, affine, header, slope, inter, path, ignored)
+
+
+def _open_checked(path: str) -> Any:
+    """The nibabel image of a NIfTI file whose header passed :func:`check_header` (no voxel
+    read yet); the exceptions of :func:`load_nifti`."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"NIfTI file not found: {path!r}")
+    try:
+        stored = _stored_header(path)
+    except MemoryError as exc:
+        raise MemoryError(f"out of memory reading the header of {path!r}: {exc!r}") from exc
+    except Exception as exc:
+        raise ValueError(f"cannot read {path!r} as NIfTI: {_describe(exc)}") from exc
+    if stored is not None:  # sizes and offset as written, before nibabel "fixes" them
+        _check_layout(stored, path)
+    try:
+        img = nib.load(path)
+        if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+            raise ValueError(f"{type(img).__name__} is not a NIfTI-1/2 image")
+    except MemoryError as exc:
+        raise MemoryError(f"out of memory reading the header of {path!r}: {exc!r}") from exc
+    except Exception as exc:
+        raise ValueError(f"cannot read {path!r} as NIfTI: {_describe(exc)}") from exc
+    check_header(img.header, path, stored=stored)
+    return img
+
+
+def load_nifti_grid(path: str | os.PathLike[str]) -> tuple[nib.Nifti1Header, NDArray[np.float64]]:
+    """A NIfTI file's checked header and best affine, without reading its voxels (a reference
+    grid needs only those); the exceptions of :func:`load_nifti`."""
+    img = _open_checked(os.fspath(path))
+    header = img.header.copy()
+    _repair_unused_forms(header, os.fspath(path))
+    return header, np.array(img.affine, dtype=np.float64)
 
 
 def _describe(exc: BaseException) -> str:

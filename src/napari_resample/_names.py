@@ -12,6 +12,8 @@ import os
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 #: What a resampled file's name ends with: ``<PREFIX>_resampled.nii.gz``.
 OUTPUT_SUFFIX = "_resampled.nii.gz"
+#: What a file resampled onto a reference grid is called: ``<PREFIX>_resampled_to_ref.nii.gz``.
+REFERENCE_SUFFIX = "_resampled_to_ref.nii.gz"
 
 
 def nifti_suffix(path: str | os.PathLike[str]) -> str | None:
@@ -42,23 +44,27 @@ def strip_nifti_suffix(path: str | os.PathLike[str]) -> str:
     return name[: -len(suffix)] if suffix else name
 
 
-def output_name(nii_path: str | os.PathLike[str]) -> str:
-    """File name of the result: ``<PREFIX>_resampled.nii.gz`` for ``<PREFIX>.nii[.gz]``.
+def output_name(nii_path: str | os.PathLike[str], suffix: str = OUTPUT_SUFFIX) -> str:
+    """File name of the result: ``<PREFIX>_resampled.nii.gz`` for ``<PREFIX>.nii[.gz]`` (or
+    ``<PREFIX>`` + *suffix*, e.g. :data:`REFERENCE_SUFFIX`).
 
     Examples
     --------
-    >>> output_name("scans/scan_042.nii.gz")
-    'scan_042_resampled.nii.gz'
+    >>> output_name("scans/scan_042.nii.gz"), output_name("ct.nii", REFERENCE_SUFFIX)
+    ('scan_042_resampled.nii.gz', 'ct_resampled_to_ref.nii.gz')
     """
-    return strip_nifti_suffix(nii_path) + OUTPUT_SUFFIX
+    return strip_nifti_suffix(nii_path) + suffix
 
 
 def is_output_name(path: str | os.PathLike[str]) -> bool:
-    """Whether *path* is named like a result of this package (``*_resampled.nii.gz``).
+    """Whether *path* is named like a result of this package (``*_resampled.nii.gz`` or
+    ``*_resampled_to_ref.nii.gz``).
 
     Examples
     --------
     >>> is_output_name("out/scan_resampled.nii.gz"), is_output_name("scan.nii.gz")
     (True, False)
+    >>> is_output_name("out/scan_resampled_to_ref.nii.gz")
+    True
     """
-    return os.path.basename(os.fspath(path)).lower().endswith(OUTPUT_SUFFIX)
+    return os.path.basename(os.fspath(path)).lower().endswith((OUTPUT_SUFFIX, REFERENCE_SUFFIX))

@@ -7,6 +7,7 @@ the widget and the error messages use are derived from it, so adding a value is 
 from __future__ import annotations
 
 import itertools
+import math
 import numbers
 from collections.abc import Iterator, Sequence
 from typing import Literal, get_args
@@ -76,3 +77,34 @@ def validate_size(desired_volume: object) -> tuple[int, int, int]:
         if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Integral) or v <= 0:
             raise ValueError(f"{rule}, got {desired_volume!r} (bad value {v!r})")
     return (int(values[0]), int(values[1]), int(values[2]))
+
+
+def validate_spacing(spacing: object, name: str = "spacing") -> tuple[float, float, float]:
+    """Return *spacing* as three positive finite Python floats (mm), or raise ValueError.
+
+    Examples
+    --------
+    >>> validate_spacing((1, 1.5, np.float32(2.0)))
+    (1.0, 1.5, 2.0)
+    >>> validate_spacing((1, 0, 1))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: spacing must hold exactly 3 positive finite numbers ... (bad value 0)
+    """
+    rule = f"{name} must hold exactly 3 positive finite numbers (mm, in the file's i, j, k order)"
+    if isinstance(spacing, Iterator):
+        spacing = tuple(itertools.islice(spacing, 4))
+    if isinstance(spacing, str | bytes) or not isinstance(spacing, Sequence | np.ndarray):
+        raise ValueError(f"{rule}, got {spacing!r}")
+    values = list(np.ravel(spacing)) if isinstance(spacing, np.ndarray) else list(spacing)
+    if len(values) != 3:
+        raise ValueError(f"{rule}, got {len(values)} values: {spacing!r}")
+    for v in values:
+        if (
+            isinstance(v, bool | np.bool_)
+            or not isinstance(v, numbers.Real)
+            or not math.isfinite(v)
+            or v <= 0
+        ):
+            raise ValueError(f"{rule}, got {spacing!r} (bad value {v!r})")
+    return (float(values[0]), float(values[1]), float(values[2]))
