@@ -237,7 +237,10 @@ def test_cli_version_and_usage_name_the_arguments(capsys):
     assert capsys.readouterr().out.strip() == f"napari-resample {__version__}"
     with pytest.raises(SystemExit):
         main(["--help"])
-    assert "napari-resample INPUT OUTPUT_DIR --size X Y Z" in capsys.readouterr().out
+    usage = capsys.readouterr().out
+    assert "napari-resample INPUT OUTPUT_DIR --size X Y Z" in usage
+    assert "napari-resample INPUT OUTPUT_DIR --spacing SX SY SZ" in usage
+    assert "napari-resample INPUT OUTPUT_DIR --like REFERENCE" in usage
 
 
 def test_cli_says_when_it_replaces_an_output(tmp_path, capsys):

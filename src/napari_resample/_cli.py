@@ -31,7 +31,9 @@ class _Terminated(BaseException):
 
 
 USAGE = """napari-resample INPUT OUTPUT_DIR --size X Y Z [options]
-       napari-resample --sample OUTPUT_DIR --size X Y Z [options]
+       napari-resample INPUT OUTPUT_DIR --spacing SX SY SZ [options]
+       napari-resample INPUT OUTPUT_DIR --like REFERENCE [--fill-value V] [options]
+       napari-resample --sample OUTPUT_DIR (--size X Y Z | --spacing SX SY SZ) [options]
        napari-resample INPUT OUTPUT_DIR --verify"""
 
 #: Exit codes: success, a file failed, bad usage, Ctrl-C, SIGTERM.
@@ -46,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="napari-resample",
         usage=USAGE,
         description=(
-            "Resample 3D NIfTI volumes to a target size, keeping their field of view: "
-            "new spacing = old spacing * old size / new size. Writes "
-            "<PREFIX>_resampled.nii.gz. INPUT is a .nii.gz/.nii file or a folder of them (a "
-            "dataset: parallel, resumable, recorded in OUTPUT_DIR/resampling_manifest.jsonl)."
+            "Resample 3D NIfTI volumes to a target size or spacing, keeping their field of view "
+            "(new spacing = old spacing * old size / new size), or onto a reference image's "
+            "grid. Writes <PREFIX>_resampled.nii.gz (<PREFIX>_resampled_to_ref.nii.gz with "
+            "--like). INPUT is a .nii.gz/.nii file or a folder of them (a dataset: parallel, "
+            "resumable, recorded in OUTPUT_DIR/resampling_manifest.jsonl)."
         ),
     )
     parser.add_argument(
@@ -59,12 +62,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="input file or folder, and output folder; with --sample, only OUTPUT_DIR",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
+    target = parser.add_argument_group(
+        "target grid (exactly one, unless --verify)"
+    ).add_mutually_exclusive_group()
+    target.add_argument(
         "--size",
         nargs=3,
         type=int,
         metavar=("X", "Y", "Z"),
-        help="target size in the file's voxel order (i, j, k); required unless --verify",
+        help="target size in the file's voxel order (i, j, k)",
+    )
+    target.add_argument(
+        "--spacing",
+        nargs=3,
+        type=float,
+        metavar=("SX", "SY", "SZ"),
+        help="target spacing in mm, in the file's voxel order (i, j, k); the field of view is "
+        "kept, so the spacing achieved is printed beside the one requested",
+    )
+    target.add_argument(
+        "--like",
+        metavar="REFERENCE",
+        help="resample onto the grid of this image (NIfTI, NRRD or MetaImage): same shape "
+        "and affine; only its header is read",
+    )
+    parser.add_argument(
+        "--fill-value",
+        type=float,
+        default=0.0,
+        metavar="V",
+        help="with --like: the value outside the input's field of view (default 0)",
     )
     parser.add_argument(
         "--interpolation",
@@ -135,8 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args.paths) != expected:
         usage = "OUTPUT_DIR" if args.sample else "INPUT OUTPUT_DIR"
         parser.error(f"expected {usage}, got {len(args.paths)} path(s): {args.paths}")
-    if args.size is None and not args.verify:
-        parser.error("--size X Y Z is required")
+    if args.size is None and args.spacing is None and args.like is None and not args.verify:
+        parser.error("one of --size X Y Z, --spacing SX SY SZ or --like REFERENCE is required")
+    if args.sample and args.like is not None:
+        parser.error("--sample takes --size or --spacing, not --like")
     cancel = threading.Event()
     previous = _install_handlers(cancel)
     try:
@@ -273,6 +302,9 @@ def _plan(
         out_dir,
         args.size,
         saving_mode,
+        spacing=args.spacing,
+        reference=args.like,
+        fill_value=args.fill_value,
         interpolation=args.interpolation,
         anchor=args.anchor,
         antialias=args.antialias,

@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import numbers
 import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, replace
@@ -32,6 +34,7 @@ from typing import Any, TextIO
 
 from nibabel.affines import voxel_sizes
 
+from napari_resample._grid import spacing_size
 from napari_resample._io import (
     NiftiVolume,
     load_nifti,
@@ -40,16 +43,25 @@ from napari_resample._io import (
     remove_stale_temps,
     save_volume_into,
 )
-from napari_resample._names import is_output_name, nifti_suffix, output_name, strip_nifti_suffix
+from napari_resample._names import (
+    OUTPUT_SUFFIX,
+    REFERENCE_SUFFIX,
+    is_output_name,
+    nifti_suffix,
+    output_name,
+    strip_nifti_suffix,
+)
 from napari_resample._options import (
     ANCHORS,
     AUTO_INTERPOLATIONS,
     SAVING_MODES,
     Anchor,
     AutoInterpolation,
+    Interpolation,
     SavingMode,
     check_choice,
     validate_size,
+    validate_spacing,
 )
 from napari_resample._threads import available_cores, limit_engine_threads
 
@@ -72,18 +84,34 @@ class Job:
     input: str  # absolute path
     output: str  # absolute path
     shown: str  # the output path as the caller's output_path spells it
-    size: tuple[int, int, int]
+    size: tuple[int, int, int] | None  # one of size, spacing, reference is the target
     interpolation: AutoInterpolation
     anchor: Anchor
     antialias: bool
     fingerprint: dict[str, Any]
     threads: int | None = None
+    spacing: tuple[float, float, float] | None = None
+    reference: str | None = None  # absolute path
+    reference_fingerprint: dict[str, Any] | None = None
+    fill_value: float = 0.0
 
     @property
     def params(self) -> dict[str, Any]:
         """The parameters that decide the output (compared on resume)."""
+        if self.reference is not None:
+            return {
+                "reference": self.reference,
+                "reference_fingerprint": self.reference_fingerprint,
+                "interpolation": self.interpolation,
+                "fill_value": self.fill_value,
+            }
+        target: dict[str, Any] = (
+            {"desired_volume": list(self.size)}
+            if self.size is not None
+            else {"spacing": list(self.spacing or ())}
+        )
         return {
-            "desired_volume": list(self.size),
+            **target,
             "interpolation": self.interpolation,
             "anchor": self.anchor,
             "antialias": self.antialias,
@@ -96,10 +124,13 @@ ProgressReporter = Callable[[dict[str, Any], int, int], None]
 def resampling_dataset(
     nii_folder: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     output_path: str | os.PathLike[str],
-    desired_volume: Sequence[int],
+    desired_volume: Sequence[int] | None = None,
     saving_mode: SavingMode = "case",
     debug: bool = False,
     *,
+    spacing: Sequence[float] | None = None,
+    reference: str | os.PathLike[str] | None = None,
+    fill_value: float = 0,
     interpolation: AutoInterpolation = "auto",
     anchor: Anchor = "origin",
     antialias: bool = False,
@@ -109,11 +140,14 @@ def resampling_dataset(
     resume: bool = True,
     progress: bool = True,
 ) -> list[str]:
-    """Resample every NIfTI volume of a folder (or a list of files) to one target size.
+    """Resample every NIfTI volume of a folder (or a list of files) to one target grid.
 
-    Each file is resampled as :func:`napari_resample.resampling` does it (field of view, origin,
-    direction, data type and header kept). One bad file never stops the others: it is
-    recorded as failed, with its error, in the manifest, and left out of the returned list.
+    The target is exactly one of: a size (*desired_volume*), a spacing (*spacing*) or a
+    reference image's grid (*reference*). Each file is resampled as
+    :func:`napari_resample.resampling`, :func:`napari_resample.resample_to_spacing` or
+    :func:`napari_resample.resample_to_reference` does it. One bad file never stops the others:
+    it is recorded as failed, with its error, in the manifest, and left out of the returned
+    list.
 
     Parameters
     ----------
@@ -124,13 +158,22 @@ def resampling_dataset(
     output_path : str or os.PathLike
         Folder for the results and the manifest ``resampling_manifest.jsonl``; created (with
         parents) after the inputs are checked.
-    desired_volume : (3,) sequence of int
+    desired_volume : (3,) sequence of int, optional
         Target size (X, Y, Z) in each file's voxel order (i, j, k).
     saving_mode : {"case", "folder"}
         ``"case"`` writes ``<output_path>/<PREFIX>/<PREFIX>_resampled.nii.gz``; ``"folder"``
         writes every result into ``output_path``.
     debug : bool
         Print ``Resampled image saved at: '<path>'`` for each file written.
+    spacing : (3,) sequence of float, optional
+        Target spacing in mm (i, j, k), field of view kept: each file's size is
+        ``round(size * old_spacing / spacing)``; the manifest records requested and achieved.
+    reference : str or os.PathLike, optional
+        An image whose grid every file is resampled onto (``<PREFIX>_resampled_to_ref.nii.gz``);
+        read once, header only. A file that does not overlap it fails; one covering under 50%
+        of it is done, with a warning in its record.
+    fill_value : float
+        With *reference*: the value outside each input's field of view.
     interpolation : {"auto", "bspline", "linear", "nearest", "label"}
         ``"auto"`` (default): label voting for label maps (the rule of
         :mod:`napari_resample._labels`), B-spline for images. Other values apply to every file.
@@ -163,9 +206,9 @@ def resampling_dataset(
     FileNotFoundError
         If *nii_folder* does not exist, holds no NIfTI file, or lists a missing file.
     ValueError
-        For a bad *desired_volume*, *saving_mode* or option, an *output_path* that is a file,
-        or two inputs that would write the same output file (naming both); before anything is
-        created.
+        For not exactly one target, a bad *desired_volume*, *spacing*, *saving_mode* or
+        option, an unreadable *reference*, an *output_path* that is a file, or two inputs that
+        would write the same output file (naming both); before anything is created.
     KeyboardInterrupt
         On Ctrl-C, after the files being written are removed (finished files and their
         manifest lines stay).
@@ -179,6 +222,9 @@ def resampling_dataset(
         output_path,
         desired_volume,
         saving_mode,
+        spacing=spacing,
+        reference=reference,
+        fill_value=fill_value,
         interpolation=interpolation,
         anchor=anchor,
         antialias=antialias,
@@ -205,9 +251,12 @@ def resampling_dataset(
 def plan_dataset(
     nii_folder: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     output_path: str | os.PathLike[str],
-    desired_volume: Sequence[int],
+    desired_volume: Sequence[int] | None,
     saving_mode: str = "case",
     *,
+    spacing: Sequence[float] | None = None,
+    reference: str | os.PathLike[str] | None = None,
+    fill_value: float = 0,
     interpolation: str = "auto",
     anchor: str = "origin",
     antialias: bool = False,
@@ -217,7 +266,24 @@ def plan_dataset(
 
     Returns the jobs in input order and the output folder as given.
     """
-    size = validate_size(desired_volume)
+    targets = {"desired_volume": desired_volume, "spacing": spacing, "reference": reference}
+    given = [name for name, value in targets.items() if value is not None]
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one target: desired_volume (a size), spacing or reference, got "
+            + (", ".join(given) if given else "none")
+        )
+    size = validate_size(desired_volume) if desired_volume is not None else None
+    target_spacing = validate_spacing(spacing) if spacing is not None else None
+    ref_path = ref_print = None
+    if reference is not None:
+        from napari_resample._reference import reference_grid
+
+        reference_grid(reference)  # readable, 3D: checked before anything is made
+        ref_path = os.path.abspath(os.fspath(reference))
+        ref_print = input_fingerprint(ref_path)
+    if isinstance(fill_value, bool) or not isinstance(fill_value, numbers.Real):
+        raise ValueError(f"fill_value must be a number, got {fill_value!r}")
     check_choice("saving_mode", saving_mode, SAVING_MODES)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
@@ -227,8 +293,9 @@ def plan_dataset(
     inputs = _list_inputs(nii_folder, out_dir, recursive)
     jobs: list[Job] = []
     claimed: dict[str, str] = {}
+    suffix = REFERENCE_SUFFIX if reference is not None else OUTPUT_SUFFIX
     for path, rel_dir in inputs:
-        name = output_name(path)
+        name = output_name(path, suffix)
         parts = [rel_dir] if rel_dir else []
         if saving_mode == "case":
             parts.append(strip_nifti_suffix(path))
@@ -246,10 +313,14 @@ def plan_dataset(
                 output=os.path.abspath(shown),
                 shown=shown,
                 size=size,
-                interpolation=interpolation,  # type: ignore[arg-type]
-                anchor=anchor,  # type: ignore[arg-type]
+                interpolation=interpolation,
+                anchor=anchor,
                 antialias=bool(antialias),
                 fingerprint={},
+                spacing=target_spacing,
+                reference=ref_path,
+                reference_fingerprint=ref_print,
+                fill_value=float(fill_value),
             )
         )
     return jobs, out_dir
@@ -517,24 +588,27 @@ def run_job(job: Job) -> dict[str, Any]:
     """Resample one file of a dataset and describe what happened (never raises for the file's
     own problems: they are the record's ``error``)."""
     from napari_resample import __version__
-    from napari_resample._pipeline import resample_volume, resolve_interpolation
+    from napari_resample._pipeline import resolve_interpolation
 
     start = time.perf_counter()
     before = after = None
     used = None
+    target: dict[str, Any] = {}
     try:
-        with limit_engine_threads(job.threads):
+        with limit_engine_threads(job.threads), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             volume = load_nifti(job.input)
             before = _geometry(volume)
             used = resolve_interpolation(job.interpolation, volume)
-            result = resample_volume(
-                volume, job.size, interpolation=used, anchor=job.anchor, antialias=job.antialias
-            )
+            result, target = _resample_job(job, volume, used)
             del volume
             save_volume_into(os.path.dirname(job.output), job.output, result, [], clean=False)
             after = _geometry(result)
+        if caught:
+            target["warnings"] = [str(w.message) for w in caught]
         stat = os.stat(job.output)
         outcome = {
+            **target,
             "output_size": stat.st_size,
             "output_mtime_ns": stat.st_mtime_ns,
             "output_sha256": file_sha256(job.output),
@@ -546,6 +620,31 @@ def run_job(job: Job) -> dict[str, Any]:
         return _record(
             job, time.perf_counter() - start, before, None, used, __version__, error=error
         )
+
+
+def _resample_job(
+    job: Job, volume: NiftiVolume, used: Interpolation
+) -> tuple[NiftiVolume, dict[str, Any]]:
+    """The resampled volume for *job*'s target, and what the record says about the target."""
+    from napari_resample._pipeline import resample_volume
+
+    if job.reference is not None:
+        from napari_resample._reference import reference_grid, resample_volume_to_grid
+
+        result, overlap = resample_volume_to_grid(
+            volume, reference_grid(job.reference), interpolation=used, fill_value=job.fill_value
+        )
+        return result, {"overlap": round(overlap, 6)}
+    info: dict[str, Any] = {}
+    size = job.size
+    if size is None:
+        assert job.spacing is not None
+        size, achieved = spacing_size(volume.data.shape, volume.affine, job.spacing)
+        info = {"spacing_requested": list(job.spacing), "spacing_achieved": list(achieved)}
+    result = resample_volume(
+        volume, size, interpolation=used, anchor=job.anchor, antialias=job.antialias
+    )
+    return result, info
 
 
 def _record(
@@ -734,10 +833,21 @@ def describe_record(record: dict[str, Any], done: int, total: int) -> str:
     if record["status"] == "failed":
         return f"{head}: FAILED: {record['error']}"
     before, after = record["before"], record["after"]
-    return (
+    text = (
         f"{head} -> {record['output']} ({record['interpolation_used']}, {record['seconds']:.2f} s)"
         f"\n  {_fmt_geometry(before)}  ->  {_fmt_geometry(after)}"
     )
+    if "spacing_requested" in record:
+        from napari_resample._api import describe_spacing
+
+        text += "\n  " + describe_spacing(
+            record["spacing_requested"], record["spacing_achieved"], after["shape"]
+        )
+    if "overlap" in record:
+        text += f"\n  covers {100 * record['overlap']:.1f}% of the reference's field of view"
+    for warning in record.get("warnings", ()):
+        text += f"\n  warning: {warning}"
+    return text
 
 
 def _fmt_geometry(g: dict[str, Any]) -> str:
