@@ -42,7 +42,7 @@ def test_installed_entry_point_gives_this_manifest(manifest):
 
 def test_every_command_imports_and_is_callable(manifest):
     commands = manifest.contributions.commands or []
-    assert len(commands) == 5
+    assert len(commands) == 7
     for command in commands:
         assert callable(import_python_name(command.python_name)), command.id
 
@@ -58,16 +58,29 @@ def test_contributions_point_at_declared_commands(manifest):
     assert used == ids
 
 
-def test_reader_and_writers_match_nifti_names(manifest):
+def test_reader_and_writers_match_volume_names(manifest):
     (reader,) = manifest.contributions.readers
-    assert set(reader.filename_patterns) == {"*.nii", "*.nii.gz"}
+    assert set(reader.filename_patterns) == {
+        "*.nii",
+        "*.nii.gz",
+        "*.nrrd",
+        "*.nhdr",
+        "*.mha",
+        "*.mhd",
+    }
+    assert reader.accepts_directories  # DICOM series folders
     pm = PluginManager.instance()
     pm.discover()
     for layer_type in ("image", "labels"):
-        for name in ("out.nii.gz", "out.nii"):
+        for name, command in [
+            ("out.nii.gz", f"write_{layer_type}"),
+            ("out.nii", f"write_{layer_type}"),
+            ("out.nrrd", "write_nrrd"),
+            ("out.mha", "write_mha"),
+        ]:
             writer, path = pm.get_writer(name, [layer_type], plugin_name="napari-resample")
             assert writer is not None and path == name, (layer_type, name)
-            assert writer.command == f"napari-resample.write_{layer_type}"
+            assert writer.command == f"napari-resample.{command}"
 
 
 def test_npe2_validate_with_imports_passes():

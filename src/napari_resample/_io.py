@@ -19,7 +19,7 @@ import socket
 import struct
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,10 @@ from napari_resample._geometry import voxel_transform
 from napari_resample._memory import check_memory, format_bytes
 from napari_resample._names import nifti_suffix
 from napari_resample._options import Anchor
+
+#: NIfTI qform / sform codes: world coordinates of the scanner, or aligned to another volume.
+XFORM_SCANNER = 1
+XFORM_ALIGNED = 2
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,11 @@ class NiftiVolume:
     ignored : tuple of str
         What of the header was ignored or replaced on reading (an unknown units code, a
         non-finite unused field), as sentences naming the file, for a reader to report.
+    xform_code : int
+        The qform / sform code a header made from *affine* gets when *header* is None:
+        :data:`XFORM_ALIGNED` (2) for a volume made in a session, :data:`XFORM_SCANNER` (1) for
+        one read from NRRD, MetaImage or DICOM, whose world is the scanner's
+        (:mod:`napari_resample._formats`). Not used when *header* is set.
     """
 
     data: NDArray
@@ -66,6 +75,7 @@ class NiftiVolume:
     inter: float = 0.0
     path: str | None = None
     ignored: tuple[str, ...] = ()
+    xform_code: int = 2
 
     @property
     def is_scaled(self) -> bool:
@@ -434,18 +444,32 @@ def resampled_header(
 
 
 def header_for_affine(
-    affine: ArrayLike, shape: tuple[int, ...], template: nib.Nifti1Header | None = None
+    affine: ArrayLike,
+    shape: tuple[int, ...],
+    template: nib.Nifti1Header | None = None,
+    *,
+    code: int = XFORM_ALIGNED,
 ) -> nib.Nifti1Header:
     """Header describing *affine* for an array of *shape*, keeping *template*'s other fields.
 
     Used by the napari writer: the layer's current geometry wins over the stored one. The
-    template's qform / sform codes are kept (a header without codes gets ``aligned``, 2).
+    template's qform / sform codes are kept; a header without codes (no template, or codes
+    0/0) gets *code* for both: ``aligned`` (2) by default, ``scanner`` (1) for a volume read
+    from NRRD, MetaImage or DICOM (its :attr:`NiftiVolume.xform_code`).
+
+    Examples
+    --------
+    >>> hdr = header_for_affine(np.diag([2.0, 2.0, 3.0, 1.0]), (4, 4, 4), code=XFORM_SCANNER)
+    >>> int(hdr["qform_code"]), int(hdr["sform_code"]), [float(z) for z in hdr.get_zooms()]
+    (1, 1, [2.0, 2.0, 3.0])
     """
+    if code not in (XFORM_SCANNER, XFORM_ALIGNED, 3, 4, 5):
+        raise ValueError(f"a NIfTI qform / sform code must be 1 to 5, got {code!r}")
     a = np.asarray(affine, dtype=np.float64)
     hdr = nib.Nifti1Header() if template is None else template.copy()
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
     if template is None or (qcode == 0 and scode == 0):
-        qcode = scode = 2
+        qcode = scode = code
     old_pixdim = np.array(hdr["pixdim"], dtype=np.float64)
     hdr.set_data_shape(shape)
     hdr.set_sform(a, code=scode)
@@ -472,19 +496,24 @@ def same_grid(template: nib.Nifti1Header | None, affine: NDArray, shape: Sequenc
 
 
 def header_for_grid(
-    affine: NDArray, shape: tuple[int, ...], template: nib.Nifti1Header | None
+    affine: NDArray,
+    shape: tuple[int, ...],
+    template: nib.Nifti1Header | None,
+    *,
+    code: int = XFORM_ALIGNED,
 ) -> nib.Nifti1Header:
     """Header for voxels of *shape* at *affine*, from a file's *template* if any.
 
     An unchanged geometry (:func:`same_grid`) keeps the template's own qform, sform, codes and
     pixdim as they were (a qform that disagrees with the sform, codes 0/0, a sheared sform's
-    qform zooms); a changed one is rewritten from *affine* with the template's codes.
+    qform zooms); a changed one is rewritten from *affine* with the template's codes (*code*
+    without a template, see :func:`header_for_affine`).
     """
     if template is not None and same_grid(template, affine, shape):
         header = template.copy()
         header.set_data_shape(shape)
         return header
-    return header_for_affine(affine, shape, template)
+    return header_for_affine(affine, shape, template, code=code)
 
 
 def storable_dtype(dtype: np.dtype) -> np.dtype:
@@ -548,7 +577,6 @@ def save_nifti(
     suffix = nifti_suffix(path)
     if suffix is None:
         raise ValueError(f"output file must end with .nii or .nii.gz, got {path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
     hdr = header.copy()
     image_class = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
     img = image_class(data, None, header=hdr)
@@ -558,10 +586,25 @@ def save_nifti(
         img.header.set_slope_inter(slope, inter)
     else:
         img.header.set_slope_inter(1.0, 0.0)
+    with atomic_output(path, suffix) as tmp:
+        _write_image(img, tmp, compress=suffix == ".nii.gz")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, suffix: str) -> Iterator[str]:
+    """A temporary file name beside *path* to write to; renamed onto *path* when the block
+    ends without error, deleted when it fails (a full disk is reported with the free space).
+
+    The temporary name comes from :func:`temp_name` (ending in ``.tmp`` + *suffix*, so a writer
+    that picks its format by suffix sees the right one) and is listed for
+    :func:`remove_files_in_progress` while it exists.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, temp_name(os.path.basename(path), suffix))
     _IN_PROGRESS.add(tmp)
     try:
-        _write_image(img, tmp, compress=suffix == ".nii.gz")
+        yield tmp
         os.replace(tmp, path)
         _fsync_folder(folder)
     except BaseException as exc:
@@ -574,7 +617,6 @@ def save_nifti(
         raise
     finally:
         _IN_PROGRESS.discard(tmp)
-    return path
 
 
 #: errno values of a full disk or an exhausted quota.
@@ -634,10 +676,11 @@ def save_volume(path: str | os.PathLike[str], volume: NiftiVolume) -> str:
 #: Bytes of the destination's name kept in a temporary file's name (the whole name stays within
 #: 255 bytes: ``.`` stem ``.`` host(32) ``-`` pid(10) ``-`` 12 hex ``.tmp.nii.gz``).
 _TMP_STEM_BYTES = 180
-#: A temporary file of :func:`save_nifti`: ``.<stem>.<host>-<pid>-<12 hex>.tmp.nii[.gz]`` (the
-#: uncompressed stage of the isal path ends in ``.tmp.nii``).
+#: A temporary file of :func:`atomic_output`: ``.<stem>.<host>-<pid>-<12 hex>.tmp<suffix>``, the
+#: suffix one of ``.nii.gz``, ``.nii`` (also the uncompressed stage of the isal path), ``.nrrd``
+#: and ``.mha`` (:func:`napari_resample._formats.save_itk`).
 _TMP_PATTERN = re.compile(
-    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.nii(\.gz)?$"
+    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz)?|nrrd|mha)$"
 )
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample._io import NiftiVolume, apply_scaling, holds_one_volume
+from napari_resample._io import XFORM_ALIGNED, NiftiVolume, apply_scaling, holds_one_volume
 
 #: Name of the key under which every layer made by this plugin keeps its NIfTI information.
 METADATA_KEY = "napari_resample"
@@ -424,7 +424,8 @@ def volume_from_layer(
         ``data`` the *stored* values when the layer still shows the file's values exactly
         (scaled files are unscaled back to their stored type), else the layer's values with no
         scaling; ``affine`` the layer's current geometry; ``header`` the file's header (None for
-        a layer that came from no file); ``path`` the source file.
+        a layer that came from no file); ``path`` the source file; ``xform_code`` the reader's
+        (1 for NRRD, MetaImage and DICOM sources, see :mod:`napari_resample._formats`).
     """
     info = (state.get("metadata") or {}).get(METADATA_KEY) or {}
     storage = StorageOrder.from_dict(info.get("storage"))
@@ -438,4 +439,6 @@ def volume_from_layer(
         values = stored_from_display(stored, slope, inter, np.dtype(info["stored_dtype"]))
     if values is None:  # not the file's values any more (or no file): what the layer holds
         values, slope, inter = stored, 1.0, 0.0
-    return NiftiVolume(values, affine, template, slope, inter, info.get("source_path"))
+    code = int(info.get("xform_code", XFORM_ALIGNED))
+    path = info.get("source_path")
+    return NiftiVolume(values, affine, template, slope, inter, path, xform_code=code)

@@ -1,4 +1,7 @@
-"""File names: which files are NIfTI, and what a result is called. Pure string rules.
+"""File names: which files are volumes (NIfTI, NRRD, MetaImage), what a result is called.
+
+Pure string rules: nothing here touches the file system (whether a folder holds a DICOM series
+is :func:`napari_resample._formats.is_volume_input`'s question).
 
 Every front door (``resampling()``, the dataset runner, the command line, the napari reader,
 writer and widget) names files through these functions.
@@ -10,6 +13,11 @@ import os
 
 #: NIfTI file suffixes, longest first (matched case-insensitively).
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+#: Suffixes of the other single-volume formats read through SimpleITK: NRRD (``.nrrd``, and
+#: ``.nhdr`` with detached data) and MetaImage (``.mha``, and ``.mhd`` with detached data).
+ITK_SUFFIXES: tuple[str, ...] = (".nrrd", ".nhdr", ".mha", ".mhd")
+#: Every volume file suffix this package reads, longest first per format.
+VOLUME_SUFFIXES: tuple[str, ...] = NIFTI_SUFFIXES + ITK_SUFFIXES
 #: What a resampled file's name ends with: ``<PREFIX>_resampled.nii.gz``.
 OUTPUT_SUFFIX = "_resampled.nii.gz"
 #: What a file resampled onto a reference grid is called: ``<PREFIX>_resampled_to_ref.nii.gz``.
@@ -44,16 +52,49 @@ def strip_nifti_suffix(path: str | os.PathLike[str]) -> str:
     return name[: -len(suffix)] if suffix else name
 
 
+def volume_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The volume file suffix of *path* (one of :data:`VOLUME_SUFFIXES`, lower case), or None.
+
+    Examples
+    --------
+    >>> volume_suffix("a/CT.NRRD"), volume_suffix("b.mhd"), volume_suffix("c.nii.gz")
+    ('.nrrd', '.mhd', '.nii.gz')
+    >>> volume_suffix("d.dcm") is None
+    True
+    """
+    name = os.fspath(path).lower()
+    for suffix in VOLUME_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+def volume_name(path: str | os.PathLike[str]) -> str:
+    """The PREFIX of a volume's outputs: the file name without its folder and volume suffix,
+    or the name of a folder (a DICOM series); other names are kept whole.
+
+    Examples
+    --------
+    >>> volume_name("scans/scan_042.nii.gz"), volume_name("ct.mha"), volume_name("dicom/CT5N/")
+    ('scan_042', 'ct', 'CT5N')
+    """
+    name = os.path.basename(os.path.normpath(os.fspath(path)))
+    suffix = volume_suffix(name)
+    return name[: -len(suffix)] if suffix else name
+
+
 def output_name(nii_path: str | os.PathLike[str], suffix: str = OUTPUT_SUFFIX) -> str:
-    """File name of the result: ``<PREFIX>_resampled.nii.gz`` for ``<PREFIX>.nii[.gz]`` (or
-    ``<PREFIX>`` + *suffix*, e.g. :data:`REFERENCE_SUFFIX`).
+    """File name of the result: ``<PREFIX>_resampled.nii.gz`` (or ``<PREFIX>`` + *suffix*,
+    e.g. :data:`REFERENCE_SUFFIX`), the PREFIX by :func:`volume_name`.
 
     Examples
     --------
     >>> output_name("scans/scan_042.nii.gz"), output_name("ct.nii", REFERENCE_SUFFIX)
     ('scan_042_resampled.nii.gz', 'ct_resampled_to_ref.nii.gz')
+    >>> output_name("scans/CT5N")
+    'CT5N_resampled.nii.gz'
     """
-    return strip_nifti_suffix(nii_path) + suffix
+    return volume_name(nii_path) + suffix
 
 
 def is_output_name(path: str | os.PathLike[str]) -> bool:

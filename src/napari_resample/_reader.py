@@ -1,7 +1,11 @@
-"""napari reader for ``.nii`` / ``.nii.gz``: true world coordinates, stored data type.
+"""napari reader for 3D medical volumes: true world coordinates, stored data type.
 
-Axis order and geometry come from :mod:`napari_resample._layout`; reading from
-:mod:`napari_resample._io`. This module only decides the layer type and assembles LayerData.
+NIfTI (``.nii`` / ``.nii.gz``) through :func:`read_nifti`; NRRD (``.nrrd`` / ``.nhdr``),
+MetaImage (``.mha`` / ``.mhd``) and folders holding a DICOM series through :func:`read_volume`
+(:mod:`napari_resample._formats`). When a folder holds several series, a small dialog asks which
+one (:func:`choose_series`). Axis order and geometry come from :mod:`napari_resample._layout`,
+so every format gives the same world coordinates: ``layer.data_to_world(index)[::-1]`` is RAS.
+This module only decides the layer type and assembles LayerData.
 
 Layer type: a label map (the core's rule, :mod:`napari_resample._labels`) opens as a Labels
 layer, everything else as an Image layer.
@@ -10,34 +14,56 @@ layer, everything else as an Image layer.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from napari_resample._formats import (
+    DicomSeries,
+    list_dicom_series,
+    load_volume,
+    looks_like_dicom_folder,
+)
 from napari_resample._io import NiftiVolume, load_nifti
 from napari_resample._labels import is_label_map
 from napari_resample._layout import METADATA_KEY, napari_from_nifti
-from napari_resample._names import nifti_suffix, strip_nifti_suffix
+from napari_resample._names import ITK_SUFFIXES, nifti_suffix, volume_name, volume_suffix
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 
 def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
-    """Return :func:`read_nifti` if *path* names an existing NIfTI file, else None.
+    """Return a reader if *path* names an existing volume file or a DICOM series folder.
 
-    Cheap (the name and one ``stat``; nothing is opened) and never raises. Folders and missing
-    files named like NIfTI files get None, so napari can try other readers or say the file was
-    not found. napari passes a list of several paths only to stack them into one layer, which
-    this reader does not do: such lists get None too (a one-path list is that path).
+    :func:`read_nifti` for NIfTI files, :func:`read_volume` for NRRD and MetaImage files and
+    for folders in which GDCM finds a DICOM series; None otherwise, so napari can try other
+    readers or say the file was not found. Never raises, and cheap: files are judged by name
+    and one ``stat``; a folder's files are sniffed for the DICOM marker
+    (:func:`napari_resample._formats.looks_like_dicom_folder`) and only a folder that has it is
+    scanned by GDCM. napari passes a list of several paths only to stack them into one layer,
+    which this reader does not do: such lists get None too (a one-path list is that path).
     """
     try:
         paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-        if len(paths) != 1 or nifti_suffix(paths[0]) is None or not os.path.isfile(paths[0]):
+        if len(paths) != 1:
             return None
+        (one,) = paths
+        if os.path.isdir(one):
+            return read_volume if _holds_dicom_series(one) else None
+        if not os.path.isfile(one):
+            return None
+        if nifti_suffix(one) is not None:
+            return read_nifti
+        if volume_suffix(one) in ITK_SUFFIXES:
+            return read_volume
     except Exception:
         return None
-    return read_nifti
+    return None
+
+
+def _holds_dicom_series(folder: str) -> bool:
+    return looks_like_dicom_folder(folder) and bool(list_dicom_series(folder))
 
 
 def read_nifti(path: str | list[str]) -> list[LayerData]:
@@ -48,24 +74,76 @@ def read_nifti(path: str | list[str]) -> list[LayerData]:
     a warning notification naming the file. When no file could be read, napari's "nothing to
     add" value ``[(None,)]`` is returned, so napari reports no second, generic error.
     """
+    layers = _read_each(path, lambda p: [load_nifti(p)])
+    if layers:
+        from napari_resample._default_reader import offer_default_reader
+
+        offer_default_reader()  # once a session, only when no NIfTI reader is set
+    return layers or [(None,)]  # type: ignore[list-item]
+
+
+def read_volume(path: str | list[str]) -> list[LayerData]:
+    """Read NRRD / MetaImage files or DICOM series folders as napari LayerData tuples.
+
+    Errors and notes are reported as by :func:`read_nifti`. A folder holding several DICOM
+    series asks which one to open (:func:`choose_series`); cancelling opens nothing.
+    """
+    return _read_each(path, _read_one) or [(None,)]  # type: ignore[list-item]
+
+
+def _read_one(path: str) -> list[NiftiVolume | tuple[NiftiVolume, str]]:
+    if os.path.isdir(path):
+        found = list_dicom_series(path)
+        if len(found) > 1:
+            chosen = choose_series(path, found)
+            if chosen is None:
+                return []
+            name = f"{volume_name(path)} {chosen.description}".strip()
+            return [(load_volume(path, series=chosen.uid), name)]
+    return [load_volume(path)]
+
+
+def _read_each(
+    path: str | list[str], read: Callable[[str], Sequence[NiftiVolume | tuple[NiftiVolume, str]]]
+) -> list[LayerData]:
+    """LayerData of the volumes *read* gives for each path (alone, or with a layer name); a
+    path that fails is an error notification, a volume's ignored header fields warnings."""
     from napari.utils.notifications import show_error, show_warning
 
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     layers: list[LayerData] = []
     for p in paths:
         try:
-            volume = load_nifti(p)
-            layers.append(layer_data_from_volume(volume))
+            for item in read(os.fspath(p)):
+                volume, name = item if isinstance(item, tuple) else (item, None)
+                layers.append(layer_data_from_volume(volume, name=name))
+                for note in volume.ignored:
+                    show_warning(f"napari-resample: {note}")
         except Exception as exc:
             show_error(f"napari-resample could not open {os.fspath(p)!r}: {exc}")
-            continue
-        for note in volume.ignored:
-            show_warning(f"napari-resample: {note}")
-    if layers:
-        from napari_resample._default_reader import offer_default_reader
+    return layers
 
-        offer_default_reader()  # once a session, only when no NIfTI reader is set
-    return layers or [(None,)]  # type: ignore[list-item]
+
+def choose_series(folder: str, found: Sequence[DicomSeries]) -> DicomSeries | None:
+    """Ask which DICOM series of *folder* to open (a Qt item dialog); None when cancelled.
+
+    Series are listed by description and number of files; their UID tells apart series with
+    the same description.
+    """
+    from qtpy.QtWidgets import QApplication, QInputDialog
+
+    items = [f"{s.description or '(no description)'} - {s.n_files} files - {s.uid}" for s in found]
+    item, ok = QInputDialog.getItem(
+        QApplication.activeWindow(),
+        "Open DICOM series",
+        f"{os.path.basename(os.path.normpath(folder))} holds {len(found)} series; open:",
+        items,
+        0,
+        False,
+    )
+    if not ok:
+        return None
+    return found[items.index(item)]
 
 
 def layer_data_from_volume(
@@ -97,7 +175,7 @@ def layer_data_from_volume(
     values = volume.scaled_data() if layer_type == "image" else volume.data
     layout = napari_from_nifti(values, volume.affine, header)
     if name is None:
-        name = strip_nifti_suffix(volume.path) if volume.path else "volume"
+        name = volume_name(volume.path) if volume.path else "volume"
     metadata = {
         METADATA_KEY: {
             "source_path": os.path.abspath(volume.path) if volume.path else None,
@@ -107,6 +185,7 @@ def layer_data_from_volume(
             "slope": float(volume.slope),
             "inter": float(volume.inter),
             "stored_dtype": volume.data.dtype.str,
+            "xform_code": int(volume.xform_code),
         }
     }
     kwargs: dict[str, Any] = {"name": name, "metadata": metadata, **layout.kwargs}

@@ -1,4 +1,5 @@
-"""napari writer: Image and Labels layers to ``.nii.gz`` (default) or ``.nii``.
+"""napari writers: Image and Labels layers to NIfTI (``.nii.gz``, default, or ``.nii``), NRRD
+(``.nrrd``) and MetaImage (``.mha``).
 
 The geometry is the layer's *current* one (scale, translate, rotate, shear, affine), converted by
 :mod:`napari_resample._layout`; from the reader's metadata only the storage axis order, the
@@ -6,6 +7,10 @@ header template (codes, units, description, intent, time step, on-disk type) and
 are taken; when the layer's geometry is still the template's, the template's qform, sform, codes
 and pixdim are written unchanged. A layer that did not come from a NIfTI file is written as
 (z, y, x) = (k, j, i) with its scale as spacing and its translate as origin.
+
+NRRD and MetaImage files are written by :func:`napari_resample._formats.save_itk` from the same
+(i, j, k) voxels and voxel -> RAS affine (converted to ITK's LPS there); they hold no NIfTI
+header, no scaling (the values shown are written) and no shear.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 
 from napari_resample._io import header_for_grid, save_nifti, set_stored_dtype, storable
 from napari_resample._layout import volume_from_layer
-from napari_resample._names import nifti_suffix
+from napari_resample._names import nifti_suffix, volume_suffix
 
 
 def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
@@ -57,7 +62,7 @@ def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
         raise ValueError(f"a NIfTI volume needs a 3D or 4D layer, got shape {array.shape}")
     volume = volume_from_layer(array, meta)
     values = storable(volume.data)
-    header = header_for_grid(volume.affine, values.shape, volume.header)
+    header = header_for_grid(volume.affine, values.shape, volume.header, code=volume.xform_code)
     set_stored_dtype(header, values.dtype)
     if volume.header is None:
         header.set_xyzt_units("mm", "sec")
@@ -80,3 +85,56 @@ def _set_time_step(header: Any, meta: Mapping[str, Any], template: Any) -> None:
     pixdim = np.array(header["pixdim"], dtype=np.float64)
     pixdim[4] = step
     header["pixdim"] = pixdim
+
+
+def write_nrrd(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
+    """Write one 3D Image or Labels layer as NRRD (``.nrrd`` appended when missing); npe2
+    single-layer writer. See :func:`write_itk`."""
+    return write_itk(path, data, meta, ".nrrd")
+
+
+def write_mha(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
+    """Write one 3D Image or Labels layer as MetaImage (``.mha`` appended when missing); npe2
+    single-layer writer. See :func:`write_itk`."""
+    return write_itk(path, data, meta, ".mha")
+
+
+def write_itk(path: str, data: Any, meta: Mapping[str, Any], default_suffix: str) -> list[str]:
+    """Write one 3D layer as NRRD or MetaImage, in its current geometry.
+
+    Parameters
+    ----------
+    path : str
+        Destination ending in ``.nrrd`` or ``.mha``; *default_suffix* is appended otherwise.
+    data : (Z, Y, X) array_like
+        The layer's data (a 4D layer holding one volume is accepted).
+    meta : mapping
+        The layer's state, as for :func:`write_nifti`.
+    default_suffix : {".nrrd", ".mha"}
+
+    Returns
+    -------
+    list of str
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        For multiscale data, data that is not one 3D volume, or a layer whose geometry has
+        shear (these formats hold orthonormal directions only).
+    """
+    from napari_resample._formats import ITK_OUTPUT_SUFFIXES, save_itk
+
+    path = os.fspath(path)
+    if volume_suffix(path) not in ITK_OUTPUT_SUFFIXES:
+        path += default_suffix
+    if isinstance(data, list | tuple):
+        raise ValueError(
+            f"cannot write a multiscale layer to {path!r} ({len(data)} levels); "
+            "write its first level instead"
+        )
+    array = np.asarray(data)
+    if array.ndim not in (3, 4):
+        raise ValueError(f"{path!r} needs a 3D layer, got shape {array.shape}")
+    volume = volume_from_layer(array, meta)
+    return [save_itk(path, volume)]
