@@ -61,3 +61,49 @@ def check_memory(needed: int, what: str) -> None:
             f"{what} needs {format_bytes(needed)} ({needed} bytes) of memory, but only "
             f"{format_bytes(available)} is available"
         )
+
+
+#: Share of the memory available now that a resampling may use by default.
+DEFAULT_SHARE = 0.5
+#: The budget where the available memory is unknown (not Linux).
+FALLBACK_BUDGET = 4 << 30
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def default_budget() -> int:
+    """The default ``max_memory``: :data:`DEFAULT_SHARE` of the memory available now (4 GiB
+    where that is unknown)."""
+    available = available_memory()
+    return FALLBACK_BUDGET if available is None else int(available * DEFAULT_SHARE)
+
+
+def parse_bytes(value: object, name: str = "max_memory") -> int:
+    """A memory size: a positive int (bytes) or a string like ``"1.5G"``, ``"800M"``,
+    ``"2GiB"``, ``"512k"`` (binary units), as bytes.
+
+    Examples
+    --------
+    >>> parse_bytes("1.5G"), parse_bytes("800M"), parse_bytes(4096), parse_bytes("2GiB")
+    (1610612736, 838860800, 4096, 2147483648)
+    >>> parse_bytes("lots")
+    Traceback (most recent call last):
+    ...
+    ValueError: max_memory must be a positive size like 2G, 800M or a number of bytes, got 'lots'
+    """
+    rule = f"{name} must be a positive size like 2G, 800M or a number of bytes, got {value!r}"
+    if isinstance(value, bool):
+        raise ValueError(rule)
+    if isinstance(value, int):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip().upper().replace("IB", "").rstrip("B") if value.strip() else ""
+        unit = text[-1:] if text[-1:] in _UNITS else ""
+        try:
+            number = float(text[: len(text) - len(unit)]) * _UNITS[unit]
+        except ValueError as exc:
+            raise ValueError(rule) from exc
+    else:
+        raise ValueError(rule)
+    if not number >= 1 or number != number or number == float("inf"):
+        raise ValueError(rule)
+    return int(number)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -34,7 +35,7 @@ from napari_resample._geometry import (
     is_identity,
     resampled_affine,
 )
-from napari_resample._memory import check_memory
+from napari_resample._memory import check_memory, default_budget, format_bytes, parse_bytes
 from napari_resample._options import (
     ANCHORS,
     INTERPOLATIONS,
@@ -81,13 +82,17 @@ def resample_array(
     antialias: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal | None = None,
-) -> tuple[NDArray, NDArray[np.float64]]:
+    out: Any = None,
+    max_memory: int | str | None = None,
+) -> tuple[Any, NDArray[np.float64]]:
     """Resample a 3D volume to *desired_volume* voxels, keeping its field of view.
 
     Parameters
     ----------
     data : (X, Y, Z) array_like
-        The volume in NIfTI voxel order (i, j, k). Any integer or float type.
+        The volume in NIfTI voxel order (i, j, k). Any integer or float type. A numpy array, or
+        any array-like with ``shape``, ``dtype`` and slicing along its last axis (numpy memmap,
+        zarr, h5py, dask): those are read a block of k-planes at a time.
     desired_volume : (3,) sequence of int
         Output size (X, Y, Z), in the same order as ``data.shape``.
     affine : (4, 4) array_like, voxel -> world mm, optional
@@ -108,10 +113,20 @@ def resample_array(
     cancel : threading.Event or callable returning bool, optional
         Checked before the work and between slabs; once set (or returning True) the call stops
         within one slab and raises :class:`ResamplingCancelled`. Set it from another thread.
+    out : (X', Y', Z') array-like, optional
+        Where to write the result (a numpy array, zarr, h5py dataset, memmap, ...), a chunk of
+        k-planes at a time; returned as the first value. Its shape must be *desired_volume*;
+        values are assigned in the input's data type.
+    max_memory : int or str, optional
+        Bytes this call may allocate (``"2G"``, ``"800M"`` or an int); default: half of the
+        memory available now. When the in-memory engine (the input held in memory, the output
+        and :func:`estimate_memory`'s buffers) would need more, or with *out* or an array-like
+        *data*, the volume is **streamed**: k-planes in, k-planes out, with a window of planes
+        in memory (:mod:`napari_resample._stream`); the result is the same, bit for bit.
 
     Returns
     -------
-    out : (X', Y', Z') ndarray
+    out : (X', Y', Z') ndarray or *out*
         Same data type as *data* (native byte order). Values are clamped to the input's finite
         [min, max]; integer types are rounded to nearest. A same-size request returns an exact
         copy.
@@ -125,10 +140,14 @@ def resample_array(
         Bad arguments (not 3D, not numeric, empty, a bad size or option).
     MemoryError
         Before any work, when the output and work buffers (:func:`estimate_memory`) need more
-        memory than is available now; the message gives both sizes.
+        memory than is available now, or than *max_memory* even streamed (one plane too big);
+        the message gives both sizes.
 
     Notes
     -----
+    Float data with NaN or Inf is resampled in memory (its non-finite voxels are filled from
+    their 3D nearest finite neighbours), so it must fit *max_memory*.
+
     Non-finite voxels (NaN, +-Inf) in float data do not spread: they are replaced by their
     nearest finite neighbour for interpolation, and each output voxel whose nearest input voxel
     was non-finite receives that voxel's value (so a volume with no finite voxel is resampled
@@ -141,27 +160,87 @@ def resample_array(
     >>> out.shape, out.dtype, np.diag(aff).tolist()
     ((2, 2, 2), dtype('int16'), [1.0, 1.0, 2.0, 1.0])
     """
-    arr = np.asarray(data)
-    if arr.ndim != 3:
-        raise ValueError(f"data must be a 3D array (X, Y, Z), got shape {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"data must hold integers or floats, got dtype {arr.dtype}")
+    in_ram = isinstance(data, np.ndarray) and not isinstance(data, np.memmap)
+    source: Any = data if in_ram or _is_array_like(data) else np.asarray(data)
+    shape = tuple(int(n) for n in source.shape)
+    dtype = np.dtype(source.dtype)
+    if len(shape) != 3:
+        raise ValueError(f"data must be a 3D array (X, Y, Z), got shape {shape}")
+    if dtype.kind not in "biuf":
+        raise ValueError(f"data must hold integers or floats, got dtype {dtype}")
     check_choice("interpolation", interpolation, INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
     size = validate_size(desired_volume)
-    if 0 in arr.shape:
-        raise ValueError(f"data must not be empty, got shape {arr.shape}")
+    if 0 in shape:
+        raise ValueError(f"data must not be empty, got shape {shape}")
+    if out is not None and tuple(int(n) for n in getattr(out, "shape", ())) != size:
+        raise ValueError(
+            f"out must have the shape {size}, got {getattr(out, 'shape', type(out).__name__)}"
+        )
+    budget = default_budget() if max_memory is None else parse_bytes(max_memory)
     base = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
-    new_affine = resampled_affine(base, arr.shape, size, anchor)
-    out = sample_grid(
-        arr,
-        grid_positions(arr.shape, size, anchor),
-        interpolation=interpolation,
-        antialias=antialias,
-        progress=progress,
-        cancel=cancel,
-    )
-    return out, new_affine
+    new_affine = resampled_affine(base, shape, size, anchor)
+    positions = grid_positions(shape, size, anchor)
+    in_memory = estimate_memory(shape, dtype, size, interpolation, antialias=antialias)
+    if not (isinstance(source, np.ndarray) and type(source) is np.ndarray):
+        in_memory += math.prod(shape) * dtype.itemsize  # read into memory first
+    if out is None and in_memory <= budget:
+        result = sample_grid(
+            np.asarray(source),
+            positions,
+            interpolation=interpolation,
+            antialias=antialias,
+            progress=progress,
+            cancel=cancel,
+        )
+        return result, new_affine
+    from napari_resample._stream import NonFiniteInput, stream_array
+
+    target = out
+    if target is None:
+        check_memory(
+            math.prod(size) * dtype.itemsize,
+            f"the result of resampling a {shape} {dtype} volume to {size} ({interpolation})",
+        )
+        target = np.empty(size, dtype=dtype.newbyteorder("="))
+    stream_budget = budget if out is not None else budget - math.prod(size) * dtype.itemsize
+    check = _cancel_check(cancel)
+    try:
+        stream_array(
+            source,
+            (shape[0], shape[1], shape[2]),
+            dtype,
+            positions,
+            interpolation=interpolation,
+            antialias=antialias,
+            out=target,
+            budget=stream_budget,
+            progress=progress,
+            check=check,
+        )
+    except NonFiniteInput:
+        if in_memory > budget:
+            raise MemoryError(
+                f"the {shape} {dtype} volume holds NaN or Inf values, which are resampled in "
+                f"memory only, and that needs {format_bytes(in_memory)}, over max_memory "
+                f"({format_bytes(budget)})"
+            ) from None
+        result = sample_grid(
+            np.asarray(source),
+            positions,
+            interpolation=interpolation,
+            antialias=antialias,
+            progress=progress,
+            cancel=cancel,
+        )
+        target[...] = result
+    return target, new_affine
+
+
+def _is_array_like(data: object) -> bool:
+    """Whether *data* can be read by slices without converting it whole (a memmap, zarr, h5py
+    or dask array: anything with a shape, a dtype and slicing)."""
+    return all(hasattr(data, name) for name in ("shape", "dtype", "__getitem__"))
 
 
 #: Bytes per voxel of a slab in flight, beyond its work-type copies: label voting's scores and

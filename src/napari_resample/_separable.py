@@ -70,13 +70,7 @@ def _separable(
     work = _work_dtype(arr.dtype)
     lo, hi = _value_range(arr)
     size = tuple(x.size for x in positions)
-    changed = [a for a in range(3) if not is_identity(arr.shape[a], positions[a])]
-    ops = {
-        a: _truncate(operator_at(arr.shape[a], positions[a], interpolation, antialias)).astype(
-            work
-        )
-        for a in changed
-    }
+    ops = build_ops(arr.shape, positions, interpolation, antialias, work)
     groups = _plan(arr.shape, size, ops)
     finish = _Finisher(lo, hi, out_dtype)
     # Slabs of every group, counted first so that progress is a fraction of the whole job.
@@ -100,6 +94,29 @@ def _separable(
                 ticker,
             )
     return current
+
+
+def build_ops(
+    shape: tuple[int, ...],
+    positions: Positions,
+    interpolation: str,
+    antialias: bool,
+    work: np.dtype,
+) -> dict[int, sparse.csr_matrix]:
+    """The truncated operator of every axis that changes, in the working type (shared by the
+    in-memory and the streamed engine, so that both compute the same numbers)."""
+    changed = [a for a in range(3) if not is_identity(shape[a], positions[a])]
+    return {
+        a: _truncate(operator_at(shape[a], positions[a], interpolation, antialias)).astype(work)
+        for a in changed
+    }
+
+
+def step_order(
+    shape: tuple[int, ...], size: tuple[int, ...], ops: dict[int, sparse.csr_matrix]
+) -> list[int]:
+    """The axes in the order the in-memory engine applies their operators (:func:`_plan`)."""
+    return [a for _, steps in _plan(shape, size, ops) for a in steps]
 
 
 class _Ticker:

@@ -56,14 +56,30 @@ def _resample_labels(
     *progress* gets the fraction of slabs done after each slab; *check* is called before each
     slab and may raise to stop the work (a cancel).
     """
+    taps = [_linear_weights(n, x) for n, x in zip(arr.shape, positions, strict=True)]
+    return vote_taps(arr, (taps[0], taps[1], taps[2]), progress, check)
+
+
+#: The linear taps ``(j0, j1, t)`` of one axis (:func:`_operators._linear_weights`).
+Taps = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]
+
+
+def vote_taps(
+    arr: NDArray,
+    taps: tuple[Taps, Taps, Taps],
+    progress: ProgressCallback | None = None,
+    check: Callable[[], None] | None = None,
+) -> NDArray:
+    """:func:`_resample_labels` with the taps of each axis given: the streamed engine votes on a
+    window of planes with the window's indices (``j0 - lo``, ``j1 - lo``) and the same weights,
+    so each voxel's vote is the in-memory one exactly."""
     from napari_resample import _separable  # its _CHUNK, read at call time (tests shrink it)
 
     if check is not None:
         check()
     arr = np.ascontiguousarray(arr)
     native = arr.dtype.newbyteorder("=")
-    taps = [_linear_weights(n, x) for n, x in zip(arr.shape, positions, strict=True)]
-    size = tuple(x.size for x in positions)
+    size = tuple(t[0].size for t in taps)
     out = np.empty(size, dtype=native)
     per_row = max(1, math.prod(size[1:]) + math.prod(arr.shape[1:]))
     rows = max(1, min(_separable._CHUNK // per_row, -(-size[0] // (4 * _workers()))))

@@ -1,0 +1,220 @@
+"""The streamed engine: the same answer as the in-memory one, bit for bit, within a budget.
+
+The streamed engine (k-planes in, k-planes out) is checked against ``resample_array``'s
+in-memory engine on a matrix of shapes, data types, modes, anchors and antialiasing, with the
+work cut in many ways (blocks of 1 to all planes, tiny chunks, clamp range known or held); then
+through ``resample_array`` with zarr arrays in and out, and for its memory: the peak RSS of a
+child process resampling a volume several times larger than its budget.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import zarr
+
+from napari_resample import _stream, resample_array
+from napari_resample._geometry import grid_positions
+from napari_resample._stream import NonFiniteInput, array_blocks, plan_stream, run_stream
+
+CASES = [
+    ((20, 17, 13), (9, 11, 7)),  # down on every axis
+    ((8, 9, 10), (15, 4, 23)),  # up and down
+    ((30, 24, 40), (30, 24, 17)),  # k only
+    ((12, 10, 6), (5, 4, 6)),  # in-plane only
+    ((5, 6, 1), (7, 3, 4)),  # one input plane
+    ((9, 7, 12), (9, 7, 1)),  # one output plane
+]
+DTYPES = [np.int16, np.uint8, np.float32, np.float64, np.int32, np.bool_]
+MODES = ["bspline", "linear", "nearest", "label"]
+
+
+def _data(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    if dtype == np.bool_:
+        return rng.random(shape) > 0.5
+    if dtype == np.uint8:
+        return rng.integers(0, 6, shape).astype(np.uint8)
+    return (rng.normal(size=shape) * 300).astype(dtype)
+
+
+def _streamed(data, size, mode, anchor, antialias, planes, known_range):
+    shape = data.shape
+    plan = plan_stream(shape, data.dtype, grid_positions(shape, size, anchor), mode, antialias)
+    assert plan is not None
+    out = np.full(size, 99, dtype=data.dtype.newbyteorder("="))
+    written = []
+
+    def emit(k0, block):
+        assert k0 == (written[-1] if written else 0)  # in order, no gap
+        out[:, :, k0 : k0 + block.shape[2]] = block
+        written.append(k0 + block.shape[2])
+
+    value_range = None
+    if known_range and data.dtype != np.bool_:
+        kind = int if data.dtype.kind in "iu" else float
+        value_range = (kind(data.min()), kind(data.max()))
+    run_stream(
+        array_blocks(data, shape, planes),
+        plan,
+        emit,
+        out_dtype=data.dtype,
+        value_range=value_range,
+    )
+    assert written[-1] == size[2]
+    return out
+
+
+@pytest.mark.parametrize(("shape", "size"), CASES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("mode", MODES)
+def test_streamed_equals_in_memory_bit_for_bit(shape, size, dtype, mode, monkeypatch) -> None:
+    monkeypatch.setattr(_stream, "CHUNK_BYTES", 1)  # one output plane per chunk
+    data = _data(shape, dtype)
+    for anchor in ("origin", "center"):
+        for antialias in (False, True) if mode in ("bspline", "linear") else (False,):
+            ref, _ = resample_array(
+                data, size, interpolation=mode, anchor=anchor, antialias=antialias
+            )
+            for planes, known in ((1, False), (3, True), (shape[2], False)):
+                got = _streamed(data, size, mode, anchor, antialias, planes, known)
+                np.testing.assert_array_equal(got, ref, err_msg=f"{anchor} {antialias} {planes}")
+
+
+def test_chunks_of_many_planes_give_the_same_bits() -> None:
+    data = _data((40, 36, 64), np.int16)
+    size = (17, 50, 29)
+    ref, _ = resample_array(data, size)
+    plan = plan_stream(
+        data.shape, data.dtype, grid_positions(data.shape, size, "origin"), "bspline"
+    )
+    assert _stream.chunk_planes(plan, data.dtype) > 4  # the default cuts several planes
+    np.testing.assert_array_equal(_streamed(data, size, "bspline", "origin", False, 5, False), ref)
+
+
+def test_a_flipped_k_axis_has_no_streamed_plan() -> None:
+    x = np.arange(4.0)
+    assert plan_stream((4, 4, 4), np.dtype(np.int16), (x, x, x[::-1]), "linear") is None
+
+
+def test_non_finite_input_is_reported_before_anything_is_emitted() -> None:
+    data = _data((6, 6, 8), np.float32)
+    data[2, 3, 6] = np.nan
+    plan = plan_stream(
+        data.shape, data.dtype, grid_positions(data.shape, (3, 3, 4), "origin"), "bspline"
+    )
+    emitted = []
+    with pytest.raises(NonFiniteInput):
+        run_stream(
+            array_blocks(data, data.shape, 1),
+            plan,
+            lambda k, b: emitted.append(k),
+            out_dtype=data.dtype,
+        )
+    assert emitted == []
+
+
+def test_planes_out_of_order_are_refused() -> None:
+    data = _data((4, 4, 4), np.int16)
+    plan = plan_stream(
+        data.shape, data.dtype, grid_positions(data.shape, (2, 2, 2), "origin"), "linear"
+    )
+    blocks = [(0, data[:, :, :2]), (3, data[:, :, 3:])]
+    with pytest.raises(ValueError, match="expected plane 2, got 3"):
+        run_stream(blocks, plan, lambda k, b: None, out_dtype=data.dtype)
+
+
+# --------------------------------------------------------------------------- resample_array
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_resample_array_streams_zarr_to_zarr(tmp_path, mode) -> None:
+    data = _data((40, 30, 50), np.int16, seed=3)
+    src = zarr.open_array(
+        tmp_path / "in.zarr", mode="w", shape=data.shape, chunks=(40, 30, 7), dtype=data.dtype
+    )
+    src[...] = data
+    size = (25, 41, 33)
+    dst = zarr.open_array(
+        tmp_path / "out.zarr", mode="w", shape=size, chunks=(25, 41, 5), dtype=data.dtype
+    )
+    got, affine = resample_array(
+        src, size, interpolation=mode, out=dst, affine=np.diag([2.0, 1.0, 0.5, 1.0])
+    )
+    assert got is dst
+    ref, ref_affine = resample_array(
+        data, size, interpolation=mode, affine=np.diag([2.0, 1.0, 0.5, 1.0])
+    )
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "out.zarr", mode="r")[...], ref)
+    np.testing.assert_array_equal(affine, ref_affine)
+
+
+def test_a_small_max_memory_streams_with_the_same_result() -> None:
+    data = _data((64, 64, 48), np.float32, seed=4)
+    ref, _ = resample_array(data, (100, 90, 80))
+    got, _ = resample_array(data, (100, 90, 80), max_memory="6M")
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_out_must_have_the_target_shape() -> None:
+    with pytest.raises(ValueError, match=r"out must have the shape \(2, 2, 2\)"):
+        resample_array(np.zeros((4, 4, 4)), (2, 2, 2), out=np.zeros((2, 2, 3)))
+
+
+def test_a_budget_smaller_than_one_window_is_refused_with_the_numbers() -> None:
+    with pytest.raises(MemoryError, match=r"even streamed plane by plane .* over the budget of"):
+        resample_array(np.zeros((300, 300, 20), np.int16), (600, 600, 40), max_memory="2M")
+
+
+def test_non_finite_floats_fall_back_to_memory_or_are_refused() -> None:
+    data = _data((30, 30, 30), np.float32)
+    data[4, 5, 6] = np.inf
+    ref, _ = resample_array(data, (20, 20, 20))
+    out = np.empty((20, 20, 20), np.float32)
+    got, _ = resample_array(data, (20, 20, 20), out=out)  # streamed first: falls back
+    np.testing.assert_array_equal(got, ref)
+    with pytest.raises(MemoryError, match="NaN or Inf values, which are resampled in memory"):
+        resample_array(data, (20, 20, 20), out=out, max_memory=200_000)
+
+
+@pytest.mark.parametrize("bad", ["lots", 0, -5, "0M", True, 1.5])
+def test_max_memory_must_be_a_size(bad) -> None:
+    with pytest.raises(ValueError, match="max_memory must be a positive size"):
+        resample_array(np.zeros((4, 4, 4)), (2, 2, 2), max_memory=bad)
+
+
+def test_peak_memory_stays_within_the_budget(tmp_path) -> None:
+    """A child process resamples a 256^3 int16 zarr volume to 512^3 (in memory: 32 MiB in,
+    256 MiB out, and float32 intermediates: over 500 MiB) with max_memory=96M, zarr in and out;
+    its peak RSS above what it used after its imports stays under the budget."""
+    code = f"""
+        import resource, numpy as np, zarr
+        from napari_resample import resample_array
+        from napari_resample._stream import plan_stream  # imports done before the baseline
+        shape, size = (256, 256, 256), (512, 512, 512)
+        src = zarr.open_array({str(tmp_path / "in.zarr")!r}, mode="w", shape=shape,
+                              chunks=(256, 256, 8), dtype="int16")
+        for k in range(0, 256, 8):
+            g = np.indices((256, 256, 8)).sum(axis=0) + k
+            src[:, :, k:k + 8] = (np.sin(g / 9.0) * 1000).astype("int16")
+        dst = zarr.open_array({str(tmp_path / "out.zarr")!r}, mode="w", shape=size,
+                              chunks=(512, 512, 4), dtype="int16")
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        resample_array(src, size, out=dst, max_memory="96M")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print("EXTRA", peak - base)
+        print("CHECK", int(dst[100, 200, 300]), int(dst[511, 511, 511]))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    extra = int(result.stdout.split("EXTRA")[1].split()[0])
+    assert extra < 96 * 2**20, f"peak RSS grew by {extra / 2**20:.0f} MiB over a 96 MiB budget"
