@@ -17,6 +17,7 @@ layers; ``interpolation="auto"`` resamples them by label voting and images by B-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,10 +65,15 @@ def is_label_volume(data: NDArray, intent_code: int = 0, scaled: bool = False) -
         return False
     if int(intent_code) in LABEL_INTENTS:
         return True
-    distinct = count_distinct(data, MAX_LABELS + 1)
+    return label_rule(count_distinct(data, MAX_LABELS + 1), lambda: equal_neighbours(data))
+
+
+def label_rule(distinct: int, equal_fraction: Callable[[], float]) -> bool:
+    """The rule for an unscaled integer volume without a label intent, from its number of
+    distinct values and (asked only when needed) its :func:`equal_neighbours` fraction."""
     if distinct <= FEW_LABELS:
         return True
-    return distinct <= MAX_LABELS and equal_neighbours(data) >= MIN_EQUAL_NEIGHBOURS
+    return distinct <= MAX_LABELS and equal_fraction() >= MIN_EQUAL_NEIGHBOURS
 
 
 def equal_neighbours(data: NDArray, slices: int = 64) -> float:
@@ -85,15 +91,26 @@ def equal_neighbours(data: NDArray, slices: int = 64) -> float:
         data = data[..., 0]
     while data.ndim < 3:
         data = data[..., None]
-    n = data.shape[2]
     equal = total = 0
-    for k in np.unique(np.linspace(0, n - 1, min(n, slices)).astype(np.int64)):
-        plane = data[:, :, k]
-        for a, b in ((plane[1:], plane[:-1]), (plane[:, 1:], plane[:, :-1])):
-            both_zero = (a == 0) & (b == 0)
-            total += a.size - int(np.count_nonzero(both_zero))
-            equal += int(np.count_nonzero((a == b) & ~both_zero))
+    for k in sampled_planes(data.shape[2], slices):
+        e, t = pair_counts(data[:, :, k])
+        equal, total = equal + e, total + t
     return equal / total if total else 1.0
+
+
+def sampled_planes(n: int, slices: int = 64) -> NDArray[np.int64]:
+    """The k indices :func:`equal_neighbours` looks at: up to *slices*, evenly spread."""
+    return np.unique(np.linspace(0, n - 1, min(n, slices)).astype(np.int64))
+
+
+def pair_counts(plane: NDArray) -> tuple[int, int]:
+    """``(equal, total)`` neighbour pairs of one (i, j) plane, pairs of two 0s left out."""
+    equal = total = 0
+    for a, b in ((plane[1:], plane[:-1]), (plane[:, 1:], plane[:, :-1])):
+        both_zero = (a == 0) & (b == 0)
+        total += a.size - int(np.count_nonzero(both_zero))
+        equal += int(np.count_nonzero((a == b) & ~both_zero))
+    return equal, total
 
 
 def count_distinct(data: NDArray, stop: int) -> int:
