@@ -3,7 +3,7 @@ and axis-aligned) and a target spacing.
 
 One command::
 
-    python benchmarks/grids.py              # median of 5 interleaved rounds (about 5 minutes)
+    python benchmarks/grids.py              # median of 5 interleaved rounds (15 min, busy 2 cores)
     python benchmarks/grids.py --quick      # median of 3
     python benchmarks/grids.py --folder DIR # keep the generated files in DIR (reused if there)
 
