@@ -296,7 +296,10 @@ def _itk_sample(
             source = _fill_nonfinite(data, finite) if finite.any() else np.zeros_like(data)
     lo, hi = _value_range(source)
     # NaN marks the outside (it survives clamping and rounding); the fill goes in last.
-    sampled = _itk_run(source.astype(work, copy=False), mapping, shape, mode, np.nan)
+    # Stored integers go in as they are (no float copy); ITK interpolates in double and
+    # writes the working type.
+    values = source.view(np.uint8) if source.dtype == np.bool_ else source
+    sampled = _itk_run(values, mapping, shape, mode, np.nan, out_type=work)
     outside = np.isnan(sampled)
     out = np.empty(shape, dtype=native)
     _Finisher(lo, hi, native)(np.where(outside, lo, sampled), out)
@@ -313,8 +316,10 @@ def _itk_run(
     shape: tuple[int, int, int],
     mode: str,
     default: float,
+    out_type: np.dtype | None = None,
 ) -> NDArray:
-    """One ``ResampleImageFilter`` call on the voxel grids (unit spacing, identity direction)."""
+    """One ``ResampleImageFilter`` call on the voxel grids (unit spacing, identity direction),
+    its output in *out_type* (float32 or float64; default: the input's type)."""
     import SimpleITK as sitk
 
     from napari_resample._itk import array_from_image, image_from_array
@@ -328,7 +333,11 @@ def _itk_run(
     resampler.SetTransform(transform)
     resampler.SetInterpolator(_ITK_INTERPOLATORS[mode]())
     resampler.SetDefaultPixelValue(float(default))
-    resampler.SetOutputPixelType(image.GetPixelID())
+    if out_type is None:
+        resampler.SetOutputPixelType(image.GetPixelID())
+    else:
+        kind = sitk.sitkFloat32 if np.dtype(out_type) == np.float32 else sitk.sitkFloat64
+        resampler.SetOutputPixelType(kind)
     out, _ = array_from_image(resampler.Execute(image))
     return out
 
