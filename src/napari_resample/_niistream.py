@@ -27,6 +27,7 @@ Examples
 ...         out.write(block * 2)
 >>> print(planes.shape, planes.dtype, np.asarray(nib.load(dst).dataobj)[1, 0, :].tolist())
 (4, 3, 5) int16 [2, 26, 50, 74, 98]
+>>> import shutil; shutil.rmtree(folder)
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from napari_resample._memory import check_memory
 from napari_resample._names import nifti_suffix
 
 #: Default size of a block of planes (at least one plane is read or written at a time).
-BLOCK_BYTES = 1 << 23
+BLOCK_BYTES = 1 << 22
 #: Seconds a background thread waits on its queue before it looks whether it was stopped.
 _POLL = 0.05
 
@@ -381,8 +382,9 @@ class PlaneWriter:
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "ramp.nii")
+    >>> import os, shutil, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "ramp.nii")
     >>> header = nib.Nifti1Header()
     >>> header.set_data_shape((2, 2, 3))
     >>> header.set_data_dtype(np.uint8)
@@ -391,6 +393,7 @@ class PlaneWriter:
     ...         out.write(np.full((2, 2, 1), k, dtype=np.uint8))
     >>> np.asarray(nib.load(path).dataobj)[0, 0].tolist()
     [0, 1, 2]
+    >>> shutil.rmtree(folder)
     """
 
     def __init__(
