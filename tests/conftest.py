@@ -12,6 +12,8 @@ of the named geometric / header cases listed in ``CASES``; tests parametrize ove
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +118,22 @@ def nifti_file(tmp_path: Path) -> Callable[..., Path]:
     See :func:`_plugin_fixtures.nifti_factory` (affine keys are those of ``AFFINES``).
     """
     return nifti_factory(tmp_path)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path):
+    """A 2 MiB tmpfs (root only; skipped elsewhere)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)])
+    if done.returncode != 0:
+        pytest.skip("this machine does not let us mount a tmpfs")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
 
 
 def file_endianness(path: Path) -> str:

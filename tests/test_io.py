@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import _fuzz
+from _gzdamage import CORRUPTIONS
 from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
 from napari_resample import _io, resampling
 from napari_resample._geometry import voxel_transform
@@ -363,24 +364,6 @@ def test_disk_full_names_the_path_and_the_free_space(tmp_path: Path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def small_filesystem(tmp_path: Path):
-    """A 2 MiB tmpfs (root only; skipped elsewhere)."""
-    import subprocess
-
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)])
-    if done.returncode != 0:
-        pytest.skip("this machine does not let us mount a tmpfs")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-
-
 def test_output_is_compressed_as_it_is_written(small_filesystem: Path) -> None:
     # 8 MB of voxels that compress to a few KB fit on a 2 MiB file system: no uncompressed
     # stage is written first.
@@ -405,35 +388,6 @@ def test_a_real_full_disk_fails_cleanly(small_filesystem: Path) -> None:
 
 
 # --------------------------------------------------------------------------- damaged gzip
-
-
-def _flip(blob: bytes, start: int, stop: int) -> bytes:
-    return blob[:start] + bytes(b ^ 0xFF for b in blob[start:stop]) + blob[stop:]
-
-
-def _stored_with_flipped_voxel(blob: bytes) -> bytes:
-    # Level 0: the voxel bytes sit in the file as they are, so flipping one is silent to deflate;
-    # only the CRC-32 can tell.
-    raw = bytearray(gzip.decompress(blob))
-    stored = bytearray(gzip.compress(bytes(raw), compresslevel=0, mtime=0))
-    at = stored.index(bytes(raw[600:632]))  # a run of voxel bytes, found in the stored block
-    stored[at + 5] ^= 0x10
-    return bytes(stored)
-
-
-CORRUPTIONS = {
-    "crc": (lambda b: _flip(b, len(b) - 8, len(b) - 4), "CRC check failed"),
-    "isize": (lambda b: _flip(b, len(b) - 4, len(b)), "length check failed"),
-    "no trailer": (lambda b: b[:-8], "ends before its gzip trailer"),
-    "half a trailer": (lambda b: b[:-3], "ends before its gzip trailer"),
-    "trailing garbage": (lambda b: b + b"garbage!", "trailing data after the gzip stream"),
-    "stored block, voxel flipped": (_stored_with_flipped_voxel, "CRC check failed"),
-    "cut in the deflate data": (lambda b: b[: len(b) - 2000], "ends in the middle"),
-    "deflate bytes flipped": (
-        lambda b: _flip(b, len(b) // 2, len(b) // 2 + 64),
-        "(corrupt deflate data|CRC check failed|length check failed)",
-    ),
-}
 
 
 @pytest.fixture

@@ -127,10 +127,27 @@ def spatial_volume(data: NDArray, path: str | None = None) -> NDArray:
     >>> spatial_volume(np.zeros((6, 6, 6, 1, 1))).shape
     (6, 6, 6)
     """
-    if holds_one_volume(data.shape):
-        return data.reshape(data.shape[:3])
+    return data.reshape(spatial_shape(data.shape, path))
+
+
+def spatial_shape(shape: Sequence[int], path: str | None = None) -> tuple[int, int, int]:
+    """The (I, J, K) of an image of *shape* that holds one 3D volume (:func:`spatial_volume`).
+
+    Raises
+    ------
+    ValueError
+        Naming the shape (and *path*) when it is not one volume.
+
+    Examples
+    --------
+    >>> spatial_shape((6, 5, 4, 1))
+    (6, 5, 4)
+    """
+    if holds_one_volume(shape):
+        i, j, k = (int(n) for n in shape[:3])
+        return i, j, k
     where = f" in {path!r}" if path else ""
-    raise ValueError(f"input must be a 3D volume, got an image of shape {data.shape}{where}")
+    raise ValueError(f"input must be a 3D volume, got an image of shape {tuple(shape)}{where}")
 
 
 def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
@@ -172,14 +189,26 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         raise MemoryError(_too_big(path, header, exc)) from exc
     except Exception as exc:
         raise ValueError(f"cannot read {path!r} as NIfTI: {_describe(exc)}") from exc
-    if data.dtype.fields is not None or data.dtype.kind not in "biuf":
-        raise ValueError(f"unsupported NIfTI data type {data.dtype} in {path!r}")
+    check_voxel_type(data.dtype, path)
+    slope, inter = usable_scaling(slope, inter)
+    ignored += tuple(ignored_header_fields(header, path))
+    return NiftiVolume(data, affine, header, slope, inter, path, ignored)
+
+
+def check_voxel_type(dtype: np.dtype, path: str) -> None:
+    """Refuse a stored type we cannot resample (RGB, complex), naming it and *path*."""
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        raise ValueError(f"unsupported NIfTI data type {dtype} in {path!r}")
+
+
+def usable_scaling(slope: float, inter: float) -> tuple[float, float]:
+    """The scaling a reader applies: none for a zero or non-finite slope, no offset for a
+    non-finite intercept (as nibabel reads such files)."""
     if not (np.isfinite(slope) and slope != 0):
         slope, inter = 1.0, 0.0
     if not np.isfinite(inter):
         inter = 0.0
-    ignored += tuple(ignored_header_fields(header, path))
-    return NiftiVolume(data, affine, header, slope, inter, path, ignored)
+    return slope, inter
 
 
 def _open_checked(path: str) -> Any:
@@ -577,6 +606,18 @@ def save_nifti(
     suffix = nifti_suffix(path)
     if suffix is None:
         raise ValueError(f"output file must end with .nii or .nii.gz, got {path!r}")
+    img = image_to_write(data, header, slope, inter)
+    with atomic_output(path, suffix) as tmp:
+        _write_image(img, tmp, compress=suffix == ".nii.gz")
+    return path
+
+
+def image_to_write(
+    data: Any, header: nib.Nifti1Header, slope: float = 1.0, inter: float = 0.0
+) -> nib.Nifti1Image:
+    """The nibabel image :func:`save_nifti` writes: *header* as given (a NIfTI-2 header makes a
+    NIfTI-2 image), the shape of *data* (any object with ``shape``, ``dtype`` and
+    ``__array__``), the header's data type and the scaling *slope*, *inter*."""
     hdr = header.copy()
     image_class = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
     img = image_class(data, None, header=hdr)
@@ -586,9 +627,7 @@ def save_nifti(
         img.header.set_slope_inter(slope, inter)
     else:
         img.header.set_slope_inter(1.0, 0.0)
-    with atomic_output(path, suffix) as tmp:
-        _write_image(img, tmp, compress=suffix == ".nii.gz")
-    return path
+    return img
 
 
 @contextlib.contextmanager
@@ -609,14 +648,21 @@ def atomic_output(path: str, suffix: str) -> Iterator[str]:
         _fsync_folder(folder)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-            raise OSError(
-                exc.errno,
-                f"no space left to write {path!r}: {_free_space(folder)} free in {folder!r}",
-            ) from exc
+        if (full := disk_full_error(exc, path, folder)) is not None:
+            raise full from exc
         raise
     finally:
         _IN_PROGRESS.discard(tmp)
+
+
+def disk_full_error(exc: BaseException, path: str, folder: str) -> OSError | None:
+    """What a write to *path* (in *folder*) that failed with *exc* raises when the disk or quota
+    is full: an OSError with the same errno naming the path and the free space; else None."""
+    if not (isinstance(exc, OSError) and exc.errno in _DISK_FULL):
+        return None
+    return OSError(
+        exc.errno, f"no space left to write {path!r}: {_free_space(folder)} free in {folder!r}"
+    )
 
 
 #: errno values of a full disk or an exhausted quota.
@@ -630,11 +676,7 @@ def _write_image(img: Any, path: str, compress: bool) -> None:
 
     with open(path, "wb") as raw:
         if compress:
-            igzip = _igzip()
-            opener = igzip.IGzipFile if igzip is not None else gzip.GzipFile
-            # No file name in the gzip header (it would be the temporary one), mtime 0: the
-            # same volume always gives the same bytes.
-            with opener("", "wb", compresslevel=1, fileobj=raw, mtime=0) as stream:
+            with gzip_writer(raw) as stream:
                 holder = FileHolder(fileobj=stream)
                 img.to_file_map({"image": holder, "header": holder})
         else:
@@ -642,6 +684,16 @@ def _write_image(img: Any, path: str, compress: bool) -> None:
             img.to_file_map({"image": holder, "header": holder})
         raw.flush()
         os.fsync(raw.fileno())
+
+
+def gzip_writer(raw: Any) -> Any:
+    """A gzip stream compressing into the open binary file *raw* (left open when the stream is
+    closed): isal's igzip if installed, else Python's gzip, both at nibabel's level 1."""
+    igzip = _igzip()
+    opener = igzip.IGzipFile if igzip is not None else gzip.GzipFile
+    # No file name in the gzip header (it would be the temporary one), mtime 0: the same
+    # volume always gives the same bytes.
+    return opener("", "wb", compresslevel=1, fileobj=raw, mtime=0)
 
 
 def _fsync_folder(folder: str) -> None:
@@ -870,11 +922,16 @@ def _read_gz_fast(path: str, proxy: Any, inflater: Any = None) -> NDArray:
     with open(path, "rb") as fh:
         _gunzip(fh, inflater or _inflater(), sink)
     if done < dest.size:
-        raise ValueError(
-            f"the gzip data ends after {done} of the {dest.size} bytes of voxel data the header "
-            "claims: truncated file?"
-        )
+        raise ValueError(short_gzip_message(done, dest.size))
     return flat.reshape(shape, order="F")
+
+
+def short_gzip_message(done: int, total: int) -> str:
+    """What a gzip stream that ends after *done* of the *total* voxel bytes is told."""
+    return (
+        f"the gzip data ends after {done} of the {total} bytes of voxel data the header "
+        "claims: truncated file?"
+    )
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
