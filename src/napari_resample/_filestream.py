@@ -223,4 +223,3 @@ def _first_pass(
         equal,
         pairs,
     )
-
