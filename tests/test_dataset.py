@@ -96,7 +96,11 @@ def test_output_folder_inside_the_input_folder_is_not_read_back(tmp_path):
         ({"saving_mode": "cases"}, ValueError, "saving_mode must be one of .*'cases'"),
         ({"interpolation": "cubic"}, ValueError, "interpolation must be one of"),
         ({"nii_folder": "missing"}, FileNotFoundError, "does not exist: .*missing"),
-        ({"nii_folder": "empty"}, FileNotFoundError, "no .nii or .nii.gz file in folder"),
+        (
+            {"nii_folder": "empty"},
+            FileNotFoundError,
+            "no volume file .* and no DICOM folder in .*empty",
+        ),
         ({"nii_folder": ["missing.nii.gz"]}, FileNotFoundError, "missing.nii.gz"),
         ({"output_path": "a_file"}, ValueError, "output_path must be a folder, got a file"),
     ],

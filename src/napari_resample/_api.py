@@ -1,5 +1,7 @@
-"""The file-level front doors: ``resampling()`` (the specification's contract), and
-``resample_to_spacing()`` / ``resample_to_reference()`` for the two other kinds of grid."""
+"""The file-level front doors: ``resampling()`` (the specification's contract: a ``.nii.gz``
+file), and ``resample_to_spacing()`` / ``resample_to_reference()`` for the two other kinds of
+grid, which read every format :func:`napari_resample._formats.load_volume` reads (NIfTI, NRRD,
+MetaImage, a DICOM series folder) and always write NIfTI."""
 
 from __future__ import annotations
 
@@ -7,9 +9,17 @@ import numbers
 import os
 from collections.abc import Sequence
 
+from napari_resample._formats import is_volume_input, load_volume
 from napari_resample._grid import spacing_size
 from napari_resample._io import NiftiVolume, load_nifti, remove_empty_dirs, save_volume_into
-from napari_resample._names import OUTPUT_SUFFIX, REFERENCE_SUFFIX, nifti_suffix, output_name
+from napari_resample._names import (
+    OUTPUT_SUFFIX,
+    REFERENCE_SUFFIX,
+    VOLUME_SUFFIXES,
+    nifti_suffix,
+    output_name,
+    volume_suffix,
+)
 from napari_resample._options import (
     ANCHORS,
     AUTO_INTERPOLATIONS,
@@ -105,18 +115,23 @@ def resample_to_spacing(
     interpolation: AutoInterpolation = "bspline",
     anchor: Anchor = "origin",
     antialias: bool = False,
+    series: str | None = None,
 ) -> str:
-    """Resample a 3D NIfTI volume to a target voxel spacing, keeping its field of view.
+    """Resample a 3D volume to a target voxel spacing, keeping its field of view.
 
     The size per axis is ``max(1, round(size * old_spacing / spacing))``; the field of view is
     kept exactly, as in :func:`resampling`, so the spacing achieved is
     ``old_spacing * old_size / new_size``: within half a voxel over the field of view of the
-    request. The result is written to ``<output_path>/<PREFIX>_resampled.nii.gz``.
+    request. The result is written to ``<output_path>/<PREFIX>_resampled.nii.gz``, always
+    NIfTI-1 (see *nii_path*).
 
     Parameters
     ----------
     nii_path : str or os.PathLike
-        A ``.nii.gz`` or ``.nii`` file holding a 3D image; never modified.
+        The 3D image, never modified: a NIfTI file (``.nii.gz``, ``.nii``; its header is kept),
+        a NRRD or MetaImage file (``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``) or a folder holding
+        a DICOM series (PREFIX is the folder's name). A non-NIfTI input gives a NIfTI file with
+        qform and sform code 1 (scanner) at the same world positions, LPS converted to RAS.
     output_path : str or os.PathLike
         Folder for the result; created (with parents) if missing, after the inputs are checked.
     spacing : (3,) sequence of float
@@ -125,6 +140,9 @@ def resample_to_spacing(
         If True, print where the result was saved, and the requested and achieved spacing.
     interpolation, anchor, antialias
         As :func:`resampling`.
+    series : str, optional
+        The SeriesInstanceUID to read when *nii_path* is a folder holding several DICOM series
+        (the error without it lists them).
 
     Returns
     -------
@@ -134,8 +152,9 @@ def resample_to_spacing(
     Raises
     ------
     FileNotFoundError, ValueError, MemoryError, OSError
-        As :func:`resampling`; ValueError also for a *spacing* that is not three positive
-        finite numbers.
+        As :func:`resampling`, but for the formats accepted; ValueError also for a *spacing*
+        that is not three positive finite numbers, a file or folder that cannot be read as one
+        scalar 3D volume, or a DICOM folder with several series and no (or a wrong) *series*.
 
     Examples
     --------
@@ -147,7 +166,7 @@ def resample_to_spacing(
     target = validate_spacing(spacing)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
-    volume = load_nifti(path)
+    volume = load_volume(path, series=series)
     size, achieved = spacing_size(volume.data.shape, volume.affine, target)
     result = resample_volume(
         volume, size, interpolation=interpolation, anchor=anchor, antialias=antialias
@@ -186,23 +205,27 @@ def resample_to_reference(
     debug: bool = False,
     *,
     fill_value: float = 0,
+    series: str | None = None,
 ) -> str:
-    """Resample a 3D NIfTI volume onto the grid of a reference image.
+    """Resample a 3D volume onto the grid of a reference image.
 
     The result lies voxel for voxel on the reference: same shape, same affine, qform and sform
     (with their codes) and pixdim; every other header field, the data type and the scaling are
     the input's. World positions are matched in world space whatever the two orientations
     (flipped, permuted, oblique, different origins): axis-aligned grids go through the separable
     engine, oblique ones through SimpleITK. The result is written to
-    ``<output_path>/<PREFIX>_resampled_to_ref.nii.gz``.
+    ``<output_path>/<PREFIX>_resampled_to_ref.nii.gz``, always NIfTI-1.
 
     Parameters
     ----------
     nii_path : str or os.PathLike
-        A ``.nii.gz`` or ``.nii`` file holding a 3D image; never modified.
+        The 3D image, never modified: a NIfTI file (``.nii.gz``, ``.nii``), a NRRD or
+        MetaImage file (``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``) or a folder holding a DICOM
+        series (PREFIX is the folder's name).
     reference_path : str or os.PathLike
-        The image whose grid is wanted: NIfTI, or NRRD / MetaImage (``.nrrd``, ``.nhdr``,
-        ``.mha``, ``.mhd``; its geometry only: output codes 1, scanner). Only its header is read.
+        The image whose grid is wanted: a NIfTI file (its header only is read), a NRRD /
+        MetaImage file (its header only; output codes 1, scanner) or a folder holding one DICOM
+        series (read; output codes 1).
     output_path : str or os.PathLike
         Folder for the result; created (with parents) if missing, after the inputs are checked.
     interpolation : {"linear", "bspline", "nearest", "label", "auto"}
@@ -213,6 +236,8 @@ def resample_to_reference(
     fill_value : float
         Value of the output voxels outside the input's field of view (in the image's values,
         scaling applied). The data type must hold it.
+    series : str, optional
+        The SeriesInstanceUID to read when *nii_path* is a folder holding several DICOM series.
 
     Returns
     -------
@@ -224,9 +249,10 @@ def resample_to_reference(
     FileNotFoundError
         If *nii_path* or *reference_path* does not exist.
     ValueError
-        As :func:`resampling`; also when the two fields of view do not overlap at all (the
-        message names both files and their world bounding boxes), when the reference is not a
-        3D image, or when the data type cannot hold *fill_value*. Before any output exists.
+        As :func:`resample_to_spacing`; also when the two fields of view do not overlap at all
+        (the message names both files and their world bounding boxes), when the reference is not
+        a 3D image (or a folder of several DICOM series, listed), or when the data type cannot
+        hold *fill_value*. Before any output exists.
     MemoryError, OSError
         As :func:`resampling`.
 
@@ -246,7 +272,10 @@ def resample_to_reference(
         raise ValueError(f"fill_value must be a number, got {fill_value!r}")
     grid = reference_grid(reference_path)
     result, overlap = resample_volume_to_grid(
-        load_nifti(path), grid, interpolation=interpolation, fill_value=float(fill_value)
+        load_volume(path, series=series),
+        grid,
+        interpolation=interpolation,
+        fill_value=float(fill_value),
     )
     _save(out_dir, out_file, result)
     if debug:
@@ -261,25 +290,47 @@ def _check_paths(
     suffix: str,
     only: str | None = None,
 ) -> tuple[str, str, str]:
-    """``(input, output folder, output file)`` checked: the input exists and is NIfTI (*only*
-    this suffix, if given), the output folder is not a file, the output is not the input."""
+    """``(input, output folder, output file)`` checked: the input exists and is a NIfTI file
+    with *only* this suffix if given, else anything :func:`load_volume` reads (a volume file or
+    a DICOM folder); the output folder is not a file; the output is not the input."""
     path = os.fspath(nii_path)
     out_dir = os.fspath(output_path)
-    if not os.path.isfile(path):
-        if os.path.exists(path):
-            raise ValueError(f"nii_path must be a NIfTI file, got a folder: {path!r}")
-        raise FileNotFoundError(f"input file does not exist: {path!r}")
-    found = nifti_suffix(path)
-    if only is not None and found != only:
-        raise ValueError(f"input must be a {only} file, got {path!r}")
-    if found is None:
-        raise ValueError(f"input must be a .nii.gz or .nii file, got {path!r}")
+    if only is not None:
+        _check_nifti_input(path, only)
+    elif not is_volume_input(path):
+        _refuse_input(path)
     out_file = os.path.join(out_dir, output_name(path, suffix))
     if os.path.exists(out_file) and os.path.samefile(out_file, path):
         raise ValueError(f"output would overwrite the input file: {out_file!r}")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"output_path must be a folder, got a file: {out_dir!r}")
     return path, out_dir, out_file
+
+
+def _check_nifti_input(path: str, only: str) -> None:
+    if not os.path.isfile(path):
+        if os.path.exists(path):
+            raise ValueError(f"nii_path must be a NIfTI file, got a folder: {path!r}")
+        raise FileNotFoundError(f"input file does not exist: {path!r}")
+    if nifti_suffix(path) != only:
+        raise ValueError(f"input must be a {only} file, got {path!r}")
+
+
+def _refuse_input(path: str) -> None:
+    """Raise the error that says why *path* is not a volume :func:`load_volume` reads."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"input does not exist: {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(
+            f"the input folder {path!r} holds no DICOM file (a single volume is "
+            "expected: a file, or a folder holding a DICOM series)"
+        )
+    if volume_suffix(path) is None:
+        raise ValueError(
+            f"input must be a file ending in {', '.join(VOLUME_SUFFIXES)} or a folder holding a "
+            f"DICOM series, got {path!r}"
+        )
+    raise ValueError(f"input is not a regular file: {path!r}")
 
 
 def _save(out_dir: str, out_file: str, result: NiftiVolume) -> None:

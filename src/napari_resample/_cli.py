@@ -1,8 +1,9 @@
 """The command line: ``napari-resample INPUT OUTPUT_DIR --size X Y Z`` (``python -m`` too).
 
-INPUT is a NIfTI file (``.nii.gz`` or ``.nii``) or a folder of them; a folder is a dataset run
-(:func:`napari_resample.resampling_dataset`: parallel, resumable, with a manifest). ``--sample``
-replaces INPUT with the built-in phantom and its label map, written to OUTPUT_DIR first.
+INPUT is one volume (a NIfTI, NRRD or MetaImage file, or a folder holding DICOM files: a series)
+or a folder of volumes, which is a dataset run (:func:`napari_resample.resampling_dataset`:
+parallel, resumable, with a manifest). Outputs are always NIfTI. ``--sample`` replaces INPUT
+with the built-in phantom and its label map, written to OUTPUT_DIR first.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from napari_resample._formats import looks_like_dicom_folder
 from napari_resample._names import output_name
 from napari_resample._options import ANCHORS, AUTO_INTERPOLATIONS, SAVING_MODES
 
@@ -48,18 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="napari-resample",
         usage=USAGE,
         description=(
-            "Resample 3D NIfTI volumes to a target size or spacing, keeping their field of view "
-            "(new spacing = old spacing * old size / new size), or onto a reference image's "
-            "grid. Writes <PREFIX>_resampled.nii.gz (<PREFIX>_resampled_to_ref.nii.gz with "
-            "--like). INPUT is a .nii.gz/.nii file or a folder of them (a dataset: parallel, "
-            "resumable, recorded in OUTPUT_DIR/resampling_manifest.jsonl)."
+            "Resample 3D medical volumes to a target size or spacing, keeping their field of "
+            "view (new spacing = old spacing * old size / new size), or onto a reference "
+            "image's grid. Writes NIfTI: <PREFIX>_resampled.nii.gz "
+            "(<PREFIX>_resampled_to_ref.nii.gz with --like); from NRRD, MetaImage or DICOM "
+            "input with qform and sform code 1 (scanner). INPUT is a NIfTI (.nii.gz, .nii), "
+            "NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file, a folder holding a DICOM "
+            "series (PREFIX is its name), or a folder of volumes and DICOM series folders (a "
+            "dataset: parallel, resumable, recorded in OUTPUT_DIR/resampling_manifest.jsonl)."
         ),
     )
     parser.add_argument(
         "paths",
         nargs="+",
         metavar="INPUT OUTPUT_DIR",
-        help="input file or folder, and output folder; with --sample, only OUTPUT_DIR",
+        help="input volume (file or DICOM folder) or dataset folder, and output folder; with "
+        "--sample, only OUTPUT_DIR",
+    )
+    parser.add_argument(
+        "--series",
+        metavar="UID",
+        help="the SeriesInstanceUID to read from a DICOM folder holding several series (without "
+        "it, such a folder is refused with its series listed)",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     target = parser.add_argument_group(
@@ -83,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--like",
         metavar="REFERENCE",
-        help="resample onto the grid of this image (NIfTI, NRRD or MetaImage): same shape "
-        "and affine; only its header is read",
+        help="resample onto the grid of this image (NIfTI, NRRD or MetaImage file: only its "
+        "header is read; or a DICOM series folder): same shape and affine",
     )
     parser.add_argument(
         "--fill-value",
@@ -109,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--antialias", action="store_true", help="smooth downsampled axes before sampling"
     )
-    group = parser.add_argument_group("datasets (INPUT is a folder)")
+    group = parser.add_argument_group("datasets (INPUT is a folder of volumes)")
     group.add_argument(
         "--workers",
         type=int,
@@ -166,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("one of --size X Y Z, --spacing SX SY SZ or --like REFERENCE is required")
     if args.sample and args.like is not None:
         parser.error("--sample takes --size or --spacing, not --like")
+    if args.sample and args.series is not None:
+        parser.error("--series picks a series of a DICOM folder INPUT; --sample has no INPUT")
     cancel = threading.Event()
     previous = _install_handlers(cancel)
     try:
@@ -214,18 +228,19 @@ def _run(args: argparse.Namespace, cancel: threading.Event) -> int:
     if args.sample:
         return _dataset(_write_sample(out_dir, quiet=args.quiet), out_dir, args, cancel)
     source = args.paths[0]
-    if os.path.isdir(source):
+    if os.path.isdir(source) and not looks_like_dicom_folder(source):
         return _dataset(source, out_dir, args, cancel)
-    return _one_file(source, out_dir, args)
+    return _one_file(source, out_dir, args)  # a file, or a DICOM folder: one series
 
 
 def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
-    """One file, as the dataset runner does it but with no manifest."""
+    """One volume (a file or a DICOM folder), as the dataset runner does it but with no
+    manifest."""
     from napari_resample._dataset import describe_record, run_job
     from napari_resample._io import make_dirs, remove_empty_dirs
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"input file does not exist: {path!r}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"input does not exist: {path!r}")
     (job,) = _plan([path], out_dir, args, "folder")
     replaced = os.path.exists(job.output)
     if replaced and os.path.samefile(job.output, job.input):
@@ -309,6 +324,7 @@ def _plan(
         anchor=args.anchor,
         antialias=args.antialias,
         recursive=recursive,
+        series=args.series,
     )
     return jobs
 

@@ -14,6 +14,12 @@ time. The fingerprint is cheap (it reads about 200 KiB of each input) and catche
 that goes through the file system's usual ways; a change that keeps the size and restores the
 modification time and misses the sampled blocks would be missed: the full SHA-256 of every input
 and output is recorded as well, and :func:`verify_dataset` checks them all.
+
+An input is a volume file (NIfTI, NRRD, MetaImage) or a folder holding a DICOM series. A folder's
+fingerprint and SHA-256 are over its files (not sub-folders; hidden files and volume files,
+which are never part of a series, left out): their sorted names, sizes and modification times
+and, for the fingerprint, the first and last 4 KiB of each; its size is their total, its
+modification time the latest. Every output is NIfTI.
 """
 
 from __future__ import annotations
@@ -34,10 +40,10 @@ from typing import Any, TextIO
 
 from nibabel.affines import voxel_sizes
 
+from napari_resample._formats import is_volume_input, load_volume, looks_like_dicom_folder
 from napari_resample._grid import spacing_size
 from napari_resample._io import (
     NiftiVolume,
-    load_nifti,
     make_dirs,
     remove_empty_dirs,
     remove_stale_temps,
@@ -46,10 +52,11 @@ from napari_resample._io import (
 from napari_resample._names import (
     OUTPUT_SUFFIX,
     REFERENCE_SUFFIX,
+    VOLUME_SUFFIXES,
     is_output_name,
-    nifti_suffix,
     output_name,
-    strip_nifti_suffix,
+    volume_name,
+    volume_suffix,
 )
 from napari_resample._options import (
     ANCHORS,
@@ -94,10 +101,19 @@ class Job:
     reference: str | None = None  # absolute path
     reference_fingerprint: dict[str, Any] | None = None
     fill_value: float = 0.0
+    series: str | None = None  # the DICOM series of a folder input
 
     @property
     def params(self) -> dict[str, Any]:
-        """The parameters that decide the output (compared on resume)."""
+        """The parameters that decide the output (compared on resume; ``series`` only when
+        set, so that the records of earlier versions still match)."""
+        params = self._target_params
+        if self.series is not None:
+            params["series"] = self.series
+        return params
+
+    @property
+    def _target_params(self) -> dict[str, Any]:
         if self.reference is not None:
             return {
                 "reference": self.reference,
@@ -139,8 +155,9 @@ def resampling_dataset(
     executor: Executor | None = None,
     resume: bool = True,
     progress: bool = True,
+    series: str | None = None,
 ) -> list[str]:
-    """Resample every NIfTI volume of a folder (or a list of files) to one target grid.
+    """Resample every volume of a folder (or a list of them) to one target grid, into NIfTI.
 
     The target is exactly one of: a size (*desired_volume*), a spacing (*spacing*) or a
     reference image's grid (*reference*). Each file is resampled as
@@ -152,9 +169,13 @@ def resampling_dataset(
     Parameters
     ----------
     nii_folder : str, os.PathLike or sequence of them
-        A folder whose ``.nii.gz`` and ``.nii`` files are resampled, in sorted order (hidden
-        files and results of this package, ``*_resampled.nii.gz``, are left out), or an
-        explicit list of files.
+        A folder whose volumes are resampled, in sorted order: its NIfTI (``.nii.gz``,
+        ``.nii``), NRRD (``.nrrd``, ``.nhdr``) and MetaImage (``.mha``, ``.mhd``) files, and
+        each sub-folder holding DICOM files (one input, a series, PREFIX its name; not looked
+        into). Hidden files and results of this package (``*_resampled.nii.gz``) are left out.
+        A folder that itself holds DICOM files is one input. Or an explicit list of such files
+        and DICOM folders. Every result is NIfTI-1; from a non-NIfTI input it has qform and
+        sform code 1 (scanner).
     output_path : str or os.PathLike
         Folder for the results and the manifest ``resampling_manifest.jsonl``; created (with
         parents) after the inputs are checked.
@@ -162,16 +183,18 @@ def resampling_dataset(
         Target size (X, Y, Z) in each file's voxel order (i, j, k).
     saving_mode : {"case", "folder"}
         ``"case"`` writes ``<output_path>/<PREFIX>/<PREFIX>_resampled.nii.gz``; ``"folder"``
-        writes every result into ``output_path``.
+        writes every result into ``output_path``. PREFIX is the file name without its suffix,
+        or the DICOM folder's name.
     debug : bool
         Print ``Resampled image saved at: '<path>'`` for each file written.
     spacing : (3,) sequence of float, optional
         Target spacing in mm (i, j, k), field of view kept: each file's size is
         ``round(size * old_spacing / spacing)``; the manifest records requested and achieved.
     reference : str or os.PathLike, optional
-        An image whose grid every file is resampled onto (``<PREFIX>_resampled_to_ref.nii.gz``);
-        read once, header only. A file that does not overlap it fails; one covering under 50%
-        of it is done, with a warning in its record.
+        An image whose grid every file is resampled onto (``<PREFIX>_resampled_to_ref.nii.gz``):
+        a NIfTI, NRRD or MetaImage file (header only) or a DICOM series folder (read by each
+        task). A file that does not overlap it fails; one covering under 50% of it is done,
+        with a warning in its record.
     fill_value : float
         With *reference*: the value outside each input's field of view.
     interpolation : {"auto", "bspline", "linear", "nearest", "label"}
@@ -180,7 +203,8 @@ def resampling_dataset(
     anchor : {"origin", "center"}
     antialias : bool
     recursive : bool
-        Also take the files of subfolders, mirroring the tree under *output_path*.
+        Also take the files of subfolders (other than DICOM folders, which are inputs),
+        mirroring the tree under *output_path*.
     workers : int, optional
         Worker processes on this machine; None uses every core, 1 runs in this process. Each
         worker's resampling uses ``cores // workers`` threads. Results are the same, bit for bit,
@@ -194,6 +218,9 @@ def resampling_dataset(
         output (default); False redoes every file.
     progress : bool
         Show progress on standard error: a bar on a terminal, else one line per file.
+    series : str, optional
+        The SeriesInstanceUID to read from the DICOM folders among the inputs (those holding
+        several series need it; the error of one without it lists them). Files ignore it.
 
     Returns
     -------
@@ -204,10 +231,11 @@ def resampling_dataset(
     Raises
     ------
     FileNotFoundError
-        If *nii_folder* does not exist, holds no NIfTI file, or lists a missing file.
+        If *nii_folder* does not exist, holds no volume, or lists a missing file or folder.
     ValueError
         For not exactly one target, a bad *desired_volume*, *spacing*, *saving_mode* or
-        option, an unreadable *reference*, an *output_path* that is a file, or two inputs that
+        option, an unreadable *reference*, an *output_path* that is a file, a listed path that
+        is not a volume, a *series* with no DICOM folder among the inputs, or two inputs that
         would write the same output file (naming both); before anything is created.
     KeyboardInterrupt
         On Ctrl-C, after the files being written are removed (finished files and their
@@ -229,6 +257,7 @@ def resampling_dataset(
         anchor=anchor,
         antialias=antialias,
         recursive=recursive,
+        series=series,
     )
     reporter = _default_reporter(len(jobs)) if progress else None
     try:
@@ -261,6 +290,7 @@ def plan_dataset(
     anchor: str = "origin",
     antialias: bool = False,
     recursive: bool = False,
+    series: str | None = None,
 ) -> tuple[list[Job], str]:
     """Check every argument and list the jobs, creating nothing. See :func:`resampling_dataset`.
 
@@ -287,10 +317,17 @@ def plan_dataset(
     check_choice("saving_mode", saving_mode, SAVING_MODES)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
+    if series is not None and (not isinstance(series, str) or not series):
+        raise ValueError(f"series must be a SeriesInstanceUID (a non-empty str), got {series!r}")
     out_dir = os.fspath(output_path)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"output_path must be a folder, got a file: {out_dir!r}")
     inputs = _list_inputs(nii_folder, out_dir, recursive)
+    if series is not None and not any(os.path.isdir(path) for path, _ in inputs):
+        raise ValueError(
+            f"series={series!r} applies to folders of DICOM files, and none of the "
+            f"{len(inputs)} input(s) is one"
+        )
     jobs: list[Job] = []
     claimed: dict[str, str] = {}
     suffix = REFERENCE_SUFFIX if reference is not None else OUTPUT_SUFFIX
@@ -298,7 +335,7 @@ def plan_dataset(
         name = output_name(path, suffix)
         parts = [rel_dir] if rel_dir else []
         if saving_mode == "case":
-            parts.append(strip_nifti_suffix(path))
+            parts.append(volume_name(path))
         shown = os.path.join(out_dir, *parts, name)
         target = os.path.normcase(os.path.abspath(shown))
         if target in claimed:
@@ -321,6 +358,7 @@ def plan_dataset(
                 reference=ref_path,
                 reference_fingerprint=ref_print,
                 fill_value=float(fill_value),
+                series=series if os.path.isdir(path) else None,
             )
         )
     return jobs, out_dir
@@ -337,33 +375,46 @@ def _list_inputs(
         if not paths:
             raise FileNotFoundError("no input file given (an empty list)")
         for p in paths:
-            if not os.path.isfile(p):
-                raise FileNotFoundError(f"input file does not exist: {p!r}")
-            if nifti_suffix(p) is None:
-                raise ValueError(f"input must be a .nii or .nii.gz file, got {p!r}")
+            if not os.path.exists(p):
+                raise FileNotFoundError(f"input does not exist: {p!r}")
+            if not is_volume_input(p):
+                raise ValueError(
+                    f"input must be a file ending in {', '.join(VOLUME_SUFFIXES)} or a folder "
+                    f"of DICOM files, got {p!r}"
+                )
         return [(p, "") for p in paths]
     root = os.fspath(source)
     if not os.path.isdir(root):
         if os.path.exists(root):
             raise ValueError(f"nii_folder must be a folder or a list of files, got {root!r}")
         raise FileNotFoundError(f"input folder does not exist: {root!r}")
+    if looks_like_dicom_folder(root):
+        return [(root, "")]
     skip = os.path.realpath(out_dir)
     found: list[tuple[str, str]] = []
     for folder, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(
-            d
-            for d in subdirs
-            if not d.startswith(".") and os.path.realpath(os.path.join(folder, d)) != skip
-        )
         rel = os.path.relpath(folder, root)
-        for name in sorted(files):
-            if name.startswith(".") or nifti_suffix(name) is None or is_output_name(name):
+        rel = "" if rel == "." else rel
+        kept = []
+        for d in sorted(subdirs):
+            path = os.path.join(folder, d)
+            if d.startswith(".") or os.path.realpath(path) == skip:
                 continue
-            found.append((os.path.join(folder, name), "" if rel == "." else rel))
+            if looks_like_dicom_folder(path):
+                found.append((path, rel))  # a series: one input, not looked into
+            else:
+                kept.append(d)
+        subdirs[:] = kept
+        for name in sorted(files):
+            if name.startswith(".") or volume_suffix(name) is None or is_output_name(name):
+                continue
+            found.append((os.path.join(folder, name), rel))
         if not recursive:
             break
     if not found:
-        raise FileNotFoundError(f"no .nii or .nii.gz file in folder {root!r}")
+        raise FileNotFoundError(
+            f"no volume file ({', '.join(VOLUME_SUFFIXES)}) and no DICOM folder in {root!r}"
+        )
     return sorted(found, key=lambda item: (item[1], os.path.basename(item[0])))
 
 
@@ -597,7 +648,7 @@ def run_job(job: Job) -> dict[str, Any]:
     try:
         with limit_engine_threads(job.threads), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            volume = load_nifti(job.input)
+            volume = load_volume(job.input, series=job.series)
             before = _geometry(volume)
             used = resolve_interpolation(job.interpolation, volume)
             result, target = _resample_job(job, volume, used)
@@ -712,7 +763,10 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
 
 def input_fingerprint(path: str) -> dict[str, Any]:
     """Size, modification time and a hash of sampled blocks: cheap to compute (about 200 KiB
-    read), enough to tell a changed file in practice. See the module docstring for its limits."""
+    read per file; 8 KiB per file of a DICOM folder), enough to tell a changed input in
+    practice. See the module docstring for its limits and for folders."""
+    if os.path.isdir(path):
+        return _folder_fingerprint(path)
     stat = os.stat(path)
     digest = hashlib.blake2b(digest_size=16)
     size = stat.st_size
@@ -730,8 +784,42 @@ def input_fingerprint(path: str) -> dict[str, Any]:
     return {"size": size, "mtime_ns": stat.st_mtime_ns, "sample_hash": digest.hexdigest()}
 
 
+def _folder_files(folder: str) -> list[tuple[str, os.stat_result]]:
+    """``(name, stat)`` of the files of a DICOM folder that can belong to a series, sorted."""
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or volume_suffix(entry.name) is not None:
+                continue
+            if entry.is_file():
+                found.append((entry.name, entry.stat()))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _folder_fingerprint(folder: str) -> dict[str, Any]:
+    digest = hashlib.blake2b(digest_size=16)
+    total = latest = 0
+    for name, stat in _folder_files(folder):
+        total += stat.st_size
+        latest = max(latest, stat.st_mtime_ns)
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        with open(os.path.join(folder, name), "rb") as fh:
+            digest.update(fh.read(_FINGERPRINT_BLOCK))
+            if stat.st_size > 2 * _FINGERPRINT_BLOCK:
+                fh.seek(stat.st_size - _FINGERPRINT_BLOCK)
+            digest.update(fh.read(_FINGERPRINT_BLOCK))
+    return {"size": total, "mtime_ns": latest, "sample_hash": digest.hexdigest()}
+
+
 def file_sha256(path: str) -> str:
-    """SHA-256 of a whole file, as hex."""
+    """SHA-256 of a whole file, as hex; for a folder (a DICOM series), SHA-256 of the lines
+    ``<name> <size> <SHA-256 of the file>`` of its files (see the module docstring)."""
+    if os.path.isdir(path):
+        lines = hashlib.sha256()
+        for name, stat in _folder_files(path):
+            file_digest = file_sha256(os.path.join(path, name))
+            lines.update(f"{name}\0{stat.st_size}\0{file_digest}\n".encode())
+        return lines.hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_HASH_CHUNK):
@@ -782,7 +870,8 @@ def verify_dataset(output_path: str | os.PathLike[str]) -> list[str]:
             continue
         for role in ("input", "output"):
             path = record[role]
-            if not os.path.isfile(path):
+            present = os.path.isfile(path) or (role == "input" and os.path.isdir(path))
+            if not present:
                 problems.append(f"{role} missing: {path}")
             elif file_sha256(path) != record.get(f"{role}_sha256"):
                 problems.append(f"{role} changed since it was resampled: {path}")

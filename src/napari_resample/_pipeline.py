@@ -58,7 +58,7 @@ def resample_volume(
     ----------
     volume : NiftiVolume
         Stored voxels (unscaled) in NIfTI order with their affine, the file's header (or None
-        for a volume that came from no file) and scaling. A 4D volume counts when its extra
+        for a volume that came from no NIfTI file) and scaling. A 4D volume counts when its extra
         axes are all 1 (:func:`napari_resample._io.spatial_volume`).
     desired_volume : (3,) sequence of int
         Target size (X, Y, Z) in the volume's voxel order (i, j, k).
@@ -80,7 +80,9 @@ def resample_volume(
         ``affine`` the new voxel -> RAS affine, ``header`` the header to write: when the volume's
         header still describes its grid, the file's header with qform and sform each moved by the
         same voxel transform (codes, units, intent, time step, other fields kept); otherwise one
-        made from the new affine with the template's other fields. Scaling is kept.
+        made from the new affine with the template's other fields (and, without a template,
+        qform and sform codes ``volume.xform_code``, 1 (scanner) for a volume read from NRRD,
+        MetaImage or DICOM, and units mm). Scaling and ``xform_code`` are kept.
 
     Raises
     ------
@@ -112,9 +114,13 @@ def resample_volume(
         progress=progress,
         cancel=cancel,
     )
-    if header is None:  # no file, or a grid changed since reading: the new affine decides
-        header = header_for_affine(new_affine, out.shape, template)
+    if header is None:  # no NIfTI file, or a grid changed since reading: the new affine decides
+        header = header_for_affine(new_affine, out.shape, template, code=volume.xform_code)
+        if template is None:  # an affine is in mm (a NIfTI file made from nothing says unknown)
+            header.set_xyzt_units(xyz="mm")
     else:  # codes 0/0 files: keep what nibabel will read back
         new_affine = np.asarray(header.get_best_affine(), dtype=np.float64)
     set_stored_dtype(header, storable_dtype(out.dtype))  # bool, float16: converted on save
-    return NiftiVolume(out, new_affine, header, volume.slope, volume.inter)
+    return NiftiVolume(
+        out, new_affine, header, volume.slope, volume.inter, xform_code=volume.xform_code
+    )

@@ -32,6 +32,8 @@ from napari_resample._grid import (
     world_bounds,
 )
 from napari_resample._io import (
+    XFORM_ALIGNED,
+    XFORM_SCANNER,
     NiftiVolume,
     header_for_affine,
     load_nifti_grid,
@@ -55,19 +57,30 @@ LOW_OVERLAP = 0.5
 
 
 def reference_grid(path: str | os.PathLike[str]) -> Grid:
-    """The grid of an image file, read from its header only (no voxels).
+    """The grid of an image file, or of a folder holding a DICOM series.
 
-    NIfTI files keep their header (its qform, sform, codes and pixdim go to the output); other
-    formats SimpleITK reads (NRRD, MetaImage) give their geometry, LPS converted to RAS.
+    A NIfTI file keeps its header (its qform, sform, codes and pixdim go to the output); only
+    the header is read. NRRD and MetaImage files (``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``)
+    give their geometry from their header only, LPS converted to RAS; a DICOM folder gives the
+    geometry of its series (read whole by :func:`napari_resample._formats.load_volume`). For
+    these the grid's ``header`` is one made from the affine with qform and sform codes 1
+    (scanner) and millimetres, so that an output on the grid says the same.
 
     Raises
     ------
     FileNotFoundError
         If *path* does not exist.
     ValueError
-        If it cannot be read as an image, or is not 3D.
+        If it cannot be read as an image, is not 3D, or is a folder holding no DICOM series or
+        several (they are listed).
     """
     p = os.fspath(path)
+    if os.path.isdir(p):
+        from napari_resample._formats import load_volume
+
+        volume = load_volume(p)
+        shape = volume.data.shape
+        return _scanner_grid((shape[0], shape[1], shape[2]), volume.affine, p)
     if nifti_suffix(p) is not None:
         header, affine = load_nifti_grid(p)
         shape = tuple(int(n) for n in header.get_data_shape())
@@ -94,7 +107,14 @@ def _itk_grid(path: str) -> Grid:
     if len(size) != 3:
         raise ValueError(f"the reference must be a 3D image, got size {size} in {path!r}")
     affine = ras_affine(reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
-    return Grid((size[0], size[1], size[2]), affine, None, path)
+    return _scanner_grid((size[0], size[1], size[2]), affine, path)
+
+
+def _scanner_grid(shape: tuple[int, int, int], affine: NDArray[np.float64], name: str) -> Grid:
+    """A grid read from a non-NIfTI file: its world is the scanner's (codes 1), in mm."""
+    header = header_for_affine(affine, shape, code=XFORM_SCANNER)
+    header.set_xyzt_units(xyz="mm")
+    return Grid(shape, np.asarray(affine, dtype=np.float64), header, name)
 
 
 def check_overlap(volume: NiftiVolume, grid: Grid, shape: tuple[int, ...]) -> float:
@@ -162,15 +182,27 @@ def stored_fill(fill_value: float, volume: NiftiVolume, dtype: np.dtype) -> floa
     return int(rounded)
 
 
-def reference_header(template: Any | None, grid: Grid, shape: tuple[int, int, int]) -> Any:
+def reference_header(
+    template: Any | None,
+    grid: Grid,
+    shape: tuple[int, int, int],
+    *,
+    code: int = XFORM_ALIGNED,
+) -> Any:
     """The output header: the reference's geometry exactly, every other field the input's.
 
-    From a NIfTI reference: its qform and sform with their codes, and its pixdim (spacing and
-    qfac) and spatial units. From another reference: a header made from its affine, codes 1
-    (scanner). The data type, scaling, intent, description and time fields stay the input's.
+    From a grid with a header (a NIfTI reference, or the header :func:`reference_grid` makes
+    for NRRD, MetaImage and DICOM, codes 1, scanner): its qform and sform with their codes, and
+    its pixdim (spacing and qfac) and spatial units. From a grid without one (a layer made in a
+    session): a header made from its affine with the *template*'s codes, or *code* for both
+    without a template (the input volume's ``xform_code``). The data type, scaling, intent,
+    description and time fields stay the input's.
     """
     if grid.header is None:
-        return header_for_affine(grid.affine, shape, template)
+        made = header_for_affine(grid.affine, shape, template, code=code)
+        if template is None:  # an affine is in mm (a NIfTI file made from nothing says unknown)
+            made.set_xyzt_units(xyz="mm")
+        return made
     ref = grid.header
     hdr = template.copy() if template is not None else type(ref)()
     pixdim = np.array(hdr["pixdim"], dtype=np.float64)  # set_data_shape resets the time step
@@ -258,10 +290,12 @@ def resample_volume_to_grid(
             check()
         if progress is not None:
             progress(1.0)
-    header = reference_header(volume.header, grid, grid.shape)
+    header = reference_header(volume.header, grid, grid.shape, code=volume.xform_code)
     set_stored_dtype(header, storable_dtype(out.dtype))
     affine = np.asarray(header.get_best_affine(), dtype=np.float64)
-    result = NiftiVolume(out, affine, header, volume.slope, volume.inter)
+    result = NiftiVolume(
+        out, affine, header, volume.slope, volume.inter, xform_code=volume.xform_code
+    )
     return result, overlap
 
 
