@@ -32,8 +32,10 @@ class Grid:
     shape : (3,) tuple of int, voxel order (i, j, k)
     affine : (4, 4) ndarray, voxel -> RAS mm
     header : nibabel.Nifti1Header or None
-        The reference file's header when it is a NIfTI file (its qform, sform, codes and pixdim
-        are copied to the output); None otherwise.
+        The header whose qform, sform, codes and pixdim are copied to the output: the
+        reference file's own for NIfTI, one made for its geometry (codes 1, scanner) for NRRD,
+        MetaImage and DICOM; None for a grid made in a session (a layer), whose output header
+        is made from the affine.
     name : str
         How messages name the grid (a file path, a layer name).
     """
