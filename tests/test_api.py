@@ -234,20 +234,23 @@ def test_true_4d_raises_stating_its_shape(true_4d: Path, tmp_path: Path) -> None
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("where", ["resample", "save"])
+@pytest.mark.parametrize("where", ["resample", "save", "stream", "stream_write"])
 def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, where) -> None:
     # docs/decisions.md, D7: a failure after validation removes the folders it created and leaves
-    # no output or temporary file.
+    # no output or temporary file: in memory ("resample", "save") and streamed ("stream" while
+    # resampling, "stream_write" after planes were written).
+    from napari_resample import _filestream, _io, _niistream
+
+    exc: type[BaseException] = MemoryError if where in ("resample", "stream") else OSError
+    if where in ("resample", "save"):
+        monkeypatch.setattr(_filestream, "stream_file", lambda *a, **k: None)  # in memory
     if where == "resample":
 
         def boom(*args, **kwargs):
             raise MemoryError("simulated")
 
         monkeypatch.setattr("napari_resample._pipeline.resample_array", boom)
-        exc: type[BaseException] = MemoryError
-    else:
-        from napari_resample import _io
-
+    elif where == "save":
         real_write = _io._write_image
 
         def boom(img, filename, compress):
@@ -255,7 +258,20 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
             raise OSError("simulated")
 
         monkeypatch.setattr(_io, "_write_image", boom)
-        exc = OSError
+    elif where == "stream":
+
+        def boom(*args, **kwargs):
+            raise MemoryError("simulated")
+
+        monkeypatch.setattr(_filestream, "run_stream", boom)
+    else:
+        real_planes = _niistream.PlaneWriter.write
+
+        def boom(self, block):
+            real_planes(self, block)
+            raise OSError("simulated")
+
+        monkeypatch.setattr(_niistream.PlaneWriter, "write", boom)
     before = tree(tmp_path)
     with pytest.raises(exc, match="simulated"):
         resampling(scan, tmp_path / "new" / "deeper" / "out", SIZE)
@@ -548,9 +564,9 @@ def test_concurrent_runs_into_one_new_folder_both_survive_a_failure(tmp_path: Pa
     common = f"""
 import os, sys, time
 from pathlib import Path
-from napari_resample import _io, resampling
+from napari_resample import _niistream, resampling
 flags = Path({str(flags)!r})
-real = _io._write_image
+real = _niistream.PlaneWriter.__init__
 def wait_for(name):
     deadline = time.monotonic() + 60
     while not (flags / name).exists():
@@ -561,13 +577,13 @@ def wait_for(name):
         common
         + f"""
 calls = []
-def write(img, path, compress):
+def write(self, path, *args, **kwargs):
     calls.append(path)
     if len(calls) == 1:
         (flags / "a_ready").touch()
         wait_for("b_done")  # B failed and removed the folder it made
-    return real(img, path, compress)
-_io._write_image = write
+    return real(self, path, *args, **kwargs)
+_niistream.PlaneWriter.__init__ = write
 wait_for("b_made_folder")
 resampling({str(tmp_path / "a.nii.gz")!r}, {str(out)!r}, (3, 3, 3))
 print(len(calls))
@@ -576,11 +592,11 @@ print(len(calls))
     process_b = (
         common
         + f"""
-def write(img, path, compress):
+def write(self, path, *args, **kwargs):
     (flags / "b_made_folder").touch()
     wait_for("a_ready")
     raise OSError("simulated failure of B")
-_io._write_image = write
+_niistream.PlaneWriter.__init__ = write
 try:
     resampling({str(tmp_path / "b.nii.gz")!r}, {str(out)!r}, (3, 3, 3))
 except OSError:

@@ -210,22 +210,25 @@ def test_cli_default_interpolation_keeps_a_label_map_s_labels(tmp_path):
 
 
 def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
-    # resampling() and the CLI both go through _pipeline.resample_volume.
-    from napari_resample import _pipeline, resampling
+    # resampling() and the CLI both go through _pipeline.resample_file: streamed for a B-spline
+    # image, in memory (one read) for "auto" on a small volume whose voxels decide.
+    from napari_resample import _api, _dataset, resampling
+    from napari_resample._pipeline import resample_file
 
     calls = []
-    real = _pipeline.resample_volume
 
     def spy(*args, **kwargs):
-        calls.append(kwargs.get("interpolation"))
-        return real(*args, **kwargs)
+        result = resample_file(*args, **kwargs)
+        calls.append((kwargs["interpolation"], result.interpolation, result.streamed))
+        return result
 
-    monkeypatch.setattr(_pipeline, "resample_volume", spy)
-    monkeypatch.setattr("napari_resample._api.resample_volume", spy)
+    monkeypatch.setattr(_api, "resample_file", spy)
+    monkeypatch.setattr(_dataset, "resample_file", spy)
     src = _write(tmp_path / "a.nii.gz", np.ones((4, 4, 4), np.int16), np.eye(4))
     resampling(src, tmp_path / "o1", (2, 2, 2))
     assert main([src, str(tmp_path / "o2"), "--size", "2", "2", "2", "--quiet"]) == 0
-    assert calls == ["bspline", "label"]  # one value: a label map, by the core's rule
+    # one value: a label map, by the core's rule
+    assert calls == [("bspline", "bspline", True), ("auto", "label", False)]
 
 
 def test_cli_version_and_usage_name_the_arguments(capsys):

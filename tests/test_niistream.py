@@ -1,4 +1,4 @@
-"""Plane-by-plane NIfTI reading and writing (issue 12: volumes larger than memory).
+"""Plane-by-plane NIfTI reading and writing (for volumes larger than memory).
 
 The reader must give what :func:`load_nifti` gives (header, affine, scaling, stored values) with
 the same refusals (impossible headers before any voxel, every damaged gzip stream); the writer

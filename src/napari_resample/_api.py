@@ -9,9 +9,9 @@ import numbers
 import os
 from collections.abc import Sequence
 
-from napari_resample._formats import is_volume_input, load_volume
-from napari_resample._grid import spacing_size
-from napari_resample._io import NiftiVolume, load_nifti, remove_empty_dirs, save_volume_into
+from napari_resample._formats import is_volume_input
+from napari_resample._io import make_dirs, remove_empty_dirs, remove_stale_temps
+from napari_resample._memory import parse_bytes
 from napari_resample._names import (
     OUTPUT_SUFFIX,
     REFERENCE_SUFFIX,
@@ -29,8 +29,15 @@ from napari_resample._options import (
     validate_size,
     validate_spacing,
 )
-from napari_resample._pipeline import resample_volume
-from napari_resample._reference import reference_grid, resample_volume_to_grid
+from napari_resample._pipeline import (
+    FileResult,
+    GridTarget,
+    SizeTarget,
+    SpacingTarget,
+    Target,
+    resample_file,
+)
+from napari_resample._reference import reference_grid
 
 
 def resampling(
@@ -42,6 +49,7 @@ def resampling(
     interpolation: AutoInterpolation = "bspline",
     anchor: Anchor = "origin",
     antialias: bool = False,
+    max_memory: int | str | None = None,
 ) -> None:
     """Resample a 3D ``.nii.gz`` volume to a target size, keeping its field of view.
 
@@ -70,6 +78,11 @@ def resampling(
         of the field of view.
     antialias : bool
         Gaussian smoothing along downsampled axes before sampling (default False).
+    max_memory : int or str, optional
+        Memory the work may use (``"2G"``, ``"800M"`` or bytes); default: half of the memory
+        available now. NIfTI files are streamed plane by plane (reading, resampling and writing
+        at once), so volumes larger than memory work; when even a window of planes cannot fit,
+        MemoryError says so before anything is written.
 
     Returns
     -------
@@ -98,10 +111,8 @@ def resampling(
     size = validate_size(desired_volume)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
-    result = resample_volume(
-        load_nifti(path), size, interpolation=interpolation, anchor=anchor, antialias=antialias
-    )
-    _save(out_dir, out_file, result)
+    target = SizeTarget(size, anchor, bool(antialias))
+    _run(path, out_dir, out_file, target, interpolation, None, max_memory)
     if debug:
         print(f"Resampled image saved at: '{out_file}'")
 
@@ -116,6 +127,7 @@ def resample_to_spacing(
     anchor: Anchor = "origin",
     antialias: bool = False,
     series: str | None = None,
+    max_memory: int | str | None = None,
 ) -> str:
     """Resample a 3D volume to a target voxel spacing, keeping its field of view.
 
@@ -143,6 +155,8 @@ def resample_to_spacing(
     series : str, optional
         The SeriesInstanceUID to read when *nii_path* is a folder holding several DICOM series
         (the error without it lists them).
+    max_memory : int or str, optional
+        As :func:`resampling`.
 
     Returns
     -------
@@ -166,15 +180,18 @@ def resample_to_spacing(
     target = validate_spacing(spacing)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
-    volume = load_volume(path, series=series)
-    size, achieved = spacing_size(volume.data.shape, volume.affine, target)
-    result = resample_volume(
-        volume, size, interpolation=interpolation, anchor=anchor, antialias=antialias
+    result = _run(
+        path,
+        out_dir,
+        out_file,
+        SpacingTarget(target, anchor, bool(antialias)),
+        interpolation,
+        series,
+        max_memory,
     )
-    _save(out_dir, out_file, result)
     if debug:
         print(f"Resampled image saved at: '{out_file}'")
-        print(describe_spacing(target, achieved, size))
+        print(describe_spacing(target, result.info["spacing_achieved"], result.after["shape"]))
     return out_file
 
 
@@ -206,6 +223,7 @@ def resample_to_reference(
     *,
     fill_value: float = 0,
     series: str | None = None,
+    max_memory: int | str | None = None,
 ) -> str:
     """Resample a 3D volume onto the grid of a reference image.
 
@@ -238,6 +256,8 @@ def resample_to_reference(
         scaling applied). The data type must hold it.
     series : str, optional
         The SeriesInstanceUID to read when *nii_path* is a folder holding several DICOM series.
+    max_memory : int or str, optional
+        As :func:`resampling` (an oblique reference grid is resampled in memory).
 
     Returns
     -------
@@ -271,15 +291,18 @@ def resample_to_reference(
     if isinstance(fill_value, bool) or not isinstance(fill_value, numbers.Real):
         raise ValueError(f"fill_value must be a number, got {fill_value!r}")
     grid = reference_grid(reference_path)
-    result, overlap = resample_volume_to_grid(
-        load_volume(path, series=series),
-        grid,
-        interpolation=interpolation,
-        fill_value=float(fill_value),
+    result = _run(
+        path,
+        out_dir,
+        out_file,
+        GridTarget(grid, float(fill_value)),
+        interpolation,
+        series,
+        max_memory,
     )
-    _save(out_dir, out_file, result)
     if debug:
         print(f"Resampled image saved at: '{out_file}'")
+        overlap = result.info["overlap"]
         print(f"The input covers {100 * overlap:.1f}% of the reference's field of view")
     return out_file
 
@@ -333,11 +356,43 @@ def _refuse_input(path: str) -> None:
     raise ValueError(f"input is not a regular file: {path!r}")
 
 
-def _save(out_dir: str, out_file: str, result: NiftiVolume) -> None:
-    """Write *result* to *out_file*, removing the folders made for it if that fails."""
+def _run(
+    path: str,
+    out_dir: str,
+    out_file: str,
+    target: Target,
+    interpolation: AutoInterpolation,
+    series: str | None,
+    max_memory: int | str | None,
+) -> FileResult:
+    """Resample into *out_file* (:func:`_pipeline.resample_file`), making *out_dir* first and
+    removing the folders made for it if that fails."""
+    if max_memory is not None:
+        parse_bytes(max_memory)  # a bad value is refused before anything is made
     made: list[str] = []
     try:
-        save_volume_into(out_dir, out_file, result, made)
+        for attempt in range(_FOLDER_RETRIES):
+            make_dirs(out_dir, made)
+            remove_stale_temps(out_dir)
+            try:
+                return resample_file(
+                    path,
+                    out_file,
+                    target,
+                    interpolation=interpolation,
+                    series=series,
+                    max_memory=max_memory,
+                )
+            except FileNotFoundError:
+                # another process writing into the same new folder removed it when it failed:
+                # make it again rather than lose the work (docs/decisions.md, D7)
+                if os.path.isdir(out_dir) or attempt == _FOLDER_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
     except BaseException:
         remove_empty_dirs(made)
         raise
+
+
+#: Times :func:`_run` makes a vanished output folder again.
+_FOLDER_RETRIES = 3

@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--antialias", action="store_true", help="smooth downsampled axes before sampling"
     )
+    parser.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory a resampling may use, e.g. 2G or 800M (per worker for datasets; default: "
+        "half of the memory available now); NIfTI files are streamed plane by plane within it",
+    )
     group = parser.add_argument_group("datasets (INPUT is a folder of volumes)")
     group.add_argument(
         "--workers",
@@ -320,6 +326,7 @@ def _plan(
         spacing=args.spacing,
         reference=args.like,
         fill_value=args.fill_value,
+        max_memory=args.max_memory,
         interpolation=args.interpolation,
         anchor=args.anchor,
         antialias=args.antialias,

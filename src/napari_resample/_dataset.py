@@ -38,17 +38,13 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
-from nibabel.affines import voxel_sizes
-
-from napari_resample._formats import is_volume_input, load_volume, looks_like_dicom_folder
-from napari_resample._grid import spacing_size
+from napari_resample._formats import is_volume_input, looks_like_dicom_folder
 from napari_resample._io import (
-    NiftiVolume,
     make_dirs,
     remove_empty_dirs,
     remove_stale_temps,
-    save_volume_into,
 )
+from napari_resample._memory import default_budget, parse_bytes
 from napari_resample._names import (
     OUTPUT_SUFFIX,
     REFERENCE_SUFFIX,
@@ -64,11 +60,17 @@ from napari_resample._options import (
     SAVING_MODES,
     Anchor,
     AutoInterpolation,
-    Interpolation,
     SavingMode,
     check_choice,
     validate_size,
     validate_spacing,
+)
+from napari_resample._pipeline import (
+    GridTarget,
+    SizeTarget,
+    SpacingTarget,
+    Target,
+    resample_file,
 )
 from napari_resample._threads import available_cores, limit_engine_threads
 
@@ -101,6 +103,7 @@ class Job:
     reference: str | None = None  # absolute path
     reference_fingerprint: dict[str, Any] | None = None
     fill_value: float = 0.0
+    max_memory: int | None = None  # bytes per worker; None: a share of what is available
     series: str | None = None  # the DICOM series of a folder input
 
     @property
@@ -156,6 +159,7 @@ def resampling_dataset(
     resume: bool = True,
     progress: bool = True,
     series: str | None = None,
+    max_memory: int | str | None = None,
 ) -> list[str]:
     """Resample every volume of a folder (or a list of them) to one target grid, into NIfTI.
 
@@ -218,6 +222,10 @@ def resampling_dataset(
         output (default); False redoes every file.
     progress : bool
         Show progress on standard error: a bar on a terminal, else one line per file.
+    max_memory : int or str, optional
+        Memory each worker may use (``"2G"``, ``"800M"`` or bytes); default: half of the memory
+        available now, shared by the local workers. NIfTI files are streamed plane by plane
+        within it (see :func:`napari_resample.resampling`).
     series : str, optional
         The SeriesInstanceUID to read from the DICOM folders among the inputs (those holding
         several series need it; the error of one without it lists them). Files ignore it.
@@ -253,6 +261,7 @@ def resampling_dataset(
         spacing=spacing,
         reference=reference,
         fill_value=fill_value,
+        max_memory=max_memory,
         interpolation=interpolation,
         anchor=anchor,
         antialias=antialias,
@@ -286,6 +295,7 @@ def plan_dataset(
     spacing: Sequence[float] | None = None,
     reference: str | os.PathLike[str] | None = None,
     fill_value: float = 0,
+    max_memory: int | str | None = None,
     interpolation: str = "auto",
     anchor: str = "origin",
     antialias: bool = False,
@@ -314,6 +324,7 @@ def plan_dataset(
         ref_print = input_fingerprint(ref_path)
     if isinstance(fill_value, bool) or not isinstance(fill_value, numbers.Real):
         raise ValueError(f"fill_value must be a number, got {fill_value!r}")
+    budget = None if max_memory is None else parse_bytes(max_memory)
     check_choice("saving_mode", saving_mode, SAVING_MODES)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
@@ -358,6 +369,7 @@ def plan_dataset(
                 reference=ref_path,
                 reference_fingerprint=ref_print,
                 fill_value=float(fill_value),
+                max_memory=budget,
                 series=series if os.path.isdir(path) else None,
             )
         )
@@ -512,7 +524,10 @@ def _execute(
                 _check(cancel)
                 yield run_job(job)
             return
-        jobs = [replace(job, threads=threads) for job in jobs]
+        jobs = [
+            replace(job, threads=threads, max_memory=job.max_memory or default_budget() // n)
+            for job in jobs
+        ]
         yield from _pooled(jobs, n, cancel)
         return
     yield from _submitted(executor, jobs, cancel)
@@ -639,27 +654,28 @@ def run_job(job: Job) -> dict[str, Any]:
     """Resample one file of a dataset and describe what happened (never raises for the file's
     own problems: they are the record's ``error``)."""
     from napari_resample import __version__
-    from napari_resample._pipeline import resolve_interpolation
 
     start = time.perf_counter()
     before = after = None
     used = None
-    target: dict[str, Any] = {}
     try:
         with limit_engine_threads(job.threads), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            volume = load_volume(job.input, series=job.series)
-            before = _geometry(volume)
-            used = resolve_interpolation(job.interpolation, volume)
-            result, target = _resample_job(job, volume, used)
-            del volume
-            save_volume_into(os.path.dirname(job.output), job.output, result, [], clean=False)
-            after = _geometry(result)
+            result = resample_file(
+                job.input,
+                job.output,
+                _target(job),
+                interpolation=job.interpolation,
+                series=job.series,
+                max_memory=job.max_memory,
+            )
+            before, after, used = result.before, result.after, result.interpolation
+        info = dict(result.info, streamed=result.streamed)
         if caught:
-            target["warnings"] = [str(w.message) for w in caught]
+            info["warnings"] = [str(w.message) for w in caught]
         stat = os.stat(job.output)
         outcome = {
-            **target,
+            **info,
             "output_size": stat.st_size,
             "output_mtime_ns": stat.st_mtime_ns,
             "output_sha256": file_sha256(job.output),
@@ -673,29 +689,16 @@ def run_job(job: Job) -> dict[str, Any]:
         )
 
 
-def _resample_job(
-    job: Job, volume: NiftiVolume, used: Interpolation
-) -> tuple[NiftiVolume, dict[str, Any]]:
-    """The resampled volume for *job*'s target, and what the record says about the target."""
-    from napari_resample._pipeline import resample_volume
-
+def _target(job: Job) -> Target:
+    """The target grid of *job* for :func:`_pipeline.resample_file`."""
     if job.reference is not None:
-        from napari_resample._reference import reference_grid, resample_volume_to_grid
+        from napari_resample._reference import reference_grid
 
-        result, overlap = resample_volume_to_grid(
-            volume, reference_grid(job.reference), interpolation=used, fill_value=job.fill_value
-        )
-        return result, {"overlap": round(overlap, 6)}
-    info: dict[str, Any] = {}
-    size = job.size
-    if size is None:
-        assert job.spacing is not None
-        size, achieved = spacing_size(volume.data.shape, volume.affine, job.spacing)
-        info = {"spacing_requested": list(job.spacing), "spacing_achieved": list(achieved)}
-    result = resample_volume(
-        volume, size, interpolation=used, anchor=job.anchor, antialias=job.antialias
-    )
-    return result, info
+        return GridTarget(reference_grid(job.reference), job.fill_value)
+    if job.spacing is not None:
+        return SpacingTarget(job.spacing, job.anchor, job.antialias)
+    assert job.size is not None
+    return SizeTarget(job.size, job.anchor, job.antialias)
 
 
 def _record(
@@ -725,17 +728,6 @@ def _record(
         "after": after,
         "seconds": round(seconds, 4),
         **(outcome or {}),
-    }
-
-
-def _geometry(volume: NiftiVolume) -> dict[str, Any]:
-    shape = [int(n) for n in volume.data.shape[:3]]
-    spacing = [float(v) for v in voxel_sizes(volume.affine)]
-    return {
-        "shape": shape,
-        "spacing": spacing,
-        "fov": [n * s for n, s in zip(shape, spacing, strict=True)],
-        "dtype": volume.data.dtype.name,
     }
 
 

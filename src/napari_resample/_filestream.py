@@ -22,6 +22,7 @@ uses the in-memory pipeline (:func:`stream_file` returns None).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,19 @@ from napari_resample._labels import (
 )
 from napari_resample._memory import format_bytes
 from napari_resample._niistream import PlaneReader, PlaneWriter, open_planes
-from napari_resample._resample import CancelSignal, ProgressCallback, _cancel_check
-from napari_resample._stream import NonFiniteInput, plan_stream, run_stream, stream_budget
+from napari_resample._resample import (
+    CancelSignal,
+    ProgressCallback,
+    _cancel_check,
+    estimate_memory,
+)
+from napari_resample._stream import (
+    NonFiniteInput,
+    plan_stream,
+    run_stream,
+    stream_budget,
+    with_fill,
+)
 
 
 @dataclass
@@ -55,11 +67,15 @@ class StreamTarget:
         The output header (its data type is set from the input's by :func:`stream_file`).
     affine : (4, 4) ndarray
         The output's voxel -> RAS affine.
+    fill : number or None
+        The stored value outside the input's field of view (reference grids); None: the edge
+        rules hold there.
     """
 
     positions: Positions
     header: Any
     affine: Any
+    fill: float | int | None = None
 
 
 @dataclass
@@ -88,7 +104,7 @@ class _Stats:
 def stream_file(
     path: str,
     out_file: str,
-    target: Callable[[PlaneReader], StreamTarget],
+    target: Callable[[PlaneReader], StreamTarget | None],
     *,
     interpolation: str,
     antialias: bool,
@@ -98,9 +114,11 @@ def stream_file(
 ) -> StreamResult | None:
     """Resample the NIfTI file *path* into *out_file* (its folder must exist), streamed.
 
-    *target* gives the output grid from the opened input. Returns None, having written nothing,
-    when the work cannot be streamed (non-finite float input, k read backwards); the caller then
-    uses the in-memory pipeline.
+    *target* gives the output grid from the opened input (None: not a grid to stream). Returns
+    None, having written nothing, when the work is not streamed: a target of None, non-finite
+    float input, k read backwards, or ``"auto"`` needing a look at the voxels of a volume the
+    in-memory pipeline can hold within *budget* (one read instead of two). The caller then uses
+    the in-memory pipeline.
 
     Raises
     ------
@@ -114,9 +132,17 @@ def stream_file(
     reader = open_planes(path)
     try:
         grid = target(reader)
+        if grid is None:
+            return None
         mode = _mode_from_header(interpolation, reader)
         stats = None
         if mode is None:  # "auto" for an integer volume without a label intent
+            out_shape = tuple(x.size for x in grid.positions)
+            in_memory = math.prod(reader.shape) * reader.dtype.itemsize + estimate_memory(
+                reader.shape, reader.dtype, out_shape, "label"
+            )
+            if in_memory <= budget:
+                return None
             reader.close()
             stats = _first_pass(path, reader.shape, count_labels=True, check=check)
             mode = "label" if _is_label(stats) else "bspline"
@@ -124,6 +150,8 @@ def stream_file(
         plan = plan_stream(reader.shape, reader.dtype, grid.positions, mode, antialias)
         if plan is None:
             return None
+        if grid.fill is not None:
+            plan = with_fill(plan, grid.positions, grid.fill)
         need, held, chunk_bytes = stream_budget(plan, reader.dtype, budget)
         if need > budget:
             raise MemoryError(

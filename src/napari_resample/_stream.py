@@ -77,6 +77,9 @@ class StreamPlan:
     post: list[tuple[int, sparse.csr_matrix]] = field(default_factory=list)
     taps: tuple = ()
     index: tuple = ()
+    #: ``(value, (inside_i, inside_j, inside_k))``: output voxels outside the input's field of
+    #: view along some axis get *value* (:func:`with_fill`); None: the edge rules hold there.
+    fill: tuple | None = None
 
     @property
     def needs_range(self) -> bool:
@@ -128,6 +131,18 @@ def plan_stream(
         lo = hi = np.arange(n_z, dtype=np.int64)
         pre, post = [(a, ops[a]) for a in order], []
     return StreamPlan(in_shape, size, "separable", work, lo, hi, pre, zop, post)
+
+
+def with_fill(plan: StreamPlan, positions: Positions, value: float | int) -> StreamPlan:
+    """*plan* writing *value* outside the input's field of view (as
+    :func:`napari_resample._resample.sample_grid` with ``fill_value``)."""
+    from napari_resample._geometry import inside_positions
+
+    masks = tuple(inside_positions(n, x) for n, x in zip(plan.in_shape, positions, strict=True))
+    if all(m.all() for m in masks):
+        return plan
+    plan.fill = (value, masks)
+    return plan
 
 
 def _row_span(op: sparse.csr_matrix) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -288,7 +303,7 @@ class _Runner:
         emit: Emit,
         chunk_bytes: int,
     ) -> None:
-        self.plan, self.out_dtype, self.emit = plan, out_dtype, emit
+        self.plan, self.out_dtype, self._emit = plan, out_dtype, emit
         self.have = -1
         self.next = 0
         self.held: list[tuple[int, NDArray]] = []
@@ -303,6 +318,16 @@ class _Runner:
         self.finish: _Finisher | None = None
         if value_range is not None and plan.needs_range:
             self.finish = _Finisher(value_range[0], value_range[1], out_dtype)
+
+    def emit(self, k0: int, block: NDArray) -> None:
+        """Hand a finished chunk on, with the fill value outside the input's field of view."""
+        if self.plan.fill is not None:
+            value, (mi, mj, mk) = self.plan.fill
+            block = np.array(block, copy=True) if not block.flags.writeable else block
+            block[~mi] = value
+            block[:, ~mj] = value
+            block[:, :, ~mk[k0 : k0 + block.shape[2]]] = value
+        self._emit(k0, block)
 
     def _keep(self) -> int:
         return int(self.keep_from[self.next]) if self.next < self.keep_from.size else 1 << 62
