@@ -140,8 +140,8 @@ def _layer_state(layer: Any) -> dict[str, Any]:
 
 
 def _geometry_copy(layer: Any) -> dict[str, Any]:
-    """The layer's name, storage order and transforms now: what a result laid on it takes
-    (copied, so that moving the layer during a run does not move the result)."""
+    """The layer's name, storage order, transforms, units and axis labels now: what a result
+    laid on it takes (copied, so that moving the layer during a run does not move the result)."""
     return {
         "name": layer.name,
         "storage": StorageOrder.from_dict(_info(layer).get("storage")),
@@ -150,6 +150,8 @@ def _geometry_copy(layer: Any) -> dict[str, Any]:
         "rotate": np.array(layer.rotate, dtype=np.float64),
         "shear": np.array(layer.shear, dtype=np.float64),
         "affine": np.array(layer.affine.affine_matrix, dtype=np.float64),
+        "units": tuple(layer.units),
+        "axis_labels": tuple(layer.axis_labels),
     }
 
 
@@ -523,24 +525,36 @@ class ResampleWidget(Container):
     def _watch(self, layer: Any) -> None:
         """Follow *layer*'s geometry and data (only that layer's) so the read-out stays true."""
         if layer is not self._watched:
-            self._follow(self._watched, layer, self._on_data)
+            self._follow(self._watched, layer, self._update_summary, self._on_data)
             self._watched = layer
 
     def _watch_reference(self, layer: Any) -> None:
         """Follow the matched layer's geometry and data too: they are the target grid."""
         if layer is not self._watched_reference:
-            self._follow(self._watched_reference, layer, self._update_summary)
+            on_change = self._on_reference_change
+            self._follow(self._watched_reference, layer, on_change, on_change)
             self._watched_reference = layer
 
-    def _follow(self, old: Any, new: Any, on_data: Callable[..., Any]) -> None:
+    @staticmethod
+    def _follow(
+        old: Any, new: Any, on_geometry: Callable[..., Any], on_data: Callable[..., Any]
+    ) -> None:
+        """Move the connections from *old*'s events to *new*'s. The source and the matched
+        layer have slots of their own: the layer the source was matched to may become the
+        source, and dropping one role must not drop the other's connections."""
         if old is not None:
             for name in _GEOMETRY_EVENTS:
-                getattr(old.events, name).disconnect(self._update_summary)
+                getattr(old.events, name).disconnect(on_geometry)
             old.events.data.disconnect(on_data)
         if new is not None:
             for name in _GEOMETRY_EVENTS:
-                getattr(new.events, name).connect(self._update_summary)
+                getattr(new.events, name).connect(on_geometry)
             new.events.data.connect(on_data)
+
+    def _on_reference_change(self, *_: Any) -> None:
+        """The matched layer moved or changed its data: the read-out follows (when matching)."""
+        if self.target.value == MATCH:
+            self._update_summary()
 
     @_reported("Choosing the target")
     def _on_target(self, *_: Any) -> None:
@@ -560,7 +574,7 @@ class ResampleWidget(Container):
     @_reported("Choosing the layer to match")
     def _on_reference(self, *_: Any) -> None:
         self._watch_reference(self.reference.value)
-        self._update_summary()
+        self._on_reference_change()
 
     @_reported("Choosing the layer")
     def _on_layer(self, *_: Any) -> None:
@@ -1054,14 +1068,14 @@ class ResampleWidget(Container):
     @staticmethod
     def _lay_on(reference: dict[str, Any], values: np.ndarray, kwargs: dict[str, Any]) -> Any:
         """The result's napari data (from its stored-order *values*) in the matched layer's
-        data order, and that layer's own transforms in *kwargs*: the two then map every voxel
-        index to the same world point.
+        data order, and that layer's own transforms (units, axis labels) in *kwargs*: the two
+        then map every voxel index to the same world point.
 
         The reader's conversion would reorder the axes by the grid's orientation, which for a
         layer rotated in napari need not be that layer's order.
         """
         storage = StorageOrder(reference["storage"].ornt, 3)
-        for key in ("scale", "translate", "rotate", "shear", "affine"):
+        for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels"):
             kwargs[key] = reference[key]
         kwargs["metadata"][METADATA_KEY]["storage"] = storage.to_dict()
         return napari_from_stored(values, storage)
