@@ -98,8 +98,8 @@ Target = Literal["size", "spacing", "match layer"]
 #: What the result's grid is given by: a voxel count, a voxel size, or another layer's grid.
 TARGETS: tuple[str, ...] = get_args(Target)
 SIZE, SPACING, MATCH = TARGETS
-#: Bounds of the target spacing fields (mm); 4 decimals show sub-micron spacings.
-MIN_SPACING, MAX_SPACING = 1e-4, 1e4
+#: Bounds of the target spacing fields (mm); the smallest is also their precision (3 decimals).
+MIN_SPACING, MAX_SPACING = 1e-3, 1e4
 #: Colours of the read-out's refusals (Run disabled) and warnings.
 RED, ORANGE = "color: red", "color: #e08000"
 RUN_TEXT, CANCEL_TEXT = "Resample", "Cancel"
@@ -226,6 +226,11 @@ def _unusable(layer: Any) -> str | None:
     return None
 
 
+def _fit_height(native: Any) -> None:
+    """A word-wrapped QLabel's minimum height: what its text takes at its current width."""
+    native.setMinimumHeight(max(0, native.heightForWidth(max(native.width(), 1))))
+
+
 def _reported(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a Qt slot of the widget: an exception becomes a notification
     ``"<what> failed: <exception>"`` (and the status line) instead of reaching Qt."""
@@ -327,9 +332,9 @@ class ResampleWidget(Container):
         )
         self.target_spacing = TupleEdit(
             name="target_spacing",
-            label="target spacing (X, Y, Z) mm",
+            label="spacing mm (X, Y, Z)",
             value=(1.0, 1.0, 1.0),
-            # the step sets the decimals shown (4); the arrows then step by 0.1 mm
+            # the step sets the decimals shown (3); the arrows then step by 0.1 mm
             options={"min": MIN_SPACING, "max": MAX_SPACING, "step": MIN_SPACING},
             tooltip=(
                 "Voxel size in mm along the file's i, j, k axes (the order of the target "
@@ -478,7 +483,11 @@ class ResampleWidget(Container):
 
     @staticmethod
     def _never_widen(label: Label) -> None:
-        """A read-out label that wraps its lines and never asks the dock for more width."""
+        """A read-out label that wraps its lines and never asks the dock for more width, but
+        as much height as its wrapped lines take (napari's dock, a scroll area, does not ask
+        labels their height for a width: the label sets its own minimum on each resize and
+        on each new text)."""
+        from qtpy.QtCore import QEvent, QObject
         from qtpy.QtWidgets import QSizePolicy
 
         native = label.native
@@ -486,6 +495,15 @@ class ResampleWidget(Container):
         policy = native.sizePolicy()
         policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
         native.setSizePolicy(policy)
+
+        class FitHeight(QObject):
+            def eventFilter(self, obj: Any, event: Any) -> bool:
+                if event.type() == QEvent.Type.Resize:
+                    _fit_height(obj)
+                return False
+
+        native.installEventFilter(FitHeight(native))  # parented: lives as long as the label
+        label.changed.connect(lambda *_: _fit_height(native))
 
     # ------------------------------------------------------------------ read-out
 
