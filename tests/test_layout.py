@@ -9,8 +9,11 @@ from nibabel.orientations import aff2axcodes
 from _plugin_fixtures import AFFINES, AXIS_ALIGNED, coded_volume, decode, stored_world
 from napari_resample._io import apply_scaling
 from napari_resample._layout import (
+    METADATA_KEY,
     StorageOrder,
+    grid_of_layer,
     napari_from_nifti,
+    napari_from_stored,
     napari_matrix,
     nifti_affine_from_napari,
     nifti_from_napari,
@@ -195,3 +198,39 @@ def test_scaled_values_unscale_exactly_or_not_at_all():
     assert stored_from_display(shown * 1e6, 0.5, 10.0, np.dtype("i2")) is None
     assert stored_from_display(stored, 1.0, 0.0, np.dtype(">i2")) is stored
     assert stored_from_display(stored.astype(np.float32), 1.0, 0.0, np.dtype("i2")) is None
+
+
+@pytest.mark.parametrize("key", sorted(AFFINES))
+def test_stored_voxels_go_back_to_the_layer_order_they_came_from(key):
+    layout = napari_from_nifti(coded_volume(), AFFINES[key])
+    stored, _ = nifti_from_napari(layout.data, layout.storage, layout.kwargs)
+    shown = napari_from_stored(stored, layout.storage)
+    assert shown.shape == layout.data.shape and np.array_equal(shown, layout.data)
+    with pytest.raises(ValueError, match=r"needs 3D voxels, got shape \(7, 6\)"):
+        napari_from_stored(stored[:, :, 0], layout.storage)
+
+
+def _file_state(key, header):
+    layout = napari_from_nifti(coded_volume(), AFFINES[key])
+    metadata = {METADATA_KEY: {"storage": layout.storage.to_dict(), "header": header}}
+    return layout, {**layout.kwargs, "metadata": metadata}
+
+
+@pytest.mark.parametrize("key", ["lsa_permuted", "oblique"])
+def test_a_layer_grid_is_its_file_grid_with_the_header_until_moved(key):
+    import nibabel as nib
+
+    header = nib.Nifti1Image(coded_volume(), AFFINES[key]).header
+    layout, state = _file_state(key, header)
+    grid = grid_of_layer(layout.data.shape, state, "ref")
+    assert grid.shape == (7, 6, 5) and grid.name == "ref" and grid.header is header
+    np.testing.assert_allclose(grid.affine, AFFINES[key], atol=1e-6)
+    moved = dict(state, translate=tuple(t + 1.0 for t in layout.kwargs["translate"]))
+    grid = grid_of_layer(layout.data.shape, moved)
+    assert grid.header is None  # the file's header no longer describes the layer
+    np.testing.assert_allclose(grid.affine[:3, 3], AFFINES[key][:3, 3] + 1.0, atol=1e-6)
+
+
+def test_a_grid_needs_a_3d_layer():
+    with pytest.raises(ValueError, match=r"must be a 3D layer, got shape \(2, 4, 5, 6\)"):
+        grid_of_layer((2, 4, 5, 6), {})

@@ -40,7 +40,14 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample._io import XFORM_ALIGNED, NiftiVolume, apply_scaling, holds_one_volume
+from napari_resample._grid import Grid
+from napari_resample._io import (
+    XFORM_ALIGNED,
+    NiftiVolume,
+    apply_scaling,
+    holds_one_volume,
+    same_grid,
+)
 
 #: Name of the key under which every layer made by this plugin keeps its NIfTI information.
 METADATA_KEY = "napari_resample"
@@ -362,6 +369,68 @@ def nifti_from_napari(
     elif storage.ndim > 3 and stored.ndim == 3:
         stored = stored.reshape(stored.shape + (1,) * (storage.ndim - 3))
     return stored, affine
+
+
+def napari_from_stored(stored: NDArray, storage: StorageOrder) -> NDArray:
+    """(Z, Y, X) napari data showing (I, J, K) *stored* voxels in *storage*'s order.
+
+    The inverse of :func:`nifti_from_napari`'s data for a 3D layer: a view (no copy), so that
+    voxels computed on a layer's file grid lie on that layer voxel for voxel.
+
+    Examples
+    --------
+    >>> lsa = StorageOrder(np.array([[0.0, -1.0], [2.0, 1.0], [1.0, 1.0]]))
+    >>> shown = np.arange(24).reshape(2, 3, 4)  # napari (S, A, R)
+    >>> stored, _ = nifti_from_napari(shown, lsa, {})
+    >>> stored.shape, np.array_equal(napari_from_stored(stored, lsa), shown)
+    ((4, 2, 3), True)
+    """
+    if stored.ndim != 3:
+        raise ValueError(f"napari_from_stored needs 3D voxels, got shape {stored.shape}")
+    return apply_orientation(native(stored), storage.ornt).transpose(2, 1, 0)
+
+
+def grid_of_layer(
+    napari_shape: Sequence[int], state: Mapping[str, Any], name: str = "the reference"
+) -> Grid:
+    """The voxel grid a 3D layer shows, in its file's voxel order: what matching it resamples
+    onto. Cheap: no voxel is read.
+
+    The affine is the layer's *current* geometry (as :func:`volume_from_layer` takes it); the
+    file's header (from the reader's metadata) comes along only while it still describes that
+    grid (:func:`napari_resample._io.same_grid`), so that an output saved on it keeps the
+    file's own qform, sform and codes.
+
+    Parameters
+    ----------
+    napari_shape : (3,) sequence of int, the layer's (Z, Y, X) data shape
+    state : mapping
+        The layer's ``scale``, ``translate``, ``rotate``, ``shear``, ``affine`` and
+        ``metadata``.
+    name : str
+        How messages name the grid.
+
+    Raises
+    ------
+    ValueError
+        If the layer is not 3D.
+
+    Examples
+    --------
+    >>> grid = grid_of_layer((5, 6, 7), {"scale": (2.5, 0.8, 0.5)}, "seg")
+    >>> grid.shape, np.diag(grid.affine).tolist(), grid.header is None
+    ((7, 6, 5), [0.5, 0.8, 2.5, 1.0], True)
+    """
+    if len(napari_shape) != 3:
+        raise ValueError(f"a grid to match must be a 3D layer, got shape {tuple(napari_shape)}")
+    info = (state.get("metadata") or {}).get(METADATA_KEY) or {}
+    storage = StorageOrder.from_dict(info.get("storage"))
+    affine = nifti_affine_from_napari(napari_shape, storage, state)
+    shape = stored_shape(napari_shape, storage)
+    header = info.get("header")
+    if not same_grid(header, affine, shape):
+        header = None
+    return Grid((shape[0], shape[1], shape[2]), affine, header, name)
 
 
 def stored_shape(napari_shape: Sequence[int], storage: StorageOrder) -> tuple[int, ...]:

@@ -1,10 +1,24 @@
 """The "Resample volume" dock widget (menu Layers > Transform).
 
 UI only: the target, the read-out, Run and Save. A layer becomes a NIfTI volume in the file's
-voxel order (:func:`napari_resample._layout.volume_from_layer`), the core's one file pipeline
-(:func:`napari_resample._pipeline.resample_volume`) resamples it in a background thread, and the
-result is added as ``<name>_resampled`` through the reader's conversion. Saving goes through the
-plugin's writer, in a background thread too.
+voxel order (:func:`napari_resample._layout.volume_from_layer`) and is resampled in a background
+thread to one of three targets:
+
+size
+    a voxel count per axis, by the core's one file pipeline
+    (:func:`napari_resample._pipeline.resample_volume`); the result is ``<name>_resampled``;
+spacing
+    a voxel size in mm per axis, turned into the size that keeps the field of view
+    (:func:`napari_resample._grid.spacing_size`), then as "size";
+match layer
+    another open layer's grid (:func:`napari_resample._layout.grid_of_layer`), by
+    :func:`napari_resample._reference.resample_volume_to_grid`; the result,
+    ``<name>_resampled_to_ref``, takes that layer's data order and transforms, so it lies on
+    it voxel for voxel. The read-out shows how much of that layer the source covers, and
+    refuses pairs that do not overlap.
+
+The result is added through the reader's conversion. Saving goes through the plugin's writer,
+in a background thread too.
 
 While a run goes, the Resample button is Cancel (the engine stops between two slabs) and the
 widget's progress bar and napari's activity dock follow the engine slab by slab. The read-out
@@ -19,10 +33,11 @@ from __future__ import annotations
 import functools
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
 from magicgui.types import FileDialogMode
@@ -36,22 +51,32 @@ from magicgui.widgets import (
     PushButton,
     TupleEdit,
 )
-from nibabel.affines import voxel_sizes
 
 from napari_resample import _memory
 from napari_resample._geometry import resampled_affine
+from napari_resample._grid import (
+    Grid,
+    format_bounds,
+    overlap_fraction,
+    spacing_size,
+    voxel_spacing,
+    world_bounds,
+)
 from napari_resample._io import NiftiVolume
 from napari_resample._layout import (
     METADATA_KEY,
     StorageOrder,
+    grid_of_layer,
+    napari_from_stored,
     nifti_affine_from_napari,
     stored_shape,
     volume_from_layer,
 )
-from napari_resample._names import output_name
+from napari_resample._names import OUTPUT_SUFFIX, REFERENCE_SUFFIX, output_name
 from napari_resample._options import ANCHORS, INTERPOLATIONS, Anchor, Interpolation, validate_size
 from napari_resample._pipeline import resample_volume
 from napari_resample._reader import layer_data_from_volume
+from napari_resample._reference import LOW_OVERLAP, resample_volume_to_grid
 from napari_resample._resample import ResamplingCancelled, estimate_memory
 
 if TYPE_CHECKING:
@@ -69,6 +94,14 @@ _GEOMETRY_EVENTS = ("scale", "translate", "rotate", "shear", "affine")
 CUSTOM = "custom"
 AUTO = "auto"
 MAX_SIZE = 8192
+Target = Literal["size", "spacing", "match layer"]
+#: What the result's grid is given by: a voxel count, a voxel size, or another layer's grid.
+TARGETS: tuple[str, ...] = get_args(Target)
+SIZE, SPACING, MATCH = TARGETS
+#: Bounds of the target spacing fields (mm); the smallest is also their precision (3 decimals).
+MIN_SPACING, MAX_SPACING = 1e-3, 1e4
+#: Colours of the read-out's refusals (Run disabled) and warnings.
+RED, ORANGE = "color: red", "color: #e08000"
 RUN_TEXT, CANCEL_TEXT = "Resample", "Cancel"
 #: Characters of a status message shown before its middle is elided (the full text is the
 #: status' tooltip and the notification's).
@@ -88,6 +121,10 @@ class _Job:
     interpolation: Interpolation
     anchor: Anchor
     antialias: bool
+    target: str = SIZE
+    spacing: tuple[float, float, float] | None = None  # asked, for target "spacing"
+    grid: Grid | None = None  # for target "match layer"
+    reference: dict[str, Any] | None = None  # the matched layer's name, storage and transforms
 
 
 def _layer_state(layer: Any) -> dict[str, Any]:
@@ -100,6 +137,30 @@ def _layer_state(layer: Any) -> dict[str, Any]:
         "affine": layer.affine.affine_matrix,
         "metadata": layer.metadata,
     }
+
+
+def _geometry_copy(layer: Any) -> dict[str, Any]:
+    """The layer's name, storage order, transforms, units and axis labels now: what a result
+    laid on it takes (copied, so that moving the layer during a run does not move the result)."""
+    return {
+        "name": layer.name,
+        "storage": StorageOrder.from_dict(_info(layer).get("storage")),
+        "scale": tuple(float(v) for v in layer.scale),
+        "translate": tuple(float(v) for v in layer.translate),
+        "rotate": np.array(layer.rotate, dtype=np.float64),
+        "shear": np.array(layer.shear, dtype=np.float64),
+        "affine": np.array(layer.affine.affine_matrix, dtype=np.float64),
+        "units": tuple(layer.units),
+        "axis_labels": tuple(layer.axis_labels),
+    }
+
+
+def _resample_to_grid(volume: NiftiVolume, grid: Grid, **kwargs: Any) -> tuple[NiftiVolume, float]:
+    """:func:`resample_volume_to_grid` in the worker, without its low-overlap warning: the
+    read-out showed it before the run and the status reports the overlap after it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".* covers only ", category=UserWarning)
+        return resample_volume_to_grid(volume, grid, **kwargs)
 
 
 def _info(layer: Any) -> dict[str, Any]:
@@ -121,6 +182,23 @@ def _mib(nbytes: float) -> str:
     if nbytes < 2**20:
         return f"{nbytes / 2**10:,.1f} KiB"
     return f"{nbytes / 2**20:,.1f} MiB"
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage, never rounded to 0 % or 100 % when it is not.
+
+    Examples
+    --------
+    >>> _percent(0.25), _percent(1e-5), _percent(0.99999), _percent(1.0)
+    ('25.0%', '<0.1%', '>99.9%', '100%')
+    """
+    if fraction >= 1.0:
+        return "100%"
+    if 0.0 < fraction < 0.001:
+        return "<0.1%"
+    if 0.999 < fraction < 1.0:
+        return ">99.9%"
+    return f"{100 * fraction:.1f}%"
 
 
 def _elide_middle(text: str, limit: int = STATUS_CHARS) -> str:
@@ -146,6 +224,11 @@ def _unusable(layer: Any) -> str | None:
     if layer.ndim != 3:
         return f"{layer.name!r} is not a single 3D volume (shape {layer.data.shape})."
     return None
+
+
+def _fit_height(native: Any) -> None:
+    """A word-wrapped QLabel's minimum height: what its text takes at its current width."""
+    native.setMinimumHeight(max(0, native.heightForWidth(max(native.width(), 1))))
 
 
 def _reported(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -182,13 +265,15 @@ def _ask_overwrite(path: Path) -> bool:
 
 
 class ResampleWidget(Container):
-    """Resample an Image or Labels layer to a target size, keeping its field of view.
+    """Resample an Image or Labels layer to a target size or spacing, keeping its field of
+    view, or onto another layer's grid.
 
-    The target size and preset are the user's: they follow the chosen layer's size only until
-    the user sets them (the "current size" button goes back to the layer's size). Resample runs
-    in a background thread (Cancel stops it between two slabs, adding nothing); Save writes in
-    a background thread too. Layers that cannot be resampled (RGB, multiscale, not 3D) are
-    refused with one sentence in the read-out.
+    The target size, preset and spacing are the user's: they follow the chosen layer only until
+    the user sets them (the "current size" button goes back to the layer's size). With "match
+    layer", the read-out shows how much of the other layer the source covers; a pair that does
+    not overlap is refused (Run disabled). Resample runs in a background thread (Cancel stops it
+    between two slabs, adding nothing); Save writes in a background thread too. Layers that
+    cannot be resampled (RGB, multiscale, not 3D) are refused with one sentence in the read-out.
 
     Parameters
     ----------
@@ -216,6 +301,16 @@ class ResampleWidget(Container):
             choices=self._layer_choices,
             tooltip="The Image or Labels layer to resample (one 3D volume).",
         )
+        self.target = ComboBox(
+            name="target",
+            label="target",
+            choices=list(TARGETS),
+            value=SIZE,
+            tooltip=(
+                "size: voxels per axis; spacing: voxel size in mm per axis (both keep the "
+                "field of view); match layer: another layer's grid, voxel for voxel."
+            ),
+        )
         self.preset = ComboBox(
             name="preset",
             label="preset",
@@ -235,11 +330,36 @@ class ResampleWidget(Container):
             text="current size",
             tooltip="Set the target size back to the chosen layer's own size.",
         )
+        self.target_spacing = TupleEdit(
+            name="target_spacing",
+            label="spacing mm (X, Y, Z)",
+            value=(1.0, 1.0, 1.0),
+            # the step sets the decimals shown (3); the arrows then step by 0.1 mm
+            options={"min": MIN_SPACING, "max": MAX_SPACING, "step": MIN_SPACING},
+            tooltip=(
+                "Voxel size in mm along the file's i, j, k axes (the order of the target "
+                "size). The size is rounded so that the field of view is kept."
+            ),
+        )
+        for field in self.target_spacing:
+            cast(Any, field).step = 0.1
+        self.reference = ComboBox(
+            name="reference",
+            label="match layer",
+            choices=self._reference_choices,
+            tooltip=(
+                "The layer whose grid the result takes, voxel for voxel: its shape, spacing, "
+                "origin and orientation (another open 3D Image or Labels layer)."
+            ),
+        )
         self.interpolation = ComboBox(
             name="interpolation",
             label="interpolation",
             choices=[AUTO, *INTERPOLATIONS],
-            tooltip="auto: label voting for Labels layers, cubic B-spline for images.",
+            tooltip=(
+                "auto: label voting for Labels layers; for images cubic B-spline, or linear "
+                "when matching a layer."
+            ),
         )
         self.anchor = ComboBox(
             name="anchor",
@@ -255,6 +375,11 @@ class ResampleWidget(Container):
         )
         self.summary = Label(name="summary", label="")
         self.summary.tooltip = "The chosen layer now, the result, and the memory a run needs."
+        self.target_warning = Label(name="target_warning", label="")
+        self.target_warning.tooltip = (
+            "Why the target cannot be run (red), or how little of the matched layer the "
+            "source covers (orange)."
+        )
         self.memory_warning = Label(name="memory_warning", label="")
         self.memory_warning.tooltip = "Shown when a run would need more memory than is free now."
         self.run_button = PushButton(
@@ -269,25 +394,35 @@ class ResampleWidget(Container):
             name="output_dir",
             label="save to",
             mode=FileDialogMode.EXISTING_DIRECTORY,
-            tooltip="Folder for <name>_resampled.nii.gz (the source file's folder by default).",
+            tooltip=(
+                "Folder for <name>_resampled.nii.gz, or <name>_resampled_to_ref.nii.gz after "
+                "matching a layer (the source file's folder by default)."
+            ),
         )
         self.save_button = PushButton(
             name="save_button",
             text="Save resampled",
-            tooltip="Write the last result as <name>_resampled.nii.gz into the folder above.",
+            tooltip=(
+                "Write the last result as <name>_resampled.nii.gz (<name>_resampled_to_ref"
+                ".nii.gz after matching a layer) into the folder above."
+            ),
         )
         self.status = Label(name="status", label="")
         self.status.tooltip = "What happened last."
         super().__init__(
             widgets=[
                 self.layer,
+                self.target,
                 self.preset,
                 self.target_size,
                 self.current_size,
+                self.target_spacing,
+                self.reference,
                 self.interpolation,
                 self.anchor,
                 self.antialias,
                 self.summary,
+                self.target_warning,
                 self.memory_warning,
                 self.run_button,
                 self.progress_bar,
@@ -296,9 +431,9 @@ class ResampleWidget(Container):
                 self.status,
             ]
         )
-        for label in (self.summary, self.memory_warning, self.status):
+        for label in (self.summary, self.target_warning, self.memory_warning, self.status):
             self._never_widen(label)
-        self.memory_warning.native.setStyleSheet("color: red")
+        self.memory_warning.native.setStyleSheet(RED)
         self._worker: Any = None
         self._cancel: threading.Event | None = None
         self._saver: Any = None
@@ -307,16 +442,23 @@ class ResampleWidget(Container):
         self._next_activity = 0.0
         self._result: Any = None
         self._result_base = ""
+        self._result_suffix = OUTPUT_SUFFIX
         self._syncing = False
         self._watched: Any = None
+        self._watched_reference: Any = None
         self._too_big = False
+        self._refusal: str | None = None  # why the target cannot run now (Run disabled)
         self._picked_dir = False  # the user chose "save to": keep it when the layer changes
         self._picked_size = False  # the user chose the target: keep it when the layer changes
+        self._picked_spacing = False  # the same for the target spacing
 
         self.layer.changed.connect(self._on_layer)
+        self.target.changed.connect(self._on_target)
         self.preset.changed.connect(self._on_preset)
         self.target_size.changed.connect(self._on_size)
         self.current_size.changed.connect(self._on_current_size)
+        self.target_spacing.changed.connect(self._on_spacing)
+        self.reference.changed.connect(self._on_reference)
         for widget in (self.interpolation, self.anchor, self.antialias):
             widget.changed.connect(self._update_summary)
         self.run_button.changed.connect(self._on_run_button)
@@ -329,6 +471,7 @@ class ResampleWidget(Container):
         active = self.viewer.layers.selection.active
         if any(active is layer for _, layer in self._layer_choices()):
             self.layer.value = active
+        self._show_target_fields()
         self._on_layer()
         self._offer_default_reader()
 
@@ -340,7 +483,11 @@ class ResampleWidget(Container):
 
     @staticmethod
     def _never_widen(label: Label) -> None:
-        """A read-out label that wraps its lines and never asks the dock for more width."""
+        """A read-out label that wraps its lines and never asks the dock for more width, but
+        as much height as its wrapped lines take (napari's dock, a scroll area, does not ask
+        labels their height for a width: the label sets its own minimum on each resize and
+        on each new text)."""
+        from qtpy.QtCore import QEvent, QObject
         from qtpy.QtWidgets import QSizePolicy
 
         native = label.native
@@ -349,6 +496,15 @@ class ResampleWidget(Container):
         policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
         native.setSizePolicy(policy)
 
+        class FitHeight(QObject):
+            def eventFilter(self, obj: Any, event: Any) -> bool:
+                if event.type() == QEvent.Type.Resize:
+                    _fit_height(obj)
+                return False
+
+        native.installEventFilter(FitHeight(native))  # parented: lives as long as the label
+        label.changed.connect(lambda *_: _fit_height(native))
+
     # ------------------------------------------------------------------ read-out
 
     def _layer_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -356,12 +512,25 @@ class ResampleWidget(Container):
 
         return [(lay.name, lay) for lay in self.viewer.layers if isinstance(lay, Image | Labels)]
 
+    def _reference_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        """The layers whose grid the source can be matched to: the other 3D volumes."""
+        source = self.layer.value if hasattr(self, "layer") else None
+        return [
+            (name, lay)
+            for name, lay in self._layer_choices()
+            if lay is not source and _unusable(lay) is None
+        ]
+
     @_reported("Updating the layer list")
     def reset_choices(self, *args: Any) -> None:
-        """Refresh the layer list; when the chosen layer went, follow the new choice (or none)."""
+        """Refresh the layer lists; when a chosen layer went, follow the new choice (or none)."""
         super().reset_choices(*args)
-        if hasattr(self, "_watched") and self.layer.value is not self._watched:
+        if not hasattr(self, "_watched_reference"):
+            return
+        if self.layer.value is not self._watched:
             self._on_layer()
+        elif self.reference.value is not self._watched_reference:
+            self._on_reference()
 
     def _file_view(self, layer: Any) -> tuple[tuple[int, ...], np.ndarray] | None:
         """File voxel order size and affine of *layer*, or None if it is not one volume."""
@@ -373,22 +542,64 @@ class ResampleWidget(Container):
 
     def _watch(self, layer: Any) -> None:
         """Follow *layer*'s geometry and data (only that layer's) so the read-out stays true."""
-        if layer is self._watched:
-            return
-        if self._watched is not None:
+        if layer is not self._watched:
+            self._follow(self._watched, layer, self._update_summary, self._on_data)
+            self._watched = layer
+
+    def _watch_reference(self, layer: Any) -> None:
+        """Follow the matched layer's geometry and data too: they are the target grid."""
+        if layer is not self._watched_reference:
+            on_change = self._on_reference_change
+            self._follow(self._watched_reference, layer, on_change, on_change)
+            self._watched_reference = layer
+
+    @staticmethod
+    def _follow(
+        old: Any, new: Any, on_geometry: Callable[..., Any], on_data: Callable[..., Any]
+    ) -> None:
+        """Move the connections from *old*'s events to *new*'s. The source and the matched
+        layer have slots of their own: the layer the source was matched to may become the
+        source, and dropping one role must not drop the other's connections."""
+        if old is not None:
             for name in _GEOMETRY_EVENTS:
-                getattr(self._watched.events, name).disconnect(self._update_summary)
-            self._watched.events.data.disconnect(self._on_data)
-        self._watched = layer
-        if layer is not None:
+                getattr(old.events, name).disconnect(on_geometry)
+            old.events.data.disconnect(on_data)
+        if new is not None:
             for name in _GEOMETRY_EVENTS:
-                getattr(layer.events, name).connect(self._update_summary)
-            layer.events.data.connect(self._on_data)
+                getattr(new.events, name).connect(on_geometry)
+            new.events.data.connect(on_data)
+
+    def _on_reference_change(self, *_: Any) -> None:
+        """The matched layer moved or changed its data: the read-out follows (when matching)."""
+        if self.target.value == MATCH:
+            self._update_summary()
+
+    @_reported("Choosing the target")
+    def _on_target(self, *_: Any) -> None:
+        self._show_target_fields()
+        self._update_summary()
+
+    def _show_target_fields(self) -> None:
+        """Only the fields of the chosen target; anchor and antialias do not apply to a grid
+        taken from a layer."""
+        target = self.target.value
+        for widget in (self.preset, self.target_size, self.current_size):
+            widget.visible = target == SIZE
+        self.target_spacing.visible = target == SPACING
+        self.reference.visible = target == MATCH
+        self.anchor.visible = self.antialias.visible = target != MATCH
+
+    @_reported("Choosing the layer to match")
+    def _on_reference(self, *_: Any) -> None:
+        self._watch_reference(self.reference.value)
+        self._on_reference_change()
 
     @_reported("Choosing the layer")
     def _on_layer(self, *_: Any) -> None:
         layer = self.layer.value
         self._watch(layer)
+        self.reference.reset_choices()  # the source is not a grid to match
+        self._watch_reference(self.reference.value)
         if not self._picked_dir:
             source = _info(layer).get("source_path") if layer is not None else None
             self._syncing = True
@@ -411,6 +622,24 @@ class ResampleWidget(Container):
         read-out."""
         if not self._picked_size:
             self._set_size_to_layer()
+        if not self._picked_spacing:
+            self._set_spacing_to_layer()
+        self._update_summary()
+
+    def _set_spacing_to_layer(self) -> None:
+        view = self._file_view(self.layer.value)
+        if view is not None:
+            spacing = np.clip(voxel_spacing(view[1]), MIN_SPACING, MAX_SPACING)
+            self._syncing = True
+            try:
+                self.target_spacing.value = tuple(float(v) for v in spacing)
+            finally:
+                self._syncing = False
+
+    @_reported("Setting the spacing")
+    def _on_spacing(self, *_: Any) -> None:
+        if not self._syncing:
+            self._picked_spacing = True
         self._update_summary()
 
     def _set_size_to_layer(self) -> None:
@@ -458,11 +687,56 @@ class ResampleWidget(Container):
         from napari.layers import Labels
 
         interpolation = self.interpolation.value
-        if interpolation == AUTO:  # the layer type the user sees decides
-            interpolation = "label" if isinstance(layer, Labels) else "bspline"
+        if interpolation == AUTO:  # the layer type the user sees decides; images as the core
+            image = "linear" if self.target.value == MATCH else "bspline"
+            interpolation = "label" if isinstance(layer, Labels) else image
         return cast(Interpolation, interpolation)
 
-    def _memory_problem(self, layer: Any, size: tuple[int, ...], new: tuple[int, ...]) -> str:
+    def _new_size(
+        self, size: tuple[int, ...], affine: np.ndarray
+    ) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+        """The target size and the spacing it gives, for the "size" and "spacing" targets."""
+        if self.target.value == SPACING:
+            return spacing_size(size, affine, tuple(self.target_spacing.value))
+        new = validate_size(tuple(int(n) for n in self.target_size.value))
+        spacing = voxel_spacing(resampled_affine(affine, size, new, self.anchor.value))
+        return new, (float(spacing[0]), float(spacing[1]), float(spacing[2]))
+
+    def _reference_grid(self) -> Grid:
+        """The grid of the layer to match, or ValueError naming why there is none."""
+        reference = self.reference.value
+        if reference is None:
+            raise ValueError("open another 3D Image or Labels layer to match its grid")
+        problem = _unusable(reference)
+        if problem is not None:
+            raise ValueError(problem)
+        return grid_of_layer(reference.data.shape, _layer_state(reference), reference.name)
+
+    def _overlap(self, layer: Any, size: tuple[int, ...], affine: np.ndarray, grid: Grid) -> float:
+        """The fraction of *grid* inside the layer's field of view; sets the read-out's
+        refusal (none) or warning (little)."""
+        fraction = overlap_fraction(size, affine, grid.shape, grid.affine)
+        if fraction == 0.0:
+            self._refuse(
+                f"No overlap (0%): {layer.name!r} and {grid.name!r} do not overlap. "
+                f"{layer.name!r} spans {format_bounds(world_bounds(size, affine))}; "
+                f"{grid.name!r} spans {format_bounds(world_bounds(grid.shape, grid.affine))}."
+            )
+        elif fraction < LOW_OVERLAP:
+            self.target_warning.value = (
+                f"Low overlap: {layer.name!r} covers only {_percent(fraction)} of "
+                f"{grid.name!r}; the rest of the result will be 0."
+            )
+            self.target_warning.native.setStyleSheet(ORANGE)
+        return fraction
+
+    def _refuse(self, sentence: str) -> None:
+        """Disable Run for the chosen target, saying why in red."""
+        self._refusal = sentence
+        self.target_warning.value = sentence
+        self.target_warning.native.setStyleSheet(RED)
+
+    def _memory_problem(self, layer: Any, size: tuple[int, ...], new: tuple[int, int, int]) -> str:
         """The peak-memory line of the read-out, and sets :attr:`_too_big`."""
         peak = estimate_memory(size, layer.data.dtype, new, self._interpolation_for(layer))
         free = _memory.available_memory()
@@ -478,47 +752,66 @@ class ResampleWidget(Container):
 
     @_reported("Updating the read-out")
     def _update_summary(self, *_: Any) -> None:
-        layer = self.layer.value
         self._too_big = False
+        self._refusal = None
         self.memory_warning.value = ""
+        self.target_warning.value = ""
         try:
-            if layer is None:
-                self.summary.value = (
-                    "Open a volume (File > Open Sample > NIfTI Resample) to start."
-                )
-                return
-            problem = _unusable(layer)
-            view = self._file_view(layer)
-            if problem is not None or view is None:
-                self.summary.value = problem or f"{layer.name!r} cannot be resampled."
-                return
-            size, affine = view
-            new = tuple(int(n) for n in self.target_size.value)
-            spacing = voxel_sizes(affine)
-            new_spacing = voxel_sizes(resampled_affine(affine, size, new, self.anchor.value))
-            fov = np.asarray(size) * spacing
-            itemsize = np.dtype(layer.data.dtype).itemsize
-            self.summary.value = "\n".join(
-                [
-                    f"now: {_fmt(size, 6)} voxels, spacing {_fmt(spacing)} mm",
-                    f"new: {_fmt(new, 6)} voxels, spacing {_fmt(new_spacing)} mm",
-                    f"field of view (kept): {_fmt(fov, 4)} mm",
-                    f"output: {_mib(np.prod(new, dtype=np.float64) * itemsize)}"
-                    f" ({layer.data.dtype})",
-                    self._memory_problem(layer, size, new),
-                ]
-            )
+            self.summary.value = "\n".join(self._read_out(self.layer.value))
         finally:
             self._sync_buttons()
 
+    def _read_out(self, layer: Any) -> list[str]:
+        """The lines of the read-out for *layer* and the chosen target; sets the refusal and
+        warning labels on the way."""
+        if layer is None:
+            return ["Open a volume (File > Open Sample > NIfTI Resample) to start."]
+        problem = _unusable(layer)
+        view = self._file_view(layer)
+        if problem is not None or view is None:
+            return [problem or f"{layer.name!r} cannot be resampled."]
+        size, affine = view
+        spacing = voxel_spacing(affine)
+        lines = [f"now: {_fmt(size, 6)} voxels, spacing {_fmt(spacing)} mm"]
+        if self.target.value == MATCH:
+            try:
+                grid = self._reference_grid()
+            except ValueError as exc:
+                self._refuse(f"Cannot match: {exc}.")
+                return [*lines, "new: no layer to match"]
+            new = grid.shape
+            overlap = self._overlap(layer, size, affine, grid)
+            lines += [
+                f"new: {_fmt(new, 6)} voxels, spacing {_fmt(voxel_spacing(grid.affine))} mm"
+                f" (the grid of {grid.name!r})",
+                f"overlap: {layer.name!r} covers {_percent(overlap)} of {grid.name!r}",
+            ]
+        else:
+            new, new_spacing = self._new_size(size, affine)
+            asked = ""
+            if self.target.value == SPACING:
+                asked = f" (asked {_fmt(self.target_spacing.value, 4)} mm)"
+            lines += [
+                f"new: {_fmt(new, 6)} voxels, spacing {_fmt(new_spacing)} mm{asked}",
+                f"field of view (kept): {_fmt(np.asarray(size) * spacing, 4)} mm",
+            ]
+        itemsize = np.dtype(layer.data.dtype).itemsize
+        return [
+            *lines,
+            f"output: {_mib(np.prod(new, dtype=np.float64) * itemsize)} ({layer.data.dtype})",
+            self._memory_problem(layer, size, new),
+        ]
+
     def _sync_buttons(self) -> None:
-        """Run: Cancel while running, else Resample (disabled while saving or when too big);
-        Save: disabled while saving."""
+        """Run: Cancel while running, else Resample (disabled while saving, when too big, or
+        when the target is refused); Save: disabled while saving."""
         if self.running:
             self.run_button.text, self.run_button.enabled = CANCEL_TEXT, True
         else:
             self.run_button.text = RUN_TEXT
-            self.run_button.enabled = not self.saving and not self._too_big
+            self.run_button.enabled = (
+                not self.saving and not self._too_big and self._refusal is None
+            )
         self.save_button.enabled = not self.saving
 
     # ---------------------------------------------------------------------- run
@@ -552,16 +845,29 @@ class ResampleWidget(Container):
             raise ValueError(
                 f"resampling needs a 3D layer; {layer.name!r} has shape {layer.data.shape}"
             )
-        size = validate_size(tuple(self.target_size.value))
         view = self._file_view(layer)
+        if view is None:
+            raise ValueError(f"{layer.name!r} cannot be resampled")
+        target = self.target.value
+        spacing, grid, reference = None, None, None
+        if target == MATCH:
+            grid = self._reference_grid()
+            if overlap_fraction(view[0], view[1], grid.shape, grid.affine) == 0.0:
+                raise ValueError(f"{layer.name!r} and {grid.name!r} do not overlap")
+            size = grid.shape
+            reference = _geometry_copy(self.reference.value)
+        elif target == SPACING:
+            spacing = tuple(float(v) for v in self.target_spacing.value)
+            size = spacing_size(view[0], view[1], spacing)[0]
+        else:
+            size = validate_size(tuple(self.target_size.value))
         interpolation = self._interpolation_for(layer)
-        if view is not None:
-            peak = estimate_memory(view[0], layer.data.dtype, size, interpolation)
-            free = _memory.available_memory()
-            if free is not None and peak > free:
-                raise ValueError(
-                    f"the run needs {_mib(peak)} at its peak but only {_mib(free)} is available"
-                )
+        peak = estimate_memory(view[0], layer.data.dtype, size, interpolation)
+        free = _memory.available_memory()
+        if free is not None and peak > free:
+            raise ValueError(
+                f"the run needs {_mib(peak)} at its peak but only {_mib(free)} is available"
+            )
         # ndim 3: a 2D or single-volume 4D file is resampled (and saved) as the 3D volume shown
         volume = volume_from_layer(layer.data, _layer_state(layer), 3)
         layer_type = "labels" if isinstance(layer, Labels) else "image"
@@ -569,7 +875,17 @@ class ResampleWidget(Container):
             # painting during the run must not reach the worker
             volume = replace(volume, data=volume.data.copy())
         return _Job(
-            layer, layer_type, volume, size, interpolation, self.anchor.value, self.antialias.value
+            layer,
+            layer_type,
+            volume,
+            size,
+            interpolation,
+            self.anchor.value,
+            self.antialias.value,
+            target,
+            cast("tuple[float, float, float] | None", spacing),
+            grid,
+            reference,
         )
 
     @_reported("The Resample button")
@@ -622,25 +938,37 @@ class ResampleWidget(Container):
                 posted[0] = percent
                 to_main(percent / 100)
 
-        worker = create_worker(
-            resample_volume,
-            job.volume,
-            job.size,
-            interpolation=job.interpolation,
-            anchor=job.anchor,
-            antialias=job.antialias,
-            progress=on_progress,
-            cancel=cancel,
-            _start_thread=False,
-            _ignore_errors=True,  # reported by _on_error below, not re-raised a second time
-        )
+        # errors are reported by _on_error below, not re-raised a second time
+        common = {"progress": on_progress, "cancel": cancel, "_start_thread": False}
+        if job.grid is None:
+            worker = create_worker(
+                resample_volume,
+                job.volume,
+                job.size,
+                interpolation=job.interpolation,
+                anchor=job.anchor,
+                antialias=job.antialias,
+                _ignore_errors=True,
+                **common,
+            )
+            where = f"to {_fmt(job.size, 6)}"
+        else:
+            worker = create_worker(
+                _resample_to_grid,
+                job.volume,
+                job.grid,
+                interpolation=job.interpolation,
+                _ignore_errors=True,
+                **common,
+            )
+            where = f"onto the grid of {job.grid.name}"
         worker.returned.connect(lambda result: self._add_result(job, result, cancel))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._cancel = cancel
         self._sync_buttons()
-        self.status.value = f"Resampling {job.layer.name} to {_fmt(job.size, 6)}..."
+        self.status.value = _elide_middle(f"Resampling {job.layer.name} {where}...")
         worker.start()
         # napari's activity dock builds its bar in ~0.1 s: in an event of its own, so that the
         # event loop never stalls for that plus the start of the run
@@ -693,7 +1021,9 @@ class ResampleWidget(Container):
         self._sync_buttons()
 
     @_reported("Adding the resampled layer")
-    def _add_result(self, job: _Job, result: NiftiVolume, cancel: threading.Event) -> None:
+    def _add_result(
+        self, job: _Job, result: NiftiVolume | tuple[NiftiVolume, float], cancel: threading.Event
+    ) -> None:
         # A Qt slot: an exception escaping it would abort a viewer run without napari's hook.
         if cancel.is_set():  # cancelled after the last slab: the user said no, nothing is added
             self._report("Resampling cancelled: nothing was added.", "info")
@@ -703,28 +1033,37 @@ class ResampleWidget(Container):
         except Exception as exc:
             self._report(f"Could not add the resampled layer: {exc}", "error")
 
-    def _on_done(self, job: _Job, result: NiftiVolume) -> None:
+    def _on_done(self, job: _Job, outcome: NiftiVolume | tuple[NiftiVolume, float]) -> None:
         from napari.layers import Layer
 
         source = job.layer
+        result, overlap = outcome if isinstance(outcome, tuple) else (outcome, None)
+        suffix = OUTPUT_SUFFIX if job.reference is None else REFERENCE_SUFFIX
         data, kwargs, _ = layer_data_from_volume(
             replace(result, path=job.volume.path),
-            name=f"{source.name}_resampled",
+            name=source.name + suffix.removesuffix(".nii.gz"),
             layer_type=job.layer_type,
         )
-        kwargs["metadata"][METADATA_KEY].update(
+        info = kwargs["metadata"][METADATA_KEY]
+        info.update(
             shape=job.size,
-            spacing=tuple(float(v) for v in voxel_sizes(result.affine)),
+            spacing=tuple(float(v) for v in voxel_spacing(result.affine)),
             resampled_from={
                 "layer": source.name,
                 "shape": tuple(int(n) for n in job.volume.data.shape),
-                "spacing": tuple(float(v) for v in voxel_sizes(job.volume.affine)),
+                "spacing": tuple(float(v) for v in voxel_spacing(job.volume.affine)),
                 "affine": job.volume.affine,
             },
             interpolation=job.interpolation,
-            anchor=job.anchor,
-            antialias=job.antialias,
         )
+        if job.reference is None:
+            info.update(anchor=job.anchor, antialias=job.antialias)
+            if job.spacing is not None:
+                info.update(target_spacing=job.spacing)
+        else:
+            values = result.scaled_data() if job.layer_type == "image" else result.data
+            data = self._lay_on(job.reference, values, kwargs)
+            info["resampled_to"] = {"layer": job.reference["name"], "overlap": overlap}
         kwargs["metadata"] = {**source.metadata, **kwargs["metadata"]}
         kwargs.update(opacity=source.opacity, blending=source.blending)
         if job.layer_type == "image":
@@ -738,7 +1077,26 @@ class ResampleWidget(Container):
         self.viewer.add_layer(layer)
         self._result = layer
         self._result_base = source.name
-        self._report(f"Added {layer.name!r}: {_fmt(job.size, 6)} voxels.", "info")
+        self._result_suffix = suffix
+        done = f"Added {layer.name!r}: {_fmt(job.size, 6)} voxels"
+        if job.reference is not None and overlap is not None:
+            done += f" on the grid of {job.reference['name']!r}, {_percent(overlap)} covered"
+        self._report(done + ".", "info")
+
+    @staticmethod
+    def _lay_on(reference: dict[str, Any], values: np.ndarray, kwargs: dict[str, Any]) -> Any:
+        """The result's napari data (from its stored-order *values*) in the matched layer's
+        data order, and that layer's own transforms (units, axis labels) in *kwargs*: the two
+        then map every voxel index to the same world point.
+
+        The reader's conversion would reorder the axes by the grid's orientation, which for a
+        layer rotated in napari need not be that layer's order.
+        """
+        storage = StorageOrder(reference["storage"].ornt, 3)
+        for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels"):
+            kwargs[key] = reference[key]
+        kwargs["metadata"][METADATA_KEY]["storage"] = storage.to_dict()
+        return napari_from_stored(values, storage)
 
     # --------------------------------------------------------------------- save
 
@@ -748,8 +1106,8 @@ class ResampleWidget(Container):
 
     @_reported("Saving")
     def save(self, *_: Any) -> Any:
-        """Write the last result as ``<name>_resampled.nii.gz`` into the chosen folder, in a
-        background thread; return the worker.
+        """Write the last result as ``<name>_resampled.nii.gz`` (``<name>_resampled_to_ref.nii.gz``
+        for a matched layer) into the chosen folder, in a background thread; return the worker.
 
         Returns None (nothing to save, folder missing, overwrite declined, a save already
         running). When the worker finished, :attr:`saved_path` is the file written (None if the
@@ -771,7 +1129,7 @@ class ResampleWidget(Container):
         if not folder.is_dir():
             self._report(f"Cannot save: folder {str(folder)!r} does not exist.", "error")
             return None
-        path = folder / output_name(self._result_base)
+        path = folder / output_name(self._result_base, self._result_suffix)
         if path.exists() and not self.confirm_overwrite(path):
             self._report(f"Not saved: {path} exists and was kept.", "info")
             return None
