@@ -182,6 +182,8 @@ def chunk_planes(plan: StreamPlan, in_dtype: np.dtype, chunk_bytes: int = CHUNK_
     ring = _plane_elems(plan) * _ring_dtype(plan, in_dtype).itemsize
     out = plan.out_shape[0] * plan.out_shape[1] * plan.work.itemsize
     per_plane = _step(plan) * ring + 3 * out
+    if plan.mode == "label":
+        per_plane += plan.out_shape[0] * plan.out_shape[1] * _VOTE_BYTES
     return max(1, min(plan.out_shape[2], int(chunk_bytes // max(per_plane, 1))))
 
 
@@ -202,9 +204,13 @@ def stream_memory(plan: StreamPlan, in_dtype: np.dtype, chunk: int, block_planes
     total += threads * 3 * max(ring, i * j * work) // max(ring_item, 1) * work  # in flight
     total += chunk * oi * oj * (3 * work + item)  # results, post steps, finish
     if plan.mode == "label":
-        total += chunk * oi * oj * 200  # the vote's scores and weights
+        total += chunk * oi * oj * _VOTE_BYTES
     ops = [op for _, op in plan.pre + plan.post] + ([plan.zop] if plan.zop is not None else [])
     return total + sum(op.data.nbytes + op.indices.nbytes + op.indptr.nbytes for op in ops)
+
+
+#: Bytes per output voxel of a chunk in label voting: its scores and weights of the 8 corners.
+_VOTE_BYTES = 200
 
 
 def _capacity(plan: StreamPlan, chunk: int) -> int:

@@ -1,0 +1,185 @@
+"""Files streamed through the one file pipeline: the same file as in memory, within a budget.
+
+``resample_file`` streams NIfTI files (reading, resampling and writing at once) and falls back
+to the in-memory pipeline for what it cannot stream; both must write the same file. The budget
+is checked on a child process's peak RSS, not a timing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+import textwrap
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_resample import _filestream, resample_to_reference, resample_to_spacing, resampling
+from napari_resample._cli import main
+from napari_resample._grid import Grid
+from napari_resample._pipeline import GridTarget, SizeTarget, SpacingTarget, resample_file
+
+
+def _volume(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "u":
+        return rng.integers(0, 5, shape).astype(dtype)
+    grid = np.indices(shape).sum(axis=0)
+    return (np.sin(grid / 4.0) * 500 + rng.normal(0, 30, shape)).astype(dtype)
+
+
+def _write(path, data, affine=None, **header):
+    img = nib.Nifti1Image(data, np.diag([0.8, 0.7, 2.0, 1.0]) if affine is None else affine)
+    for key, value in header.items():
+        img.header[key] = value
+    nib.save(img, str(path))
+    return str(path)
+
+
+def _bytes(path):
+    with gzip.open(path, "rb") as fh:
+        return fh.read()
+
+
+def _both(tmp_path, monkeypatch, src, target, interpolation, name, **kwargs):
+    """The file streamed and the file made in memory, as decompressed bytes, and the results."""
+    streamed_out = str(tmp_path / f"s_{name}.nii.gz")
+    memory_out = str(tmp_path / f"m_{name}.nii.gz")
+    a = resample_file(src, streamed_out, target, interpolation=interpolation, **kwargs)
+    with monkeypatch.context() as m:
+        m.setattr(_filestream, "stream_file", lambda *args, **kw: None)
+        b = resample_file(src, memory_out, target, interpolation=interpolation, **kwargs)
+    return _bytes(streamed_out), _bytes(memory_out), a, b
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["bspline", "linear", "nearest", "label"])
+def test_streamed_file_equals_the_in_memory_file(tmp_path, monkeypatch, dtype, mode) -> None:
+    src = _write(tmp_path / "in.nii.gz", _volume((30, 26, 21), dtype))
+    for n, target in enumerate(
+        [
+            SizeTarget((17, 40, 9)),
+            SizeTarget((17, 40, 33), anchor="center", antialias=True),
+            SpacingTarget((1.1, 0.5, 3.0)),
+        ]
+    ):
+        s, m, a, b = _both(tmp_path, monkeypatch, src, target, mode, f"{n}")
+        assert a.streamed and not b.streamed
+        assert s == m, f"{target}"
+        assert a.after == b.after and a.info == b.info
+
+
+@pytest.mark.parametrize("mode", ["bspline", "linear", "nearest", "label"])
+def test_streamed_reference_grid_with_fill_equals_in_memory(tmp_path, monkeypatch, mode) -> None:
+    src = _write(tmp_path / "in.nii.gz", _volume((30, 26, 21), np.int16))
+    ref_affine = np.diag([-1.1, 0.9, 1.5, 1.0])  # flipped x, shifted: partly outside
+    ref_affine[:3, 3] = (40.0, -3.0, 4.0)
+    grid = Grid((25, 30, 20), ref_affine, None, "ref")
+    with pytest.warns(UserWarning, match="covers only"):
+        s, m, a, b = _both(tmp_path, monkeypatch, src, GridTarget(grid, -7.0), mode, "ref")
+    assert a.streamed and not b.streamed
+    assert s == m
+    assert a.info["overlap"] == b.info["overlap"] < 0.5
+
+
+def test_a_budget_too_small_for_the_held_output_makes_a_first_pass(tmp_path, monkeypatch) -> None:
+    src = _write(tmp_path / "in.nii.gz", _volume((40, 40, 40), np.int16))
+    s, m, a, _ = _both(
+        tmp_path, monkeypatch, src, SizeTarget((80, 80, 80)), "bspline", "big", max_memory="3M"
+    )
+    assert a.streamed and a.first_pass
+    assert s == m
+
+
+def test_auto_decides_like_the_in_memory_rule_in_its_first_pass(tmp_path, monkeypatch) -> None:
+    labels = np.zeros((40, 40, 40), np.int16)
+    labels[5:30, 8:35, 4:36] = 3
+    labels[20:, :, 20:] = 9
+    src = _write(tmp_path / "seg.nii.gz", labels)
+    # within the default budget: in memory (one read)
+    small = resample_file(
+        src, str(tmp_path / "a.nii.gz"), SizeTarget((20, 20, 20)), interpolation="auto"
+    )
+    assert (small.interpolation, small.streamed) == ("label", False)
+    # too big for memory: streamed, the first pass decides
+    s, m, a, b = _both(
+        tmp_path, monkeypatch, src, SizeTarget((20, 20, 20)), "auto", "auto", max_memory="2M"
+    )
+    assert (a.interpolation, a.streamed, a.first_pass) == ("label", True, True)
+    assert b.interpolation == "label" and s == m
+
+
+def test_non_finite_floats_are_resampled_in_memory(tmp_path) -> None:
+    data = _volume((20, 20, 20), np.float32)
+    data[3, 4, 5] = np.nan
+    src = _write(tmp_path / "nan.nii.gz", data)
+    result = resample_file(
+        src, str(tmp_path / "o.nii.gz"), SizeTarget((10, 10, 10)), interpolation="bspline"
+    )
+    assert not result.streamed
+    assert not any(name.endswith(".tmp.nii.gz") for name in os.listdir(tmp_path))
+
+
+def test_a_damaged_file_fails_streamed_and_leaves_nothing(tmp_path) -> None:
+    src = _write(tmp_path / "in.nii.gz", _volume((30, 30, 30), np.int16))
+    raw = bytearray(open(src, "rb").read())
+    raw[len(raw) // 2] ^= 0xFF  # a flipped byte: CRC-32 or inflate error
+    with open(src, "wb") as fh:
+        fh.write(raw)
+    with pytest.raises(ValueError, match=r"in\.nii\.gz"):
+        resampling(src, tmp_path / "out", (10, 10, 10))
+    assert not (tmp_path / "out").exists()
+
+
+def test_max_memory_at_the_front_doors(tmp_path, capsys) -> None:
+    src = _write(tmp_path / "in.nii.gz", _volume((20, 20, 20), np.int16))
+    with pytest.raises(ValueError, match="max_memory must be a positive size"):
+        resampling(src, tmp_path / "never", (10, 10, 10), max_memory="lots")
+    with pytest.raises(MemoryError, match="even streamed plane by plane"):
+        resample_to_spacing(src, tmp_path / "never", (0.1, 0.1, 0.1), max_memory="1M")
+    assert not (tmp_path / "never").exists()
+    assert main([src, str(tmp_path / "cli"), "--size", "8", "8", "8", "--max-memory", "x"]) == 1
+    assert "max_memory must be a positive size" in capsys.readouterr().err
+    assert main([src, str(tmp_path / "cli"), "--size", "8", "8", "8", "--max-memory", "64M"]) == 0
+    ref = _write(tmp_path / "ref.nii.gz", np.zeros((9, 9, 9), np.uint8))
+    assert resample_to_reference(src, ref, tmp_path / "r", max_memory="64M").endswith(
+        "in_resampled_to_ref.nii.gz"
+    )
+
+
+def test_peak_memory_of_a_streamed_file_stays_within_the_budget(tmp_path) -> None:
+    """A child process resamples a 256^3 int16 .nii.gz to 512^3 (in memory: 32 MiB in, 256 MiB
+    out and float32 intermediates, over 500 MiB) with max_memory=128M; its peak RSS above what it
+    used after writing the input stays under the budget."""
+    code = f"""
+        import resource
+        import numpy as np, nibabel as nib
+        from napari_resample import resampling
+        from napari_resample._niistream import PlaneWriter
+        from napari_resample._filestream import stream_file  # imports before the baseline
+        header = nib.Nifti1Header()
+        header.set_data_shape((256, 256, 256))
+        header.set_data_dtype(np.int16)
+        header.set_qform(np.eye(4), code=1)
+        header.set_sform(np.eye(4), code=1)
+        src = {str(tmp_path / "big.nii.gz")!r}
+        with PlaneWriter(src, header) as out:
+            for k in range(0, 256, 8):
+                g = np.indices((256, 256, 8)).sum(axis=0) + k
+                out.write((np.sin(g / 9.0) * 1000).astype(np.int16))
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        resampling(src, {str(tmp_path / "out")!r}, (512, 512, 512), max_memory="128M")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print("EXTRA", peak - base)
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr
+    extra = int(result.stdout.split("EXTRA")[1].split()[0])
+    assert extra < 128 * 2**20, f"peak RSS grew by {extra / 2**20:.0f} MiB over a 128 MiB budget"
+    out = nib.load(tmp_path / "out" / "big_resampled.nii.gz")
+    assert out.shape == (512, 512, 512)
