@@ -229,14 +229,20 @@ def test_thread_pool_never_exceeds_the_cores(monkeypatch) -> None:
 
 
 def _spy_engine(monkeypatch) -> list[tuple]:
+    """Record the operators the engine builds (in memory or streamed: both build them with
+    ``_separable.build_ops``), as ``(input shape, changed axes)``."""
+    from napari_resample import _stream
+
     calls: list[tuple] = []
-    real = _separable._run_group
+    real = _separable.build_ops
 
-    def spy(src, steps, *args, **kwargs):
-        calls.append((src.shape, [a for a, _ in steps]))
-        return real(src, steps, *args, **kwargs)
+    def spy(shape, *args, **kwargs):
+        ops = real(shape, *args, **kwargs)
+        calls.append((tuple(shape), sorted(ops)))
+        return ops
 
-    monkeypatch.setattr(_separable, "_run_group", spy)
+    monkeypatch.setattr(_separable, "build_ops", spy)
+    monkeypatch.setattr(_stream, "build_ops", spy)
     return calls
 
 
