@@ -201,7 +201,7 @@ def stream_memory(plan: StreamPlan, in_dtype: np.dtype, chunk: int, block_planes
     threads = _workers()
     total = 2 * block_planes * i * j * item  # the block and the source's own decoded copy
     total += cap * ring  # the ring
-    total += threads * 3 * max(ring, i * j * work) // max(ring_item, 1) * work  # in flight
+    total += threads * 3 * max(ring, i * j * work)  # planes in flight: input, steps, result
     total += chunk * oi * oj * (3 * work + item)  # results, post steps, finish
     if plan.mode == "label":
         total += chunk * oi * oj * _VOTE_BYTES
