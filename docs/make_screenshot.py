@@ -8,6 +8,7 @@ Run under a display (``xvfb-run -a python docs/make_screenshot.py``); the test s
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,29 +64,38 @@ def make_screenshot(path: str | Path = DEFAULT_PATH, viewer=None, timeout: float
         widget.preset.value = "512 x 512 x 256"
         from napari_resample import _separable
 
-        chunk = _separable._CHUNK
-        _separable._CHUNK = 1 << 13  # many small slabs: the run lasts long enough to be caught
+        # The run is held at a third of its slabs until the picture is taken (then cancelled):
+        # caught half-way however fast or loaded the machine is.
+        chunk, slab_done = _separable._CHUNK, _separable._Ticker.slab_done
+        gate = threading.Event()
+
+        def held_slab_done(ticker) -> None:
+            slab_done(ticker)
+            if ticker.done >= ticker.total / 3:
+                gate.wait(timeout)
+
+        _separable._CHUNK = 1 << 13  # many small slabs: a smooth progress bar
+        _separable._Ticker.slab_done = held_slab_done
         try:
-            for _attempt in range(3):
-                if widget.run() is None:
-                    raise RuntimeError(f"the widget refused to run: {widget.status.value}")
-                while widget.running and widget.progress_bar.value < 30:
-                    if time.monotonic() > deadline + timeout:
-                        break
-                    QApplication.processEvents()
-                    time.sleep(0.002)
-                if widget.running:
-                    break
+            if widget.run() is None:
+                raise RuntimeError(f"the widget refused to run: {widget.status.value}")
+            while widget.running and widget.progress_bar.value < 30:
+                if time.monotonic() > deadline + timeout:
+                    raise TimeoutError("the second run did not reach a third of its work")
+                QApplication.processEvents()
+                time.sleep(0.002)
+            QApplication.processEvents()
+            for toast in viewer.window._qt_window.findChildren(QWidget):
+                if type(toast).__name__ == "NapariQtNotification":  # toasts hide the canvas
+                    toast.hide()
+            QApplication.processEvents()
+            path = Path(path)
+            viewer.screenshot(str(path), canvas_only=False)
+            widget.cancel()
         finally:
+            gate.set()
             _separable._CHUNK = chunk
-        QApplication.processEvents()
-        for toast in viewer.window._qt_window.findChildren(QWidget):
-            if type(toast).__name__ == "NapariQtNotification":  # pop-up toasts hide the canvas
-                toast.hide()
-        QApplication.processEvents()
-        path = Path(path)
-        viewer.screenshot(str(path), canvas_only=False)
-        widget.cancel()
+            _separable._Ticker.slab_done = slab_done
         while widget.running and time.monotonic() < deadline + 2 * timeout:
             QApplication.processEvents()
             time.sleep(0.01)
