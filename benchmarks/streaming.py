@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import resource
 import shutil
@@ -41,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -283,13 +281,26 @@ def run_ours(src: str, folder: str, n: int, m: int, max_memory: str | None) -> d
 # --------------------------------------------------------------------------- 1. overlap
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+#: CPU seconds of every call timed by :func:`rounds` (key -> list), beside the wall times.
+CPU: dict[str, list[float]] = {}
+
+
 def rounds(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """Every function once per round (``run.timed``), order reversed every round."""
+    """Every function once per round (``run.timed``), order reversed every round; the CPU
+    seconds of each call go to :data:`CPU`."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     keys = list(fns)
     for r in range(repeat):
         for k in keys if r % 2 == 0 else keys[::-1]:
+            c0 = cpu_seconds()
             times[k].append(run.timed(fns[k]))
+            CPU.setdefault(k, []).append(cpu_seconds() - c0)
         progress(
             f"overlap round {r + 1}/{repeat}: "
             + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items())
@@ -361,12 +372,12 @@ def overlap(folder: str, repeat: int) -> str:
 
     def per_round(key: str, inverse: bool = False) -> str:
         ratios = [
-            (b / a if inverse else a / b)
-            for a, b in zip(times["ours"], times[key], strict=True)
+            (b / a if inverse else a / b) for a, b in zip(times["ours"], times[key], strict=True)
         ]
         return f"{min(ratios):.2f}-{max(ratios):.2f}"
 
     ratio = med["ours"] / med[floor_key]
+    cpu = {k: statistics.median(CPU[k]) for k in fns}
     floor_name = {
         "whole": "`load_nifti` + `save_nifti` (whole volumes, one after the other)",
         "streamed": "`open_planes` + `PlaneWriter`, no compute (reading and writing overlapped)",
@@ -375,24 +386,28 @@ def overlap(folder: str, repeat: int) -> str:
         [
             "`resampling()` (streamed: read, resample, write)",
             f"{med['ours']:.3f}",
+            f"{cpu['ours']:.2f}",
             "1.00",
             "-",
         ],
         [
             "floor: " + floor_name["whole"],
             f"{med['whole']:.3f}",
+            f"{cpu['whole']:.2f}",
             f"{med['ours'] / med['whole']:.2f} ({per_round('whole')})",
             "the faster floor" if floor_key == "whole" else "",
         ],
         [
             "floor: " + floor_name["streamed"],
             f"{med['streamed']:.3f}",
+            f"{cpu['streamed']:.2f}",
             f"{med['ours'] / med['streamed']:.2f} ({per_round('streamed')})",
             "the faster floor" if floor_key == "streamed" else "",
         ],
         [
             "SimpleITK `ReadImage` + `ResampleImageFilter` (B-spline) + `WriteImage`",
             f"{med['sitk']:.3f}",
+            f"{cpu['sitk']:.2f}",
             f"{med['ours'] / med['sitk']:.3f} ({per_round('sitk')})",
             f"ours {med['sitk'] / med['ours']:.1f}x faster",
         ],
@@ -403,9 +418,21 @@ def overlap(folder: str, repeat: int) -> str:
         f"Median of {repeat} interleaved rounds; load average {load_before} before the rounds, "
         f"{load_after} after. Input {os.path.getsize(src) / 2**20:.1f} MB on disk, output "
         f"{os.path.getsize(ours_file) / 2**20:.1f} MB.\n",
-        run.table(["what", "median (s)", "ours / this (per-round range)", "note"], rows),
+        run.table(
+            [
+                "what",
+                "median wall (s)",
+                "median CPU (s)",
+                "ours / this, wall (per-round range)",
+                "note",
+            ],
+            rows,
+        ),
         f"\n`resampling()` / floor = **{ratio:.3f}** (target <= 1.05: {met}); "
-        f"the floor is {floor_name[floor_key]}.\n",
+        f"the floor is {floor_name[floor_key]}. CPU: user + system seconds of the process "
+        f"(all threads): ours needs {cpu['ours'] / cpu[floor_key]:.1f}x the floor's CPU, so on "
+        f"2 cores it cannot take less than {cpu['ours'] / 2:.2f} s of wall time however well "
+        "it overlaps.\n",
     ]
     text.append(where_time_goes(src, work, out_data, out_header, repeat))
     return "\n".join(text)
@@ -425,7 +452,9 @@ def where_time_goes(src: str, work: str, out_data: Any, out_header: Any, repeat:
     size = CASE.size
     volume = load_nifti(src)
     data = volume.data
-    plan = plan_stream(data.shape, data.dtype, grid_positions(data.shape, size, "origin"), "bspline")
+    plan = plan_stream(
+        data.shape, data.dtype, grid_positions(data.shape, size, "origin"), "bspline"
+    )
     assert plan is not None
     planes = ns.open_planes(src).planes_per_block
     write_only = os.path.join(work, "write_only.nii.gz")
@@ -461,9 +490,10 @@ def where_time_goes(src: str, work: str, out_data: Any, out_header: Any, repeat:
         repeat,
     )
     med = {k: statistics.median(v) for k, v in times.items()}
+    cpu = {k: statistics.median(CPU[k]) for k in times}
 
     # One instrumented run (median of *repeat*): the consumer's waits on both queues.
-    waits: dict[str, list[float]] = {"total": [], "wait_read": [], "write_call": []}
+    waits: dict[str, list[float]] = {"total": [], "wait_read": [], "write_call": [], "cpu": []}
     original_open, original_write = fs.open_planes, ns.PlaneWriter.write
 
     class TimedReader:
@@ -498,9 +528,10 @@ def where_time_goes(src: str, work: str, out_data: Any, out_header: Any, repeat:
     try:
         for _ in range(repeat):
             acc.update(wait_read=0.0, write_call=0.0)
-            t0 = time.perf_counter()
+            c0, t0 = cpu_seconds(), time.perf_counter()
             resampling(src, work, size)
             waits["total"].append(time.perf_counter() - t0)
+            waits["cpu"].append(cpu_seconds() - c0)
             waits["wait_read"].append(acc["wait_read"])
             waits["write_call"].append(acc["write_call"])
     finally:
@@ -509,21 +540,23 @@ def where_time_goes(src: str, work: str, out_data: Any, out_header: Any, repeat:
     w = {k: statistics.median(v) for k, v in waits.items()}
     compute = w["total"] - w["wait_read"] - w["write_call"]
     rows = [
-        ["read only: `open_planes`, every block (decompressing thread)", f"{med['read']:.3f}"],
-        ["write only: `PlaneWriter`, the 224 x 224 x 128 output (compressing thread)",
-         f"{med['write']:.3f}"],
-        ["streamed engine alone: `run_stream` on the loaded array, no I/O", f"{med['engine']:.3f}"],
-        ["in-memory engine: `resample_array` on the loaded array", f"{med['memory']:.3f}"],
-        ["`resampling()`, instrumented", f"{w['total']:.3f}"],
-        ["- of which the engine thread waited for input blocks", f"{w['wait_read']:.3f}"],
-        ["- of which in `PlaneWriter.write` (cast, bytes, queue)", f"{w['write_call']:.3f}"],
-        ["- the rest: engine compute, header, set-up", f"{compute:.3f}"],
+        ["read only: `open_planes`, every block (decompressing thread)", "read"],
+        ["write only: `PlaneWriter`, the 224 x 224 x 128 output (compressing thread)", "write"],
+        ["streamed engine alone: `run_stream` on the loaded array, no I/O", "engine"],
+        ["in-memory engine: `resample_array` on the loaded array", "memory"],
+    ]
+    rows = [[what, f"{med[k]:.3f}", f"{cpu[k]:.2f}"] for what, k in rows]
+    rows += [
+        ["`resampling()`, instrumented", f"{w['total']:.3f}", f"{w['cpu']:.2f}"],
+        ["- of which the engine thread waited for input blocks", f"{w['wait_read']:.3f}", ""],
+        ["- of which in `PlaneWriter.write` (cast, bytes, queue)", f"{w['write_call']:.3f}", ""],
+        ["- the rest: engine compute, header, set-up", f"{compute:.3f}", ""],
     ]
     return "\n".join(
         [
             f"Where the time goes (medians of {repeat}; load {loadavg()}; no first pass: the "
             "held float32 output, 25 MB, fits the default budget):\n",
-            run.table(["stage", "seconds"], rows),
+            run.table(["stage", "wall (s)", "CPU (s)"], rows),
         ]
     )
 
@@ -560,7 +593,7 @@ def big(folder: str, quick: bool) -> str:
             Path(src).unlink(missing_ok=True)
     return "\n".join(
         [
-            f"## 2. Volumes larger than the budget (`max_memory=\"{BIG_BUDGET}\"`, B-spline, int16,"
+            f'## 2. Volumes larger than the budget (`max_memory="{BIG_BUDGET}"`, B-spline, int16,'
             " .nii.gz to .nii.gz)\n",
             run.table(
                 [
@@ -674,8 +707,13 @@ def plot_growth(results: list[dict[str, Any]], path: str) -> None:
         axes[0].loglog(vox, secs, style, label=label)
         axes[1].loglog(vox, mem, style, label=label)
         for x, r in zip(vox, rs, strict=True):
-            axes[0].annotate(f"n={r['n']}", (x, r["seconds"]), fontsize=7, xytext=(4, -8),
-                             textcoords="offset points")
+            axes[0].annotate(
+                f"n={r['n']}",
+                (x, r["seconds"]),
+                fontsize=7,
+                xytext=(4, -8),
+                textcoords="offset points",
+            )
         # linear-in-voxels guide through the largest run
         guide = np.array([vox.min(), vox.max()])
         axes[0].loglog(guide, secs[-1] * guide / vox[-1], ":", color="gray")
@@ -720,9 +758,7 @@ def reference(folder: str, sizes: tuple[int, ...], limit: float, max_rss: float)
                 t_pred = prev["seconds"] * scale
                 m_pred = prev["base"] + (prev["maxrss"] - prev["base"]) * scale
                 if t_pred > limit or m_pred > max_rss:
-                    stopped[tool] = (
-                        f"stopped before {n}^3: predicted {t_pred:.0f} s, {gb(m_pred)}"
-                    )
+                    stopped[tool] = f"stopped before {n}^3: predicted {t_pred:.0f} s, {gb(m_pred)}"
                     continue
             src = src or ensure_cube(folder, n)
             m = 2 * n
@@ -749,7 +785,7 @@ def reference(folder: str, sizes: tuple[int, ...], limit: float, max_rss: float)
         "zoom": "scipy.ndimage.zoom order=3 on float32 (nibabel read, no write)",
         "sitk": "SimpleITK ReadImage + ResampleImageFilter B-spline + WriteImage",
         "ours": "ours, `resampling()`, default budget",
-        "ours_big": f"ours, `resampling(max_memory=\"{BIG_BUDGET}\")`",
+        "ours_big": f'ours, `resampling(max_memory="{BIG_BUDGET}")`',
     }
     for n in sorted(by_size):
         for tool in tools:
@@ -774,8 +810,11 @@ def reference(folder: str, sizes: tuple[int, ...], limit: float, max_rss: float)
                     f"load {r['load']}",
                 ]
             )
-    notes = [f"- {names[t]}: largest size run {largest.get(t, '-')}^3 -> (2n)^3; "
-             f"{stopped.get(t, 'not stopped (end of the ladder)')}" for t in tools]
+    notes = [
+        f"- {names[t]}: largest size run {largest.get(t, '-')}^3 -> (2n)^3; "
+        f"{stopped.get(t, 'not stopped (end of the ladder)')}"
+        for t in tools
+    ]
     return "\n".join(
         [
             "## 4. Reference tools on n^3 -> (2n)^3 (B-spline / cubic), same files, one process "
