@@ -66,6 +66,8 @@ run = grids.run  # the same module object grids.py loaded (ct_volume, CASES, tab
 
 CASE = run.CASES["A"]
 BIG_BUDGET = "1.5G"
+#: A budget under the held float32 output of n >= 256 upsampled: forces the first pass.
+SMALL_BUDGET = "256M"
 BIG_CASES = {  # name: (input n, output n)
     "800^3 -> 1600^3": (800, 1600),
     "1024^3 -> 256^3": (1024, 256),
@@ -87,7 +89,7 @@ def loadavg() -> str:
 
 
 def gb(n: float) -> str:
-    return f"{n / GIB:.2f} GB"
+    return f"{n / GIB:.2f} GiB"
 
 
 # --------------------------------------------------------------------------- data
@@ -600,7 +602,7 @@ def big(folder: str, quick: bool) -> str:
                     "case",
                     "time (s)",
                     "peak RSS",
-                    "< 1.5 GB",
+                    "< 1.5 GiB",
                     "first pass",
                     "input / output on disk",
                     "note",
@@ -740,7 +742,7 @@ def plot_growth(results: list[dict[str, Any]], path: str) -> None:
 def reference(folder: str, sizes: tuple[int, ...], limit: float, max_rss: float) -> str:
     """n^3 -> (2n)^3 by scipy zoom, SimpleITK and ours, each in a subprocess, for growing n
     until the next size is predicted (cubic scaling) to exceed *limit* seconds or *max_rss*."""
-    tools = ("zoom", "sitk", "ours", "ours_big")
+    tools = ("zoom", "sitk", "ours", "ours_big", "ours_small")
     last: dict[str, dict[str, Any] | None] = dict.fromkeys(tools)
     stopped: dict[str, str] = {}
     table_rows = []
@@ -764,7 +766,8 @@ def reference(folder: str, sizes: tuple[int, ...], limit: float, max_rss: float)
             m = 2 * n
             progress(f"reference {tool} {n}^3 -> {m}^3, load {loadavg()}")
             if tool.startswith("ours"):
-                res = run_ours(src, folder, n, m, BIG_BUDGET if tool == "ours_big" else None)
+                budget = {"ours_big": BIG_BUDGET, "ours_small": SMALL_BUDGET}.get(tool)
+                res = run_ours(src, folder, n, m, budget)
             else:
                 out = os.path.join(folder, f"ref_{n}.nii.gz")
                 res = spawn({"job": tool, "src": src, "out": out, "n": n, "m": m})
@@ -786,19 +789,23 @@ def reference(folder: str, sizes: tuple[int, ...], limit: float, max_rss: float)
         "sitk": "SimpleITK ReadImage + ResampleImageFilter B-spline + WriteImage",
         "ours": "ours, `resampling()`, default budget",
         "ours_big": f'ours, `resampling(max_memory="{BIG_BUDGET}")`',
+        "ours_small": f'ours, `resampling(max_memory="{SMALL_BUDGET}")` (first pass)',
     }
     for n in sorted(by_size):
         for tool in tools:
             r = by_size[n].get(tool)
             if r is None:
                 continue
-            ours = by_size[n].get("ours_big")
-            ratio = "-"
-            if ours is not None and not tool.startswith("ours"):
-                ratio = (
-                    f"time {r['seconds'] / ours['seconds']:.1f}x, "
-                    f"memory {r['maxrss'] / ours['maxrss']:.1f}x"
-                )
+            ratio = []
+            for key in ("ours_big", "ours_small"):
+                ours = by_size[n].get(key)
+                if ours is not None and not tool.startswith("ours"):
+                    ratio.append(
+                        f"time {r['seconds'] / ours['seconds']:.1f}x, "
+                        f"memory {r['maxrss'] / ours['maxrss']:.1f}x"
+                    )
+                else:
+                    ratio.append("-")
             compute = f" ({r['compute']:.1f} s resampling)" if "compute" in r else ""
             table_rows.append(
                 [
@@ -806,7 +813,8 @@ def reference(folder: str, sizes: tuple[int, ...], limit: float, max_rss: float)
                     names[tool],
                     f"{r['seconds']:.1f}{compute}",
                     gb(r["maxrss"]),
-                    ratio,
+                    *ratio,
+                    "-" if r.get("first_pass") is None else f"{r['first_pass']:.1f} s",
                     f"load {r['load']}",
                 ]
             )
@@ -820,7 +828,16 @@ def reference(folder: str, sizes: tuple[int, ...], limit: float, max_rss: float)
             "## 4. Reference tools on n^3 -> (2n)^3 (B-spline / cubic), same files, one process "
             "per run\n",
             run.table(
-                ["size", "tool", "time (s)", "peak RSS", "theirs / ours (1.5G budget)", "note"],
+                [
+                    "size",
+                    "tool",
+                    "time (s)",
+                    "peak RSS",
+                    f"theirs / ours ({BIG_BUDGET})",
+                    f"theirs / ours ({SMALL_BUDGET})",
+                    "first pass",
+                    "note",
+                ],
                 table_rows,
             ),
             f"\nLadder n = {', '.join(map(str, sizes))}; a tool stops when its next run is "
