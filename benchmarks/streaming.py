@@ -894,7 +894,7 @@ def main(argv: list[str] | None = None) -> None:
         for n in (*GROWTH_N, *REF_N):  # the big inputs do not stay on disk
             if n >= 512 and not args.folder:
                 Path(cube_path(folder, n)).unlink(missing_ok=True)
-    print(f"Load average at the end: {loadavg()}.")
+    print(f"\nLoad average at the end: {loadavg()}.")
     progress("done")
 
 
