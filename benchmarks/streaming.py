@@ -860,6 +860,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--folder", help="where generated inputs go (default: a temporary folder)")
     p.add_argument("--ref-limit", type=float, default=600, help="seconds a reference run may take")
     p.add_argument("--ref-memory", type=float, default=16, help="GB a reference run may take")
+    p.add_argument("--ref-sizes", help="the reference ladder, e.g. 128,256,400,512 (n of n^3)")
     p.add_argument("--plot", default=str(Path(__file__).parents[1] / "docs" / "growth.png"))
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -870,6 +871,8 @@ def main(argv: list[str] | None = None) -> None:
     sections = args.only or ["overlap", "big", "growth", "reference"]
     growth_n = GROWTH_N[:3] if args.quick else GROWTH_N
     ref_n = REF_N[:3] if args.quick else REF_N
+    if args.ref_sizes:
+        ref_n = tuple(int(v) for v in args.ref_sizes.split(","))
     print(f"# napari-resample streaming benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}\n")
     print(
         f"Machine: {run.machine()}, {grids.versions()}, "
