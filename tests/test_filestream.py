@@ -183,3 +183,14 @@ def test_peak_memory_of_a_streamed_file_stays_within_the_budget(tmp_path) -> Non
     assert extra < 128 * 2**20, f"peak RSS grew by {extra / 2**20:.0f} MiB over a 128 MiB budget"
     out = nib.load(tmp_path / "out" / "big_resampled.nii.gz")
     assert out.shape == (512, 512, 512)
+
+
+def test_an_output_over_the_hold_cap_takes_a_first_pass_instead(tmp_path, monkeypatch) -> None:
+    src = _write(tmp_path / "in.nii.gz", _volume((30, 30, 30), np.int16))
+    target = SizeTarget((40, 40, 40))
+    held = resample_file(src, str(tmp_path / "held.nii.gz"), target, interpolation="linear")
+    assert held.streamed and not held.first_pass  # 256 KiB held: under the cap
+    monkeypatch.setattr(_filestream, "HOLD_CAP", 1000)
+    read_twice = resample_file(src, str(tmp_path / "twice.nii.gz"), target, interpolation="linear")
+    assert read_twice.streamed and read_twice.first_pass
+    assert _bytes(tmp_path / "held.nii.gz") == _bytes(tmp_path / "twice.nii.gz")

@@ -10,8 +10,9 @@ What the engine needs to know before the first output plane:
 
 - the clamp range of the interpolating modes (the input's [min, max]). The header's
   ``cal_min``/``cal_max`` are not trusted (writers leave them stale). When the unfinished output
-  fits the budget, it is held and finished once the whole input was seen (one read of the
-  file); otherwise a **first pass** over the file finds the range;
+  is small (:data:`_stream.HOLD_CAP`, 64 MiB) and fits the budget, it is held and finished once
+  the whole input was seen (one read of the file); otherwise a **first pass** over the file
+  finds the range;
 - for ``interpolation="auto"``, whether the volume is a label map: the header's intent decides
   when it says so; otherwise the first pass counts distinct values and equal neighbours (the
   rule of :mod:`napari_resample._labels`, computed plane by plane with the same numbers).
@@ -47,6 +48,7 @@ from napari_resample._resample import (
     estimate_memory,
 )
 from napari_resample._stream import (
+    HOLD_CAP,
     NonFiniteInput,
     plan_stream,
     run_stream,
@@ -160,7 +162,7 @@ def stream_file(
                 f"budget of {format_bytes(budget)}"
             )
         value_range = None
-        if plan.needs_range and need + held > budget:  # the output cannot wait: a first pass
+        if plan.needs_range and (need + held > budget or held > HOLD_CAP):  # a first pass
             if stats is None:
                 reader.close()
                 stats = _first_pass(path, reader.shape, count_labels=False, check=check)

@@ -512,6 +512,10 @@ def array_blocks(data: object, shape: tuple[int, int, int], planes: int) -> Iter
         yield k0, np.asarray(data[:, :, k0 : k0 + planes])  # type: ignore[index]
 
 
+#: The most unfinished output (float32/64) held until the input's range is known; above it a
+#: first pass over the input finds the range (one more read costs less than holding gigabytes:
+#: benchmarks/README.md, Streaming).
+HOLD_CAP = 64 << 20
 #: Bytes of input read at a time from an array-like.
 READ_BYTES = 8 << 20
 
@@ -593,7 +597,7 @@ def stream_array(
             f"{plan.window_planes()} planes), over the budget of {format_bytes(budget)}"
         )
     value_range = None  # held output, finished at the end (NaN found before any write)
-    if plan.needs_range and need + held > budget:
+    if plan.needs_range and (need + held > budget or held > HOLD_CAP):
         value_range = value_range_of(data, shape, np.dtype(dtype))  # a first pass
 
     def emit(k0: int, block: NDArray) -> None:
