@@ -173,8 +173,7 @@ def build_pairs(paths: dict[str, str], folder: str) -> list[Pair]:
     import SimpleITK as sitk
 
     from napari_resample import resample_to_reference, resample_to_spacing
-    from napari_resample._api import _save
-    from napari_resample._io import load_nifti
+    from napari_resample._io import load_nifti, save_volume
     from napari_resample._pipeline import resample_volume
     from napari_resample._reference import reference_grid, resample_volume_to_grid
 
@@ -235,7 +234,7 @@ def build_pairs(paths: dict[str, str], folder: str) -> list[Pair]:
 
     def write_ours() -> str:
         path = os.path.join(out_dir("write_ours"), "w.nii.gz")
-        _save(out_dir("write_ours"), path, written)
+        save_volume(path, written)
         return path
 
     written_itk = sitk.Resample(
@@ -247,7 +246,14 @@ def build_pairs(paths: dict[str, str], folder: str) -> list[Pair]:
         sitk.WriteImage(written_itk, path, useCompression=True)
         return path
 
-    for tag in ("obl_lin_ref", "obl_bsp_ref", "ali_bsp_ref", "spacing_ref", "write_ref"):
+    for tag in (
+        "obl_lin_ref",
+        "obl_bsp_ref",
+        "ali_bsp_ref",
+        "spacing_ref",
+        "write_ref",
+        "write_ours",
+    ):
         os.makedirs(out_dir(tag), exist_ok=True)  # SimpleITK does not create folders
 
     return [
@@ -294,7 +300,11 @@ def build_pairs(paths: dict[str, str], folder: str) -> list[Pair]:
             lambda: load_nifti(src).data,
             lambda: sitk.ReadImage(src),
         ),
-        Pair("write a 224x224x128 int16 .nii.gz (`_save` / `WriteImage`)", write_ours, write_ref),
+        Pair(
+            "write a 224x224x128 int16 .nii.gz (`save_volume` / `WriteImage`)",
+            write_ours,
+            write_ref,
+        ),
     ]
 
 
