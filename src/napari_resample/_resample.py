@@ -184,8 +184,9 @@ def resample_array(
     in_memory = estimate_memory(shape, dtype, size, interpolation, antialias=antialias)
     if not (isinstance(source, np.ndarray) and type(source) is np.ndarray):
         in_memory += math.prod(shape) * dtype.itemsize  # read into memory first
-    if out is None and in_memory <= budget:
-        result = sample_grid(
+
+    def in_memory_result() -> NDArray:
+        return sample_grid(
             np.asarray(source),
             positions,
             interpolation=interpolation,
@@ -193,7 +194,9 @@ def resample_array(
             progress=progress,
             cancel=cancel,
         )
-        return result, new_affine
+
+    if out is None and in_memory <= budget:
+        return in_memory_result(), new_affine
     from napari_resample._stream import NonFiniteInput, stream_array
 
     target = out
@@ -225,15 +228,7 @@ def resample_array(
                 f"memory only, and that needs {format_bytes(in_memory)}, over max_memory "
                 f"({format_bytes(budget)})"
             ) from None
-        result = sample_grid(
-            np.asarray(source),
-            positions,
-            interpolation=interpolation,
-            antialias=antialias,
-            progress=progress,
-            cancel=cancel,
-        )
-        target[...] = result
+        target[...] = in_memory_result()
     return target, new_affine
 
 

@@ -52,15 +52,7 @@ def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
     path = os.fspath(path)
     if nifti_suffix(path) is None:
         path += ".nii.gz"
-    if isinstance(data, list | tuple):
-        raise ValueError(
-            f"cannot write a multiscale layer as NIfTI ({len(data)} levels); "
-            "write its first level instead"
-        )
-    array = np.asarray(data)
-    if array.ndim not in (3, 4):
-        raise ValueError(f"a NIfTI volume needs a 3D or 4D layer, got shape {array.shape}")
-    volume = volume_from_layer(array, meta)
+    volume = volume_from_layer(_layer_array(data, "as NIfTI"), meta)
     values = storable(volume.data)
     header = header_for_grid(volume.affine, values.shape, volume.header, code=volume.xform_code)
     set_stored_dtype(header, values.dtype)
@@ -128,13 +120,21 @@ def write_itk(path: str, data: Any, meta: Mapping[str, Any], default_suffix: str
     path = os.fspath(path)
     if volume_suffix(path) not in ITK_OUTPUT_SUFFIXES:
         path += default_suffix
+    volume = volume_from_layer(_layer_array(data, f"to {path!r}"), meta)
+    return [save_itk(path, volume)]
+
+
+def _layer_array(data: Any, where: str) -> np.ndarray:
+    """A layer's data as one 3D or 4D array, or ValueError saying why it cannot be written
+    (*where*: ``"as NIfTI"``, ``"to 'x.nrrd'"``)."""
     if isinstance(data, list | tuple):
         raise ValueError(
-            f"cannot write a multiscale layer to {path!r} ({len(data)} levels); "
+            f"cannot write a multiscale layer {where} ({len(data)} levels); "
             "write its first level instead"
         )
     array = np.asarray(data)
     if array.ndim not in (3, 4):
-        raise ValueError(f"{path!r} needs a 3D layer, got shape {array.shape}")
-    volume = volume_from_layer(array, meta)
-    return [save_itk(path, volume)]
+        raise ValueError(
+            f"cannot write {where}: it needs a 3D or 4D layer, got shape {array.shape}"
+        )
+    return array
