@@ -194,3 +194,24 @@ def test_an_output_over_the_hold_cap_takes_a_first_pass_instead(tmp_path, monkey
     read_twice = resample_file(src, str(tmp_path / "twice.nii.gz"), target, interpolation="linear")
     assert read_twice.streamed and read_twice.first_pass
     assert _bytes(tmp_path / "held.nii.gz") == _bytes(tmp_path / "twice.nii.gz")
+
+
+@pytest.mark.parametrize(
+    ("oblique", "mode"), [(False, "linear"), (True, "linear"), (False, "auto")]
+)
+def test_a_low_overlap_is_warned_once(tmp_path, oblique, mode) -> None:
+    """Streamed, in memory after the stream gave up (oblique; "auto" on a small integer volume),
+    the warning comes once."""
+    import warnings
+
+    src = _write(tmp_path / "in.nii.gz", _volume((30, 26, 21), np.int16))
+    affine = np.diag([1.1, 0.9, 1.5, 1.0])
+    if oblique:
+        c, s = np.cos(0.3), np.sin(0.3)
+        affine[:2, :2] = np.array([[c, -s], [s, c]]) @ np.diag([1.1, 0.9])
+    affine[:3, 3] = (18.0, -3.0, 4.0)
+    ref = _write(tmp_path / "ref.nii.gz", np.zeros((25, 30, 20), np.uint8), affine)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resample_to_reference(src, ref, tmp_path / "out", mode)
+    assert [str(w.message).count("covers only") for w in caught] == [1]

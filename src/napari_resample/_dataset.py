@@ -524,10 +524,8 @@ def _execute(
                 _check(cancel)
                 yield run_job(job)
             return
-        jobs = [
-            replace(job, threads=threads, max_memory=job.max_memory or default_budget() // n)
-            for job in jobs
-        ]
+        share = default_budget() // n
+        jobs = [replace(job, threads=threads, max_memory=job.max_memory or share) for job in jobs]
         yield from _pooled(jobs, n, cancel)
         return
     yield from _submitted(executor, jobs, cancel)

@@ -9,6 +9,7 @@ the dataset runner), streaming NIfTI files and falling back to :func:`resample_v
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -268,6 +269,8 @@ def resample_file(
             cancel=cancel,
         )
         if streamed is not None:
+            for message in info.pop("_warnings", ()):
+                warnings.warn(message, stacklevel=2)
             return FileResult(
                 info.pop("before"),
                 geometry(streamed.shape, streamed.affine, streamed.dtype),
@@ -319,11 +322,16 @@ def _stream_grid(
         reader.inter,
         reader.path,
     )
-    fill = stored_fill(target.fill_value, shell, reader.dtype)
-    info["overlap"] = round(check_overlap(shell, grid, reader.shape), 6)
     aligned = aligned_positions(reader.shape, voxel_map(reader.affine, grid.affine), grid.shape)
     if aligned is None or aligned[0] != (0, 1, 2):
-        return None  # oblique, or axes swapped: the in-memory pipeline
+        return None  # oblique, or axes swapped: the in-memory pipeline checks it all
+    fill = stored_fill(target.fill_value, shell, reader.dtype)
+    # A low-overlap warning is given once the file is written (by resample_file): when the
+    # streaming gives up after this point, the in-memory pipeline gives its own.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info["overlap"] = round(check_overlap(shell, grid, reader.shape), 6)
+    info["_warnings"] = [w.message for w in caught]
     header = reference_header(reader.header, grid, grid.shape)
     affine = np.asarray(header.get_best_affine(), dtype=np.float64)
     return StreamTarget(aligned[1], header, affine, fill)
