@@ -98,8 +98,9 @@ def resampling(
         *output_path* is an existing file; if the output would overwrite the input; if an
         option is not one of its allowed values. Each message names the file and the value.
     MemoryError
-        If reading the volume or resampling it needs more memory than is available now (the
-        message gives both sizes); raised before allocating.
+        If the work cannot fit *max_memory* even streamed plane by plane (or, for a volume the
+        in-memory pipeline must take, the memory available now); the message gives both sizes,
+        raised before anything is written.
     OSError
         If the output cannot be written (a full disk: the path and the free space).
 
