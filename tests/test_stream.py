@@ -85,52 +85,6 @@ def test_streamed_equals_in_memory_bit_for_bit(shape, size, dtype, mode, monkeyp
                 np.testing.assert_array_equal(got, ref, err_msg=f"{anchor} {antialias} {planes}")
 
 
-def _emits_while_reading(data, size):
-    """Stream *data* one plane per block with the range unknown: (output, the number of input
-    planes read when each chunk was emitted)."""
-    plan = plan_stream(
-        data.shape, data.dtype, grid_positions(data.shape, size, "center"), "bspline"
-    )
-    out = np.empty(size, data.dtype)
-    fed, read_at = [0], []
-
-    def blocks():
-        for k0, block in array_blocks(data, data.shape, 1):
-            fed[0] = k0 + 1
-            yield k0, block
-
-    def emit(k0, block):
-        out[:, :, k0 : k0 + block.shape[2]] = block
-        read_at.append(fed[0])
-
-    run_stream(blocks(), plan, emit, out_dtype=data.dtype)
-    return out, read_at
-
-
-def test_integer_chunks_the_final_range_cannot_change_are_written_while_reading(
-    monkeypatch,
-) -> None:
-    monkeypatch.setattr(_stream, "CHUNK_BYTES", 1)  # one output plane per chunk
-    k = np.arange(40)
-    smooth = np.round(300 * np.sin(k / 7.0))[None, None, :] * np.ones((12, 10, 1))
-    data = smooth.astype(np.int16)
-    data[0, 0, 0], data[1, 1, 0] = -2000, 2000  # the whole range seen with the first plane
-    size = (7, 6, 23)
-    got, read_at = _emits_while_reading(data, size)
-    np.testing.assert_array_equal(got, resample_array(data, size, anchor="center")[0])
-    assert read_at[0] < data.shape[2] and read_at == sorted(read_at)
-    assert sum(n < data.shape[2] for n in read_at) > size[2] // 2  # most while reading
-    # A spike rings below the zeros around it (under the range seen so far): from there on
-    # the chunks wait for the whole range, and the result is the same.
-    spike = np.zeros((12, 10, 40), np.int16)
-    spike[5, 5, 20] = 1000
-    spike[0, 0, 39] = -500  # the final minimum, read last: ringing above it is kept
-    got, read_at = _emits_while_reading(spike, size)
-    np.testing.assert_array_equal(got, resample_array(spike, size, anchor="center")[0])
-    assert 0 < sum(n < spike.shape[2] for n in read_at) < size[2]  # some early, the rest held
-    assert read_at[-1] == spike.shape[2]
-
-
 def test_chunks_of_many_planes_give_the_same_bits() -> None:
     data = _data((40, 36, 64), np.int16)
     size = (17, 50, 29)

@@ -19,10 +19,7 @@ with the same taps and indices.
 The clamp range of the finish is the input's [min, max]: when the caller does not know it (a
 file read once), the unfinished output is held (in the working type) and finished once the
 last input plane has been seen; otherwise (a first pass found it) each chunk is finished and
-emitted at once, so memory is independent of the number of planes. Integer input need not
-wait: a chunk whose values all lie within the range seen so far is finished at once, since
-the final range contains that range and its clamp cannot change them (from the first chunk
-that overshoots, the rest is held).
+emitted at once, so memory is independent of the number of planes.
 
 Non-finite float input is not streamed (the in-memory engine fills it from its 3D nearest
 finite neighbours): :class:`NonFiniteInput` tells the caller to use the in-memory engine.
@@ -239,10 +236,7 @@ def run_stream(
     output planes to *emit* in k order, in chunks, finished in *out_dtype*.
 
     *value_range*: the input's [min, max] for the finish of the interpolating modes; None holds
-    the unfinished output until the last input plane (then finished with the range seen),
-    except, for integer input, the chunks the final range cannot change (every value within
-    the range seen so far, and nothing held before them): those are finished and emitted at
-    once, so that the output is written while the input is read.
+    the unfinished output until the last input plane (then finished with the range seen).
     *chunk_bytes* bounds a chunk's working set (:func:`chunk_planes`; default
     :data:`CHUNK_BYTES`).
 
@@ -322,7 +316,6 @@ class _Runner:
         self.have = -1
         self.next = 0
         self.reported = 0.0
-        self.integer = False
         self.held: list[tuple[int, NDArray]] = []
         self.seen: tuple[float | int, float | int] | None = None
         self.pool: ThreadPoolExecutor | None = None
@@ -359,7 +352,6 @@ class _Runner:
             )
         plan = self.plan
         if self.ring is None:
-            self.integer = block.dtype.kind in "iub"
             self.chunk = chunk_planes(plan, block.dtype, self.chunk_bytes)
             dtype = _ring_dtype(plan, block.dtype)
             self.ring = _Ring(_capacity(plan, self.chunk), _plane_elems(plan), dtype)
@@ -470,23 +462,10 @@ class _Runner:
         chunk = np.empty((*planes[0].shape, b - a), dtype=plan.work, order="F")
         for t, p in enumerate(planes):
             chunk[:, :, t] = p
-        finish = self.finish or self._early_finish(chunk)
-        if finish is None:
+        if self.finish is None:
             self.held.append((a, chunk))
             return
-        self.emit(a, self._finished(chunk, finish))
-
-    def _early_finish(self, chunk: NDArray) -> _Finisher | None:
-        """The finish of a chunk before the input's range is known, when it cannot depend on
-        it: integer input (no NaN can turn up later), nothing held before, and every value
-        within the range seen so far (which the final range contains, so the clamp changes
-        nothing). Else None: the chunk is held."""
-        if self.held or not self.integer or self.seen is None:
-            return None
-        finish = _Finisher(self.seen[0], self.seen[1], self.out_dtype)
-        if chunk.min() >= finish.lo and chunk.max() <= finish.hi:
-            return finish
-        return None
+        self.emit(a, self._finished(chunk))
 
     def _ring_plane_shape(self) -> tuple[int, int]:
         dims = list(self.plan.in_shape[:2])
@@ -509,11 +488,10 @@ class _Runner:
         list(self.pool.map(run, range(parts)))
         return out
 
-    def _finished(self, chunk: NDArray, finish: _Finisher | None = None) -> NDArray:
-        finish = finish or self.finish
-        assert finish is not None
+    def _finished(self, chunk: NDArray) -> NDArray:
+        assert self.finish is not None
         dest = np.empty_like(chunk, dtype=self.out_dtype)
-        finish(chunk, dest)
+        self.finish(chunk, dest)
         return dest
 
     def flush(self) -> None:
