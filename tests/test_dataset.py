@@ -199,17 +199,17 @@ def test_local_pools_do_not_oversubscribe_the_cores():
 
 
 def test_engine_threads_follow_the_limit(monkeypatch):
-    from napari_resample import _stream, resample_array
+    from napari_resample import _separable, resample_array
     from napari_resample._threads import limit_engine_threads
 
     seen = []
-    real = _stream.ThreadPoolExecutor
+    real = _separable.ThreadPoolExecutor
 
     def spy(max_workers):
         seen.append(max_workers)
         return real(max_workers=max_workers)
 
-    monkeypatch.setattr(_stream, "ThreadPoolExecutor", spy)
+    monkeypatch.setattr(_separable, "ThreadPoolExecutor", spy)
     with limit_engine_threads(1):
         resample_array(np.ones((6, 6, 6), np.float32), (3, 4, 5))
     assert seen == [1]

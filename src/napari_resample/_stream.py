@@ -36,7 +36,6 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from napari_resample._banded import Banded
 from napari_resample._geometry import Positions, is_identity
 from napari_resample._operators import _linear_weights
 from napari_resample._separable import (
@@ -73,9 +72,9 @@ class StreamPlan:
     work: np.dtype
     lo: NDArray[np.int64]
     hi: NDArray[np.int64]
-    pre: list[tuple[int, Banded]] = field(default_factory=list)
+    pre: list[tuple[int, sparse.csr_matrix]] = field(default_factory=list)
     zop: sparse.csr_matrix | None = None
-    post: list[tuple[int, Banded]] = field(default_factory=list)
+    post: list[tuple[int, sparse.csr_matrix]] = field(default_factory=list)
     taps: tuple = ()
     index: tuple = ()
     #: ``(value, (inside_i, inside_j, inside_k))``: output voxels outside the input's field of
@@ -125,12 +124,12 @@ def plan_stream(
         at = order.index(2)
         zop = sparse.csr_matrix(ops[2])
         lo, hi = _row_span(zop)
-        pre = [(a, Banded(ops[a])) for a in order[:at]]
-        post = [(a, Banded(ops[a])) for a in order[at + 1 :]]
+        pre = [(a, ops[a]) for a in order[:at]]
+        post = [(a, ops[a]) for a in order[at + 1 :]]
     else:
         zop = None
         lo = hi = np.arange(n_z, dtype=np.int64)
-        pre, post = [(a, Banded(ops[a])) for a in order], []
+        pre, post = [(a, ops[a]) for a in order], []
     return StreamPlan(in_shape, size, "separable", work, lo, hi, pre, zop, post)
 
 
@@ -206,10 +205,8 @@ def stream_memory(plan: StreamPlan, in_dtype: np.dtype, chunk: int, block_planes
     total += chunk * oi * oj * (3 * work + item)  # results, post steps, finish
     if plan.mode == "label":
         total += chunk * oi * oj * _VOTE_BYTES
-    total += sum(op.nbytes for _, op in plan.pre + plan.post)
-    if plan.zop is not None:
-        total += plan.zop.data.nbytes + plan.zop.indices.nbytes + plan.zop.indptr.nbytes
-    return total
+    ops = [op for _, op in plan.pre + plan.post] + ([plan.zop] if plan.zop is not None else [])
+    return total + sum(op.data.nbytes + op.indices.nbytes + op.indptr.nbytes for op in ops)
 
 
 #: Bytes per output voxel of a chunk in label voting: its scores and weights of the 8 corners.
@@ -315,7 +312,6 @@ class _Runner:
         self.plan, self.out_dtype, self._emit = plan, out_dtype, emit
         self.have = -1
         self.next = 0
-        self.reported = 0.0
         self.held: list[tuple[int, NDArray]] = []
         self.seen: tuple[float | int, float | int] | None = None
         self.pool: ThreadPoolExecutor | None = None
@@ -364,7 +360,7 @@ class _Runner:
             if plan.mode == "separable":
                 planes = self._map(self._prepare, planes)
             for t, plane in enumerate(planes):
-                self.ring.push(k0 + g + t, _flat(plane), self._keep())
+                self.ring.push(k0 + g + t, np.asarray(plane, order="C"), self._keep())
             self.have = k0 + g + len(planes) - 1
             drain()
 
@@ -378,7 +374,8 @@ class _Runner:
 
     def _prepare(self, plane: NDArray) -> NDArray:
         """An input plane in the working type, through the operators before k."""
-        return _plane_steps(plane, self.plan.pre, self.plan.work)
+        out = np.array(plane, dtype=self.plan.work, order="C")
+        return _plane_steps(out, self.plan.pre)
 
     def _map(self, fn: Callable[[NDArray], NDArray], items: list[NDArray]) -> list[NDArray]:
         if self.pool is None or len(items) < 2:
@@ -393,11 +390,7 @@ class _Runner:
         total: int,
         check: Callable[[], None] | None,
     ) -> None:
-        """Compute every chunk of output planes whose input window has arrived.
-
-        *progress* hears after each chunk, and once the new input planes are in: the mean of
-        the input and output fractions done (times 0.95, the rest is the caller's).
-        """
+        """Compute every chunk of output planes whose input window has arrived."""
         plan = self.plan
         n_out = plan.out_shape[2]
         while self.next < n_out and plan.hi[self.next] <= self.have:
@@ -409,22 +402,14 @@ class _Runner:
                 b += 1
             self._compute(a, b)
             self.next = b
-            self._report(progress, total)
-        self._report(progress, total)
-
-    def _report(self, progress: Callable[[float], None] | None, total: int) -> None:
-        if progress is None:
-            return
-        done = 0.95 * ((self.have + 1) / max(self.plan.in_shape[2], 1) + self.next / total) / 2
-        if done > self.reported:
-            self.reported = done
-            progress(done)
+            if progress is not None:
+                progress(0.95 * b / total)
 
     def _planes(self, lo: int, hi: int) -> NDArray:
         """Input planes lo..hi as a (n, I, J) view of the ring."""
         assert self.ring is not None
         i, j, _ = self.plan.in_shape
-        return self.ring.rows(lo, hi).reshape(-1, j, i).transpose(0, 2, 1)
+        return self.ring.rows(lo, hi).reshape(-1, i, j)
 
     def _compute(self, a: int, b: int) -> None:
         plan = self.plan
@@ -450,18 +435,16 @@ class _Runner:
     def _interpolate(self, a: int, b: int, lo: int, hi: int) -> None:
         plan = self.plan
         assert self.ring is not None
-        ri, rj = self._ring_plane_shape()
+        shape = self._ring_plane_shape()
         if plan.zop is None:
-            planes = [self.ring.rows(k, k)[0].reshape(rj, ri).T for k in range(a, b)]
+            planes = [self.ring.rows(k, k)[0].reshape(shape) for k in range(a, b)]
         else:
             rows = sparse.csr_matrix(plan.zop[a:b, lo : hi + 1])
             result = self._z_product(rows, self.ring.rows(lo, hi))
-            planes = [result[t].reshape(rj, ri).T for t in range(b - a)]
+            planes = [result[t].reshape(shape) for t in range(b - a)]
         if plan.post:
-            planes = self._map(lambda p: _plane_steps(p, plan.post, plan.work), planes)
-        chunk = np.empty((*planes[0].shape, b - a), dtype=plan.work, order="F")
-        for t, p in enumerate(planes):
-            chunk[:, :, t] = p
+            planes = self._map(lambda p: _plane_steps(p, plan.post), planes)
+        chunk = np.stack(planes, axis=2)
         if self.finish is None:
             self.held.append((a, chunk))
             return
@@ -490,7 +473,7 @@ class _Runner:
 
     def _finished(self, chunk: NDArray) -> NDArray:
         assert self.finish is not None
-        dest = np.empty_like(chunk, dtype=self.out_dtype)
+        dest = np.empty(chunk.shape, dtype=self.out_dtype)
         self.finish(chunk, dest)
         return dest
 
@@ -514,23 +497,12 @@ def _block_range(block: NDArray) -> tuple[float | int, float | int]:
     return (int(lo), int(hi)) if block.dtype.kind in "iu" else (float(lo), float(hi))
 
 
-def _plane_steps(plane: NDArray, steps: list[tuple[int, Banded]], work: np.dtype) -> NDArray:
-    """The in-plane operators applied to one (I, J) plane, in *work*: an (I', J') array.
-
-    Every plane goes through the same products whatever its memory layout: it is cast to
-    the working type as a (J, I) C-contiguous array (the NIfTI order, i fastest: no copy
-    for a Fortran-ordered plane but the cast), and the result is given back in that layout
-    (Fortran order).
-    """
-    q = np.ascontiguousarray(plane.T, dtype=work)
+def _plane_steps(plane: NDArray, steps: list[tuple[int, sparse.csr_matrix]]) -> NDArray:
+    """The in-plane operators applied to one (I, J) plane, as the in-memory engine applies
+    them to its slabs (the same products: each value is the same sum in the same order)."""
     for axis, op in steps:
-        q = op.right(q) if axis == 0 else op.left(q)
-    return q.T
-
-
-def _flat(plane: NDArray) -> NDArray:
-    """An (I, J) plane as the ring stores it: flattened i fastest (the NIfTI order)."""
-    return plane.T.reshape(-1)
+        plane = np.asarray(op @ plane) if axis == 0 else np.asarray(op @ plane.T).T
+    return np.ascontiguousarray(plane)
 
 
 def array_blocks(data: object, shape: tuple[int, int, int], planes: int) -> Iterator[Block]:
