@@ -265,3 +265,12 @@ def nonfinite_float(make_nifti: Callable[..., Path]) -> Path:
     data[5, 5, 3] = np.inf
     data[6, 1, 4] = -np.inf
     return make_nifti(data, np.diag([1.0, 1.0, 2.0, 1.0]))
+
+
+@pytest.fixture
+def gz_volume(tmp_path: Path) -> tuple[Path, bytes, np.ndarray]:
+    """A valid .nii.gz (noisy, so that it does not compress to nothing) and its bytes."""
+    data = np.random.default_rng(3).integers(-1000, 3000, size=(30, 20, 10), dtype=np.int16)
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return path, path.read_bytes(), data

@@ -390,15 +390,6 @@ def test_a_real_full_disk_fails_cleanly(small_filesystem: Path) -> None:
 # --------------------------------------------------------------------------- damaged gzip
 
 
-@pytest.fixture
-def gz_volume(tmp_path: Path) -> tuple[Path, bytes, np.ndarray]:
-    """A valid .nii.gz (noisy, so that it does not compress to nothing) and its bytes."""
-    data = np.random.default_rng(3).integers(-1000, 3000, size=(30, 20, 10), dtype=np.int16)
-    path = tmp_path / "scan.nii.gz"
-    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
-    return path, path.read_bytes(), data
-
-
 @pytest.mark.parametrize("inflater", ["isal", "zlib", "nibabel"])
 @pytest.mark.parametrize("damage", CORRUPTIONS)
 def test_damaged_gzip_is_refused(gz_volume, monkeypatch, damage: str, inflater: str) -> None:

@@ -165,15 +165,6 @@ def test_refusals_of_load_nifti(tmp_path: Path, true_4d: Path, make_nifti) -> No
     assert stream_threads() == []
 
 
-@pytest.fixture
-def gz_volume(tmp_path: Path) -> tuple[Path, bytes, np.ndarray]:
-    """A valid .nii.gz (noisy, so that it does not compress to nothing) and its bytes."""
-    data = np.random.default_rng(3).integers(-1000, 3000, size=(30, 20, 10), dtype=np.int16)
-    path = tmp_path / "scan.nii.gz"
-    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
-    return path, path.read_bytes(), data
-
-
 @pytest.mark.parametrize("block_bytes", [1, 10**9])
 @pytest.mark.parametrize("inflater", ["isal", "zlib"])
 @pytest.mark.parametrize("damage", CORRUPTIONS)

@@ -46,6 +46,21 @@ def _open(viewer, path):
     return layer
 
 
+def _held(real, seen):
+    """*real* (an engine call taking ``progress`` and ``cancel``) held after each progress
+    report until the user cancels, so that no race decides; *seen* collects the fractions."""
+
+    def held(*args, progress, cancel, **kwargs):
+        def report(fraction):
+            progress(fraction)
+            seen.append(fraction)
+            cancel.wait(TIMEOUT_MS / 1000)
+
+        return real(*args, progress=report, cancel=cancel, **kwargs)
+
+    return held
+
+
 def _run(qtbot, widget):
     worker = widget.run()
     assert worker is not None, widget.status.value

@@ -15,7 +15,7 @@ import napari_resample._widget as widget_module
 from _plugin_fixtures import AFFINES, rotation, stored_world
 from napari_resample import _memory, _separable, resample_to_reference, resample_to_spacing
 from napari_resample._widget import ORANGE, RED, ResampleWidget
-from test_widget import TIMEOUT_MS, _ct, _errors, _open, _run, _save
+from test_widget import TIMEOUT_MS, _ct, _errors, _held, _open, _run, _save
 
 pytestmark = [
     pytest.mark.gui,
@@ -220,17 +220,8 @@ def test_low_overlap_is_a_warning_and_the_run_reports_it(qtbot, viewer, widget):
 
 
 def test_cancel_stops_a_match_layer_run(qtbot, viewer, widget, monkeypatch):
-    real = widget_module.resample_volume_to_grid
     seen = []
-
-    def held(volume, grid, *, progress, cancel, **kwargs):
-        def report(fraction):
-            progress(fraction)
-            seen.append(fraction)
-            cancel.wait(TIMEOUT_MS / 1000)
-
-        return real(volume, grid, progress=report, cancel=cancel, **kwargs)
-
+    held = _held(widget_module.resample_volume_to_grid, seen)
     monkeypatch.setattr(widget_module, "resample_volume_to_grid", held)
     monkeypatch.setattr(_separable, "_CHUNK", 1)
     source = viewer.add_image(_ct(), name="ct")

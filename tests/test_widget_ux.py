@@ -11,7 +11,7 @@ import pytest
 import napari_resample._widget as widget_module
 from napari_resample import _memory, _separable
 from napari_resample._widget import ResampleWidget
-from test_widget import TIMEOUT_MS, _ct, _errors, _run, _save
+from test_widget import TIMEOUT_MS, _ct, _errors, _held, _run, _save
 
 pytestmark = pytest.mark.gui
 
@@ -65,18 +65,8 @@ def test_cancel_stops_the_run_adds_no_layer_and_the_widget_is_ready(
     qtbot, viewer, widget, monkeypatch, tmp_path
 ):
     real = widget_module.resample_volume
-    seen = []
-
-    def held(volume, size, *, progress, cancel, **kwargs):
-        # the real engine, held after each slab until the user cancels (so no race decides)
-        def report(fraction):
-            progress(fraction)
-            seen.append(fraction)
-            cancel.wait(TIMEOUT_MS / 1000)
-
-        return real(volume, size, progress=report, cancel=cancel, **kwargs)
-
-    monkeypatch.setattr(widget_module, "resample_volume", held)
+    seen = []  # the real engine, held after each slab until the user cancels
+    monkeypatch.setattr(widget_module, "resample_volume", _held(real, seen))
     monkeypatch.setattr(_separable, "_CHUNK", 1)
     widget.layer.value = viewer.add_image(_ct(), name="ct")
     widget.output_dir.value = tmp_path
