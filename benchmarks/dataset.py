@@ -118,7 +118,7 @@ def label_map(shape: tuple[int, int, int], seed: int) -> np.ndarray:
 def write(path: str, data: np.ndarray, aff: np.ndarray, intent: int = 0) -> None:
     import nibabel as nib
 
-    from napari_resample._io import save_nifti
+    from napari_resample.io.nifti import save_nifti
 
     header = nib.Nifti1Image(data, aff).header
     if intent:
@@ -222,7 +222,7 @@ def reference_run(
     Each file's seconds go into *seconds* (by file name)."""
     import SimpleITK as sitk
 
-    from napari_resample._names import strip_nifti_suffix
+    from napari_resample.io.names import strip_nifti_suffix
 
     done = []
     for path in paths:
@@ -257,7 +257,7 @@ def child(kind: str, folder: str, out: str) -> None:
     seconds = time.perf_counter() - t0
     mem = sampler.finish()
     if kind != "ref" and kind != "resume":
-        from napari_resample._dataset import MANIFEST_NAME, read_manifest
+        from napari_resample.dataset.run import MANIFEST_NAME, read_manifest
 
         for rec in read_manifest(os.path.join(out, MANIFEST_NAME)).values():
             per_file[os.path.basename(rec["input"])] = rec["seconds"]
@@ -321,7 +321,7 @@ def check(out1: str, outn: str, n: int) -> tuple[bool, str]:
 def manifest_seconds(out: str) -> dict[str, list[float]]:
     """Per-file ``seconds`` of the manifest (the worker's read + resample + write + hashes),
     by interpolation used."""
-    from napari_resample._dataset import MANIFEST_NAME, read_manifest
+    from napari_resample.dataset.run import MANIFEST_NAME, read_manifest
 
     by: dict[str, list[float]] = {}
     for rec in read_manifest(os.path.join(out, MANIFEST_NAME)).values():
@@ -336,7 +336,7 @@ def pool_startup(paths: list[str]) -> float:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from napari_resample._dataset import _worker_init, input_fingerprint, pool_plan
+    from napari_resample.dataset.run import _worker_init, input_fingerprint, pool_plan
 
     n, _ = pool_plan(None, len(paths))
     t0 = time.perf_counter()
@@ -350,9 +350,9 @@ def pool_startup(paths: list[str]) -> float:
 
 def breakdown(path: str) -> dict[str, float]:
     """Seconds of each stage of one file's job, in this process, all cores for the engine."""
-    from napari_resample._dataset import file_sha256
-    from napari_resample._io import load_nifti, save_volume
-    from napari_resample._pipeline import resample_volume, resolve_interpolation
+    from napari_resample.dataset.run import file_sha256
+    from napari_resample.io.nifti import load_nifti, save_volume
+    from napari_resample.pipeline.run import resample_volume, resolve_interpolation
 
     t: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="nrds-bd-") as tmp:
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(args, info, results, seconds_by, bd, startup, verdict) -> None:
-    from napari_resample._dataset import pool_plan
+    from napari_resample.dataset.run import pool_plan
 
     med = {k: statistics.median(r["seconds"] for r in v) for k, v in results.items()}
     n = info["files"]

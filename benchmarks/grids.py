@@ -131,9 +131,9 @@ def check_geometry(paths: dict[str, str]) -> dict[str, float]:
     """Both libraries read the same grids (else the comparison is void); overlap fractions."""
     import SimpleITK as sitk
 
-    from napari_resample._grid import overlap_fraction
-    from napari_resample._itk import ras_affine
-    from napari_resample._reference import reference_grid
+    from napari_resample.engine.grid import overlap_fraction
+    from napari_resample.io.itk import ras_affine
+    from napari_resample.pipeline.reference import reference_grid
 
     overlap = {}
     source = reference_grid(paths["input"])
@@ -173,9 +173,9 @@ def build_pairs(paths: dict[str, str], folder: str) -> list[Pair]:
     import SimpleITK as sitk
 
     from napari_resample import resample_to_reference, resample_to_spacing
-    from napari_resample._io import load_nifti, save_volume
-    from napari_resample._pipeline import resample_volume
-    from napari_resample._reference import reference_grid, resample_volume_to_grid
+    from napari_resample.io.nifti import load_nifti, save_volume
+    from napari_resample.pipeline.reference import reference_grid, resample_volume_to_grid
+    from napari_resample.pipeline.run import resample_volume
 
     src = paths["input"]
     volume = load_nifti(src)
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def volume_range(path: str) -> tuple[float, float]:
-    from napari_resample._io import load_nifti
+    from napari_resample.io.nifti import load_nifti
 
     data = load_nifti(path).data
     return float(data.min()), float(data.max())

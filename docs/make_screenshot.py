@@ -62,7 +62,7 @@ def make_screenshot(path: str | Path = DEFAULT_PATH, viewer=None, timeout: float
         widget.output_dir.value = Path("~/scans")
         widget.output_dir.line_edit.native.setText("~/scans")  # shown as typed, not expanded
         widget.preset.value = "512 x 512 x 256"
-        from napari_resample import _separable
+        from napari_resample.engine import separable as _separable
 
         # The run is held at a third of its slabs until the picture is taken (then cancelled):
         # caught half-way however fast or loaded the machine is.

@@ -208,8 +208,8 @@ def run_case(path: str, out_dir: str) -> str:
 def _resample(path: str, out_dir: str) -> None:
     """``resampling()`` for ``.nii.gz``; its same steps for ``.nii``, which it does not take."""
     from napari_resample import resampling
-    from napari_resample._io import load_nifti, save_volume
-    from napari_resample._pipeline import resample_volume
+    from napari_resample.io.nifti import load_nifti, save_volume
+    from napari_resample.pipeline.run import resample_volume
 
     if path.endswith(".nii.gz"):
         resampling(path, out_dir, SIZE)

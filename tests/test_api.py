@@ -19,7 +19,7 @@ import napari_resample
 from _affine import direction_of, spacing_of
 from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
 from napari_resample import resampling
-from napari_resample._geometry import voxel_transform
+from napari_resample.engine.geometry import voxel_transform
 
 SIZE = (18, 4, 9)
 
@@ -239,7 +239,9 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
     # docs/decisions.md, D7: a failure after validation removes the folders it created and leaves
     # no output or temporary file: in memory ("resample", "save") and streamed ("stream" while
     # resampling, "stream_write" after planes were written).
-    from napari_resample import _filestream, _io, _niistream
+    from napari_resample.io import nifti as _io
+    from napari_resample.io import planes as _niistream
+    from napari_resample.pipeline import streamed as _filestream
 
     exc: type[BaseException] = MemoryError if where in ("resample", "stream") else OSError
     if where in ("resample", "save"):
@@ -249,7 +251,7 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
         def boom(*args, **kwargs):
             raise MemoryError("simulated")
 
-        monkeypatch.setattr("napari_resample._pipeline.resample_array", boom)
+        monkeypatch.setattr("napari_resample.pipeline.run.resample_array", boom)
     elif where == "save":
         real_write = _io._write_image
 
@@ -564,7 +566,8 @@ def test_concurrent_runs_into_one_new_folder_both_survive_a_failure(tmp_path: Pa
     common = f"""
 import os, sys, time
 from pathlib import Path
-from napari_resample import _niistream, resampling
+from napari_resample import resampling
+from napari_resample.io import planes as _niistream
 flags = Path({str(flags)!r})
 real = _niistream.PlaneWriter.__init__
 def wait_for(name):
@@ -619,11 +622,13 @@ def test_a_later_run_removes_temp_files_of_killed_runs(scan: Path, tmp_path: Pat
     import subprocess
     import sys
 
-    from napari_resample._io import temp_name
+    from napari_resample.io.nifti import temp_name
 
     out = tmp_path / "out"
     out.mkdir()
-    code = "from napari_resample._io import temp_name; print(temp_name('x.nii.gz', '.nii.gz'))"
+    code = (
+        "from napari_resample.io.nifti import temp_name; print(temp_name('x.nii.gz', '.nii.gz'))"
+    )
     dead = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

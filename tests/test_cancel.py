@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 
-from napari_resample import _separable
-from napari_resample._io import NiftiVolume
-from napari_resample._pipeline import resample_volume
-from napari_resample._resample import ResamplingCancelled, resample_array
+from napari_resample.engine import separable as _separable
+from napari_resample.engine.resample import ResamplingCancelled, resample_array
+from napari_resample.io.nifti import NiftiVolume
+from napari_resample.pipeline.run import resample_volume
 
 
 def _volume(shape=(40, 36, 30), dtype=np.int16) -> np.ndarray:

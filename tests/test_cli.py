@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_resample._cli import main
-from napari_resample._phantom import LABELS, PHANTOM_SHAPE, PHANTOM_SPACING, make_phantom
+from napari_resample.cli import main
+from napari_resample.io.phantom import LABELS, PHANTOM_SHAPE, PHANTOM_SPACING, make_phantom
 
 
 def _write(path, data, affine):
@@ -100,7 +100,7 @@ def test_cli_batch_shows_progress_and_a_summary(tmp_path, capsys):
 def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
     # Whatever goes wrong with one file (here an error of an unexpected type) is reported on
     # one line, without a traceback, and the next file is still processed.
-    from napari_resample import _pipeline
+    from napari_resample.pipeline import run as _pipeline
 
     src = tmp_path / "in"
     src.mkdir()
@@ -212,8 +212,10 @@ def test_cli_default_interpolation_keeps_a_label_map_s_labels(tmp_path):
 def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
     # resampling() and the CLI both go through _pipeline.resample_file: streamed for a B-spline
     # image, in memory (one read) for "auto" on a small volume whose voxels decide.
-    from napari_resample import _api, _dataset, resampling
-    from napari_resample._pipeline import resample_file
+    from napari_resample import api as _api
+    from napari_resample import resampling
+    from napari_resample.dataset import run as _dataset
+    from napari_resample.pipeline.run import resample_file
 
     calls = []
 

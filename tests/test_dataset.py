@@ -14,7 +14,7 @@ import pytest
 
 from _datasets import make_dataset, tree_digest, write_image, write_labels
 from napari_resample import resampling_dataset, verify_dataset
-from napari_resample._dataset import MANIFEST_NAME, input_fingerprint, pool_plan, read_manifest
+from napari_resample.dataset.run import MANIFEST_NAME, input_fingerprint, pool_plan, read_manifest
 
 SIZE = (14, 12, 9)
 
@@ -188,7 +188,7 @@ def test_workers_and_executors_give_identical_bytes(tmp_path):
 
 
 def test_local_pools_do_not_oversubscribe_the_cores():
-    from napari_resample._threads import available_cores
+    from napari_resample.engine.threads import available_cores
 
     cores = available_cores()
     for workers in (None, 1, 2, 3, 64):
@@ -199,8 +199,9 @@ def test_local_pools_do_not_oversubscribe_the_cores():
 
 
 def test_engine_threads_follow_the_limit(monkeypatch):
-    from napari_resample import _separable, resample_array
-    from napari_resample._threads import limit_engine_threads
+    from napari_resample import resample_array
+    from napari_resample.engine import separable as _separable
+    from napari_resample.engine.threads import limit_engine_threads
 
     seen = []
     real = _separable.ThreadPoolExecutor
@@ -271,7 +272,7 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     import subprocess
     import sys
 
-    from napari_resample._io import temp_name
+    from napari_resample.io.nifti import temp_name
 
     src = make_dataset(tmp_path / "in", images=1, labels=0, corrupt=False)
     out = tmp_path / "out" / "scan_00"
@@ -280,7 +281,7 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
         [
             sys.executable,
             "-c",
-            "from napari_resample._io import temp_name; "
+            "from napari_resample.io.nifti import temp_name; "
             "print(temp_name('scan_00_resampled.nii.gz', '.nii.gz'))",
         ],
         capture_output=True,
@@ -408,10 +409,10 @@ def test_a_killed_but_unreaped_writer_counts_as_gone(tmp_path):
     import subprocess
     import sys
 
-    from napari_resample._io import remove_stale_temps
+    from napari_resample.io.nifti import remove_stale_temps
 
     code = (
-        "from napari_resample._io import temp_name; import os, sys; "
+        "from napari_resample.io.nifti import temp_name; import os, sys; "
         "open(os.path.join(sys.argv[1], temp_name('x.nii.gz', '.nii.gz')), 'w').close()"
     )
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])

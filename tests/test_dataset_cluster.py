@@ -15,7 +15,7 @@ import pytest
 
 from _datasets import make_dataset, tree_digest, write_image
 from napari_resample import resampling_dataset
-from napari_resample._dataset import MANIFEST_NAME
+from napari_resample.dataset.run import MANIFEST_NAME
 
 distributed = pytest.importorskip("distributed")
 
@@ -65,7 +65,7 @@ def test_local_cluster_gives_what_workers_1_gives(tmp_path, client):
 
 
 def test_cli_scheduler_option_runs_on_the_cluster(tmp_path, client):
-    from napari_resample._cli import main
+    from napari_resample.cli import main
 
     src = make_dataset(tmp_path / "in", images=2, labels=1, corrupt=False)
     address = client.scheduler.address

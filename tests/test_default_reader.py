@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import napari_resample._default_reader as default_reader
-from napari_resample._default_reader import offer_default_reader, set_default_reader
+import napari_resample.plugin.default_reader as default_reader
+from napari_resample.plugin.default_reader import offer_default_reader, set_default_reader
 
 pytestmark = pytest.mark.gui
 
@@ -43,7 +43,7 @@ def test_set_default_reader_sets_only_the_nifti_patterns(settings):
 
 
 def test_the_widget_offers_it_once_with_a_button_that_sets_it(make_napari_viewer, settings):
-    from napari_resample._widget import ResampleWidget
+    from napari_resample.plugin.widget import ResampleWidget
 
     viewer = make_napari_viewer()
     settings.plugins.extension2reader = {}
@@ -71,7 +71,7 @@ def test_a_choice_the_user_made_is_kept_and_not_asked_about(settings, monkeypatc
 def test_the_first_nifti_read_offers_it(settings, tmp_path):
     import nibabel as nib
 
-    from napari_resample._reader import read_nifti
+    from napari_resample.plugin.reader import read_nifti
 
     path = tmp_path / "v.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((3, 4, 5), np.int16), np.eye(4)), path)

@@ -4,7 +4,7 @@ import re
 import shlex
 from pathlib import Path
 
-from napari_resample._cli import main
+from napari_resample.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def test_readme_work_type_claims_match_the_engine():
     # hold them exactly). The documented rule must be the engine's.
     import numpy as np
 
-    from napari_resample._separable import _work_dtype
+    from napari_resample.engine.separable import _work_dtype
 
     readme = " ".join((ROOT / "README.md").read_text().split())
     wide = [t for t in ("int32", "uint32", "int64", "uint64") if _work_dtype(np.dtype(t)) == "f8"]

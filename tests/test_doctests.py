@@ -18,7 +18,7 @@ import napari_resample
 #: Not imported: ``python -m napari_resample`` runs the command line when imported.
 SCRIPTS = {"napari_resample.__main__"}
 #: Need Qt, hence a display (the suite runs under pytest-xvfb, which provides one).
-NEEDS_DISPLAY = {"napari_resample._widget"}
+NEEDS_DISPLAY = {"napari_resample.plugin.widget"}
 
 
 def _modules() -> list[str]:
@@ -43,17 +43,17 @@ def _has_examples(module) -> bool:
 def test_discovery_finds_the_modules_with_examples():
     # Guards the discovery itself: these modules hold examples today.
     expected = {
-        "_geometry",
-        "_options",
-        "_names",
-        "_labels",
-        "_resample",
-        "_operators",
-        "_separable",
-        "_vote",
-        "_io",
-        "_phantom",
-        "_layout",
+        "engine.geometry",
+        "engine.options",
+        "io.names",
+        "engine.labels",
+        "engine.resample",
+        "engine.operators",
+        "engine.separable",
+        "engine.vote",
+        "io.nifti",
+        "io.phantom",
+        "plugin.layout",
     }
     assert {f"napari_resample.{name}" for name in expected} <= set(MODULES)
 

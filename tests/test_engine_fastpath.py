@@ -20,8 +20,11 @@ from scipy import ndimage
 
 import napari_resample
 from _references import itk_resample
-from napari_resample import _operators, _separable, _vote, resample_array
-from napari_resample._geometry import sample_positions
+from napari_resample import resample_array
+from napari_resample.engine import operators as _operators
+from napari_resample.engine import separable as _separable
+from napari_resample.engine import vote as _vote
+from napari_resample.engine.geometry import sample_positions
 
 DTYPES = ["int8", "int16", "int32", "uint8", "uint16", "float32", "float64"]
 # (input shape, output size): odd sizes, 1 and 2 on an axis, down- and upsampling, mixed.
@@ -231,7 +234,7 @@ def test_thread_pool_never_exceeds_the_cores(monkeypatch) -> None:
 def _spy_engine(monkeypatch) -> list[tuple]:
     """Record the operators the engine builds (in memory or streamed: both build them with
     ``_separable.build_ops``), as ``(input shape, changed axes)``."""
-    from napari_resample import _stream
+    from napari_resample.engine import stream as _stream
 
     calls: list[tuple] = []
     real = _separable.build_ops
@@ -257,7 +260,7 @@ def test_resampling_uses_the_fast_engine(monkeypatch, tmp_path) -> None:
 
 
 def test_cli_uses_the_fast_engine(monkeypatch, tmp_path) -> None:
-    from napari_resample import _cli
+    from napari_resample import cli as _cli
 
     src = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(volume((20, 18, 12), "int16"), np.eye(4)), src)
@@ -272,7 +275,7 @@ def test_cli_uses_the_fast_engine(monkeypatch, tmp_path) -> None:
 @pytest.mark.parametrize("dtype", ["int16", ">i2", "uint8", "float32", ">f8"])
 def test_fast_gzip_read_equals_nibabel(tmp_path, dtype) -> None:
     pytest.importorskip("isal")
-    from napari_resample import _io
+    from napari_resample.io import nifti as _io
 
     data = volume((33, 21, 17), np.dtype(dtype).newbyteorder("=").name).astype(dtype)
     img = nib.Nifti1Image(data, np.eye(4))
@@ -291,7 +294,7 @@ def test_fast_gzip_read_equals_nibabel(tmp_path, dtype) -> None:
 
 
 def test_truncated_gzip_is_refused_with_or_without_isal(tmp_path, monkeypatch) -> None:
-    from napari_resample import _io
+    from napari_resample.io import nifti as _io
 
     path = tmp_path / "v.nii.gz"
     nib.save(nib.Nifti1Image(volume((30, 20, 10), "int16"), np.eye(4)), path)
@@ -308,7 +311,7 @@ def test_fast_gzip_write_holds_what_nibabel_writes(tmp_path, monkeypatch) -> Non
     pytest.importorskip("isal")
     import gzip
 
-    from napari_resample import _io
+    from napari_resample.io import nifti as _io
 
     data = volume((25, 19, 11), "int16")
     header = nib.Nifti1Image(data, np.diag([0.7, 0.7, 2.0, 1])).header

@@ -17,10 +17,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_resample import _filestream, resample_to_reference, resample_to_spacing, resampling
-from napari_resample._cli import main
-from napari_resample._grid import Grid
-from napari_resample._pipeline import GridTarget, SizeTarget, SpacingTarget, resample_file
+from napari_resample import resample_to_reference, resample_to_spacing, resampling
+from napari_resample.cli import main
+from napari_resample.engine.grid import Grid
+from napari_resample.pipeline import streamed as _filestream
+from napari_resample.pipeline.run import GridTarget, SizeTarget, SpacingTarget, resample_file
 
 
 def _volume(shape, dtype, seed=0):
@@ -158,8 +159,8 @@ def test_peak_memory_of_a_streamed_file_stays_within_the_budget(tmp_path) -> Non
         import resource
         import numpy as np, nibabel as nib
         from napari_resample import resampling
-        from napari_resample._niistream import PlaneWriter
-        from napari_resample._filestream import stream_file  # imports before the baseline
+        from napari_resample.io.planes import PlaneWriter
+        from napari_resample.pipeline.streamed import stream_file  # imports before the baseline
         header = nib.Nifti1Header()
         header.set_data_shape((256, 256, 256))
         header.set_data_dtype(np.int16)

@@ -1,4 +1,4 @@
-"""NRRD, MetaImage and DICOM input, NRRD / MetaImage output (napari_resample._formats).
+"""NRRD, MetaImage and DICOM input, NRRD / MetaImage output (napari_resample.io.formats).
 
 DICOM tests use real series that pydicom ships as test data (dicomdirtests: a 5-slice CT, a
 7-slice oblique MR, a folder holding three MR series); their geometry is checked against what
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from _plugin_fixtures import coded_volume, rotation
-from napari_resample._formats import (
+from napari_resample.io.formats import (
     describe_series,
     is_volume_input,
     list_dicom_series,
@@ -27,7 +27,7 @@ from napari_resample._formats import (
     looks_like_dicom_folder,
     save_itk,
 )
-from napari_resample._io import XFORM_SCANNER, header_for_affine, remove_stale_temps
+from napari_resample.io.nifti import XFORM_SCANNER, header_for_affine, remove_stale_temps
 
 sitk = pytest.importorskip("SimpleITK")
 pydicom = pytest.importorskip("pydicom")
@@ -286,7 +286,7 @@ def test_save_itk_refusals(tmp_path):
 
 
 def test_temporary_files_of_itk_writes_are_recognised(tmp_path):
-    from napari_resample._io import temp_name
+    from napari_resample.io.nifti import temp_name
 
     dead = temp_name("x.nrrd", ".nrrd").replace(f"-{os.getpid()}-", "-999999999-")
     stale = tmp_path / dead

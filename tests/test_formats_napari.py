@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from _plugin_fixtures import coded_volume, rotation
-from napari_resample._reader import get_reader, read_nifti, read_volume
-from napari_resample._writer import write_mha, write_nifti, write_nrrd
+from napari_resample.plugin.reader import get_reader, read_nifti, read_volume
+from napari_resample.plugin.writer import write_mha, write_nifti, write_nrrd
 
 sitk = pytest.importorskip("SimpleITK")
 pydicom = pytest.importorskip("pydicom")
@@ -104,7 +104,7 @@ def test_itk_file_world_is_ras(tmp_path, suffix):
 
 
 def test_several_series_ask_which(monkeypatch):
-    import napari_resample._reader as reader
+    import napari_resample.plugin.reader as reader
 
     asked = []
 
@@ -121,7 +121,7 @@ def test_several_series_ask_which(monkeypatch):
 
 
 def test_cancelled_choice_opens_nothing(monkeypatch):
-    import napari_resample._reader as reader
+    import napari_resample.plugin.reader as reader
 
     monkeypatch.setattr(reader, "choose_series", lambda folder, found: None)
     assert read_volume(str(SEVERAL)) == [(None,)]

@@ -21,16 +21,16 @@ import pytest
 from _datasets import write_image
 from _plugin_fixtures import coded_volume
 from napari_resample import resample_to_reference, resample_to_spacing, resampling
-from napari_resample._cli import main
-from napari_resample._dataset import (
+from napari_resample.cli import main
+from napari_resample.dataset.run import (
     MANIFEST_NAME,
     file_sha256,
     input_fingerprint,
     plan_dataset,
     verify_dataset,
 )
-from napari_resample._formats import list_dicom_series, load_volume
-from napari_resample._pipeline import resample_volume
+from napari_resample.io.formats import list_dicom_series, load_volume
+from napari_resample.pipeline.run import resample_volume
 from test_formats import CT, FLIP, OBLIQUE, OBLIQUE_MR, SEVERAL, read_series_with_sitk, write_sitk
 
 sitk = pytest.importorskip("SimpleITK")

@@ -16,7 +16,7 @@ import pytest
 from _affine import direction_of, origin_of, ras_to_lps, spacing_of
 from conftest import SHEAR, make_affine, rotation
 from napari_resample import resample_array
-from napari_resample._geometry import (
+from napari_resample.engine.geometry import (
     index_offset,
     resampled_affine,
     sample_positions,

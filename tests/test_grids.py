@@ -18,7 +18,7 @@ import pytest
 
 from conftest import make_affine, rotation, smooth_volume
 from napari_resample import resample_to_reference, resample_to_spacing
-from napari_resample._grid import (
+from napari_resample.engine.grid import (
     Grid,
     aligned_positions,
     overlap_fraction,
@@ -26,8 +26,8 @@ from napari_resample._grid import (
     voxel_map,
     world_bounds,
 )
-from napari_resample._io import NiftiVolume
-from napari_resample._reference import resample_volume_to_grid
+from napari_resample.io.nifti import NiftiVolume
+from napari_resample.pipeline.reference import resample_volume_to_grid
 
 # --------------------------------------------------------------------------- target spacing
 

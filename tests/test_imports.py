@@ -41,8 +41,8 @@ def top_level(modules: set[str]) -> set[str]:
     "code",
     [
         "import napari_resample",
-        "import napari_resample._api, napari_resample._resample, napari_resample._io, "
-        "napari_resample._geometry",
+        "import napari_resample.api, napari_resample.engine.resample, napari_resample.io.nifti, "
+        "napari_resample.engine.geometry",
     ],
 )
 def test_core_import_leaves_gui_and_simpleitk_out(code: str) -> None:
@@ -78,18 +78,20 @@ ENGINE = {
     "scipy.sparse",
     "scipy.linalg",
     "scipy.ndimage",
-    "napari_resample._separable",
-    "napari_resample._vote",
-    "napari_resample._operators",
+    "napari_resample.engine.separable",
+    "napari_resample.engine.vote",
+    "napari_resample.engine.operators",
     "tqdm",
     "concurrent.futures.process",
 }
 
 
-@pytest.mark.parametrize("code", ["import napari_resample._reader", "import napari_resample"])
+@pytest.mark.parametrize(
+    "code", ["import napari_resample.plugin.reader", "import napari_resample"]
+)
 def test_reader_import_does_not_load_the_engine(code: str) -> None:
     # Compared as module sets, not times: `python -X importtime -c "import
-    # napari_resample._reader"` measured 0.02 s above nibabel's import (0.26 s with the engine).
+    # napari_resample.plugin.reader"` measured 0.02 s above nibabel's import (0.26 s with the engine).
     # Measured above nibabel's own import: with pydicom installed (the testing extra), nibabel
     # imports it, and it brings tqdm and requests; that cost is nibabel's, not ours.
     loaded = loaded_after(code) - loaded_after("import nibabel")
@@ -103,4 +105,4 @@ def test_sanity_the_engine_is_seen_once_used() -> None:
     used = loaded_after(
         "import numpy as np, napari_resample as n; n.resample_array(np.ones((4, 4, 4)), (2, 2, 2))"
     )
-    assert {"scipy.sparse", "napari_resample._separable"} <= used
+    assert {"scipy.sparse", "napari_resample.engine.separable"} <= used

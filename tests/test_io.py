@@ -22,10 +22,11 @@ import pytest
 import _fuzz
 from _gzdamage import CORRUPTIONS
 from conftest import CASES, file_endianness, make_affine, rotation, smooth_volume
-from napari_resample import _io, resampling
-from napari_resample._geometry import voxel_transform
-from napari_resample._io import load_nifti, resampled_header, save_nifti
-from napari_resample._names import nifti_suffix, strip_nifti_suffix
+from napari_resample import resampling
+from napari_resample.engine.geometry import voxel_transform
+from napari_resample.io import nifti as _io
+from napari_resample.io.names import nifti_suffix, strip_nifti_suffix
+from napari_resample.io.nifti import load_nifti, resampled_header, save_nifti
 
 NEW = (18, 4, 9)
 ANISO = np.diag([0.5, 0.75, 2.5])
@@ -155,7 +156,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch) -> None:
     # an older file at the destination is untouched.
     dest = tmp_path / "result.nii.gz"
     dest.write_bytes(b"previous result")
-    from napari_resample import _io
+    from napari_resample.io import nifti as _io
 
     real_write = _io._write_image
     seen: list[str] = []
@@ -350,7 +351,7 @@ def test_same_size_file_is_lossless(nifti_case) -> None:
 def test_disk_full_names_the_path_and_the_free_space(tmp_path: Path, monkeypatch) -> None:
     import errno
 
-    from napari_resample import _io
+    from napari_resample.io import nifti as _io
 
     def full(img, filename, compress):
         Path(filename).write_bytes(b"partial")
@@ -394,7 +395,7 @@ def test_a_real_full_disk_fails_cleanly(small_filesystem: Path) -> None:
 @pytest.mark.parametrize("damage", CORRUPTIONS)
 def test_damaged_gzip_is_refused(gz_volume, monkeypatch, damage: str, inflater: str) -> None:
     # Python's gzip refuses each of these files; so must every read path (isal's and zlib's).
-    from napari_resample import _io
+    from napari_resample.io import nifti as _io
 
     path, blob, _ = gz_volume
     corrupt, message = CORRUPTIONS[damage]
@@ -416,7 +417,7 @@ def test_damaged_gzip_is_refused(gz_volume, monkeypatch, damage: str, inflater: 
 def test_multi_member_and_zero_padded_gzip_still_read(gz_volume, monkeypatch, inflater) -> None:
     # Several members (split inside the header and inside the voxel data, as bgzip does) and
     # zero padding after the last one are legal gzip: read like the one-member file.
-    from napari_resample import _io
+    from napari_resample.io import nifti as _io
 
     path, blob, data = gz_volume
     if inflater == "zlib":

@@ -7,8 +7,8 @@ import pytest
 from nibabel.orientations import aff2axcodes
 
 from _plugin_fixtures import AFFINES, AXIS_ALIGNED, coded_volume, decode, stored_world
-from napari_resample._io import apply_scaling
-from napari_resample._layout import (
+from napari_resample.io.nifti import apply_scaling
+from napari_resample.plugin.layout import (
     METADATA_KEY,
     StorageOrder,
     grid_of_layer,

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from _limits import LIMIT, run_limited
-from napari_resample import _memory, resample_array
-from napari_resample._io import load_nifti
-from napari_resample._resample import estimate_memory
+from napari_resample import resample_array
+from napari_resample.engine import memory as _memory
+from napari_resample.engine.resample import estimate_memory
+from napari_resample.io.nifti import load_nifti
 
 
 def header_bytes(shape: tuple[int, ...], dtype: str) -> bytes:
@@ -53,7 +54,7 @@ def test_small_gz_claiming_gigabytes_is_refused_before_allocating(tmp_path, shap
     out = run_limited(
         f"""
         from napari_resample import resampling
-        from napari_resample._io import load_nifti
+        from napari_resample.io.nifti import load_nifti
         for read in (lambda: load_nifti({str(path)!r}),
                      lambda: resampling({str(path)!r}, {str(tmp_path / "out")!r}, (4, 4, 4))):
             try:
@@ -82,7 +83,9 @@ def test_short_uncompressed_file_is_refused(tmp_path) -> None:
         load_nifti(path)
     bomb = tmp_path / "bomb.nii"
     bomb.write_bytes(header_bytes((1024, 1024, 1024), "float32"))
-    out = run_limited(f"from napari_resample._io import load_nifti\nload_nifti({str(bomb)!r})")
+    out = run_limited(
+        f"from napari_resample.io.nifti import load_nifti\nload_nifti({str(bomb)!r})"
+    )
     assert "ERROR ValueError" in out and "has only 352 bytes" in out, out
 
 

@@ -97,8 +97,8 @@ def test_npe2_validate_with_imports_passes():
 
 def test_discovery_modules_do_not_import_qt_or_napari():
     code = (
-        "import sys, napari_resample._reader, napari_resample._writer, "
-        "napari_resample._sample_data, napari_resample._layout\n"
+        "import sys, napari_resample.plugin.reader, napari_resample.plugin.writer, "
+        "napari_resample.plugin.sample_data, napari_resample.plugin.layout\n"
         "print(sorted(m for m in ('napari', 'qtpy', 'PyQt5', 'magicgui') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -108,8 +108,8 @@ def test_discovery_modules_do_not_import_qt_or_napari():
 def test_sample_data_has_true_anisotropic_geometry():
     from napari.layers import Layer
 
-    from napari_resample._phantom import make_phantom
-    from napari_resample._sample_data import make_sample_data
+    from napari_resample.io.phantom import make_phantom
+    from napari_resample.plugin.sample_data import make_sample_data
 
     image_ld, labels_ld = make_sample_data()
     assert (image_ld[2], labels_ld[2]) == ("image", "labels")

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from napari_resample._memory import available_memory
-from napari_resample._resample import estimate_memory
+from napari_resample.engine.memory import available_memory
+from napari_resample.engine.resample import estimate_memory
 
 
 def test_the_6000_cube_is_hundreds_of_gib_and_memory_is_known_on_linux() -> None:

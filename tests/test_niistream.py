@@ -27,9 +27,10 @@ import _fuzz
 from _gzdamage import CORRUPTIONS
 from _limits import run_limited
 from conftest import CASES, _case
-from napari_resample import _io, _niistream
-from napari_resample._io import load_nifti, save_nifti, spatial_volume
-from napari_resample._niistream import PlaneWriter, open_planes
+from napari_resample.io import nifti as _io
+from napari_resample.io import planes as _niistream
+from napari_resample.io.nifti import load_nifti, save_nifti, spatial_volume
+from napari_resample.io.planes import PlaneWriter, open_planes
 
 
 def stream_threads() -> list[threading.Thread]:
@@ -490,7 +491,7 @@ def test_a_volume_larger_than_the_address_space_streams_through(tmp_path: Path) 
     out = run_limited(
         f"""
         import numpy as np, nibabel as nib
-        from napari_resample._niistream import PlaneWriter, open_planes
+        from napari_resample.io.planes import PlaneWriter, open_planes
         shape = (1024, 1024, 600)
         try:
             np.ones(shape, np.uint16)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.linalg import solve_banded
 
-from napari_resample._geometry import sample_positions, scale_factor
-from napari_resample._operators import _truncate, axis_operator
+from napari_resample.engine.geometry import sample_positions, scale_factor
+from napari_resample.engine.operators import _truncate, axis_operator
 
 # --------------------------------------------------------------------------- dense reference
 # The construction the engine used before the operators were built sparse: every matrix dense,

@@ -49,7 +49,7 @@ def test_wheel_carries_the_manifest_license_and_entry_points(dist: Path) -> None
         entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "name: napari-resample" in manifest
     assert any(n.endswith("licenses/LICENSE") for n in names)
-    assert "napari.manifest" in entry_points and "napari-resample = napari_resample._cli:main" in (
+    assert "napari.manifest" in entry_points and "napari-resample = napari_resample.cli:main" in (
         entry_points
     )
 

@@ -16,8 +16,8 @@ from _plugin_fixtures import (
     decode,
     stored_world,
 )
-from napari_resample._labels import is_label_volume
-from napari_resample._reader import get_reader, read_nifti
+from napari_resample.engine.labels import is_label_volume
+from napari_resample.plugin.reader import get_reader, read_nifti
 
 
 def _layers(path):
@@ -214,7 +214,7 @@ def test_label_rule_counts_without_copying_the_volume():
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("byteorder", ["<", ">"])
 def test_label_rule_counts_exactly(values, order, byteorder):
-    from napari_resample._labels import count_distinct
+    from napari_resample.engine.labels import count_distinct
 
     data = (
         np.resize(values, 400_000)
@@ -263,7 +263,7 @@ def _smooth_image(levels, shape=(60, 50, 40), dtype=np.uint8, seed=0):
     ids=["seg117-u8", "seg200-i16", "seg600-i16", "img100-u8", "img250-i16", "img30-u8"],
 )
 def test_label_rule_tells_segmentations_from_images(data, expected):
-    from napari_resample._labels import equal_neighbours
+    from napari_resample.engine.labels import equal_neighbours
 
     assert ("labels" if is_label_volume(data) else "image") == expected, equal_neighbours(data)
 
@@ -366,7 +366,7 @@ def test_viewer_open_of_a_corrupt_file_notifies_instead_of_crashing(make_napari_
 def test_few_labels_threshold_is_exactly_32_values(count, expected):
     # Up to FEW_LABELS (32) distinct values: a label map whatever its texture; one more value
     # on a texture that changes from voxel to voxel is an image.
-    from napari_resample._labels import FEW_LABELS, equal_neighbours
+    from napari_resample.engine.labels import FEW_LABELS, equal_neighbours
 
     rng = np.random.default_rng(count)
     data = rng.permutation(np.arange(20 * 20 * 10) % count).astype(np.int16).reshape(20, 20, 10)

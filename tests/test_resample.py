@@ -16,7 +16,7 @@ import pytest
 from _references import itk_resample
 from conftest import label_volume, smooth_volume
 from napari_resample import resample_array
-from napari_resample._geometry import sample_positions
+from napari_resample.engine.geometry import sample_positions
 
 INTERPOLATIONS = ["bspline", "linear", "nearest", "label"]
 ANCHORS = ["origin", "center"]
@@ -267,7 +267,7 @@ def voting_reference(data: np.ndarray, size, anchor: str) -> tuple[np.ndarray, n
     """The definition in docs/decisions.md, D4, computed naively in float64: every label's
     indicator resampled linearly, the largest weight wins (smallest label on ties). Returns the
     labels and the gap between the two best weights (ties are where it is ~0)."""
-    from napari_resample._operators import _linear_matrix
+    from napari_resample.engine.operators import _linear_matrix
 
     labels = np.unique(data)
     weights = []

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_resample import _stream, resample_array
-from napari_resample._geometry import grid_positions
-from napari_resample._stream import NonFiniteInput, array_blocks, plan_stream, run_stream
+from napari_resample import resample_array
+from napari_resample.engine import stream as _stream
+from napari_resample.engine.geometry import grid_positions
+from napari_resample.engine.stream import NonFiniteInput, array_blocks, plan_stream, run_stream
 
 CASES = [
     ((20, 17, 13), (9, 11, 7)),  # down on every axis
@@ -194,7 +195,7 @@ def test_peak_memory_stays_within_the_budget(tmp_path) -> None:
     code = f"""
         import resource, numpy as np, zarr
         from napari_resample import resample_array
-        from napari_resample._stream import plan_stream  # imports done before the baseline
+        from napari_resample.engine.stream import plan_stream  # imports done before the baseline
         shape, size = (256, 256, 256), (512, 512, 512)
         src = zarr.open_array({str(tmp_path / "in.zarr")!r}, mode="w", shape=shape,
                               chunks=(256, 256, 8), dtype="int16")

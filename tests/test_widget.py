@@ -13,9 +13,9 @@ from _plugin_fixtures import (
     nifti_factory,
 )
 from napari_resample import resampling
-from napari_resample._geometry import resampled_affine
-from napari_resample._layout import METADATA_KEY, StorageOrder, nifti_from_napari
-from napari_resample._widget import PRESETS, ResampleWidget
+from napari_resample.engine.geometry import resampled_affine
+from napari_resample.plugin.layout import METADATA_KEY, StorageOrder, nifti_from_napari
+from napari_resample.plugin.widget import PRESETS, ResampleWidget
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000  # a generous bound for waiting, never an assertion about speed
@@ -215,7 +215,7 @@ def test_progress_reaches_the_activity_dock(qtbot, viewer, widget, nifti_file, m
     monkeypatch.setattr(ResampleWidget, "_on_progress", spy)
     import time
 
-    import napari_resample._widget as widget_module
+    import napari_resample.plugin.widget as widget_module
 
     real = widget_module.resample_volume
 
@@ -238,7 +238,7 @@ def test_progress_reaches_the_activity_dock(qtbot, viewer, widget, nifti_file, m
 
 
 def test_labels_stay_labels_with_their_label_set(qtbot, viewer, widget):
-    from napari_resample._sample_data import make_sample_data
+    from napari_resample.plugin.sample_data import make_sample_data
 
     for ld in make_sample_data():
         viewer._add_layer_from_data(*ld)
@@ -390,7 +390,7 @@ def test_a_failure_in_the_worker_is_reported(qtbot, viewer, widget, nifti_file, 
     def broken(*args, **kwargs):
         raise MemoryError("cannot allocate 4.0 GiB")
 
-    monkeypatch.setattr("napari_resample._pipeline.resample_array", broken)
+    monkeypatch.setattr("napari_resample.pipeline.run.resample_array", broken)
     widget.layer.value = _open(viewer, nifti_file("v.nii.gz", data=_ct()))
     before = len(_errors())
     assert widget.run() is not None
@@ -416,7 +416,7 @@ def test_layers_of_types_nifti_lacks_resample_and_save(qtbot, viewer, widget, tm
 
 
 def test_a_failure_adding_the_result_is_reported(qtbot, viewer, widget, monkeypatch):
-    import napari_resample._widget as widget_module
+    import napari_resample.plugin.widget as widget_module
 
     def broken(*args, **kwargs):
         raise ValueError("no room for another layer")

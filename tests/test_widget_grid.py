@@ -11,10 +11,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import napari_resample._widget as widget_module
+import napari_resample.plugin.widget as widget_module
 from _plugin_fixtures import AFFINES, rotation, stored_world
-from napari_resample import _memory, _separable, resample_to_reference, resample_to_spacing
-from napari_resample._widget import ORANGE, RED, ResampleWidget
+from napari_resample import resample_to_reference, resample_to_spacing
+from napari_resample.engine import memory as _memory
+from napari_resample.engine import separable as _separable
+from napari_resample.plugin.widget import ORANGE, RED, ResampleWidget
 from test_widget import TIMEOUT_MS, _ct, _errors, _held, _open, _run, _save
 
 pytestmark = [

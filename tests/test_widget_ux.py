@@ -8,9 +8,10 @@ import itertools
 import numpy as np
 import pytest
 
-import napari_resample._widget as widget_module
-from napari_resample import _memory, _separable
-from napari_resample._widget import ResampleWidget
+import napari_resample.plugin.widget as widget_module
+from napari_resample.engine import memory as _memory
+from napari_resample.engine import separable as _separable
+from napari_resample.plugin.widget import ResampleWidget
 from test_widget import TIMEOUT_MS, _ct, _errors, _held, _run, _save
 
 pytestmark = pytest.mark.gui
@@ -159,7 +160,7 @@ def test_save_runs_in_a_worker_with_the_buttons_disabled(qtbot, viewer, widget, 
 
 
 def test_a_failing_save_is_reported_from_the_worker(qtbot, viewer, widget, tmp_path, monkeypatch):
-    import napari_resample._writer as writer
+    import napari_resample.plugin.writer as writer
 
     def broken(*args, **kwargs):
         raise OSError("disk full")

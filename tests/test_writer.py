@@ -10,8 +10,8 @@ from _plugin_fixtures import (
     AFFINES,
     coded_volume,
 )
-from napari_resample._reader import read_nifti
-from napari_resample._writer import write_nifti
+from napari_resample.plugin.reader import read_nifti
+from napari_resample.plugin.writer import write_nifti
 
 
 def _open(path):

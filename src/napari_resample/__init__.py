@@ -9,9 +9,9 @@ Importing this package imports neither napari, Qt nor SimpleITK.
 
 __version__ = "0.1.0"
 
-from napari_resample._api import resample_to_reference, resample_to_spacing, resampling
-from napari_resample._dataset import resampling_dataset, verify_dataset
-from napari_resample._resample import resample_array
+from napari_resample.api import resample_to_reference, resample_to_spacing, resampling
+from napari_resample.dataset.run import resampling_dataset, verify_dataset
+from napari_resample.engine.resample import resample_array
 
 __all__ = [
     "__version__",

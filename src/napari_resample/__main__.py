@@ -2,6 +2,6 @@
 
 import sys
 
-from napari_resample._cli import main
+from napari_resample.cli import main
 
 sys.exit(main())

@@ -40,8 +40,8 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample._grid import Grid
-from napari_resample._io import (
+from napari_resample.engine.grid import Grid
+from napari_resample.io.nifti import (
     XFORM_ALIGNED,
     NiftiVolume,
     apply_scaling,
@@ -57,7 +57,7 @@ SPATIAL_AXIS_LABELS: tuple[str, str, str] = ("superior", "anterior", "right")
 
 _IDENTITY_ORNT = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
 #: napari units of the NIfTI ``xyzt_units`` codes: space ``code & 7``, time ``code & 56``; an
-#: unknown space code is taken as mm (see :func:`napari_resample._io.ignored_header_fields`).
+#: unknown space code is taken as mm (see :func:`napari_resample.io.nifti.ignored_header_fields`).
 _SPACE_UNITS = {1: "m", 2: "mm", 3: "um"}
 _TIME_UNITS = {8: "s", 16: "ms", 24: "us"}
 
@@ -398,7 +398,7 @@ def grid_of_layer(
 
     The affine is the layer's *current* geometry (as :func:`volume_from_layer` takes it); the
     file's header (from the reader's metadata) comes along only while it still describes that
-    grid (:func:`napari_resample._io.same_grid`), so that an output saved on it keeps the
+    grid (:func:`napari_resample.io.nifti.same_grid`), so that an output saved on it keeps the
     file's own qform, sform and codes.
 
     Parameters
@@ -494,7 +494,7 @@ def volume_from_layer(
         (scaled files are unscaled back to their stored type), else the layer's values with no
         scaling; ``affine`` the layer's current geometry; ``header`` the file's header (None for
         a layer that came from no file); ``path`` the source file; ``xform_code`` the reader's
-        (1 for NRRD, MetaImage and DICOM sources, see :mod:`napari_resample._formats`).
+        (1 for NRRD, MetaImage and DICOM sources, see :mod:`napari_resample.io.formats`).
     """
     info = (state.get("metadata") or {}).get(METADATA_KEY) or {}
     storage = StorageOrder.from_dict(info.get("storage"))

@@ -1,13 +1,13 @@
 """The resampling engine's entry point: a 3D array in, a 3D array of another size out.
 
 :func:`resample_array` checks its arguments, computes the new affine
-(:mod:`napari_resample._geometry`) and dispatches on the interpolation mode:
+(:mod:`napari_resample.engine.geometry`) and dispatches on the interpolation mode:
 
-- ``"bspline"`` and ``"linear"``: the separable engine (:mod:`napari_resample._separable`),
-  one 1-D operator per axis (:mod:`napari_resample._operators`);
+- ``"bspline"`` and ``"linear"``: the separable engine (:mod:`napari_resample.engine.separable`),
+  one 1-D operator per axis (:mod:`napari_resample.engine.operators`);
 - ``"nearest"``: here, by pure indexing (:func:`_resample_nearest`), exact and in the input's
   type; it holds the edge value past the last voxel;
-- ``"label"``: label voting (:mod:`napari_resample._vote`).
+- ``"label"``: label voting (:mod:`napari_resample.engine.vote`).
 
 Non-finite voxels (NaN, +-Inf) in float data are handled here too, so that they do not spread:
 they are replaced by their nearest finite neighbour before interpolating, and put back by
@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from napari_resample._geometry import (
+from napari_resample.engine.geometry import (
     Positions,
     grid_positions,
     inside_positions,
     is_identity,
     resampled_affine,
 )
-from napari_resample._memory import check_memory, default_budget, format_bytes, parse_bytes
-from napari_resample._options import (
+from napari_resample.engine.memory import check_memory, default_budget, format_bytes, parse_bytes
+from napari_resample.engine.options import (
     ANCHORS,
     INTERPOLATIONS,
     Anchor,
@@ -54,8 +54,8 @@ CancelSignal = threading.Event | Callable[[], bool]
 class ResamplingCancelled(Exception):
     """A resampling stopped because its ``cancel`` signal was set (nothing is returned).
 
-    Raised by :func:`resample_array` and :func:`napari_resample._pipeline.resample_volume`
-    within one slab of the signal; importable as ``napari_resample._resample.ResamplingCancelled``.
+    Raised by :func:`resample_array` and :func:`napari_resample.pipeline.run.resample_volume`
+    within one slab of the signal; importable as ``napari_resample.engine.resample.ResamplingCancelled``.
     """
 
 
@@ -122,7 +122,7 @@ def resample_array(
         memory available now. When the in-memory engine (the input held in memory, the output
         and :func:`estimate_memory`'s buffers) would need more, or with *out* or an array-like
         *data*, the volume is **streamed**: k-planes in, k-planes out, with a window of planes
-        in memory (:mod:`napari_resample._stream`); the result is the same, bit for bit.
+        in memory (:mod:`napari_resample.engine.stream`); the result is the same, bit for bit.
 
     Returns
     -------
@@ -197,7 +197,7 @@ def resample_array(
 
     if out is None and in_memory <= budget:
         return in_memory_result(), new_affine
-    from napari_resample._stream import NonFiniteInput, stream_array
+    from napari_resample.engine.stream import NonFiniteInput, stream_array
 
     target = out
     if target is None:
@@ -278,7 +278,7 @@ def estimate_memory(
     >>> estimate_memory((256, 256, 256), "int16", (512, 512, 512), "bspline") > 2**28
     True
     """
-    from napari_resample._threads import engine_threads
+    from napari_resample.engine.threads import engine_threads
 
     din, dout = tuple(int(n) for n in in_shape), tuple(int(n) for n in out_shape)
     item = np.dtype(in_dtype).itemsize
@@ -319,7 +319,7 @@ def _resample_values(
     if interpolation == "nearest":
         return _resample_nearest(arr, positions).astype(native, copy=False)
     if interpolation == "label":
-        from napari_resample._vote import _resample_labels
+        from napari_resample.engine.vote import _resample_labels
 
         return _resample_labels(arr, positions, progress, check)
     nonfinite = None
@@ -333,7 +333,7 @@ def _resample_values(
             source = _fill_nonfinite(arr, finite)
     # Imported here: scipy.sparse costs 0.25 s, and napari imports the reader (which needs
     # none of the engine) on every file open.
-    from napari_resample._separable import _separable
+    from napari_resample.engine.separable import _separable
 
     if check is not None:
         check()

@@ -2,13 +2,13 @@
 (``.nrrd``) and MetaImage (``.mha``).
 
 The geometry is the layer's *current* one (scale, translate, rotate, shear, affine), converted by
-:mod:`napari_resample._layout`; from the reader's metadata only the storage axis order, the
+:mod:`napari_resample.plugin.layout`; from the reader's metadata only the storage axis order, the
 header template (codes, units, description, intent, time step, on-disk type) and the scaling
 are taken; when the layer's geometry is still the template's, the template's qform, sform, codes
 and pixdim are written unchanged. A layer that did not come from a NIfTI file is written as
 (z, y, x) = (k, j, i) with its scale as spacing and its translate as origin.
 
-NRRD and MetaImage files are written by :func:`napari_resample._formats.save_itk` from the same
+NRRD and MetaImage files are written by :func:`napari_resample.io.formats.save_itk` from the same
 (i, j, k) voxels and voxel -> RAS affine (converted to ITK's LPS there); they hold no NIfTI
 header, no scaling (the values shown are written) and no shear.
 """
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_resample._io import header_for_grid, save_nifti, set_stored_dtype, storable
-from napari_resample._layout import volume_from_layer
-from napari_resample._names import nifti_suffix, volume_suffix
+from napari_resample.io.names import nifti_suffix, volume_suffix
+from napari_resample.io.nifti import header_for_grid, save_nifti, set_stored_dtype, storable
+from napari_resample.plugin.layout import volume_from_layer
 
 
 def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
@@ -115,7 +115,7 @@ def write_itk(path: str, data: Any, meta: Mapping[str, Any], default_suffix: str
         For multiscale data, data that is not one 3D volume, or a layer whose geometry has
         shear (these formats hold orthonormal directions only).
     """
-    from napari_resample._formats import ITK_OUTPUT_SUFFIXES, save_itk
+    from napari_resample.io.formats import ITK_OUTPUT_SUFFIXES, save_itk
 
     path = os.fspath(path)
     if volume_suffix(path) not in ITK_OUTPUT_SUFFIXES:

@@ -1,6 +1,6 @@
 """The separable 3D engine: one sparse 1-D operator per resampled axis, slab by slab.
 
-Every axis operator (:func:`napari_resample._operators.operator_at`, sparse) is converted to
+Every axis operator (:func:`napari_resample.engine.operators.operator_at`, sparse) is converted to
 the working type (the B-spline one is short because the inverse prefilter decays like
 0.27^distance). The volume is cut into slabs along an axis that a group of steps leaves alone;
 each slab is converted to the work type, pushed through its steps and finished (clamp, round,
@@ -31,12 +31,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from napari_resample._geometry import Positions, is_identity
-from napari_resample._operators import _truncate, operator_at
-from napari_resample._threads import engine_threads
+from napari_resample.engine.geometry import Positions, is_identity
+from napari_resample.engine.operators import _truncate, operator_at
+from napari_resample.engine.threads import engine_threads
 
 if TYPE_CHECKING:
-    from napari_resample._resample import ProgressCallback
+    from napari_resample.engine.resample import ProgressCallback
 
 #: Elements per slab: big enough for numpy/scipy to be efficient, small enough to stay in cache.
 _CHUNK = 1 << 18
@@ -237,7 +237,7 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def _workers() -> int:
-    """Threads to use: :func:`napari_resample._threads.engine_threads`."""
+    """Threads to use: :func:`napari_resample.engine.threads.engine_threads`."""
     return engine_threads()
 
 

@@ -1,6 +1,6 @@
 """Whole datasets: :func:`resampling_dataset`, parallel, resumable and verifiable.
 
-Every file goes through the one file pipeline (:func:`napari_resample._pipeline.resample_volume`)
+Every file goes through the one file pipeline (:func:`napari_resample.pipeline.run.resample_volume`)
 in a task that needs nothing but its arguments (:func:`run_job`), so the same task runs in this
 process, in a local process pool or on any ``concurrent.futures.Executor`` (a dask.distributed
 ``Client.get_executor()`` for a cluster). Only this process writes the manifest.
@@ -38,23 +38,8 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
-from napari_resample._formats import is_volume_input, looks_like_dicom_folder
-from napari_resample._io import (
-    make_dirs,
-    remove_empty_dirs,
-    remove_stale_temps,
-)
-from napari_resample._memory import default_budget, parse_bytes
-from napari_resample._names import (
-    OUTPUT_SUFFIX,
-    REFERENCE_SUFFIX,
-    VOLUME_SUFFIXES,
-    is_output_name,
-    output_name,
-    volume_name,
-    volume_suffix,
-)
-from napari_resample._options import (
+from napari_resample.engine.memory import default_budget, parse_bytes
+from napari_resample.engine.options import (
     ANCHORS,
     AUTO_INTERPOLATIONS,
     SAVING_MODES,
@@ -65,14 +50,29 @@ from napari_resample._options import (
     validate_size,
     validate_spacing,
 )
-from napari_resample._pipeline import (
+from napari_resample.engine.threads import available_cores, limit_engine_threads
+from napari_resample.io.formats import is_volume_input, looks_like_dicom_folder
+from napari_resample.io.names import (
+    OUTPUT_SUFFIX,
+    REFERENCE_SUFFIX,
+    VOLUME_SUFFIXES,
+    is_output_name,
+    output_name,
+    volume_name,
+    volume_suffix,
+)
+from napari_resample.io.nifti import (
+    make_dirs,
+    remove_empty_dirs,
+    remove_stale_temps,
+)
+from napari_resample.pipeline.run import (
     GridTarget,
     SizeTarget,
     SpacingTarget,
     Target,
     resample_file,
 )
-from napari_resample._threads import available_cores, limit_engine_threads
 
 #: File name of the manifest in the output folder.
 MANIFEST_NAME = "resampling_manifest.jsonl"
@@ -203,7 +203,7 @@ def resampling_dataset(
         With *reference*: the value outside each input's field of view.
     interpolation : {"auto", "bspline", "linear", "nearest", "label"}
         ``"auto"`` (default): label voting for label maps (the rule of
-        :mod:`napari_resample._labels`), B-spline for images. Other values apply to every file.
+        :mod:`napari_resample.engine.labels`), B-spline for images. Other values apply to every file.
     anchor : {"origin", "center"}
     antialias : bool
     recursive : bool
@@ -317,7 +317,7 @@ def plan_dataset(
     target_spacing = validate_spacing(spacing) if spacing is not None else None
     ref_path = ref_print = None
     if reference is not None:
-        from napari_resample._reference import reference_grid
+        from napari_resample.pipeline.reference import reference_grid
 
         reference_grid(reference)  # readable, 3D: checked before anything is made
         ref_path = os.path.abspath(os.fspath(reference))
@@ -642,7 +642,7 @@ def _worker_init() -> None:
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """Stop a pool worker now: delete the file it is writing, then end the process (unwinding
     instead could meet the pool's own code, which reports exceptions and takes the next task)."""
-    from napari_resample._io import remove_files_in_progress
+    from napari_resample.io.nifti import remove_files_in_progress
 
     remove_files_in_progress()
     os._exit(128 + signum)
@@ -690,7 +690,7 @@ def run_job(job: Job) -> dict[str, Any]:
 def _target(job: Job) -> Target:
     """The target grid of *job* for :func:`_pipeline.resample_file`."""
     if job.reference is not None:
-        from napari_resample._reference import reference_grid
+        from napari_resample.pipeline.reference import reference_grid
 
         return GridTarget(reference_grid(job.reference), job.fill_value)
     if job.spacing is not None:
@@ -917,7 +917,7 @@ def describe_record(record: dict[str, Any], done: int, total: int) -> str:
         f"\n  {_fmt_geometry(before)}  ->  {_fmt_geometry(after)}"
     )
     if "spacing_requested" in record:
-        from napari_resample._api import describe_spacing
+        from napari_resample.api import describe_spacing
 
         text += "\n  " + describe_spacing(
             record["spacing_requested"], record["spacing_achieved"], after["shape"]

@@ -2,12 +2,12 @@
 
 NIfTI (``.nii`` / ``.nii.gz``) through :func:`read_nifti`; NRRD (``.nrrd`` / ``.nhdr``),
 MetaImage (``.mha`` / ``.mhd``) and folders holding a DICOM series through :func:`read_volume`
-(:mod:`napari_resample._formats`). When a folder holds several series, a small dialog asks which
-one (:func:`choose_series`). Axis order and geometry come from :mod:`napari_resample._layout`,
+(:mod:`napari_resample.io.formats`). When a folder holds several series, a small dialog asks which
+one (:func:`choose_series`). Axis order and geometry come from :mod:`napari_resample.plugin.layout`,
 so every format gives the same world coordinates: ``layer.data_to_world(index)[::-1]`` is RAS.
 This module only decides the layer type and assembles LayerData.
 
-Layer type: a label map (the core's rule, :mod:`napari_resample._labels`) opens as a Labels
+Layer type: a label map (the core's rule, :mod:`napari_resample.engine.labels`) opens as a Labels
 layer, everything else as an Image layer.
 """
 
@@ -19,16 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from napari_resample._formats import (
+from napari_resample.engine.labels import is_label_map
+from napari_resample.io.formats import (
     DicomSeries,
     list_dicom_series,
     load_volume,
     looks_like_dicom_folder,
 )
-from napari_resample._io import NiftiVolume, load_nifti
-from napari_resample._labels import is_label_map
-from napari_resample._layout import METADATA_KEY, napari_from_nifti
-from napari_resample._names import ITK_SUFFIXES, nifti_suffix, volume_name, volume_suffix
+from napari_resample.io.names import ITK_SUFFIXES, nifti_suffix, volume_name, volume_suffix
+from napari_resample.io.nifti import NiftiVolume, load_nifti
+from napari_resample.plugin.layout import METADATA_KEY, napari_from_nifti
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -40,7 +40,7 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
     for folders in which GDCM finds a DICOM series; None otherwise, so napari can try other
     readers or say the file was not found. Never raises, and cheap: files are judged by name
     and one ``stat``; a folder's files are sniffed for the DICOM marker
-    (:func:`napari_resample._formats.looks_like_dicom_folder`) and only a folder that has it is
+    (:func:`napari_resample.io.formats.looks_like_dicom_folder`) and only a folder that has it is
     scanned by GDCM. napari passes a list of several paths only to stack them into one layer,
     which this reader does not do: such lists get None too (a one-path list is that path).
     """
@@ -76,7 +76,7 @@ def read_nifti(path: str | list[str]) -> list[LayerData]:
     """
     layers = _read_each(path, lambda p: [load_nifti(p)])
     if layers:
-        from napari_resample._default_reader import offer_default_reader
+        from napari_resample.plugin.default_reader import offer_default_reader
 
         offer_default_reader()  # once a session, only when no NIfTI reader is set
     return layers or [(None,)]  # type: ignore[list-item]

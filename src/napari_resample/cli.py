@@ -16,9 +16,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from napari_resample._formats import looks_like_dicom_folder
-from napari_resample._names import output_name
-from napari_resample._options import ANCHORS, AUTO_INTERPOLATIONS, SAVING_MODES
+from napari_resample.engine.options import ANCHORS, AUTO_INTERPOLATIONS, SAVING_MODES
+from napari_resample.io.formats import looks_like_dicom_folder
+from napari_resample.io.names import output_name
 
 
 class _Parser(argparse.ArgumentParser):
@@ -242,8 +242,8 @@ def _run(args: argparse.Namespace, cancel: threading.Event) -> int:
 def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
     """One volume (a file or a DICOM folder), as the dataset runner does it but with no
     manifest."""
-    from napari_resample._dataset import describe_record, run_job
-    from napari_resample._io import make_dirs, remove_empty_dirs
+    from napari_resample.dataset.run import describe_record, run_job
+    from napari_resample.io.nifti import make_dirs, remove_empty_dirs
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"input does not exist: {path!r}")
@@ -270,7 +270,7 @@ def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
 
 
 def _dataset(source: Any, out_dir: str, args: argparse.Namespace, cancel: threading.Event) -> int:
-    from napari_resample._dataset import _Reporter, run_dataset
+    from napari_resample.dataset.run import _Reporter, run_dataset
 
     jobs = _plan(source, out_dir, args, args.saving_mode, args.recursive)
     reporter = None
@@ -316,7 +316,7 @@ def _plan(
     source: Any, out_dir: str, args: argparse.Namespace, saving_mode: str, recursive: bool = False
 ) -> list[Any]:
     """The jobs of a run, from the command line's options (checked before anything is made)."""
-    from napari_resample._dataset import plan_dataset
+    from napari_resample.dataset.run import plan_dataset
 
     jobs, _ = plan_dataset(
         source,
@@ -350,7 +350,7 @@ def _connect(address: str) -> Any:
 
 
 def _verify(out_dir: str, quiet: bool) -> int:
-    from napari_resample._dataset import MANIFEST_NAME, read_manifest, verify_dataset
+    from napari_resample.dataset.run import MANIFEST_NAME, read_manifest, verify_dataset
 
     problems = verify_dataset(out_dir)
     for problem in problems:
@@ -364,8 +364,8 @@ def _verify(out_dir: str, quiet: bool) -> int:
 
 def _write_sample(out_dir: str, quiet: bool) -> list[str]:
     """Write the phantom and its labels to *out_dir*; return their paths."""
-    from napari_resample._io import save_volume
-    from napari_resample._phantom import phantom_volumes
+    from napari_resample.io.nifti import save_volume
+    from napari_resample.io.phantom import phantom_volumes
 
     os.makedirs(out_dir, exist_ok=True)
     paths = []

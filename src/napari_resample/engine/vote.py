@@ -9,7 +9,7 @@ like any other.
 Examples
 --------
 >>> labels = np.array([5, 3], dtype=np.int16).reshape(2, 1, 1)
->>> from napari_resample._geometry import grid_positions
+>>> from napari_resample.engine.geometry import grid_positions
 >>> at = grid_positions(labels.shape, (4, 1, 1), "origin")
 >>> _resample_labels(labels, at, None).ravel().tolist()  # at 0.5: a tie
 [5, 3, 3, 3]
@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample._geometry import Positions
-from napari_resample._operators import _linear_weights
-from napari_resample._separable import _Ticker, _workers
+from napari_resample.engine.geometry import Positions
+from napari_resample.engine.operators import _linear_weights
+from napari_resample.engine.separable import _Ticker, _workers
 
 if TYPE_CHECKING:
-    from napari_resample._resample import ProgressCallback
+    from napari_resample.engine.resample import ProgressCallback
 
 
 def _resample_labels(
@@ -73,7 +73,9 @@ def vote_taps(
     """:func:`_resample_labels` with the taps of each axis given: the streamed engine votes on a
     window of planes with the window's indices (``j0 - lo``, ``j1 - lo``) and the same weights,
     so each voxel's vote is the in-memory one exactly."""
-    from napari_resample import _separable  # its _CHUNK, read at call time (tests shrink it)
+    from napari_resample.engine import (
+        separable as _separable,  # its _CHUNK, read at call time (tests shrink it)
+    )
 
     if check is not None:
         check()

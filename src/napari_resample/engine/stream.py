@@ -2,7 +2,7 @@
 
 NIfTI stores k slowest, so a file (or any array that slices along its last axis) delivers
 whole (i, j) planes in k order. Every operator here is separable and banded (the truncated
-B-spline, linear and Gaussian operators of :mod:`napari_resample._operators`), so output plane
+B-spline, linear and Gaussian operators of :mod:`napari_resample.engine.operators`), so output plane
 ``k'`` needs only the input planes ``lo[k'] .. hi[k']`` of its operator row. The streamed
 engine applies, in the order the in-memory engine would (:func:`_separable.step_order`):
 
@@ -36,9 +36,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from napari_resample._geometry import Positions, is_identity
-from napari_resample._operators import _linear_weights
-from napari_resample._separable import (
+from napari_resample.engine.geometry import Positions, is_identity
+from napari_resample.engine.operators import _linear_weights
+from napari_resample.engine.separable import (
     _Finisher,
     _work_dtype,
     _workers,
@@ -135,8 +135,8 @@ def plan_stream(
 
 def with_fill(plan: StreamPlan, positions: Positions, value: float | int) -> StreamPlan:
     """*plan* writing *value* outside the input's field of view (as
-    :func:`napari_resample._resample.sample_grid` with ``fill_value``)."""
-    from napari_resample._geometry import inside_positions
+    :func:`napari_resample.engine.resample.sample_grid` with ``fill_value``)."""
+    from napari_resample.engine.geometry import inside_positions
 
     masks = tuple(inside_positions(n, x) for n, x in zip(plan.in_shape, positions, strict=True))
     if all(m.all() for m in masks):
@@ -423,7 +423,7 @@ class _Runner:
             out = picked.take(ix, axis=1).take(iy, axis=2).transpose(1, 2, 0)
             self.emit(a, out.astype(self.out_dtype, copy=False))
         elif plan.mode == "label":
-            from napari_resample._vote import vote_taps
+            from napari_resample.engine.vote import vote_taps
 
             tx, ty, (z0, z1, tz) = plan.taps
             window = self._planes(lo, hi).transpose(1, 2, 0)
@@ -583,7 +583,7 @@ def stream_array(
     ValueError
         When the k axis is read backwards (no streamed plan).
     """
-    from napari_resample._memory import format_bytes
+    from napari_resample.engine.memory import format_bytes
 
     plan = plan_stream(shape, dtype, positions, interpolation, antialias)
     if plan is None:

@@ -1,8 +1,8 @@
 """A NIfTI file resampled into a NIfTI file, streamed: I/O overlapped with compute, memory bounded.
 
-The input's planes come from :func:`napari_resample._niistream.open_planes` (decompressed by a
-background thread), go through the streamed engine (:mod:`napari_resample._stream`) and out
-through :class:`napari_resample._niistream.PlaneWriter` (compressed by another thread): reading,
+The input's planes come from :func:`napari_resample.io.planes.open_planes` (decompressed by a
+background thread), go through the streamed engine (:mod:`napari_resample.engine.stream`) and out
+through :class:`napari_resample.io.planes.PlaneWriter` (compressed by another thread): reading,
 computing and writing run at the same time, and memory holds a window of planes, whatever the
 volume's size. The result is the in-memory pipeline's, bit for bit.
 
@@ -15,7 +15,7 @@ What the engine needs to know before the first output plane:
   finds the range;
 - for ``interpolation="auto"``, whether the volume is a label map: the header's intent decides
   when it says so; otherwise the first pass counts distinct values and equal neighbours (the
-  rule of :mod:`napari_resample._labels`, computed plane by plane with the same numbers).
+  rule of :mod:`napari_resample.engine.labels`, computed plane by plane with the same numbers).
 
 Float volumes with NaN or Inf, and grids that read k backwards, are not streamed: the caller
 uses the in-memory pipeline (:func:`stream_file` returns None).
@@ -30,24 +30,22 @@ from typing import Any
 
 import numpy as np
 
-from napari_resample._geometry import Positions
-from napari_resample._io import set_stored_dtype, storable_dtype
-from napari_resample._labels import (
+from napari_resample.engine.geometry import Positions
+from napari_resample.engine.labels import (
     LABEL_INTENTS,
     MAX_LABELS,
     label_rule,
     pair_counts,
     sampled_planes,
 )
-from napari_resample._memory import format_bytes
-from napari_resample._niistream import PlaneReader, PlaneWriter, open_planes
-from napari_resample._resample import (
+from napari_resample.engine.memory import format_bytes
+from napari_resample.engine.resample import (
     CancelSignal,
     ProgressCallback,
     _cancel_check,
     estimate_memory,
 )
-from napari_resample._stream import (
+from napari_resample.engine.stream import (
     HOLD_CAP,
     NonFiniteInput,
     plan_stream,
@@ -55,6 +53,8 @@ from napari_resample._stream import (
     stream_budget,
     with_fill,
 )
+from napari_resample.io.nifti import set_stored_dtype, storable_dtype
+from napari_resample.io.planes import PlaneReader, PlaneWriter, open_planes
 
 
 @dataclass

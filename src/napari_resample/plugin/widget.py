@@ -1,18 +1,18 @@
 """The "Resample volume" dock widget (menu Layers > Transform).
 
 UI only: the target, the read-out, Run and Save. A layer becomes a NIfTI volume in the file's
-voxel order (:func:`napari_resample._layout.volume_from_layer`) and is resampled in a background
+voxel order (:func:`napari_resample.plugin.layout.volume_from_layer`) and is resampled in a background
 thread to one of three targets:
 
 size
     a voxel count per axis, by the core's one file pipeline
-    (:func:`napari_resample._pipeline.resample_volume`); the result is ``<name>_resampled``;
+    (:func:`napari_resample.pipeline.run.resample_volume`); the result is ``<name>_resampled``;
 spacing
     a voxel size in mm per axis, turned into the size that keeps the field of view
-    (:func:`napari_resample._grid.spacing_size`), then as "size";
+    (:func:`napari_resample.engine.grid.spacing_size`), then as "size";
 match layer
-    another open layer's grid (:func:`napari_resample._layout.grid_of_layer`), by
-    :func:`napari_resample._reference.resample_volume_to_grid`; the result,
+    another open layer's grid (:func:`napari_resample.plugin.layout.grid_of_layer`), by
+    :func:`napari_resample.pipeline.reference.resample_volume_to_grid`; the result,
     ``<name>_resampled_to_ref``, takes that layer's data order and transforms, so it lies on
     it voxel for voxel. The read-out shows how much of that layer the source covers, and
     refuses pairs that do not overlap.
@@ -23,7 +23,7 @@ in a background thread too.
 While a run goes, the Resample button is Cancel (the engine stops between two slabs) and the
 widget's progress bar and napari's activity dock follow the engine slab by slab. The read-out
 shows the peak memory the run will need (the engine's own estimate,
-:func:`napari_resample._resample.estimate_memory`); a run that does not fit
+:func:`napari_resample.engine.resample.estimate_memory`); a run that does not fit
 in the memory available now is refused before it starts. Every slot reports its failures as a
 napari notification naming what failed: none escapes to Qt.
 """
@@ -52,9 +52,9 @@ from magicgui.widgets import (
     TupleEdit,
 )
 
-from napari_resample import _memory
-from napari_resample._geometry import resampled_affine
-from napari_resample._grid import (
+from napari_resample.engine import memory as _memory
+from napari_resample.engine.geometry import resampled_affine
+from napari_resample.engine.grid import (
     Grid,
     format_bounds,
     overlap_fraction,
@@ -62,8 +62,19 @@ from napari_resample._grid import (
     voxel_spacing,
     world_bounds,
 )
-from napari_resample._io import NiftiVolume
-from napari_resample._layout import (
+from napari_resample.engine.options import (
+    ANCHORS,
+    INTERPOLATIONS,
+    Anchor,
+    Interpolation,
+    validate_size,
+)
+from napari_resample.engine.resample import ResamplingCancelled, estimate_memory
+from napari_resample.io.names import OUTPUT_SUFFIX, REFERENCE_SUFFIX, output_name
+from napari_resample.io.nifti import NiftiVolume
+from napari_resample.pipeline.reference import LOW_OVERLAP, resample_volume_to_grid
+from napari_resample.pipeline.run import resample_volume
+from napari_resample.plugin.layout import (
     METADATA_KEY,
     StorageOrder,
     grid_of_layer,
@@ -72,12 +83,7 @@ from napari_resample._layout import (
     stored_shape,
     volume_from_layer,
 )
-from napari_resample._names import OUTPUT_SUFFIX, REFERENCE_SUFFIX, output_name
-from napari_resample._options import ANCHORS, INTERPOLATIONS, Anchor, Interpolation, validate_size
-from napari_resample._pipeline import resample_volume
-from napari_resample._reader import layer_data_from_volume
-from napari_resample._reference import LOW_OVERLAP, resample_volume_to_grid
-from napari_resample._resample import ResamplingCancelled, estimate_memory
+from napari_resample.plugin.reader import layer_data_from_volume
 
 if TYPE_CHECKING:
     import napari
@@ -477,7 +483,7 @@ class ResampleWidget(Container):
 
     @_reported("Offering NIfTI Resample as the default reader")
     def _offer_default_reader(self) -> None:
-        from napari_resample._default_reader import offer_default_reader
+        from napari_resample.plugin.default_reader import offer_default_reader
 
         offer_default_reader()
 
@@ -1115,7 +1121,7 @@ class ResampleWidget(Container):
         """
         from napari.qt.threading import create_worker
 
-        from napari_resample._writer import write_nifti
+        from napari_resample.plugin.writer import write_nifti
 
         if self._saver is not None:
             self._report("A save is already running; wait for it to finish.", "warning")

@@ -1,7 +1,7 @@
 """File names: which files are volumes (NIfTI, NRRD, MetaImage), what a result is called.
 
 Pure string rules: nothing here touches the file system (whether a folder holds a DICOM series
-is :func:`napari_resample._formats.is_volume_input`'s question).
+is :func:`napari_resample.io.formats.is_volume_input`'s question).
 
 Every front door (``resampling()``, the dataset runner, the command line, the napari reader,
 writer and widget) names files through these functions.

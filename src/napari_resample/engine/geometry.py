@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample._options import ANCHORS, Anchor
+from napari_resample.engine.options import ANCHORS, Anchor
 
 
 def scale_factors(old_shape: ArrayLike, new_shape: ArrayLike) -> NDArray[np.float64]:

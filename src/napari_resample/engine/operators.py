@@ -3,7 +3,7 @@
 The output grid is an axis-aligned scaling of the input grid in voxel space, so every
 interpolator is *separable*: the 3D operation is one 1-D operation per axis, applied one axis
 after the other. Along one axis, output sample ``i'`` reads the input at the continuous index
-``x = o + f * i'`` (see :mod:`napari_resample._geometry`), and each 1-D operation is a sparse
+``x = o + f * i'`` (see :mod:`napari_resample.engine.geometry`), and each 1-D operation is a sparse
 ``n_out x n_in`` matrix:
 
 - ``"bspline"``: cubic B-spline. A recursive prefilter turns samples into spline coefficients
@@ -16,7 +16,7 @@ after the other. Along one axis, output sample ``i'`` reads the input at the con
 The matrices are built sparse from the start, in float64 (:func:`axis_operator`): their memory
 grows with ``n_out`` times the taps a row needs, never with ``n_out x n_in`` (a 32766-voxel axis
 made from 2 voxels, or 4 made from 20000, costs next to nothing).
-:mod:`napari_resample._separable` converts them to the working type and applies them.
+:mod:`napari_resample.engine.separable` converts them to the working type and applies them.
 
 Examples
 --------
@@ -33,8 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from napari_resample._geometry import position_step, sample_positions
-from napari_resample._options import Anchor
+from napari_resample.engine.geometry import position_step, sample_positions
+from napari_resample.engine.options import Anchor
 
 #: Pole of the cubic B-spline prefilter: its inverse decays like ``|_POLE|`` (0.27) per voxel.
 _POLE = math.sqrt(3.0) - 2.0

@@ -1,6 +1,6 @@
 """The file-level front doors: ``resampling()`` (the specification's contract: a ``.nii.gz``
 file), and ``resample_to_spacing()`` / ``resample_to_reference()`` for the two other kinds of
-grid, which read every format :func:`napari_resample._formats.load_volume` reads (NIfTI, NRRD,
+grid, which read every format :func:`napari_resample.io.formats.load_volume` reads (NIfTI, NRRD,
 MetaImage, a DICOM series folder) and always write NIfTI."""
 
 from __future__ import annotations
@@ -9,18 +9,8 @@ import numbers
 import os
 from collections.abc import Sequence
 
-from napari_resample._formats import is_volume_input
-from napari_resample._io import make_dirs, remove_empty_dirs, remove_stale_temps
-from napari_resample._memory import parse_bytes
-from napari_resample._names import (
-    OUTPUT_SUFFIX,
-    REFERENCE_SUFFIX,
-    VOLUME_SUFFIXES,
-    nifti_suffix,
-    output_name,
-    volume_suffix,
-)
-from napari_resample._options import (
+from napari_resample.engine.memory import parse_bytes
+from napari_resample.engine.options import (
     ANCHORS,
     AUTO_INTERPOLATIONS,
     Anchor,
@@ -29,7 +19,18 @@ from napari_resample._options import (
     validate_size,
     validate_spacing,
 )
-from napari_resample._pipeline import (
+from napari_resample.io.formats import is_volume_input
+from napari_resample.io.names import (
+    OUTPUT_SUFFIX,
+    REFERENCE_SUFFIX,
+    VOLUME_SUFFIXES,
+    nifti_suffix,
+    output_name,
+    volume_suffix,
+)
+from napari_resample.io.nifti import make_dirs, remove_empty_dirs, remove_stale_temps
+from napari_resample.pipeline.reference import reference_grid
+from napari_resample.pipeline.run import (
     FileResult,
     GridTarget,
     SizeTarget,
@@ -37,7 +38,6 @@ from napari_resample._pipeline import (
     Target,
     resample_file,
 )
-from napari_resample._reference import reference_grid
 
 
 def resampling(
@@ -72,7 +72,7 @@ def resampling(
     interpolation : {"bspline", "linear", "nearest", "label", "auto"}
         Cubic B-spline (default, the specification's), trilinear, nearest neighbour,
         label-preserving voting for segmentations, or ``"auto"``: voting for label maps
-        (the rule of :mod:`napari_resample._labels`), B-spline for images.
+        (the rule of :mod:`napari_resample.engine.labels`), B-spline for images.
     anchor : {"origin", "center"}
         ``"origin"`` (default) keeps the first voxel's centre; ``"center"`` keeps the outer edges
         of the field of view.

@@ -1,9 +1,9 @@
-"""Every 3D medical format SimpleITK reads, as :class:`~napari_resample._io.NiftiVolume`.
+"""Every 3D medical format SimpleITK reads, as :class:`~napari_resample.io.nifti.NiftiVolume`.
 
-NIfTI (``.nii``, ``.nii.gz``) goes through :func:`napari_resample._io.load_nifti`, which keeps
+NIfTI (``.nii``, ``.nii.gz``) goes through :func:`napari_resample.io.nifti.load_nifti`, which keeps
 the header. NRRD (``.nrrd``, ``.nhdr``), MetaImage (``.mha``, ``.mhd``) and DICOM series (a
 folder) go through SimpleITK; their voxels come in (i, j, k) order with a voxel -> RAS affine,
-converted from ITK's LPS world by :mod:`napari_resample._itk` (the one module that reverses axes
+converted from ITK's LPS world by :mod:`napari_resample.io.itk` (the one module that reverses axes
 and negates x and y). Such a volume has no NIfTI header (``header`` is None) and
 ``xform_code`` 1 (scanner), so that a NIfTI file written from it carries qform and sform code 1.
 
@@ -18,7 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample._io import (
+from napari_resample.io.itk import array_from_image, image_from_array
+from napari_resample.io.names import ITK_SUFFIXES, VOLUME_SUFFIXES, nifti_suffix, volume_suffix
+from napari_resample.io.nifti import (
     XFORM_SCANNER,
     NiftiVolume,
     apply_scaling,
@@ -27,9 +29,7 @@ from napari_resample._io import (
     spatial_volume,
     storable,
 )
-from napari_resample._itk import array_from_image, image_from_array
-from napari_resample._layout import native
-from napari_resample._names import ITK_SUFFIXES, VOLUME_SUFFIXES, nifti_suffix, volume_suffix
+from napari_resample.plugin.layout import native
 
 #: Suffixes :func:`save_itk` writes (single files; ``.nhdr`` / ``.mhd`` would need two).
 ITK_OUTPUT_SUFFIXES: tuple[str, ...] = (".nrrd", ".mha")
@@ -54,7 +54,7 @@ def load_volume(path: str | os.PathLike[str], *, series: str | None = None) -> N
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.nii`` / ``.nii.gz`` file (read by :func:`napari_resample._io.load_nifti`, header
+        A ``.nii`` / ``.nii.gz`` file (read by :func:`napari_resample.io.nifti.load_nifti`, header
         kept), a ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd`` file, or a folder of DICOM files.
     series : str, optional
         The SeriesInstanceUID to read when the folder holds several series.

@@ -6,10 +6,10 @@ them in the same order; the (de)compression of a ``.nii.gz`` runs in a backgroun
 feeds (or drains) a bounded queue, so that a consumer's computation overlaps it (isal and zlib
 release the GIL). Memory stays a few blocks, whatever the number of planes.
 
-The checks are those of :mod:`napari_resample._io`: the header is checked before any voxel is
-read (:func:`~napari_resample._io.load_nifti`'s exceptions and messages), every gzip member's
-CRC-32 and length and the end of the stream are checked (:func:`~napari_resample._io._gunzip`),
-and the output is written as :func:`~napari_resample._io.save_nifti` writes it: same header
+The checks are those of :mod:`napari_resample.io.nifti`: the header is checked before any voxel is
+read (:func:`~napari_resample.io.nifti.load_nifti`'s exceptions and messages), every gzip member's
+CRC-32 and length and the end of the stream are checked (:func:`~napari_resample.io.nifti._gunzip`),
+and the output is written as :func:`~napari_resample.io.nifti.save_nifti` writes it: same header
 bytes, same gzip level, a temporary file renamed into place only when complete.
 
 Examples
@@ -46,9 +46,9 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample import _io
-from napari_resample._memory import check_memory
-from napari_resample._names import nifti_suffix
+from napari_resample.engine.memory import check_memory
+from napari_resample.io import nifti as _io
+from napari_resample.io.names import nifti_suffix
 
 #: Default size of a block of planes (at least one plane is read or written at a time).
 BLOCK_BYTES = 1 << 22
@@ -119,7 +119,7 @@ def open_planes(
     Raises
     ------
     FileNotFoundError, ValueError, MemoryError
-        Those of :func:`~napari_resample._io.load_nifti` for the header, raised before any
+        Those of :func:`~napari_resample.io.nifti.load_nifti` for the header, raised before any
         voxel is read; ValueError also when the file holds more than one volume. A damaged
         voxel stream raises its ValueError from the iteration.
     """
@@ -140,7 +140,7 @@ class PlaneReader:
     path : str
     header : nibabel.Nifti1Header or nibabel.Nifti2Header
         A copy of the file's header (an unusable qform or sform whose code is 0 replaced, as
-        :func:`~napari_resample._io.load_nifti` does).
+        :func:`~napari_resample.io.nifti.load_nifti` does).
     affine : (4, 4) ndarray, voxel (i, j, k) -> RAS+ mm
         nibabel's best affine.
     shape : (I, J, K) tuple of int
@@ -150,7 +150,7 @@ class PlaneReader:
         The stored scaling (1 and 0 when the file has none).
     ignored : tuple of str
         What of the header was ignored or replaced, as
-        :attr:`~napari_resample._io.NiftiVolume.ignored`.
+        :attr:`~napari_resample.io.nifti.NiftiVolume.ignored`.
     planes_per_block : int
     """
 
@@ -350,7 +350,7 @@ class _Source:
 class PlaneWriter:
     """Write a NIfTI volume plane by plane, in k order, atomically.
 
-    The file is what :func:`~napari_resample._io.save_nifti` writes for the same voxels, header
+    The file is what :func:`~napari_resample.io.nifti.save_nifti` writes for the same voxels, header
     and scaling (the same bytes): NIfTI-1, or NIfTI-2 when *header* is one. It is written to a
     temporary file in the destination folder (compressed by a background thread for a
     ``.nii.gz``) and renamed over *path* only by :meth:`close` once every plane was written; an
@@ -594,7 +594,7 @@ def _compress(
 
 
 def _header_bytes(header: nib.Nifti1Header, slope: float, inter: float) -> bytes:
-    """The bytes :func:`~napari_resample._io.save_nifti` writes before the voxels of a volume
+    """The bytes :func:`~napari_resample.io.nifti.save_nifti` writes before the voxels of a volume
     of *header*'s shape and type: nibabel's header, extensions and padding to ``vox_offset``."""
     native = header.get_data_dtype().newbyteorder("=")
     stand_in = np.broadcast_to(np.zeros((), dtype=native), header.get_data_shape())

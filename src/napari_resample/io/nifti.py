@@ -30,10 +30,10 @@ from nibabel.affines import voxel_sizes
 from nibabel.spatialimages import HeaderDataError
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample._geometry import voxel_transform
-from napari_resample._memory import check_memory, format_bytes
-from napari_resample._names import nifti_suffix
-from napari_resample._options import Anchor
+from napari_resample.engine.geometry import voxel_transform
+from napari_resample.engine.memory import check_memory, format_bytes
+from napari_resample.engine.options import Anchor
+from napari_resample.io.names import nifti_suffix
 
 #: NIfTI qform / sform codes: world coordinates of the scanner, or aligned to another volume.
 XFORM_SCANNER = 1
@@ -65,7 +65,7 @@ class NiftiVolume:
         The qform / sform code a header made from *affine* gets when *header* is None:
         :data:`XFORM_ALIGNED` (2) for a volume made in a session, :data:`XFORM_SCANNER` (1) for
         one read from NRRD, MetaImage or DICOM, whose world is the scanner's
-        (:mod:`napari_resample._formats`). Not used when *header* is set.
+        (:mod:`napari_resample.io.formats`). Not used when *header* is set.
     """
 
     data: NDArray
@@ -91,7 +91,7 @@ def apply_scaling(stored: NDArray, slope: float, inter: float) -> NDArray:
     """Stored values with NIfTI scaling ``value * slope + inter`` applied, in float32.
 
     Unscaled data (slope 1, inter 0) is returned unchanged. The one definition of the
-    arithmetic, so that :func:`napari_resample._layout.stored_from_display` can check exactness.
+    arithmetic, so that :func:`napari_resample.plugin.layout.stored_from_display` can check exactness.
 
     Examples
     --------
@@ -730,7 +730,7 @@ def save_volume(path: str | os.PathLike[str], volume: NiftiVolume) -> str:
 _TMP_STEM_BYTES = 180
 #: A temporary file of :func:`atomic_output`: ``.<stem>.<host>-<pid>-<12 hex>.tmp<suffix>``, the
 #: suffix one of ``.nii.gz``, ``.nii`` (also the uncompressed stage of the isal path), ``.nrrd``
-#: and ``.mha`` (:func:`napari_resample._formats.save_itk`).
+#: and ``.mha`` (:func:`napari_resample.io.formats.save_itk`).
 _TMP_PATTERN = re.compile(
     r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz)?|nrrd|mha)$"
 )

@@ -4,7 +4,7 @@
 :func:`resample_file` takes a file to a file for every front door that reads files
 (``resampling()``, ``resample_to_spacing()``, ``resample_to_reference()``, the command line and
 the dataset runner), streaming NIfTI files and falling back to :func:`resample_volume` (or
-:func:`napari_resample._reference.resample_volume_to_grid`) for the rest.
+:func:`napari_resample.pipeline.reference.resample_volume_to_grid`) for the rest.
 """
 
 from __future__ import annotations
@@ -18,9 +18,28 @@ import numpy as np
 from nibabel.spatialimages import HeaderDataError
 from numpy.typing import NDArray
 
-from napari_resample._geometry import grid_positions, resampled_affine
-from napari_resample._grid import Grid, aligned_positions, spacing_size, voxel_map, voxel_spacing
-from napari_resample._io import (
+from napari_resample.engine.geometry import grid_positions, resampled_affine
+from napari_resample.engine.grid import (
+    Grid,
+    aligned_positions,
+    spacing_size,
+    voxel_map,
+    voxel_spacing,
+)
+from napari_resample.engine.labels import is_label_map
+from napari_resample.engine.memory import default_budget, parse_bytes
+from napari_resample.engine.options import (
+    ANCHORS,
+    AUTO_INTERPOLATIONS,
+    Anchor,
+    AutoInterpolation,
+    Interpolation,
+    check_choice,
+    validate_size,
+)
+from napari_resample.engine.resample import CancelSignal, ProgressCallback, resample_array
+from napari_resample.io.names import nifti_suffix
+from napari_resample.io.nifti import (
     NiftiVolume,
     header_for_affine,
     resampled_header,
@@ -30,28 +49,15 @@ from napari_resample._io import (
     spatial_volume,
     storable_dtype,
 )
-from napari_resample._labels import is_label_map
-from napari_resample._memory import default_budget, parse_bytes
-from napari_resample._names import nifti_suffix
-from napari_resample._options import (
-    ANCHORS,
-    AUTO_INTERPOLATIONS,
-    Anchor,
-    AutoInterpolation,
-    Interpolation,
-    check_choice,
-    validate_size,
-)
-from napari_resample._resample import CancelSignal, ProgressCallback, resample_array
 
 if TYPE_CHECKING:  # the streaming modules load scipy.sparse: imported when a file is resampled
-    from napari_resample._filestream import StreamTarget
-    from napari_resample._niistream import PlaneReader
+    from napari_resample.io.planes import PlaneReader
+    from napari_resample.pipeline.streamed import StreamTarget
 
 
 def resolve_interpolation(interpolation: AutoInterpolation, volume: NiftiVolume) -> Interpolation:
     """The interpolation used for *volume*: ``"auto"`` is ``"label"`` for label maps (the rule
-    of :mod:`napari_resample._labels`) and ``"bspline"`` for images; others are kept."""
+    of :mod:`napari_resample.engine.labels`) and ``"bspline"`` for images; others are kept."""
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     if interpolation == "auto":
         return "label" if is_label_map(volume) else "bspline"
@@ -75,7 +81,7 @@ def resample_volume(
     volume : NiftiVolume
         Stored voxels (unscaled) in NIfTI order with their affine, the file's header (or None
         for a volume that came from no NIfTI file) and scaling. A 4D volume counts when its extra
-        axes are all 1 (:func:`napari_resample._io.spatial_volume`).
+        axes are all 1 (:func:`napari_resample.io.nifti.spatial_volume`).
     desired_volume : (3,) sequence of int
         Target size (X, Y, Z) in the volume's voxel order (i, j, k).
     interpolation : {"bspline", "linear", "nearest", "label", "auto"}
@@ -86,7 +92,7 @@ def resample_volume(
         Called with the fraction done (0 to 1) after every slab, monotone.
     cancel : threading.Event or callable returning bool, optional
         Checked between slabs: once set, the call raises
-        :class:`napari_resample._resample.ResamplingCancelled` within one slab.
+        :class:`napari_resample.engine.resample.ResamplingCancelled` within one slab.
 
     Returns
     -------
@@ -105,7 +111,7 @@ def resample_volume(
     ValueError
         For a bad option or size, a volume that is not 3D, or a header whose geometry cannot be
         resampled; before any voxel is computed.
-    napari_resample._resample.ResamplingCancelled
+    napari_resample.engine.resample.ResamplingCancelled
         When *cancel* was set.
     """
     size = validate_size(desired_volume)
@@ -178,7 +184,7 @@ class SizeTarget:
 @dataclass(frozen=True)
 class SpacingTarget:
     """A target spacing (mm, i, j, k), field of view kept: the size is
-    :func:`napari_resample._grid.spacing_size`'s."""
+    :func:`napari_resample.engine.grid.spacing_size`'s."""
 
     spacing: tuple[float, float, float]
     anchor: Anchor = "origin"
@@ -187,7 +193,7 @@ class SpacingTarget:
 
 @dataclass(frozen=True)
 class GridTarget:
-    """Another image's grid (:class:`napari_resample._grid.Grid`), *fill_value* outside the
+    """Another image's grid (:class:`napari_resample.engine.grid.Grid`), *fill_value* outside the
     input's field of view (in the image's values)."""
 
     grid: Grid
@@ -237,7 +243,7 @@ def resample_file(
     """Resample the volume at *path* onto *target* and write it to *out_file* (its folder must
     exist): the file pipeline of every front door that reads files.
 
-    NIfTI files are **streamed** (:mod:`napari_resample._filestream`): decompression,
+    NIfTI files are **streamed** (:mod:`napari_resample.pipeline.streamed`): decompression,
     resampling and compression run at the same time, and memory stays within *max_memory*
     whatever the volume's size. Other formats, float volumes with NaN or Inf, grids read
     backwards along k or oblique, and ``"auto"`` on volumes that fit in memory go through the
@@ -252,7 +258,7 @@ def resample_file(
         When the work cannot fit *max_memory* (default: half the memory available now) even
         streamed, before anything is written.
     """
-    from napari_resample._filestream import stream_file
+    from napari_resample.pipeline.streamed import stream_file
 
     budget = default_budget() if max_memory is None else parse_bytes(max_memory)
     if nifti_suffix(path) is not None:
@@ -288,7 +294,7 @@ def _stream_target(
     """The callback giving :func:`stream_file` the output grid from the opened input; it fills
     *info* with the geometry before and what the target adds."""
 
-    from napari_resample._filestream import StreamTarget
+    from napari_resample.pipeline.streamed import StreamTarget
 
     def grid_of(reader: PlaneReader) -> StreamTarget | None:
         info["before"] = geometry(reader.shape, reader.affine, reader.dtype)
@@ -310,8 +316,8 @@ def _stream_target(
 def _stream_grid(
     target: GridTarget, reader: PlaneReader, info: dict[str, Any]
 ) -> StreamTarget | None:
-    from napari_resample._filestream import StreamTarget
-    from napari_resample._reference import check_overlap, reference_header, stored_fill
+    from napari_resample.pipeline.reference import check_overlap, reference_header, stored_fill
+    from napari_resample.pipeline.streamed import StreamTarget
 
     grid = target.grid
     shell = NiftiVolume(
@@ -346,14 +352,14 @@ def _in_memory(
     progress: ProgressCallback | None,
     cancel: CancelSignal | None,
 ) -> FileResult:
-    from napari_resample._formats import load_volume
+    from napari_resample.io.formats import load_volume
 
     volume = load_volume(path, series=series)
     before = geometry(volume.data.shape, volume.affine, volume.data.dtype)
     mode = resolve_interpolation(interpolation, volume)
     info: dict[str, Any] = {}
     if isinstance(target, GridTarget):
-        from napari_resample._reference import resample_volume_to_grid
+        from napari_resample.pipeline.reference import resample_volume_to_grid
 
         result, overlap = resample_volume_to_grid(
             volume,

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample._grid import (
+from napari_resample.engine.grid import (
     Grid,
     aligned_positions,
     format_bounds,
@@ -31,7 +31,16 @@ from napari_resample._grid import (
     voxel_map,
     world_bounds,
 )
-from napari_resample._io import (
+from napari_resample.engine.options import AutoInterpolation, Interpolation, check_choice
+from napari_resample.engine.resample import (
+    CancelSignal,
+    ProgressCallback,
+    _cancel_check,
+    _fill_nonfinite,
+    sample_grid,
+)
+from napari_resample.io.names import nifti_suffix
+from napari_resample.io.nifti import (
     XFORM_ALIGNED,
     XFORM_SCANNER,
     NiftiVolume,
@@ -40,15 +49,6 @@ from napari_resample._io import (
     set_stored_dtype,
     spatial_volume,
     storable_dtype,
-)
-from napari_resample._names import nifti_suffix
-from napari_resample._options import AutoInterpolation, Interpolation, check_choice
-from napari_resample._resample import (
-    CancelSignal,
-    ProgressCallback,
-    _cancel_check,
-    _fill_nonfinite,
-    sample_grid,
 )
 
 Method = Literal["auto", "separable", "itk"]
@@ -62,7 +62,7 @@ def reference_grid(path: str | os.PathLike[str]) -> Grid:
     A NIfTI file keeps its header (its qform, sform, codes and pixdim go to the output); only
     the header is read. NRRD and MetaImage files (``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``)
     give their geometry from their header only, LPS converted to RAS; a DICOM folder gives the
-    geometry of its series (read whole by :func:`napari_resample._formats.load_volume`). For
+    geometry of its series (read whole by :func:`napari_resample.io.formats.load_volume`). For
     these the grid's ``header`` is one made from the affine with qform and sform codes 1
     (scanner) and millimetres, so that an output on the grid says the same.
 
@@ -76,7 +76,7 @@ def reference_grid(path: str | os.PathLike[str]) -> Grid:
     """
     p = os.fspath(path)
     if os.path.isdir(p):
-        from napari_resample._formats import load_volume
+        from napari_resample.io.formats import load_volume
 
         volume = load_volume(p)
         shape = volume.data.shape
@@ -93,7 +93,7 @@ def reference_grid(path: str | os.PathLike[str]) -> Grid:
 def _itk_grid(path: str) -> Grid:
     import SimpleITK as sitk
 
-    from napari_resample._itk import ras_affine
+    from napari_resample.io.itk import ras_affine
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"reference file not found: {path!r}")
@@ -237,7 +237,7 @@ def resample_volume_to_grid(
         Value of output voxels outside the input's field of view, in the image's values
         (scaling applied).
     progress, cancel
-        As :func:`napari_resample._pipeline.resample_volume`. The oblique path (SimpleITK)
+        As :func:`napari_resample.pipeline.run.resample_volume`. The oblique path (SimpleITK)
         reports 0 and 1 only, and is cancelled before or after its one call.
     method : {"auto", "separable", "itk"}
         ``"auto"``: the separable engine when the grids are axis-aligned, else SimpleITK.
@@ -257,7 +257,7 @@ def resample_volume_to_grid(
         Bad option, no overlap at all (both bounding boxes named), a fill value the data type
         cannot hold, a volume that is not 3D; all before any voxel is computed.
     """
-    from napari_resample._pipeline import resolve_interpolation
+    from napari_resample.pipeline.run import resolve_interpolation
 
     check_choice("method", method, ("auto", "separable", "itk"))
     mode = resolve_interpolation(interpolation, volume)
@@ -307,7 +307,7 @@ def _itk_sample(
     fill: float | int,
 ) -> NDArray:
     """*data* sampled at ``mapping @ v`` for every voxel ``v`` of *shape*, by SimpleITK."""
-    from napari_resample._separable import _Finisher, _value_range, _work_dtype
+    from napari_resample.engine.separable import _Finisher, _value_range, _work_dtype
 
     native = data.dtype.newbyteorder("=")
     if mode == "label":
@@ -356,7 +356,7 @@ def _itk_run(
     its output in *out_type* (float32 or float64; default: the input's type)."""
     import SimpleITK as sitk
 
-    from napari_resample._itk import array_from_image, image_from_array
+    from napari_resample.io.itk import array_from_image, image_from_array
 
     image = image_from_array(values)
     transform = sitk.AffineTransform(3)

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from napari_resample._io import NiftiVolume
+    from napari_resample.io.nifti import NiftiVolume
 
 #: Default phantom geometry: voxels (i, j, k) and spacing in mm, as a thick-slice head CT.
 PHANTOM_SHAPE: tuple[int, int, int] = (160, 192, 64)
@@ -135,8 +135,8 @@ def phantom_volumes() -> dict[str, NiftiVolume]:
     dict
         ``{"phantom": image volume (int16), "phantom_labels": label volume (uint8)}``.
     """
-    from napari_resample._io import NiftiVolume, header_for_affine
-    from napari_resample._labels import NIFTI_INTENT_LABEL
+    from napari_resample.engine.labels import NIFTI_INTENT_LABEL
+    from napari_resample.io.nifti import NiftiVolume, header_for_affine
 
     image, labels, affine = make_phantom()
     volumes = {}

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from napari_resample._io import NiftiVolume
+    from napari_resample.io.nifti import NiftiVolume
 
 #: NIfTI intent codes of label maps.
 NIFTI_INTENT_LABEL = 1002

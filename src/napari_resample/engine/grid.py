@@ -4,7 +4,7 @@ Pure geometry (numpy only). A grid is a shape and a voxel -> RAS affine; the vox
 output grid are mapped into the input's voxel space by ``inv(A_in) @ A_ref``
 (:func:`voxel_map`). When that map is a per-axis scaling and shift, possibly with permuted or
 flipped axes (:func:`aligned_positions`), the separable engine does the work; otherwise the
-grid is oblique to the input and SimpleITK does (:mod:`napari_resample._reference`).
+grid is oblique to the input and SimpleITK does (:mod:`napari_resample.pipeline.reference`).
 
 The field of view of a grid is its voxels' extent: half a voxel beyond the outer voxel centres.
 """
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample._geometry import Positions
-from napari_resample._options import validate_spacing
+from napari_resample.engine.geometry import Positions
+from napari_resample.engine.options import validate_spacing
 
 
 @dataclass(frozen=True)

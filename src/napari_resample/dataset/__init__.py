@@ -1,0 +1,1 @@
+"""Whole datasets: plan, pool, manifest and verification."""

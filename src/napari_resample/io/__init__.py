@@ -1,0 +1,1 @@
+"""Files: NIfTI volumes and headers, gzip, atomic writes, plane streams and SimpleITK formats."""

@@ -1,0 +1,1 @@
+"""The napari side: reader, writers, layer layout, sample data and the widget."""
