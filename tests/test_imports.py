@@ -91,7 +91,8 @@ ENGINE = {
 )
 def test_reader_import_does_not_load_the_engine(code: str) -> None:
     # Compared as module sets, not times: `python -X importtime -c "import
-    # napari_resample.plugin.reader"` measured 0.02 s above nibabel's import (0.26 s with the engine).
+    # napari_resample.plugin.reader"` measured 0.02 s above nibabel's import (0.26 s with the
+    # engine).
     # Measured above nibabel's own import: with pydicom installed (the testing extra), nibabel
     # imports it, and it brings tqdm and requests; that cost is nibabel's, not ours.
     loaded = loaded_after(code) - loaded_after("import nibabel")

@@ -1,9 +1,10 @@
 """Whole datasets: :func:`resampling_dataset`, parallel, resumable and verifiable.
 
-Every file goes through the one file pipeline (:func:`napari_resample.pipeline.run.resample_volume`)
-in a task that needs nothing but its arguments (:func:`run_job`), so the same task runs in this
-process, in a local process pool or on any ``concurrent.futures.Executor`` (a dask.distributed
-``Client.get_executor()`` for a cluster). Only this process writes the manifest.
+Every file goes through the one file pipeline
+(:func:`napari_resample.pipeline.run.resample_volume`) in a task that needs nothing but its
+arguments (:func:`run_job`), so the same task runs in this process, in a local process pool or
+on any ``concurrent.futures.Executor`` (a dask.distributed ``Client.get_executor()`` for a
+cluster). Only this process writes the manifest.
 
 The manifest, ``<output_path>/resampling_manifest.jsonl``, gets one JSON line per file finished
 (done or failed), appended as each file finishes. A rerun skips a file only when its latest line
@@ -203,7 +204,8 @@ def resampling_dataset(
         With *reference*: the value outside each input's field of view.
     interpolation : {"auto", "bspline", "linear", "nearest", "label"}
         ``"auto"`` (default): label voting for label maps (the rule of
-        :mod:`napari_resample.engine.labels`), B-spline for images. Other values apply to every file.
+        :mod:`napari_resample.engine.labels`), B-spline for images. Other values apply to
+        every file.
     anchor : {"origin", "center"}
     antialias : bool
     recursive : bool

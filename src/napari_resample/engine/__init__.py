@@ -1,1 +1,1 @@
-"""The resampling engine: geometry, 1-D operators, the engines and label voting (pure numpy/scipy)."""
+"""The resampling engine: geometry, 1-D operators, the engines, label voting (numpy/scipy)."""

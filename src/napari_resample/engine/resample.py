@@ -55,7 +55,8 @@ class ResamplingCancelled(Exception):
     """A resampling stopped because its ``cancel`` signal was set (nothing is returned).
 
     Raised by :func:`resample_array` and :func:`napari_resample.pipeline.run.resample_volume`
-    within one slab of the signal; importable as ``napari_resample.engine.resample.ResamplingCancelled``.
+    within one slab of the signal; importable as
+    ``napari_resample.engine.resample.ResamplingCancelled``.
     """
 
 

@@ -2,8 +2,8 @@
 
 NIfTI stores k slowest, so a file (or any array that slices along its last axis) delivers
 whole (i, j) planes in k order. Every operator here is separable and banded (the truncated
-B-spline, linear and Gaussian operators of :mod:`napari_resample.engine.operators`), so output plane
-``k'`` needs only the input planes ``lo[k'] .. hi[k']`` of its operator row. The streamed
+B-spline, linear and Gaussian operators of :mod:`napari_resample.engine.operators`), so output
+plane ``k'`` needs only the input planes ``lo[k'] .. hi[k']`` of its operator row. The streamed
 engine applies, in the order the in-memory engine would (:func:`_separable.step_order`):
 
 - the in-plane operators that come before the k operator, to each input plane as it arrives;

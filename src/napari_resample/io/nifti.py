@@ -91,7 +91,8 @@ def apply_scaling(stored: NDArray, slope: float, inter: float) -> NDArray:
     """Stored values with NIfTI scaling ``value * slope + inter`` applied, in float32.
 
     Unscaled data (slope 1, inter 0) is returned unchanged. The one definition of the
-    arithmetic, so that :func:`napari_resample.plugin.layout.stored_from_display` can check exactness.
+    arithmetic, so that :func:`napari_resample.plugin.layout.stored_from_display` can check
+    exactness.
 
     Examples
     --------

@@ -8,7 +8,7 @@ release the GIL). Memory stays a few blocks, whatever the number of planes.
 
 The checks are those of :mod:`napari_resample.io.nifti`: the header is checked before any voxel is
 read (:func:`~napari_resample.io.nifti.load_nifti`'s exceptions and messages), every gzip member's
-CRC-32 and length and the end of the stream are checked (:func:`~napari_resample.io.nifti._gunzip`),
+CRC-32 and length and the end of the stream are checked (``io.nifti._gunzip``),
 and the output is written as :func:`~napari_resample.io.nifti.save_nifti` writes it: same header
 bytes, same gzip level, a temporary file renamed into place only when complete.
 
@@ -350,9 +350,9 @@ class _Source:
 class PlaneWriter:
     """Write a NIfTI volume plane by plane, in k order, atomically.
 
-    The file is what :func:`~napari_resample.io.nifti.save_nifti` writes for the same voxels, header
-    and scaling (the same bytes): NIfTI-1, or NIfTI-2 when *header* is one. It is written to a
-    temporary file in the destination folder (compressed by a background thread for a
+    The file is what :func:`~napari_resample.io.nifti.save_nifti` writes for the same voxels,
+    header and scaling (the same bytes): NIfTI-1, or NIfTI-2 when *header* is one. It is written
+    to a temporary file in the destination folder (compressed by a background thread for a
     ``.nii.gz``) and renamed over *path* only by :meth:`close` once every plane was written; an
     :meth:`abort`, an exception inside the ``with`` block or a wrong number of planes leaves
     nothing behind.

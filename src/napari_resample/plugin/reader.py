@@ -3,7 +3,7 @@
 NIfTI (``.nii`` / ``.nii.gz``) through :func:`read_nifti`; NRRD (``.nrrd`` / ``.nhdr``),
 MetaImage (``.mha`` / ``.mhd``) and folders holding a DICOM series through :func:`read_volume`
 (:mod:`napari_resample.io.formats`). When a folder holds several series, a small dialog asks which
-one (:func:`choose_series`). Axis order and geometry come from :mod:`napari_resample.plugin.layout`,
+one (:func:`choose_series`). Axis order and geometry come from :mod:`.layout`,
 so every format gives the same world coordinates: ``layer.data_to_world(index)[::-1]`` is RAS.
 This module only decides the layer type and assembles LayerData.
 

@@ -1,8 +1,8 @@
 """The "Resample volume" dock widget (menu Layers > Transform).
 
 UI only: the target, the read-out, Run and Save. A layer becomes a NIfTI volume in the file's
-voxel order (:func:`napari_resample.plugin.layout.volume_from_layer`) and is resampled in a background
-thread to one of three targets:
+voxel order (:func:`napari_resample.plugin.layout.volume_from_layer`) and is resampled in a
+background thread to one of three targets:
 
 size
     a voxel count per axis, by the core's one file pipeline
