@@ -352,7 +352,8 @@ def breakdown(path: str) -> dict[str, float]:
     """Seconds of each stage of one file's job, in this process, all cores for the engine."""
     from napari_resample.dataset.run import file_sha256
     from napari_resample.io.nifti import load_nifti, save_volume
-    from napari_resample.pipeline.run import resample_volume, resolve_interpolation
+    from napari_resample.pipeline.rules import resolve_interpolation
+    from napari_resample.pipeline.run import resample_volume
 
     t: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="nrds-bd-") as tmp:

@@ -515,6 +515,7 @@ def test_output_values_are_resampled_input(nifti_case, tmp_path: Path, name: str
 
 def test_public_api() -> None:
     assert set(napari_resample.__all__) == {
+        "ResamplingCancelled",
         "__version__",
         "resample_array",
         "resample_to_reference",

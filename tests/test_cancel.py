@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
+from napari_resample import ResamplingCancelled, resample_array
 from napari_resample.engine import separable as _separable
-from napari_resample.engine.resample import ResamplingCancelled, resample_array
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.pipeline.run import resample_volume
 

@@ -7,13 +7,14 @@ kinds of target grid), :func:`resampling_dataset` (a whole folder, parallel and 
 Importing this package imports neither napari, Qt nor SimpleITK.
 """
 
-__version__ = "0.1.0"
-
 from napari_resample.api import resample_to_reference, resample_to_spacing, resampling
 from napari_resample.dataset.run import resampling_dataset, verify_dataset
+from napari_resample.engine.progress import ResamplingCancelled
 from napari_resample.engine.resample import resample_array
+from napari_resample.version import __version__
 
 __all__ = [
+    "ResamplingCancelled",
     "__version__",
     "resample_array",
     "resample_to_reference",

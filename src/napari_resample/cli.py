@@ -44,7 +44,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 1
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    from napari_resample import __version__
+    from napari_resample.version import __version__
 
     parser = _Parser(
         prog="napari-resample",

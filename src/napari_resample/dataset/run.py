@@ -653,7 +653,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def run_job(job: Job) -> dict[str, Any]:
     """Resample one file of a dataset and describe what happened (never raises for the file's
     own problems: they are the record's ``error``)."""
-    from napari_resample import __version__
+    from napari_resample.version import __version__
 
     start = time.perf_counter()
     before = after = None
@@ -712,7 +712,7 @@ def _record(
     error: str | None = None,
 ) -> dict[str, Any]:
     if version is None:
-        from napari_resample import __version__ as version
+        from napari_resample.version import __version__ as version
     return {
         "input": job.input,
         "input_size": job.fingerprint.get("size"),

@@ -18,13 +18,9 @@ layers; ``interpolation="auto"`` resamples them by label voting and images by B-
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-
-if TYPE_CHECKING:
-    from napari_resample.io.nifti import NiftiVolume
 
 #: NIfTI intent codes of label maps.
 NIFTI_INTENT_LABEL = 1002
@@ -38,12 +34,6 @@ MAX_LABELS = 256
 MIN_EQUAL_NEIGHBOURS = 0.6
 #: Voxels counted at a time by :func:`count_distinct` (2 MiB as int64).
 _CHUNK = 1 << 18
-
-
-def is_label_map(volume: NiftiVolume) -> bool:
-    """Whether a NIfTI volume is a label map, by the rule in this module's docstring."""
-    intent = 0 if volume.header is None else int(volume.header["intent_code"])
-    return is_label_volume(volume.data, intent, volume.is_scaled)
 
 
 def is_label_volume(data: NDArray, intent_code: int = 0, scaled: bool = False) -> bool:

@@ -21,7 +21,6 @@ for integer types, and returned in the input's data type.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,33 +43,11 @@ from napari_resample.engine.options import (
     check_choice,
     validate_size,
 )
-
-ProgressCallback = Callable[[float], None]
-#: What stops a resampling: a :class:`threading.Event` that gets set, or a callable that
-#: returns True.
-CancelSignal = threading.Event | Callable[[], bool]
-
-
-class ResamplingCancelled(Exception):
-    """A resampling stopped because its ``cancel`` signal was set (nothing is returned).
-
-    Raised by :func:`resample_array` and :func:`napari_resample.pipeline.run.resample_volume`
-    within one slab of the signal; importable as
-    ``napari_resample.engine.resample.ResamplingCancelled``.
-    """
-
-
-def _cancel_check(cancel: CancelSignal | None) -> Callable[[], None] | None:
-    """A function raising :class:`ResamplingCancelled` once *cancel* is set (None: no check)."""
-    if cancel is None:
-        return None
-    is_set = cancel.is_set if isinstance(cancel, threading.Event) else cancel
-
-    def check() -> None:
-        if is_set():
-            raise ResamplingCancelled("resampling cancelled")
-
-    return check
+from napari_resample.engine.progress import (
+    CancelSignal,
+    ProgressCallback,
+    cancel_check,
+)
 
 
 def resample_array(
@@ -208,7 +185,7 @@ def resample_array(
         )
         target = np.empty(size, dtype=dtype.newbyteorder("="))
     stream_budget = budget if out is not None else budget - math.prod(size) * dtype.itemsize
-    check = _cancel_check(cancel)
+    check = cancel_check(cancel)
     try:
         stream_array(
             source,
@@ -376,7 +353,7 @@ def sample_grid(
         estimate_memory(data.shape, data.dtype, size, interpolation, antialias=antialias),
         f"resampling a {data.shape} {data.dtype} volume to {size} ({interpolation})",
     )
-    check = _cancel_check(cancel)
+    check = cancel_check(cancel)
     if check is not None:
         check()
     out = _resample_values(data, positions, interpolation, antialias, progress, check)

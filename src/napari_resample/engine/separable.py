@@ -36,7 +36,7 @@ from napari_resample.engine.operators import _truncate, operator_at
 from napari_resample.engine.threads import engine_threads
 
 if TYPE_CHECKING:
-    from napari_resample.engine.resample import ProgressCallback
+    from napari_resample.engine.progress import ProgressCallback
 
 #: Elements per slab: big enough for numpy/scipy to be efficient, small enough to stay in cache.
 _CHUNK = 1 << 18

@@ -31,7 +31,7 @@ from napari_resample.engine.operators import _linear_weights
 from napari_resample.engine.separable import _Ticker, _workers
 
 if TYPE_CHECKING:
-    from napari_resample.engine.resample import ProgressCallback
+    from napari_resample.engine.progress import ProgressCallback
 
 
 def _resample_labels(

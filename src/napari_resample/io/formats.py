@@ -26,10 +26,10 @@ from napari_resample.io.nifti import (
     apply_scaling,
     atomic_output,
     load_nifti,
+    native,
     spatial_volume,
     storable,
 )
-from napari_resample.plugin.layout import native
 
 #: Suffixes :func:`save_itk` writes (single files; ``.nhdr`` / ``.mhd`` would need two).
 ITK_OUTPUT_SUFFIXES: tuple[str, ...] = (".nrrd", ".mha")

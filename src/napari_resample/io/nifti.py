@@ -1124,3 +1124,10 @@ def remove_empty_dirs(created: Sequence[str]) -> None:
             os.rmdir(folder)
         except OSError:  # gone already, or not empty (then neither are its parents)
             continue
+
+
+def native(data: NDArray) -> NDArray:
+    """*data* in native byte order (a copy only for big-endian data on little-endian hosts)."""
+    if data.dtype.isnative:
+        return data
+    return data.astype(data.dtype.newbyteorder("="))

@@ -32,10 +32,8 @@ from napari_resample.engine.grid import (
     world_bounds,
 )
 from napari_resample.engine.options import AutoInterpolation, Interpolation, check_choice
+from napari_resample.engine.progress import CancelSignal, ProgressCallback, cancel_check
 from napari_resample.engine.resample import (
-    CancelSignal,
-    ProgressCallback,
-    _cancel_check,
     _fill_nonfinite,
     sample_grid,
 )
@@ -50,6 +48,7 @@ from napari_resample.io.nifti import (
     spatial_volume,
     storable_dtype,
 )
+from napari_resample.pipeline.rules import resolve_interpolation
 
 Method = Literal["auto", "separable", "itk"]
 #: Warn when the input covers less than this fraction of the reference's field of view.
@@ -257,7 +256,6 @@ def resample_volume_to_grid(
         Bad option, no overlap at all (both bounding boxes named), a fill value the data type
         cannot hold, a volume that is not 3D; all before any voxel is computed.
     """
-    from napari_resample.pipeline.run import resolve_interpolation
 
     check_choice("method", method, ("auto", "separable", "itk"))
     mode = resolve_interpolation(interpolation, volume)
@@ -280,7 +278,7 @@ def resample_volume_to_grid(
             cancel=cancel,
         )
     else:
-        check = _cancel_check(cancel)
+        check = cancel_check(cancel)
         if check is not None:
             check()
         if progress is not None:

@@ -26,18 +26,16 @@ from napari_resample.engine.grid import (
     voxel_map,
     voxel_spacing,
 )
-from napari_resample.engine.labels import is_label_map
 from napari_resample.engine.memory import default_budget, parse_bytes
 from napari_resample.engine.options import (
     ANCHORS,
-    AUTO_INTERPOLATIONS,
     Anchor,
     AutoInterpolation,
-    Interpolation,
     check_choice,
     validate_size,
 )
-from napari_resample.engine.resample import CancelSignal, ProgressCallback, resample_array
+from napari_resample.engine.progress import CancelSignal, ProgressCallback
+from napari_resample.engine.resample import resample_array
 from napari_resample.io.names import nifti_suffix
 from napari_resample.io.nifti import (
     NiftiVolume,
@@ -49,19 +47,11 @@ from napari_resample.io.nifti import (
     spatial_volume,
     storable_dtype,
 )
+from napari_resample.pipeline.rules import resolve_interpolation
 
 if TYPE_CHECKING:  # the streaming modules load scipy.sparse: imported when a file is resampled
     from napari_resample.io.planes import PlaneReader
     from napari_resample.pipeline.streamed import StreamTarget
-
-
-def resolve_interpolation(interpolation: AutoInterpolation, volume: NiftiVolume) -> Interpolation:
-    """The interpolation used for *volume*: ``"auto"`` is ``"label"`` for label maps (the rule
-    of :mod:`napari_resample.engine.labels`) and ``"bspline"`` for images; others are kept."""
-    check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
-    if interpolation == "auto":
-        return "label" if is_label_map(volume) else "bspline"
-    return interpolation
 
 
 def resample_volume(
@@ -92,7 +82,7 @@ def resample_volume(
         Called with the fraction done (0 to 1) after every slab, monotone.
     cancel : threading.Event or callable returning bool, optional
         Checked between slabs: once set, the call raises
-        :class:`napari_resample.engine.resample.ResamplingCancelled` within one slab.
+        :class:`napari_resample.ResamplingCancelled` within one slab.
 
     Returns
     -------
@@ -111,7 +101,7 @@ def resample_volume(
     ValueError
         For a bad option or size, a volume that is not 3D, or a header whose geometry cannot be
         resampled; before any voxel is computed.
-    napari_resample.engine.resample.ResamplingCancelled
+    napari_resample.ResamplingCancelled
         When *cancel* was set.
     """
     size = validate_size(desired_volume)

@@ -39,10 +39,8 @@ from napari_resample.engine.labels import (
     sampled_planes,
 )
 from napari_resample.engine.memory import format_bytes
+from napari_resample.engine.progress import CancelSignal, ProgressCallback, cancel_check
 from napari_resample.engine.resample import (
-    CancelSignal,
-    ProgressCallback,
-    _cancel_check,
     estimate_memory,
 )
 from napari_resample.engine.stream import (
@@ -130,7 +128,7 @@ def stream_file(
     FileNotFoundError, ValueError, OSError
         Those of reading and writing NIfTI files; nothing is left behind.
     """
-    check = _cancel_check(cancel)
+    check = cancel_check(cancel)
     reader = open_planes(path)
     try:
         grid = target(reader)

@@ -46,6 +46,7 @@ from napari_resample.io.nifti import (
     NiftiVolume,
     apply_scaling,
     holds_one_volume,
+    native,
     same_grid,
 )
 
@@ -117,13 +118,6 @@ class NapariLayout:
     data: NDArray
     kwargs: dict[str, Any]
     storage: StorageOrder
-
-
-def native(data: NDArray) -> NDArray:
-    """*data* in native byte order (a copy only for big-endian data on little-endian hosts)."""
-    if data.dtype.isnative:
-        return data
-    return data.astype(data.dtype.newbyteorder("="))
 
 
 def storage_order_of(affine: ArrayLike) -> NDArray[np.float64]:

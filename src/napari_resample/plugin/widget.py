@@ -69,7 +69,8 @@ from napari_resample.engine.options import (
     Interpolation,
     validate_size,
 )
-from napari_resample.engine.resample import ResamplingCancelled, estimate_memory
+from napari_resample.engine.progress import ResamplingCancelled
+from napari_resample.engine.resample import estimate_memory
 from napari_resample.io.names import OUTPUT_SUFFIX, REFERENCE_SUFFIX, output_name
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.pipeline.reference import LOW_OVERLAP, resample_volume_to_grid
