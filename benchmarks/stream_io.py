@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import ct_volume, interleaved, machine, mb
 
 from napari_resample.io.nifti import load_nifti, save_nifti
-from napari_resample.io.planes import PlaneWriter, open_planes
+from napari_resample.io.plane_reader import open_planes
+from napari_resample.io.plane_writer import PlaneWriter
 
 
 def whole(src: str, dst: str) -> None:

@@ -24,7 +24,7 @@ Sections:
    the time or memory limit, beside ours on the same files: time and peak RSS, measured.
 
 Inputs are CT-like volumes (the formula of ``run.ct_volume``) written plane by plane with
-``napari_resample.io.planes.PlaneWriter`` so that generating them stays small. Markdown on
+``napari_resample.io.plane_writer.PlaneWriter`` so that generating them stays small. Markdown on
 standard output, progress on standard error. See ``benchmarks/README.md`` (Streaming).
 """
 
@@ -134,7 +134,7 @@ def cube_header(shape: tuple[int, int, int], spacing: float = ISO) -> Any:
 
 def write_cube(path: str, n: int) -> None:
     """An n^3 int16 CT-like .nii.gz (spacing ISO), written plane block by plane block."""
-    from napari_resample.io.planes import PlaneWriter
+    from napari_resample.io.plane_writer import PlaneWriter
 
     shape = (n, n, n)
     planes = max(1, (8 << 20) // (n * n * 4))
@@ -188,7 +188,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
     kind = job["job"]
     out: dict[str, Any] = {}
     if kind == "gen":
-        import napari_resample.io.planes  # noqa: F401
+        import napari_resample.io.plane_writer  # noqa: F401
 
         base = _rss()
         t0 = time.perf_counter()
@@ -317,7 +317,8 @@ def overlap(folder: str, repeat: int) -> str:
 
     from napari_resample import resampling
     from napari_resample.io.nifti import load_nifti, save_nifti
-    from napari_resample.io.planes import PlaneWriter, open_planes
+    from napari_resample.io.plane_reader import open_planes
+    from napari_resample.io.plane_writer import PlaneWriter
 
     src = os.path.join(folder, "caseA.nii.gz")
     if not os.path.exists(src):  # the file grids.py makes (nibabel, gzip level 1)
@@ -444,12 +445,13 @@ def where_time_goes(src: str, work: str, out_data: Any, out_header: Any, repeat:
     """Each stage of case A alone (medians of interleaved rounds), and one instrumented
     ``resampling()``: how long the consumer (engine thread) waited for the reader and for the
     writer, and how long it computed."""
-    import napari_resample.io.planes as ns
+    import napari_resample.io.plane_writer as ns
     import napari_resample.pipeline.streamed as fs
     from napari_resample import resampling
     from napari_resample.engine.geometry import grid_positions
     from napari_resample.engine.stream import array_blocks, plan_stream, run_stream
     from napari_resample.io.nifti import load_nifti
+    from napari_resample.io.plane_reader import open_planes
 
     size = CASE.size
     volume = load_nifti(src)
@@ -458,11 +460,11 @@ def where_time_goes(src: str, work: str, out_data: Any, out_header: Any, repeat:
         data.shape, data.dtype, grid_positions(data.shape, size, "origin"), "bspline"
     )
     assert plan is not None
-    planes = ns.open_planes(src).planes_per_block
+    planes = open_planes(src).planes_per_block
     write_only = os.path.join(work, "write_only.nii.gz")
 
     def read_only() -> None:
-        with ns.open_planes(src) as reader:
+        with open_planes(src) as reader:
             for _ in reader:
                 pass
 

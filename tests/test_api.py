@@ -240,7 +240,7 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
     # no output or temporary file: in memory ("resample", "save") and streamed ("stream" while
     # resampling, "stream_write" after planes were written).
     from napari_resample.io import nifti as _io
-    from napari_resample.io import planes as _niistream
+    from napari_resample.io import plane_writer as _niistream
     from napari_resample.pipeline import streamed as _filestream
 
     exc: type[BaseException] = MemoryError if where in ("resample", "stream") else OSError
@@ -568,7 +568,7 @@ def test_concurrent_runs_into_one_new_folder_both_survive_a_failure(tmp_path: Pa
 import os, sys, time
 from pathlib import Path
 from napari_resample import resampling
-from napari_resample.io import planes as _niistream
+from napari_resample.io import plane_writer as _niistream
 flags = Path({str(flags)!r})
 real = _niistream.PlaneWriter.__init__
 def wait_for(name):
@@ -623,12 +623,12 @@ def test_a_later_run_removes_temp_files_of_killed_runs(scan: Path, tmp_path: Pat
     import subprocess
     import sys
 
-    from napari_resample.io.nifti import temp_name
+    from napari_resample.io.atomic import temp_name
 
     out = tmp_path / "out"
     out.mkdir()
     code = (
-        "from napari_resample.io.nifti import temp_name; print(temp_name('x.nii.gz', '.nii.gz'))"
+        "from napari_resample.io.atomic import temp_name; print(temp_name('x.nii.gz', '.nii.gz'))"
     )
     dead = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -272,7 +272,7 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     import subprocess
     import sys
 
-    from napari_resample.io.nifti import temp_name
+    from napari_resample.io.atomic import temp_name
 
     src = make_dataset(tmp_path / "in", images=1, labels=0, corrupt=False)
     out = tmp_path / "out" / "scan_00"
@@ -281,7 +281,7 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
         [
             sys.executable,
             "-c",
-            "from napari_resample.io.nifti import temp_name; "
+            "from napari_resample.io.atomic import temp_name; "
             "print(temp_name('scan_00_resampled.nii.gz', '.nii.gz'))",
         ],
         capture_output=True,
@@ -409,10 +409,10 @@ def test_a_killed_but_unreaped_writer_counts_as_gone(tmp_path):
     import subprocess
     import sys
 
-    from napari_resample.io.nifti import remove_stale_temps
+    from napari_resample.io.atomic import remove_stale_temps
 
     code = (
-        "from napari_resample.io.nifti import temp_name; import os, sys; "
+        "from napari_resample.io.atomic import temp_name; import os, sys; "
         "open(os.path.join(sys.argv[1], temp_name('x.nii.gz', '.nii.gz')), 'w').close()"
     )
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])

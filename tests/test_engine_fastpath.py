@@ -275,6 +275,7 @@ def test_cli_uses_the_fast_engine(monkeypatch, tmp_path) -> None:
 @pytest.mark.parametrize("dtype", ["int16", ">i2", "uint8", "float32", ">f8"])
 def test_fast_gzip_read_equals_nibabel(tmp_path, dtype) -> None:
     pytest.importorskip("isal")
+    from napari_resample.io import gzip as _gz
     from napari_resample.io import nifti as _io
 
     data = volume((33, 21, 17), np.dtype(dtype).newbyteorder("=").name).astype(dtype)
@@ -283,7 +284,7 @@ def test_fast_gzip_read_equals_nibabel(tmp_path, dtype) -> None:
     path = tmp_path / "v.nii.gz"
     nib.save(img, path)
     proxy = nib.load(path).dataobj
-    fast = _io._read_gz_fast(str(path), proxy)
+    fast = _gz.read_gz_fast(str(path), proxy)
     slow = np.asarray(proxy.get_unscaled())
     assert fast.dtype == slow.dtype and fast.shape == slow.shape
     np.testing.assert_array_equal(fast, slow)
@@ -294,6 +295,7 @@ def test_fast_gzip_read_equals_nibabel(tmp_path, dtype) -> None:
 
 
 def test_truncated_gzip_is_refused_with_or_without_isal(tmp_path, monkeypatch) -> None:
+    from napari_resample.io import gzip as _gz
     from napari_resample.io import nifti as _io
 
     path = tmp_path / "v.nii.gz"
@@ -302,7 +304,7 @@ def test_truncated_gzip_is_refused_with_or_without_isal(tmp_path, monkeypatch) -
     path.write_bytes(blob[: len(blob) // 2])
     with pytest.raises(ValueError, match="cannot read"):
         _io.load_nifti(path)
-    monkeypatch.setattr(_io, "_igzip", lambda: None)
+    monkeypatch.setattr(_gz, "_igzip", lambda: None)
     with pytest.raises(ValueError, match="cannot read"):
         _io.load_nifti(path)
 
@@ -311,12 +313,13 @@ def test_fast_gzip_write_holds_what_nibabel_writes(tmp_path, monkeypatch) -> Non
     pytest.importorskip("isal")
     import gzip
 
+    from napari_resample.io import gzip as _gz
     from napari_resample.io import nifti as _io
 
     data = volume((25, 19, 11), "int16")
     header = nib.Nifti1Image(data, np.diag([0.7, 0.7, 2.0, 1])).header
     fast = _io.save_nifti(tmp_path / "fast.nii.gz", data, header)
-    monkeypatch.setattr(_io, "_igzip", lambda: None)
+    monkeypatch.setattr(_gz, "_igzip", lambda: None)
     slow = _io.save_nifti(tmp_path / "slow.nii.gz", data, header)
     with gzip.open(fast, "rb") as a, gzip.open(slow, "rb") as b:
         assert a.read() == b.read()

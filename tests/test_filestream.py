@@ -159,7 +159,7 @@ def test_peak_memory_of_a_streamed_file_stays_within_the_budget(tmp_path) -> Non
         import resource
         import numpy as np, nibabel as nib
         from napari_resample import resampling
-        from napari_resample.io.planes import PlaneWriter
+        from napari_resample.io.plane_writer import PlaneWriter
         from napari_resample.pipeline.streamed import stream_file  # imports before the baseline
         header = nib.Nifti1Header()
         header.set_data_shape((256, 256, 256))

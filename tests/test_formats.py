@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from _plugin_fixtures import coded_volume, rotation
+from napari_resample.io.atomic import remove_stale_temps
 from napari_resample.io.formats import (
     describe_series,
     is_volume_input,
@@ -27,7 +28,7 @@ from napari_resample.io.formats import (
     looks_like_dicom_folder,
     save_itk,
 )
-from napari_resample.io.nifti import XFORM_SCANNER, header_for_affine, remove_stale_temps
+from napari_resample.io.header import XFORM_SCANNER, header_for_affine
 
 sitk = pytest.importorskip("SimpleITK")
 pydicom = pytest.importorskip("pydicom")
@@ -286,7 +287,7 @@ def test_save_itk_refusals(tmp_path):
 
 
 def test_temporary_files_of_itk_writes_are_recognised(tmp_path):
-    from napari_resample.io.nifti import temp_name
+    from napari_resample.io.atomic import temp_name
 
     dead = temp_name("x.nrrd", ".nrrd").replace(f"-{os.getpid()}-", "-999999999-")
     stale = tmp_path / dead

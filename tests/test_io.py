@@ -25,8 +25,9 @@ from conftest import CASES, file_endianness, make_affine, rotation, smooth_volum
 from napari_resample import resampling
 from napari_resample.engine.geometry import voxel_transform
 from napari_resample.io import nifti as _io
+from napari_resample.io.header import resampled_header
 from napari_resample.io.names import nifti_suffix, strip_nifti_suffix
-from napari_resample.io.nifti import load_nifti, resampled_header, save_nifti
+from napari_resample.io.nifti import load_nifti, save_nifti
 
 NEW = (18, 4, 9)
 ANISO = np.diag([0.5, 0.75, 2.5])
@@ -395,6 +396,7 @@ def test_a_real_full_disk_fails_cleanly(small_filesystem: Path) -> None:
 @pytest.mark.parametrize("damage", CORRUPTIONS)
 def test_damaged_gzip_is_refused(gz_volume, monkeypatch, damage: str, inflater: str) -> None:
     # Python's gzip refuses each of these files; so must every read path (isal's and zlib's).
+    from napari_resample.io import gzip as _gz
     from napari_resample.io import nifti as _io
 
     path, blob, _ = gz_volume
@@ -403,7 +405,7 @@ def test_damaged_gzip_is_refused(gz_volume, monkeypatch, damage: str, inflater: 
     with pytest.raises((OSError, EOFError)):  # the damage is real: gzip itself refuses it
         gzip.decompress(path.read_bytes())
     if inflater == "zlib":
-        monkeypatch.setattr(_io, "_igzip", lambda: None)  # as without isal installed
+        monkeypatch.setattr(_gz, "_igzip", lambda: None)  # as without isal installed
     if inflater == "nibabel":  # a proxy the fast reader does not take: nibabel reads the voxels
         monkeypatch.setattr(_io, "_plain_proxy", lambda proxy: False)
     with pytest.raises(ValueError, match=rf"scan\.nii\.gz.*{message}"):
@@ -417,11 +419,11 @@ def test_damaged_gzip_is_refused(gz_volume, monkeypatch, damage: str, inflater: 
 def test_multi_member_and_zero_padded_gzip_still_read(gz_volume, monkeypatch, inflater) -> None:
     # Several members (split inside the header and inside the voxel data, as bgzip does) and
     # zero padding after the last one are legal gzip: read like the one-member file.
-    from napari_resample.io import nifti as _io
+    from napari_resample.io import gzip as _gz
 
     path, blob, data = gz_volume
     if inflater == "zlib":
-        monkeypatch.setattr(_io, "_igzip", lambda: None)  # as without isal installed
+        monkeypatch.setattr(_gz, "_igzip", lambda: None)  # as without isal installed
     raw = gzip.decompress(blob)
     cuts = [0, 100, 5000, 5001, len(raw)]
     members = b"".join(gzip.compress(raw[a:b], mtime=0) for a, b in itertools.pairwise(cuts))

@@ -27,10 +27,13 @@ import _fuzz
 from _gzdamage import CORRUPTIONS
 from _limits import run_limited
 from conftest import CASES, _case
-from napari_resample.io import nifti as _io
-from napari_resample.io import planes as _niistream
+from napari_resample.io import atomic as _atomic
+from napari_resample.io import gzip as _gz
+from napari_resample.io import plane_reader as _reader
+from napari_resample.io import plane_writer as _writer
 from napari_resample.io.nifti import load_nifti, save_nifti, spatial_volume
-from napari_resample.io.planes import PlaneWriter, open_planes
+from napari_resample.io.plane_reader import PlaneReader, open_planes
+from napari_resample.io.plane_writer import PlaneWriter
 
 
 def stream_threads() -> list[threading.Thread]:
@@ -46,10 +49,10 @@ def no_thread_or_temporary_left():
         gc.collect()
         time.sleep(0.01)
     assert stream_threads() == []
-    assert _io._IN_PROGRESS == set()
+    assert _atomic._IN_PROGRESS == set()
 
 
-def read_all(path, **kwargs) -> tuple[_niistream.PlaneReader, np.ndarray, list[int]]:
+def read_all(path, **kwargs) -> tuple[PlaneReader, np.ndarray, list[int]]:
     """The reader (closed), the planes it gave stacked along k, and the k0 of each block."""
     with open_planes(path, **kwargs) as reader:
         starts, blocks = [], []
@@ -140,7 +143,7 @@ def test_impossible_header_is_refused_as_load_nifti_refuses_it(
     def no_read(*args):
         raise AssertionError("voxels were read")
 
-    monkeypatch.setattr(_niistream._Source, "run", no_read)
+    monkeypatch.setattr(_reader._Source, "run", no_read)
     with pytest.raises(type(expected.value), match=re.escape(str(expected.value))):
         open_planes(path)
 
@@ -176,7 +179,7 @@ def test_damaged_gzip_is_refused_by_the_plane_reader(
     corrupt, message = CORRUPTIONS[damage]
     path.write_bytes(corrupt(blob))
     if inflater == "zlib":
-        monkeypatch.setattr(_io, "_igzip", lambda: None)  # as without isal installed
+        monkeypatch.setattr(_gz, "_igzip", lambda: None)  # as without isal installed
     planes = 0
     with pytest.raises(ValueError, match=rf"cannot read .*scan\.nii\.gz.*{message}"):
         with open_planes(path, block_bytes=block_bytes) as reader:
@@ -190,7 +193,7 @@ def test_damaged_gzip_is_refused_by_the_plane_reader(
 def test_multi_member_and_padded_gzip_is_read(gz_volume, monkeypatch, inflater: str) -> None:
     path, blob, data = gz_volume
     if inflater == "zlib":
-        monkeypatch.setattr(_io, "_igzip", lambda: None)
+        monkeypatch.setattr(_gz, "_igzip", lambda: None)
     raw = gzip.decompress(blob)
     cuts = [0, 100, 5000, 5001, len(raw)]
     members = b"".join(gzip.compress(raw[a:b], mtime=0) for a, b in itertools.pairwise(cuts))
@@ -282,7 +285,7 @@ def test_reader_memory_does_not_grow_with_the_planes(tmp_path: Path) -> None:
         finally:
             tracemalloc.stop()
         assert wrong == 0
-    assert max(peaks) < 4 * 4 * plane + 2 * _io._GZ_OUT + 2**20, peaks
+    assert max(peaks) < 4 * 4 * plane + 2 * _gz._GZ_OUT + 2**20, peaks
     assert peaks[1] < peaks[0] + 2**20, peaks
 
 
@@ -403,8 +406,8 @@ def test_nothing_is_left_behind_on_failure(tmp_path: Path) -> None:
     writer = PlaneWriter(dest, header)
     writer.write(planes[:, :, :2])
     names = [n for n in folder_files(tmp_path) if n != dest.name]
-    assert len(names) == 1 and _io._TMP_PATTERN.match(names[0])
-    assert str(tmp_path / names[0]) in _io._IN_PROGRESS
+    assert len(names) == 1 and _atomic._TMP_PATTERN.match(names[0])
+    assert str(tmp_path / names[0]) in _atomic._IN_PROGRESS
     writer.abort()
     assert folder_files(tmp_path) == ["out.nii.gz"] and not writer._thread.is_alive()
 
@@ -458,7 +461,7 @@ def test_disk_full_names_the_path_and_the_free_space(tmp_path: Path, monkeypatch
             self.raw.write(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_io, "gzip_writer", Full)
+    monkeypatch.setattr(_writer, "gzip_writer", Full)
     dest = tmp_path / "result.nii.gz"
     with pytest.raises(OSError, match=r"no space left to write .*result\.nii\.gz.*free in") as err:
         with PlaneWriter(dest, _header((3, 3, 3), np.int16)) as out:
@@ -491,7 +494,8 @@ def test_a_volume_larger_than_the_address_space_streams_through(tmp_path: Path) 
     out = run_limited(
         f"""
         import numpy as np, nibabel as nib
-        from napari_resample.io.planes import PlaneWriter, open_planes
+        from napari_resample.io.plane_reader import open_planes
+        from napari_resample.io.plane_writer import PlaneWriter
         shape = (1024, 1024, 600)
         try:
             np.ones(shape, np.uint16)

@@ -19,6 +19,7 @@ from napari_resample.engine.options import (
     validate_size,
     validate_spacing,
 )
+from napari_resample.io.atomic import make_dirs, remove_empty_dirs, remove_stale_temps
 from napari_resample.io.formats import is_volume_input
 from napari_resample.io.names import (
     OUTPUT_SUFFIX,
@@ -28,7 +29,6 @@ from napari_resample.io.names import (
     output_name,
     volume_suffix,
 )
-from napari_resample.io.nifti import make_dirs, remove_empty_dirs, remove_stale_temps
 from napari_resample.pipeline.reference import reference_grid
 from napari_resample.pipeline.run import (
     FileResult,

@@ -243,7 +243,7 @@ def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
     """One volume (a file or a DICOM folder), as the dataset runner does it but with no
     manifest."""
     from napari_resample.dataset.run import describe_record, run_job
-    from napari_resample.io.nifti import make_dirs, remove_empty_dirs
+    from napari_resample.io.atomic import make_dirs, remove_empty_dirs
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"input does not exist: {path!r}")

@@ -52,6 +52,7 @@ from napari_resample.engine.options import (
     validate_spacing,
 )
 from napari_resample.engine.threads import available_cores, limit_engine_threads
+from napari_resample.io.atomic import make_dirs, remove_empty_dirs, remove_stale_temps
 from napari_resample.io.formats import is_volume_input, looks_like_dicom_folder
 from napari_resample.io.names import (
     OUTPUT_SUFFIX,
@@ -61,11 +62,6 @@ from napari_resample.io.names import (
     output_name,
     volume_name,
     volume_suffix,
-)
-from napari_resample.io.nifti import (
-    make_dirs,
-    remove_empty_dirs,
-    remove_stale_temps,
 )
 from napari_resample.pipeline.run import (
     GridTarget,
@@ -644,7 +640,7 @@ def _worker_init() -> None:
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """Stop a pool worker now: delete the file it is writing, then end the process (unwinding
     instead could meet the pool's own code, which reports exceptions and takes the next task)."""
-    from napari_resample.io.nifti import remove_files_in_progress
+    from napari_resample.io.atomic import remove_files_in_progress
 
     remove_files_in_progress()
     os._exit(128 + signum)

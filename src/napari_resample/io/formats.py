@@ -18,18 +18,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from napari_resample.io.atomic import atomic_output
+from napari_resample.io.header import XFORM_SCANNER, storable
 from napari_resample.io.itk import array_from_image, image_from_array
 from napari_resample.io.names import ITK_SUFFIXES, VOLUME_SUFFIXES, nifti_suffix, volume_suffix
-from napari_resample.io.nifti import (
-    XFORM_SCANNER,
-    NiftiVolume,
-    apply_scaling,
-    atomic_output,
-    load_nifti,
-    native,
-    spatial_volume,
-    storable,
-)
+from napari_resample.io.nifti import NiftiVolume, apply_scaling, load_nifti, native, spatial_volume
 
 #: Suffixes :func:`save_itk` writes (single files; ``.nhdr`` / ``.mhd`` would need two).
 ITK_OUTPUT_SUFFIXES: tuple[str, ...] = (".nrrd", ".mha")
@@ -96,15 +89,36 @@ def load_volume(path: str | os.PathLike[str], *, series: str | None = None) -> N
     return _load_itk_file(path, _FORMAT_NAMES[suffix])
 
 
-def _load_itk_file(path: str, kind: str) -> NiftiVolume:
+def read_itk_information(path: str, kind: str = "an image") -> Any:
+    """A SimpleITK reader of *path* that has read its header (size, spacing, origin, direction,
+    components), not its voxels: what a caller checks before anything large is read.
+
+    Parameters
+    ----------
+    path : str
+        A file SimpleITK reads (NRRD, MetaImage, ...).
+    kind : str
+        What the file was read as, for the message: ``"NRRD"``, ``"MetaImage"``.
+
+    Raises
+    ------
+    ValueError
+        ``cannot read <path> as <kind>: <reason>``, the reason being the useful line of
+        ITK's error, when SimpleITK cannot read the header.
+    """
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     try:
-        reader.ReadImageInformation()  # header only: refuse before reading voxels
+        reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise ValueError(f"cannot read {path!r} as {kind}: {_itk_message(exc)}") from exc
+        raise _cannot_read(path, kind, exc) from exc
+    return reader
+
+
+def _load_itk_file(path: str, kind: str) -> NiftiVolume:
+    reader = read_itk_information(path, kind)  # header only: refuse before reading voxels
     _check_information(
         path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents()
     )
@@ -113,7 +127,7 @@ def _load_itk_file(path: str, kind: str) -> NiftiVolume:
     except MemoryError as exc:
         raise MemoryError(f"not enough memory to read {path!r} (size {reader.GetSize()})") from exc
     except RuntimeError as exc:
-        raise ValueError(f"cannot read {path!r} as {kind}: {_itk_message(exc)}") from exc
+        raise _cannot_read(path, kind, exc) from exc
     return _volume_from_image(image, path)
 
 
@@ -140,6 +154,11 @@ def _volume_from_image(image: Any, path: str, ignored: tuple[str, ...] = ()) -> 
     if data.dtype.kind not in "biuf":
         raise ValueError(f"unsupported voxel type {image.GetPixelIDTypeAsString()} in {path!r}")
     return NiftiVolume(data, affine, None, path=path, ignored=ignored, xform_code=XFORM_SCANNER)
+
+
+def _cannot_read(path: str, kind: str, exc: BaseException) -> ValueError:
+    """What SimpleITK's failure *exc* to read *path* as *kind* raises."""
+    return ValueError(f"cannot read {path!r} as {kind}: {_itk_message(exc)}")
 
 
 def _itk_message(exc: BaseException) -> str:

@@ -136,7 +136,8 @@ def phantom_volumes() -> dict[str, NiftiVolume]:
         ``{"phantom": image volume (int16), "phantom_labels": label volume (uint8)}``.
     """
     from napari_resample.engine.labels import NIFTI_INTENT_LABEL
-    from napari_resample.io.nifti import NiftiVolume, header_for_affine
+    from napari_resample.io.header import header_for_affine
+    from napari_resample.io.nifti import NiftiVolume
 
     image, labels, affine = make_phantom()
     volumes = {}

@@ -37,17 +37,15 @@ from napari_resample.engine.resample import (
     _fill_nonfinite,
     sample_grid,
 )
-from napari_resample.io.names import nifti_suffix
-from napari_resample.io.nifti import (
+from napari_resample.io.header import (
     XFORM_ALIGNED,
     XFORM_SCANNER,
-    NiftiVolume,
     header_for_affine,
-    load_nifti_grid,
     set_stored_dtype,
-    spatial_volume,
     storable_dtype,
 )
+from napari_resample.io.names import nifti_suffix
+from napari_resample.io.nifti import NiftiVolume, load_nifti_grid, spatial_volume
 from napari_resample.pipeline.rules import resolve_interpolation
 
 Method = Literal["auto", "separable", "itk"]

@@ -36,21 +36,19 @@ from napari_resample.engine.options import (
 )
 from napari_resample.engine.progress import CancelSignal, ProgressCallback
 from napari_resample.engine.resample import resample_array
-from napari_resample.io.names import nifti_suffix
-from napari_resample.io.nifti import (
-    NiftiVolume,
+from napari_resample.io.header import (
     header_for_affine,
     resampled_header,
     same_grid,
-    save_volume,
     set_stored_dtype,
-    spatial_volume,
     storable_dtype,
 )
+from napari_resample.io.names import nifti_suffix
+from napari_resample.io.nifti import NiftiVolume, save_volume, spatial_volume
 from napari_resample.pipeline.rules import resolve_interpolation
 
 if TYPE_CHECKING:  # the streaming modules load scipy.sparse: imported when a file is resampled
-    from napari_resample.io.planes import PlaneReader
+    from napari_resample.io.plane_reader import PlaneReader
     from napari_resample.pipeline.streamed import StreamTarget
 
 

@@ -1,10 +1,10 @@
 """A NIfTI file resampled into a NIfTI file, streamed: I/O overlapped with compute, memory bounded.
 
-The input's planes come from :func:`napari_resample.io.planes.open_planes` (decompressed by a
+The input's planes come from :func:`napari_resample.io.plane_reader.open_planes` (decompressed by a
 background thread), go through the streamed engine (:mod:`napari_resample.engine.stream`) and out
-through :class:`napari_resample.io.planes.PlaneWriter` (compressed by another thread): reading,
-computing and writing run at the same time, and memory holds a window of planes, whatever the
-volume's size. The result is the in-memory pipeline's, bit for bit.
+through :class:`napari_resample.io.plane_writer.PlaneWriter` (compressed by another thread):
+reading, computing and writing run at the same time, and memory holds a window of planes, whatever
+the volume's size. The result is the in-memory pipeline's, bit for bit.
 
 What the engine needs to know before the first output plane:
 
@@ -51,8 +51,9 @@ from napari_resample.engine.stream import (
     stream_budget,
     with_fill,
 )
-from napari_resample.io.nifti import set_stored_dtype, storable_dtype
-from napari_resample.io.planes import PlaneReader, PlaneWriter, open_planes
+from napari_resample.io.header import set_stored_dtype, storable_dtype
+from napari_resample.io.plane_reader import PlaneReader, open_planes
+from napari_resample.io.plane_writer import PlaneWriter
 
 
 @dataclass

@@ -41,14 +41,8 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from numpy.typing import ArrayLike, NDArray
 
 from napari_resample.engine.grid import Grid
-from napari_resample.io.nifti import (
-    XFORM_ALIGNED,
-    NiftiVolume,
-    apply_scaling,
-    holds_one_volume,
-    native,
-    same_grid,
-)
+from napari_resample.io.header import XFORM_ALIGNED, same_grid
+from napari_resample.io.nifti import NiftiVolume, apply_scaling, holds_one_volume, native
 
 #: Name of the key under which every layer made by this plugin keeps its NIfTI information.
 METADATA_KEY = "napari_resample"

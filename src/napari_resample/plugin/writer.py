@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_resample.io.header import header_for_grid, set_stored_dtype, storable
 from napari_resample.io.names import nifti_suffix, volume_suffix
-from napari_resample.io.nifti import header_for_grid, save_nifti, set_stored_dtype, storable
+from napari_resample.io.nifti import save_nifti
 from napari_resample.plugin.layout import volume_from_layer
 
 

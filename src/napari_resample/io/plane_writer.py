@@ -1,0 +1,311 @@
+"""NIfTI volumes written plane by plane, for volumes larger than memory.
+
+:class:`PlaneWriter` takes (i, j) planes in k order, the order in which NIfTI stores them and
+:func:`~napari_resample.io.plane_reader.open_planes` delivers them; the compression of a
+``.nii.gz`` runs in a background thread that drains a bounded queue
+(:mod:`napari_resample.io.plane_queue`), so that the producer's computation overlaps it (isal and
+zlib release the GIL). The file is the one :func:`~napari_resample.io.nifti.save_nifti` writes:
+same header bytes, same gzip level, a temporary file renamed into place only when complete
+(:mod:`napari_resample.io.atomic`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import NDArray
+
+from napari_resample.io.atomic import begin_temp, disk_full_error, end_temp, fsync_folder
+from napari_resample.io.gzip import gzip_writer
+from napari_resample.io.names import nifti_suffix
+from napari_resample.io.nifti import image_to_write, spatial_shape
+from napari_resample.io.plane_queue import END, POLL, drain, positive_int
+
+
+class PlaneWriter:
+    """Write a NIfTI volume plane by plane, in k order, atomically.
+
+    The file is what :func:`~napari_resample.io.nifti.save_nifti` writes for the same voxels,
+    header and scaling (the same bytes): NIfTI-1, or NIfTI-2 when *header* is one. It is written
+    to a temporary file in the destination folder (compressed by a background thread for a
+    ``.nii.gz``) and renamed over *path* only by :meth:`close` once every plane was written; an
+    :meth:`abort`, an exception inside the ``with`` block or a wrong number of planes leaves
+    nothing behind.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination ``.nii`` or ``.nii.gz``; its folder must exist.
+    header : nibabel.Nifti1Header or nibabel.Nifti2Header
+        Written as given: its shape (one volume, (I, J, K) or (I, J, K, 1, ...)) says how many
+        planes are expected, its data type how they are stored.
+    slope, inter : float
+        Scaling written to ``scl_slope`` / ``scl_inter``; the planes are stored values.
+    compress : bool, optional
+        Whether to gzip the stream; by default, whether *path* ends in ``.nii.gz``. nibabel
+        tells the two by the suffix, so a value that contradicts it is refused.
+    queue_blocks : int
+        Blocks waiting for the compressing thread, at most.
+
+    Raises
+    ------
+    ValueError
+        A *path* that is not ``.nii`` / ``.nii.gz`` (or contradicts *compress*), a header that
+        is not NIfTI-1/2 or not one volume, a bad *queue_blocks*.
+    OSError
+        The temporary file cannot be made (a missing folder: FileNotFoundError).
+
+    Examples
+    --------
+    >>> import os, shutil, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "ramp.nii")
+    >>> header = nib.Nifti1Header()
+    >>> header.set_data_shape((2, 2, 3))
+    >>> header.set_data_dtype(np.uint8)
+    >>> with PlaneWriter(path, header) as out:
+    ...     for k in range(3):
+    ...         out.write(np.full((2, 2, 1), k, dtype=np.uint8))
+    >>> np.asarray(nib.load(path).dataobj)[0, 0].tolist()
+    [0, 1, 2]
+    >>> shutil.rmtree(folder)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        header: nib.Nifti1Header,
+        *,
+        slope: float = 1.0,
+        inter: float = 0.0,
+        compress: bool | None = None,
+        queue_blocks: int = 2,
+    ) -> None:
+        self.path = path = os.fspath(path)
+        suffix = nifti_suffix(path)
+        if suffix is None:
+            raise ValueError(f"output file must end with .nii or .nii.gz, got {path!r}")
+        gz = suffix == ".nii.gz"
+        if compress is not None and bool(compress) != gz:
+            raise ValueError(
+                f"compress={compress!r} contradicts the suffix of {path!r} (readers decompress "
+                "exactly the .nii.gz files)"
+            )
+        if not isinstance(header, nib.Nifti1Header):  # a Nifti2Header is one
+            raise ValueError(f"header must be a NIfTI-1 or NIfTI-2 header, got {header!r}")
+        queue_blocks = positive_int("queue_blocks", queue_blocks)
+        self.shape = spatial_shape(header.get_data_shape(), path)
+        self.stored = header.get_data_dtype()
+        self.written = 0
+        head = _header_bytes(header, slope, inter)
+        self._folder = os.path.dirname(os.path.abspath(path))
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_blocks)
+        self._stop = threading.Event()
+        self._failure: list[BaseException] = []
+        self._open = True
+        self._tmp = begin_temp(path, suffix)
+        try:
+            self._raw = open(self._tmp, "xb")  # closed by close() or abort()
+        except BaseException:
+            end_temp(self._tmp)
+            raise
+        self._thread = threading.Thread(
+            target=_compress,
+            args=(self._raw, gz, head, self._queue, self._stop, self._failure),
+            name=f"write {path}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def planes(self) -> int:
+        """How many planes the file holds (K)."""
+        return self.shape[2]
+
+    def write(self, block: NDArray) -> None:
+        """Append planes: *block* is (I, J, n), the next n planes in k order.
+
+        Its values are cast to the header's data type (and byte order); a type that does not
+        hold them all exactly is refused.
+
+        Raises
+        ------
+        ValueError
+            A block of the wrong shape, more planes than the header has, values the stored
+            type cannot hold exactly, or a writer that was closed already.
+        OSError
+            The compressing thread's failure to write (a full disk: naming path and free space).
+        """
+        if not self._open:
+            raise ValueError(f"the writer of {self.path!r} is closed")
+        block = np.asarray(block)
+        i, j, k = self.shape
+        if block.ndim != 3 or block.shape[:2] != (i, j) or block.shape[2] < 1:
+            raise ValueError(
+                f"a block of planes for {self.path!r} must have shape ({i}, {j}, n), n >= 1, "
+                f"got {block.shape}"
+            )
+        if self.written + block.shape[2] > k:
+            raise ValueError(
+                f"{self.path!r} holds {k} planes: {self.written} written, "
+                f"{block.shape[2]} more given"
+            )
+        data = _exact_cast(block, self.stored, self.path).tobytes(order="F")
+        try:
+            self._send(data)
+        except BaseException as exc:
+            failure = self._failed(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self.written += block.shape[2]
+
+    def _send(self, item: object) -> None:
+        """Put *item* for the compressing thread; raise its failure if it failed."""
+        while True:
+            if self._failure:
+                raise self._failure[0]
+            try:
+                self._queue.put(item, timeout=POLL)
+                return
+            except queue.Full:
+                continue
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """Abort; what the caller raises for *exc* (a full disk named as save_nifti does)."""
+        self.abort()
+        full = disk_full_error(exc, self.path, self._folder)
+        return exc if full is None else full
+
+    def close(self) -> str:
+        """Finish the file and rename it over *path*; return *path*.
+
+        Raises
+        ------
+        ValueError
+            Fewer planes than the header's K were written (the temporary file is removed).
+        OSError
+            The data could not be written (a full disk: naming path and free space).
+        """
+        if not self._open:
+            raise ValueError(f"the writer of {self.path!r} is closed")
+        if self.written != self.planes:
+            self.abort()
+            raise ValueError(
+                f"{self.path!r} was not written: its header has {self.planes} planes of "
+                f"{self.shape[0]} x {self.shape[1]}, {self.written} were given"
+            )
+        try:
+            self._send(END)
+            self._thread.join()
+            if self._failure:
+                raise self._failure[0]
+            self._raw.close()
+            os.replace(self._tmp, self.path)
+        except BaseException as exc:
+            failure = self._failed(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._open = False
+        end_temp(self._tmp)
+        fsync_folder(self._folder)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop writing and remove the temporary file; *path* is left as it was."""
+        self._open = False
+        self._stop.set()
+        drain(self._queue)
+        self._thread.join()
+        self._raw.close()
+        Path(self._tmp).unlink(missing_ok=True)
+        end_temp(self._tmp)
+
+    def __enter__(self) -> PlaneWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._open:
+            self.close()
+
+
+def _compress(
+    raw: Any,
+    gz: bool,
+    head: bytes,
+    inbox: queue.Queue[Any],
+    stop: threading.Event,
+    failure: list[BaseException],
+) -> None:
+    """The writing thread: *head*, then every block of *inbox* until END, into *raw* (through
+    gzip when *gz*), then fsync; a failure is appended to *failure*."""
+    try:
+        stream = gzip_writer(raw) if gz else raw
+        stream.write(head)
+        while True:
+            try:
+                item = inbox.get(timeout=POLL)
+            except queue.Empty:
+                if stop.is_set():
+                    return
+                continue
+            if item is END:
+                break
+            if stop.is_set():
+                return
+            stream.write(item)
+        if gz:
+            stream.close()  # the gzip trailer; *raw* stays open
+        raw.flush()
+        os.fsync(raw.fileno())
+    except BaseException as exc:
+        failure.append(exc)
+
+
+def _header_bytes(header: nib.Nifti1Header, slope: float, inter: float) -> bytes:
+    """The bytes :func:`~napari_resample.io.nifti.save_nifti` writes before the voxels of a volume
+    of *header*'s shape and type: nibabel's header, extensions and padding to ``vox_offset``."""
+    native = header.get_data_dtype().newbyteorder("=")
+    stand_in = np.broadcast_to(np.zeros((), dtype=native), header.get_data_shape())
+    img = image_to_write(stand_in, header, slope, inter)
+    img.update_header()  # what nibabel's to_file_map does before writing the header
+    hdr = img.header
+    out = io.BytesIO()
+    hdr.write_to(out)
+    out.write(bytes(hdr.get_data_offset() - out.tell()))
+    return out.getvalue()
+
+
+def _exact_cast(block: NDArray, stored: np.dtype, path: str) -> NDArray:
+    """*block* in the on-disk type *stored*: numpy's safe casts, or values that are the same
+    after the cast (in range, integral for an integer type); ValueError otherwise."""
+    if block.dtype == stored or np.can_cast(block.dtype, stored, "safe"):
+        return block.astype(stored, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cast = block.astype(stored)
+        same = cast == block
+        if stored.kind in "iu":
+            info = np.iinfo(stored)
+            same &= (block >= info.min) & (block <= info.max)
+        elif block.dtype.kind == "f":
+            same |= np.isnan(block) & np.isnan(cast)
+    if not same.all():
+        where = tuple(int(n) for n in np.argwhere(~same)[0])
+        raise ValueError(
+            f"{block.dtype} values for {path!r} must be exactly representable as its stored "
+            f"type {stored}: got {block[where].item()!r} at {where} of the block"
+        )
+    return cast
