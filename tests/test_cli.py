@@ -214,7 +214,7 @@ def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
     # image, in memory (one read) for "auto" on a small volume whose voxels decide.
     from napari_resample import api as _api
     from napari_resample import resampling
-    from napari_resample.dataset import run as _dataset
+    from napari_resample.dataset import task as _task
     from napari_resample.pipeline.run import resample_file
 
     calls = []
@@ -225,7 +225,7 @@ def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(_api, "resample_file", spy)
-    monkeypatch.setattr(_dataset, "resample_file", spy)
+    monkeypatch.setattr(_task, "resample_file", spy)
     src = _write(tmp_path / "a.nii.gz", np.ones((4, 4, 4), np.int16), np.eye(4))
     resampling(src, tmp_path / "o1", (2, 2, 2))
     assert main([src, str(tmp_path / "o2"), "--size", "2", "2", "2", "--quiet"]) == 0

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from _datasets import tree_digest, write_image
-from napari_resample.dataset.run import MANIFEST_NAME
+from napari_resample.dataset.manifest import MANIFEST_NAME
 
 SIZE = ["--size", "160", "160", "96"]
 TIMEOUT = 120
