@@ -433,3 +433,32 @@ def test_a_killed_but_unreaped_writer_counts_as_gone(tmp_path):
     assert len(remove_stale_temps(tmp_path)) == 2
     assert list(tmp_path.iterdir()) == []
     zombie.wait()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fill_value": 5}, "fill_value applies only with reference, not with desired_volume"),
+        ({"reference": "REF", "anchor": "center"}, "anchor applies only with desired_volume or"),
+        ({"reference": "REF", "antialias": True}, "antialias applies only with desired_volume"),
+        ({"series": "1.2.3"}, "series '1.2.3' applies to folders of DICOM files"),
+        ({"workers": 2, "executor": "POOL"}, "workers=2 sizes the local pool, and executor"),
+    ],
+)
+def test_options_that_would_do_nothing_are_refused(tmp_path, kwargs, match):
+    # Silently ignoring them would let a caller believe they were applied.
+    from napari_resample.dataset.plan import UnusedOptionError
+
+    src = make_dataset(tmp_path / "in", images=1, labels=0, corrupt=False)
+    ref = write_image(tmp_path / "ref.nii.gz", shape=(6, 5, 4))
+    args = {"desired_volume": None if "reference" in kwargs else SIZE, "progress": False}
+    with ThreadPoolExecutor(1) as pool:
+        for key, value in kwargs.items():
+            args[key] = {"REF": ref, "POOL": pool}.get(value, value)
+        with pytest.raises(UnusedOptionError, match=match):
+            resampling_dataset(src, tmp_path / "out", **args)
+    assert not (tmp_path / "out").exists()
+    # Left at their defaults (or given where they apply), the same options are accepted.
+    assert run(src, tmp_path / "ok", fill_value=0, anchor="origin", antialias=False)
+    ok = resampling_dataset(src, tmp_path / "r", reference=ref, fill_value=5, progress=False)
+    assert len(ok) == 1

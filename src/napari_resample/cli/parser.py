@@ -12,7 +12,12 @@ import argparse
 import sys
 from typing import NoReturn
 
-from napari_resample.dataset.plan import DEFAULT_SAVING_MODE
+from napari_resample.dataset.plan import (
+    DEFAULT_SAVING_MODE,
+    TARGET_OPTIONS,
+    UnusedOptionError,
+    check_options_apply,
+)
 from napari_resample.engine.options import ANCHORS, AUTO_INTERPOLATIONS, SAVING_MODES
 
 PROG = "napari-resample"
@@ -250,6 +255,12 @@ def check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         return
     if args.size is None and args.spacing is None and args.like is None:
         parser.error("one of --size X Y Z, --spacing SX SY SZ or --like REFERENCE is required")
+    target = "desired_volume" if args.size else "spacing" if args.spacing else "reference"
+    given = [dest for dest in TARGET_OPTIONS if getattr(args, dest) not in (None, False)]
+    try:  # here, not only when planning: --sample writes its files before the plan is made
+        check_options_apply(target, given, OPTION_NAMES)
+    except UnusedOptionError as exc:
+        parser.error(str(exc))
     if args.sample and args.like is not None:
         parser.error("--sample takes --size or --spacing, not --like")
     if args.sample and args.series is not None:
