@@ -302,6 +302,7 @@ SIZE = ["--size", "2", "2", "2"]
         ("file", [*SIZE, "--series", "1.2.3"], "--series '1.2.3' applies to folders of DICOM"),
         ("folder", [*SIZE, "--series", "1.2.3"], "none of the 2 input(s) is one"),
         ("file", [*SIZE, "--workers", "2"], "--workers applies to a folder of volumes"),
+        ("file", [*SIZE, "--workers", "0"], "--workers applies to a folder of volumes"),
         ("file", [*SIZE, "--scheduler", "tcp://nowhere:1"], "--scheduler applies to a folder"),
         ("file", [*SIZE, "--saving-mode", "folder"], "--saving-mode applies to a folder"),
         ("file", [*SIZE, "--recursive", "--no-resume"], "--recursive --no-resume applies to"),
@@ -309,7 +310,7 @@ SIZE = ["--size", "2", "2", "2"]
         ("file", [*SIZE, "--verify"], "--verify re-hashes OUTPUT_DIR's manifest and takes no "),
         ("file", ["--verify", "--interpolation", "auto"], "but --quiet, got --interpolation"),
         (None, ["--sample", *SIZE, "--recursive"], "--recursive walks the subfolders of INPUT"),
-        (None, ["--sample", *SIZE, "--fill-value", "1"], "--fill-value applies only with --like"),
+        (None, ["--sample", *SIZE, "--fill-value", "0"], "--fill-value applies only with --like"),
     ],
 )
 def test_options_that_do_nothing_are_bad_usage(tmp_path, scans, capsys, source, extra, message):

@@ -227,6 +227,12 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
+def is_given(value: object) -> bool:
+    """Whether an option's parsed *value* says the command line set it (None and False are
+    the parser's defaults; ``--fill-value 0`` and ``--workers 0`` are given)."""
+    return value is not None and value is not False
+
+
 def given_options(args: argparse.Namespace) -> list[str]:
     """The options of *args* that the command line set, spelled as typed (``--fill-value``),
     in the parser's order; INPUT, OUTPUT_DIR and --verify itself are not counted."""
@@ -234,7 +240,7 @@ def given_options(args: argparse.Namespace) -> list[str]:
     return [
         "--" + dest.replace("_", "-")
         for dest, value in vars(args).items()
-        if dest not in ("paths", "verify") and value is not None and value is not False
+        if dest not in ("paths", "verify") and is_given(value)
     ]
 
 
@@ -256,7 +262,7 @@ def check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     if args.size is None and args.spacing is None and args.like is None:
         parser.error("one of --size X Y Z, --spacing SX SY SZ or --like REFERENCE is required")
     target = "desired_volume" if args.size else "spacing" if args.spacing else "reference"
-    given = [dest for dest in TARGET_OPTIONS if getattr(args, dest) not in (None, False)]
+    given = [dest for dest in TARGET_OPTIONS if is_given(getattr(args, dest))]
     try:  # here, not only when planning: --sample writes its files before the plan is made
         check_options_apply(target, given, OPTION_NAMES)
     except UnusedOptionError as exc:

@@ -21,6 +21,7 @@ from napari_resample.cli.parser import (
     OPTION_NAMES,
     build_parser,
     check_usage,
+    is_given,
     print_error,
 )
 from napari_resample.dataset.plan import DEFAULT_SAVING_MODE, UnusedOptionError
@@ -105,7 +106,7 @@ def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"input does not exist: {path!r}")
-    unused = [name for dest, name in DATASET_OPTIONS.items() if getattr(args, dest)]
+    unused = [name for dest, name in DATASET_OPTIONS.items() if is_given(getattr(args, dest))]
     if unused:
         raise UnusedOptionError(
             f"{' '.join(unused)} applies to a folder of volumes (a dataset), and INPUT is one "
