@@ -257,7 +257,7 @@ def child(kind: str, folder: str, out: str) -> None:
     seconds = time.perf_counter() - t0
     mem = sampler.finish()
     if kind != "ref" and kind != "resume":
-        from napari_resample.dataset.run import MANIFEST_NAME, read_manifest
+        from napari_resample.dataset.manifest import MANIFEST_NAME, read_manifest
 
         for rec in read_manifest(os.path.join(out, MANIFEST_NAME)).values():
             per_file[os.path.basename(rec["input"])] = rec["seconds"]
@@ -321,7 +321,7 @@ def check(out1: str, outn: str, n: int) -> tuple[bool, str]:
 def manifest_seconds(out: str) -> dict[str, list[float]]:
     """Per-file ``seconds`` of the manifest (the worker's read + resample + write + hashes),
     by interpolation used."""
-    from napari_resample.dataset.run import MANIFEST_NAME, read_manifest
+    from napari_resample.dataset.manifest import MANIFEST_NAME, read_manifest
 
     by: dict[str, list[float]] = {}
     for rec in read_manifest(os.path.join(out, MANIFEST_NAME)).values():
@@ -336,12 +336,13 @@ def pool_startup(paths: list[str]) -> float:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from napari_resample.dataset.run import _worker_init, input_fingerprint, pool_plan
+    from napari_resample.dataset.manifest import input_fingerprint
+    from napari_resample.dataset.pool import pool_plan, worker_init
 
     n, _ = pool_plan(None, len(paths))
     t0 = time.perf_counter()
     pool = ProcessPoolExecutor(
-        max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
     )
     list(pool.map(input_fingerprint, paths[:n]))
     pool.shutdown(wait=True)
@@ -350,7 +351,7 @@ def pool_startup(paths: list[str]) -> float:
 
 def breakdown(path: str) -> dict[str, float]:
     """Seconds of each stage of one file's job, in this process, all cores for the engine."""
-    from napari_resample.dataset.run import file_sha256
+    from napari_resample.dataset.manifest import file_sha256
     from napari_resample.io.nifti import load_nifti, save_volume
     from napari_resample.pipeline.rules import resolve_interpolation
     from napari_resample.pipeline.run import resample_volume
@@ -458,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(args, info, results, seconds_by, bd, startup, verdict) -> None:
-    from napari_resample.dataset.run import pool_plan
+    from napari_resample.dataset.pool import pool_plan
 
     med = {k: statistics.median(r["seconds"] for r in v) for k, v in results.items()}
     n = info["files"]

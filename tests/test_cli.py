@@ -214,7 +214,7 @@ def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
     # image, in memory (one read) for "auto" on a small volume whose voxels decide.
     from napari_resample import api as _api
     from napari_resample import resampling
-    from napari_resample.dataset import run as _dataset
+    from napari_resample.dataset import task as _task
     from napari_resample.pipeline.run import resample_file
 
     calls = []
@@ -225,7 +225,7 @@ def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(_api, "resample_file", spy)
-    monkeypatch.setattr(_dataset, "resample_file", spy)
+    monkeypatch.setattr(_task, "resample_file", spy)
     src = _write(tmp_path / "a.nii.gz", np.ones((4, 4, 4), np.int16), np.eye(4))
     resampling(src, tmp_path / "o1", (2, 2, 2))
     assert main([src, str(tmp_path / "o2"), "--size", "2", "2", "2", "--quiet"]) == 0
@@ -257,3 +257,180 @@ def test_cli_says_when_it_replaces_an_output(tmp_path, capsys):
     line = capsys.readouterr().out.splitlines()[0]
     assert "-> (replaced) " in line and "scan_resampled.nii.gz" in line
     assert nib.load(os.path.join(out, "scan_resampled.nii.gz")).shape == (3, 3, 3)
+
+
+# ----------------------------------------------------------------- one meaning, one format
+
+
+def _exit_code(argv) -> int:
+    """main's exit code, whether it returns it or argparse raises SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+@pytest.fixture
+def scans(tmp_path):
+    """A file, a dataset folder of two files and a reference, in tmp_path."""
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])
+    one = _write(tmp_path / "scan.nii.gz", np.ones((8, 6, 4), np.int16), affine)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name in ("a", "b"):
+        _write(folder / f"{name}.nii.gz", np.ones((8, 6, 4), np.int16), affine)
+    ref = _write(tmp_path / "ref.nii.gz", np.zeros((4, 3, 2), np.uint8), affine)
+    return {"file": one, "folder": str(folder), "ref": ref}
+
+
+SIZE = ["--size", "2", "2", "2"]
+
+
+@pytest.mark.parametrize(
+    ("source", "extra", "message"),
+    [
+        (
+            "file",
+            [*SIZE, "--fill-value", "5"],
+            "--fill-value applies only with --like, not with --size",
+        ),
+        ("file", ["--spacing", "1", "1", "1", "--fill-value", "0"], "--fill-value applies only"),
+        ("folder", [*SIZE, "--fill-value", "5"], "--fill-value applies only with --like"),
+        ("file", ["--like", "REF", "--anchor", "center"], "--anchor applies only with --size or"),
+        ("file", ["--like", "REF", "--anchor", "origin"], "--anchor applies only with --size or"),
+        ("folder", ["--like", "REF", "--antialias"], "--antialias applies only with --size or"),
+        ("file", [*SIZE, "--series", "1.2.3"], "--series '1.2.3' applies to folders of DICOM"),
+        ("folder", [*SIZE, "--series", "1.2.3"], "none of the 2 input(s) is one"),
+        ("file", [*SIZE, "--workers", "2"], "--workers applies to a folder of volumes"),
+        ("file", [*SIZE, "--workers", "0"], "--workers applies to a folder of volumes"),
+        ("file", [*SIZE, "--scheduler", "tcp://nowhere:1"], "--scheduler applies to a folder"),
+        ("file", [*SIZE, "--saving-mode", "folder"], "--saving-mode applies to a folder"),
+        ("file", [*SIZE, "--recursive", "--no-resume"], "--recursive --no-resume applies to"),
+        ("folder", [*SIZE, "--workers", "1", "--scheduler", "x"], "not allowed with argument"),
+        ("file", [*SIZE, "--verify"], "--verify re-hashes OUTPUT_DIR's manifest and takes no "),
+        ("file", ["--verify", "--interpolation", "auto"], "but --quiet, got --interpolation"),
+        (None, ["--sample", *SIZE, "--recursive"], "--recursive walks the subfolders of INPUT"),
+        (None, ["--sample", *SIZE, "--fill-value", "0"], "--fill-value applies only with --like"),
+    ],
+)
+def test_options_that_do_nothing_are_bad_usage(tmp_path, scans, capsys, source, extra, message):
+    # An option the call would ignore is refused, exit 2, one line, before anything is made.
+    extra = [scans["ref"] if arg == "REF" else arg for arg in extra]
+    paths = [] if source is None else [scans[source]]
+    out = tmp_path / "out"
+    assert _exit_code([*paths, str(out), *extra]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("napari-resample: error: ")
+    assert message in err[0] and err[0].endswith("(see --help)")
+    assert not out.exists()
+
+
+def test_the_same_options_used_where_they_apply_are_accepted(tmp_path, scans):
+    # The counterpart of each refusal above: each option does something in its own call.
+    out = str(tmp_path / "o")
+    assert main([scans["file"], out, "--like", scans["ref"], "--fill-value", "5", "--quiet"]) == 0
+    assert main([scans["file"], out, *SIZE, "--anchor", "center", "--antialias", "--quiet"]) == 0
+    dataset = [*SIZE, "--workers", "1", "--saving-mode", "case", "--recursive", "--no-resume"]
+    assert main([scans["folder"], out, *dataset, "--quiet"]) == 0
+    assert os.path.isfile(os.path.join(out, "a", "a_resampled.nii.gz"))
+    assert main(["unused", out, "--verify", "--quiet"]) == 0
+
+
+def test_one_saving_mode_default_for_python_and_the_command_line(tmp_path, scans, capsys):
+    import inspect
+
+    from napari_resample import resampling_dataset
+    from napari_resample.dataset.plan import DEFAULT_SAVING_MODE
+
+    python = inspect.signature(resampling_dataset).parameters
+    assert python["saving_mode"].default == DEFAULT_SAVING_MODE == "folder"
+    assert python["interpolation"].default == "auto"
+    cli_out, py_out = tmp_path / "cli", tmp_path / "py"
+    assert main([scans["folder"], str(cli_out), *SIZE, "--workers", "1", "--quiet"]) == 0
+    resampling_dataset(scans["folder"], py_out, (2, 2, 2), workers=1, progress=False)
+    assert sorted(os.listdir(cli_out)) == sorted(os.listdir(py_out))
+    assert "a_resampled.nii.gz" in os.listdir(cli_out)
+    # --help states the default and why.
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "folder (default, as in Python's resampling_dataset)" in text
+    assert "an image and its label map stay side by side" in text
+
+
+def test_every_long_option_is_named_after_its_dest():
+    # given_options() spells what the user typed from the namespace: it relies on this.
+    from napari_resample.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if action.option_strings and action.dest not in ("help", "version"):
+            assert action.option_strings[-1] == "--" + action.dest.replace("_", "-")
+
+
+def _corrupt(path):
+    path.write_bytes(b"not gzip")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "parse",
+        "usage",
+        "unused",
+        "missing_input",
+        "failed_file",
+        "failed_in_dataset",
+        "verify_mismatch",
+        "verify_no_manifest",
+        "interrupted",
+    ],
+)
+def test_every_error_line_comes_from_print_error(tmp_path, scans, capsys, monkeypatch, case):
+    # Every line on standard error, on every error path, is "napari-resample: error: ..." and
+    # was written by print_error (spied in both modules that call it).
+    from napari_resample.cli import parser as cli_parser
+    from napari_resample.cli import run as cli_run
+
+    out = str(tmp_path / "out")
+    argv = {
+        "parse": [scans["file"], out, "--size", "2", "2"],
+        "usage": [scans["file"], out],
+        "unused": [scans["file"], out, *SIZE, "--fill-value", "1"],
+        "missing_input": [str(tmp_path / "nowhere.nii.gz"), out, *SIZE],
+        "failed_file": [_corrupt(tmp_path / "bad.nii.gz"), out, *SIZE],
+        "failed_in_dataset": [scans["folder"], out, *SIZE, "--workers", "1", "--quiet"],
+        "verify_mismatch": [scans["folder"], out, "--verify"],
+        "verify_no_manifest": [scans["folder"], str(tmp_path), "--verify"],
+        "interrupted": [scans["folder"], out, *SIZE, "--workers", "1", "--quiet"],
+    }[case]
+    if case == "failed_in_dataset":
+        _corrupt(tmp_path / "folder" / "c.nii.gz")
+    if case == "verify_mismatch":
+        assert main([scans["folder"], out, *SIZE, "--workers", "1", "--quiet"]) == 0
+        with open(os.path.join(out, "a_resampled.nii.gz"), "ab") as fh:
+            fh.write(b"\0")
+    if case == "interrupted":
+        from napari_resample.dataset import run as dataset_run
+
+        def interrupt(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(dataset_run, "execute_jobs", interrupt)
+    capsys.readouterr()
+    written = []
+    real = cli_parser.print_error
+
+    def spy(message):
+        written.append(f"napari-resample: error: {message}")
+        real(message)
+
+    monkeypatch.setattr(cli_parser, "print_error", spy)
+    monkeypatch.setattr(cli_run, "print_error", spy)
+    code = _exit_code(argv)
+    expected = {"parse": 2, "usage": 2, "unused": 2, "interrupted": 130}.get(case, 1)
+    assert code == expected
+    err = capsys.readouterr().err.splitlines()
+    assert err and err == written
+    assert all(line.startswith("napari-resample: error: ") for line in err)

@@ -14,7 +14,8 @@ import pytest
 
 from _datasets import make_dataset, tree_digest, write_image, write_labels
 from napari_resample import resampling_dataset, verify_dataset
-from napari_resample.dataset.run import MANIFEST_NAME, input_fingerprint, pool_plan, read_manifest
+from napari_resample.dataset.manifest import MANIFEST_NAME, input_fingerprint, read_manifest
+from napari_resample.dataset.pool import pool_plan
 
 SIZE = (14, 12, 9)
 
@@ -24,7 +25,8 @@ def lines(out: Path) -> list[dict]:
 
 
 def run(src, out, **kwargs):
-    kwargs.setdefault("workers", 1)
+    if "executor" not in kwargs:  # workers sizes the local pool: not with an executor
+        kwargs.setdefault("workers", 1)
     kwargs.setdefault("progress", False)
     return resampling_dataset(src, out, SIZE, **kwargs)
 
@@ -32,7 +34,7 @@ def run(src, out, **kwargs):
 def test_case_layout_returns_done_outputs_in_input_order(tmp_path):
     src = make_dataset(tmp_path / "in", images=3, labels=1)
     out = tmp_path / "out"
-    done = run(src, out)
+    done = run(src, out, saving_mode="case")
     names = ["scan_00", "scan_00_seg", "scan_01", "scan_02"]
     assert done == [os.path.join(str(out), n, f"{n}_resampled.nii.gz") for n in names]
     # Besides the outputs and the manifest, nothing: no folder for the broken file, no state.
@@ -43,9 +45,9 @@ def test_case_layout_returns_done_outputs_in_input_order(tmp_path):
     assert len(records) == 5 and sum(r["status"] == "failed" for r in records) == 1
 
 
-def test_folder_layout_and_explicit_list(tmp_path):
+def test_folder_layout_is_the_default_and_takes_explicit_lists(tmp_path):
     src = make_dataset(tmp_path / "in", images=2, labels=0, corrupt=False)
-    done = run(src, tmp_path / "flat", saving_mode="folder")
+    done = run(src, tmp_path / "flat")  # "folder", as on the command line
     assert sorted(os.listdir(tmp_path / "flat")) == [
         MANIFEST_NAME,
         "scan_00_resampled.nii.gz",
@@ -231,8 +233,8 @@ def test_resume_skips_done_files_and_adds_no_line(tmp_path):
 def test_resume_redoes_what_changed(tmp_path):
     src = make_dataset(tmp_path / "in", images=4, labels=0)
     out = tmp_path / "out"
-    run(src, out)
-    outputs = {Path(p).parent.name: Path(p) for p in run(src, out)}
+    run(src, out, saving_mode="case")
+    outputs = {Path(p).parent.name: Path(p) for p in run(src, out, saving_mode="case")}
     start = len(lines(out))
     write_image(src / "scan_00.nii.gz", seed=99)  # changed input
     outputs["scan_01"].write_bytes(outputs["scan_01"].read_bytes()[:-10])  # truncated output
@@ -241,7 +243,7 @@ def test_resume_redoes_what_changed(tmp_path):
     outputs["scan_02"].write_bytes(data)
     outputs["scan_03"].unlink()  # missing output
     write_image(src / "broken.nii.gz", seed=5)  # failed before, now a good file
-    run(src, out)
+    run(src, out, saving_mode="case")
     redone = sorted(Path(r["input"]).name for r in lines(out)[start:])
     assert redone == [
         f"{n}.nii.gz" for n in ("broken", "scan_00", "scan_01", "scan_02", "scan_03")
@@ -249,9 +251,9 @@ def test_resume_redoes_what_changed(tmp_path):
     assert all(r["status"] == "done" for r in lines(out)[start:])
     # Other parameters: everything again. resume=False: everything again.
     start = len(lines(out))
-    run(src, out, anchor="center")
+    run(src, out, saving_mode="case", anchor="center")
     assert len(lines(out)) == start + 5
-    run(src, out, anchor="center", resume=False)
+    run(src, out, saving_mode="case", anchor="center", resume=False)
     assert len(lines(out)) == start + 10
 
 
@@ -291,7 +293,7 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     (out / dead).write_bytes(b"half a file")
     ours = temp_name("scan_00_resampled.nii.gz", ".nii.gz")  # this process: alive
     (out / ours).write_bytes(b"being written")
-    run(src, tmp_path / "out")
+    run(src, tmp_path / "out", saving_mode="case")
     assert sorted(os.listdir(out)) == sorted([ours, "scan_00_resampled.nii.gz"])
 
 
@@ -431,3 +433,32 @@ def test_a_killed_but_unreaped_writer_counts_as_gone(tmp_path):
     assert len(remove_stale_temps(tmp_path)) == 2
     assert list(tmp_path.iterdir()) == []
     zombie.wait()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fill_value": 5}, "fill_value applies only with reference, not with desired_volume"),
+        ({"reference": "REF", "anchor": "center"}, "anchor applies only with desired_volume or"),
+        ({"reference": "REF", "antialias": True}, "antialias applies only with desired_volume"),
+        ({"series": "1.2.3"}, "series '1.2.3' applies to folders of DICOM files"),
+        ({"workers": 2, "executor": "POOL"}, "workers=2 sizes the local pool, and executor"),
+    ],
+)
+def test_options_that_would_do_nothing_are_refused(tmp_path, kwargs, match):
+    # Silently ignoring them would let a caller believe they were applied.
+    from napari_resample.dataset.plan import UnusedOptionError
+
+    src = make_dataset(tmp_path / "in", images=1, labels=0, corrupt=False)
+    ref = write_image(tmp_path / "ref.nii.gz", shape=(6, 5, 4))
+    args = {"desired_volume": None if "reference" in kwargs else SIZE, "progress": False}
+    with ThreadPoolExecutor(1) as pool:
+        for key, value in kwargs.items():
+            args[key] = {"REF": ref, "POOL": pool}.get(value, value)
+        with pytest.raises(UnusedOptionError, match=match):
+            resampling_dataset(src, tmp_path / "out", **args)
+    assert not (tmp_path / "out").exists()
+    # Left at their defaults (or given where they apply), the same options are accepted.
+    assert run(src, tmp_path / "ok", fill_value=0, anchor="origin", antialias=False)
+    ok = resampling_dataset(src, tmp_path / "r", reference=ref, fill_value=5, progress=False)
+    assert len(ok) == 1

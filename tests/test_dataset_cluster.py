@@ -15,7 +15,7 @@ import pytest
 
 from _datasets import make_dataset, tree_digest, write_image
 from napari_resample import resampling_dataset
-from napari_resample.dataset.run import MANIFEST_NAME
+from napari_resample.dataset.manifest import MANIFEST_NAME
 
 distributed = pytest.importorskip("distributed")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from _datasets import tree_digest, write_image
-from napari_resample.dataset.run import MANIFEST_NAME
+from napari_resample.dataset.manifest import MANIFEST_NAME
 
 SIZE = ["--size", "160", "160", "96"]
 TIMEOUT = 120
@@ -122,6 +122,7 @@ def test_interrupt_stops_cleanly(dataset, uninterrupted, tmp_path, sig, code, wo
     err = proc.stderr.read().decode()
     assert returned == code, err
     assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("napari-resample: error: "), err
     files = tree_digest(out)
     assert [name for name in files if Path(name).name.startswith(".")] == []
     empty = [d for d, subdirs, names in os.walk(out) if not subdirs and not names]

@@ -22,13 +22,9 @@ from _datasets import write_image
 from _plugin_fixtures import coded_volume
 from napari_resample import resample_to_reference, resample_to_spacing, resampling
 from napari_resample.cli import main
-from napari_resample.dataset.run import (
-    MANIFEST_NAME,
-    file_sha256,
-    input_fingerprint,
-    plan_dataset,
-    verify_dataset,
-)
+from napari_resample.dataset.manifest import MANIFEST_NAME, file_sha256, input_fingerprint
+from napari_resample.dataset.plan import plan_dataset
+from napari_resample.dataset.run import verify_dataset
 from napari_resample.io.formats import list_dicom_series, load_volume
 from napari_resample.pipeline.run import resample_volume
 from test_formats import CT, FLIP, OBLIQUE, OBLIQUE_MR, SEVERAL, read_series_with_sitk, write_sitk
@@ -138,7 +134,7 @@ def test_cli_series_picks_one_of_several(tmp_path, capsys):
 
 def test_cli_series_with_a_file_is_refused(tmp_path, capsys):
     src = itk_file(tmp_path / "a.nrrd")
-    assert main([str(src), str(tmp_path / "out"), "--size", "2", "2", "2", "--series", "1"]) == 1
+    assert main([str(src), str(tmp_path / "out"), "--size", "2", "2", "2", "--series", "1"]) == 2
     assert "applies to folders of DICOM files" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

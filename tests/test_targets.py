@@ -17,7 +17,7 @@ import pytest
 from _datasets import make_dataset, write_image
 from napari_resample import resampling_dataset
 from napari_resample.cli import main
-from napari_resample.dataset.run import MANIFEST_NAME
+from napari_resample.dataset.manifest import MANIFEST_NAME
 
 
 def _records(out: Path) -> list[dict]:

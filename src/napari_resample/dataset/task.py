@@ -1,0 +1,108 @@
+"""One file of a dataset run: :func:`run_job`, a task that needs nothing but its arguments.
+
+Every file goes through the one file pipeline (:func:`napari_resample.pipeline.run.resample_file`),
+so the same task runs in this process, in a local process pool or on any
+``concurrent.futures.Executor`` (a dask.distributed ``Client.get_executor()`` for a cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+
+from napari_resample.dataset.manifest import file_sha256
+from napari_resample.dataset.plan import Job
+from napari_resample.engine.threads import limit_engine_threads
+from napari_resample.pipeline.run import (
+    GridTarget,
+    SizeTarget,
+    SpacingTarget,
+    Target,
+    resample_file,
+)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Resample one file of a dataset and describe what happened (never raises for the file's
+    own problems: they are the record's ``error``)."""
+    from napari_resample.version import __version__
+
+    start = time.perf_counter()
+    before = after = None
+    used = None
+    try:
+        with limit_engine_threads(job.threads), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = resample_file(
+                job.input,
+                job.output,
+                job_target(job),
+                interpolation=job.interpolation,
+                series=job.series,
+                max_memory=job.max_memory,
+            )
+            before, after, used = result.before, result.after, result.interpolation
+        info = dict(result.info, streamed=result.streamed)
+        if caught:
+            info["warnings"] = [str(w.message) for w in caught]
+        stat = os.stat(job.output)
+        outcome = {
+            **info,
+            "output_size": stat.st_size,
+            "output_mtime_ns": stat.st_mtime_ns,
+            "output_sha256": file_sha256(job.output),
+            "input_sha256": file_sha256(job.input),
+        }
+        return job_record(
+            job, time.perf_counter() - start, before, after, used, __version__, outcome
+        )
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return job_record(
+            job, time.perf_counter() - start, before, None, used, __version__, error=error
+        )
+
+
+def job_target(job: Job) -> Target:
+    """The target grid of *job* for :func:`napari_resample.pipeline.run.resample_file`."""
+    if job.reference is not None:
+        from napari_resample.pipeline.reference import reference_grid
+
+        return GridTarget(reference_grid(job.reference), job.fill_value)
+    if job.spacing is not None:
+        return SpacingTarget(job.spacing, job.anchor, job.antialias)
+    assert job.size is not None
+    return SizeTarget(job.size, job.anchor, job.antialias)
+
+
+def job_record(
+    job: Job,
+    seconds: float,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    used: str | None = None,
+    version: str | None = None,
+    outcome: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The manifest record of *job*: done with *outcome*, or failed with *error*."""
+    if version is None:
+        from napari_resample.version import __version__ as version
+    return {
+        "input": job.input,
+        "input_size": job.fingerprint.get("size"),
+        "input_mtime_ns": job.fingerprint.get("mtime_ns"),
+        "input_sample_hash": job.fingerprint.get("sample_hash"),
+        "output": job.output,
+        "params": job.params,
+        "interpolation_used": used,
+        "version": version,
+        "status": "failed" if error is not None else "done",
+        "error": error,
+        "before": before,
+        "after": after,
+        "seconds": round(seconds, 4),
+        **(outcome or {}),
+    }
