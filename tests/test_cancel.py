@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_resample import ResamplingCancelled, resample_array
-from napari_resample.engine import separable as _separable
+from napari_resample.engine import threads as _threads
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.pipeline.run import resample_volume
 
@@ -21,7 +21,7 @@ def _volume(shape=(40, 36, 30), dtype=np.int16) -> np.ndarray:
 
 @pytest.mark.parametrize("interpolation", ["bspline", "linear", "label"])
 def test_progress_is_reported_per_slab_and_is_monotone(monkeypatch, interpolation) -> None:
-    monkeypatch.setattr(_separable, "_CHUNK", 1)  # one index per slab: many slabs
+    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)  # one index per slab: many slabs
     data = _volume()
     seen: list[float] = []
     out, _ = resample_array(data, (30, 50, 20), interpolation=interpolation, progress=seen.append)
@@ -35,7 +35,7 @@ def test_progress_is_reported_per_slab_and_is_monotone(monkeypatch, interpolatio
 @pytest.mark.parametrize("interpolation", ["bspline", "label"])
 @pytest.mark.parametrize("kind", ["event", "callable"])
 def test_cancel_stops_the_run_within_a_slab(monkeypatch, interpolation, kind) -> None:
-    monkeypatch.setattr(_separable, "_CHUNK", 1)
+    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)
     data = _volume()
     stop = threading.Event()
     seen: list[float] = []
@@ -50,7 +50,7 @@ def test_cancel_stops_the_run_within_a_slab(monkeypatch, interpolation, kind) ->
             data, (30, 50, 20), interpolation=interpolation, progress=progress, cancel=cancel
         )
     # stopped within one slab per engine thread: far from the whole job
-    assert 1 <= len(seen) <= 2 * _separable._workers() + 1, seen
+    assert 1 <= len(seen) <= 2 * _threads.engine_threads() + 1, seen
     assert max(seen) < 0.5
 
 
