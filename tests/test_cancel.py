@@ -1,4 +1,4 @@
-"""Progress per slab and a cancel between slabs (docs/decisions.md, D18)."""
+"""Progress per slab and a cancel between slabs (docs/decisions.md, D18), in both engines."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_resample import ResamplingCancelled, resample_array
+from napari_resample.engine import stream_plan as _stream_plan
 from napari_resample.engine import threads as _threads
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.pipeline.run import resample_volume
@@ -70,3 +71,32 @@ def test_resample_volume_passes_the_cancel_on() -> None:
     with pytest.raises(ResamplingCancelled):
         resample_volume(volume, (8, 8, 8), cancel=stop)
     assert resample_volume(volume, (8, 8, 8), cancel=threading.Event()).data.shape == (8, 8, 8)
+
+
+@pytest.mark.parametrize("interpolation", ["bspline", "label"])
+def test_streamed_progress_is_the_one_formula_per_chunk(monkeypatch, interpolation) -> None:
+    # One Ticker for every engine: after chunk n of N output planes, n / (N + 1); 1.0 at the
+    # end (the in-memory engine counts slabs with the same formula).
+    monkeypatch.setattr(_stream_plan, "CHUNK_BYTES", 1)  # one output plane per chunk
+    size = (30, 50, 20)
+    seen: list[float] = []
+    out = np.empty(size, np.int16)
+    resample_array(_volume(), size, interpolation=interpolation, out=out, progress=seen.append)
+    assert seen == [n / (size[2] + 1) for n in range(1, size[2] + 1)] + [1.0]
+    expected, _ = resample_array(_volume(), size, interpolation=interpolation)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_cancel_stops_a_streamed_run_after_the_chunk_in_hand(monkeypatch) -> None:
+    monkeypatch.setattr(_stream_plan, "CHUNK_BYTES", 1)
+    stop = threading.Event()
+    seen: list[float] = []
+
+    def progress(fraction: float) -> None:
+        seen.append(fraction)
+        stop.set()
+
+    out = np.zeros((30, 50, 20), np.int16)
+    with pytest.raises(ResamplingCancelled):
+        resample_array(_volume(), out.shape, out=out, progress=progress, cancel=stop)
+    assert seen == [1 / 21]

@@ -120,6 +120,25 @@ def test_non_finite_input_is_reported_before_anything_is_emitted() -> None:
     assert emitted == []
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.float32])
+def test_the_first_pass_range_is_the_in_memory_clamp_range(dtype) -> None:
+    # Both engines clamp to one range (engine/clamp.py): read plane by plane it is the whole
+    # volume's, exact for integers float64 cannot hold (2**62 + 1 is not a float64).
+    from napari_resample.engine.clamp import value_range
+    from napari_resample.engine.stream import value_range_of
+
+    data = _data((5, 4, 7), np.int16).astype(dtype)
+    if np.dtype(dtype).kind in "iu":
+        data[1, 2, 5] = 2**62 + 1
+    got = value_range_of(data, data.shape, data.dtype)
+    assert got == value_range(data) == (data.min().item(), data.max().item())
+    assert type(got[1]) is (int if np.dtype(dtype).kind in "iu" else float)
+    if np.dtype(dtype).kind == "f":  # a NaN or Inf has no clamp range here: not streamed
+        data[0, 0, 3] = np.inf
+        with pytest.raises(NonFiniteInput):
+            value_range_of(data, data.shape, data.dtype)
+
+
 def test_planes_out_of_order_are_refused() -> None:
     data = _data((4, 4, 4), np.int16)
     plan = plan_stream(
