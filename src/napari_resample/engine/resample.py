@@ -48,6 +48,7 @@ from napari_resample.engine.options import (
 from napari_resample.engine.progress import (
     CancelSignal,
     ProgressCallback,
+    Ticker,
     cancel_check,
 )
 from napari_resample.engine.threads import SLAB_ELEMENTS, engine_threads
@@ -353,18 +354,16 @@ def sample_grid(
         f"resampling a {data.shape} {data.dtype} volume to {size} ({interpolation})",
     )
     check = cancel_check(cancel)
-    if check is not None:
-        check()
+    job = Ticker(1, progress, check)  # the engines tick their own steps; this is the frame
+    job.before_step()
     out = _resample_values(data, positions, interpolation, antialias, progress, check)
     if fill_value is not None:
         for axis, (n, x) in enumerate(zip(data.shape, positions, strict=True)):
             outside = ~inside_positions(n, x)
             if outside.any():
                 out[(slice(None),) * axis + (outside,)] = fill_value
-    if check is not None:
-        check()
-    if progress is not None:
-        progress(1.0)
+    job.before_step()
+    job.finished()
     return out
 
 
