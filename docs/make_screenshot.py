@@ -62,20 +62,21 @@ def make_screenshot(path: str | Path = DEFAULT_PATH, viewer=None, timeout: float
         widget.output_dir.value = Path("~/scans")
         widget.output_dir.line_edit.native.setText("~/scans")  # shown as typed, not expanded
         widget.preset.value = "512 x 512 x 256"
-        from napari_resample.engine import separable as _separable
+        from napari_resample.engine import progress as _progress
+        from napari_resample.engine import threads as _threads
 
         # The run is held at a third of its slabs until the picture is taken (then cancelled):
         # caught half-way however fast or loaded the machine is.
-        chunk, slab_done = _separable._CHUNK, _separable._Ticker.slab_done
+        chunk, step_done = _threads.SLAB_ELEMENTS, _progress.Ticker.step_done
         gate = threading.Event()
 
-        def held_slab_done(ticker) -> None:
-            slab_done(ticker)
+        def held_step_done(ticker, steps: int = 1) -> None:
+            step_done(ticker, steps)
             if ticker.done >= ticker.total / 3:
                 gate.wait(timeout)
 
-        _separable._CHUNK = 1 << 13  # many small slabs: a smooth progress bar
-        _separable._Ticker.slab_done = held_slab_done
+        _threads.SLAB_ELEMENTS = 1 << 13  # many small slabs: a smooth progress bar
+        _progress.Ticker.step_done = held_step_done
         try:
             if widget.run() is None:
                 raise RuntimeError(f"the widget refused to run: {widget.status.value}")
@@ -94,8 +95,8 @@ def make_screenshot(path: str | Path = DEFAULT_PATH, viewer=None, timeout: float
             widget.cancel()
         finally:
             gate.set()
-            _separable._CHUNK = chunk
-            _separable._Ticker.slab_done = slab_done
+            _threads.SLAB_ELEMENTS = chunk
+            _progress.Ticker.step_done = step_done
         while widget.running and time.monotonic() < deadline + 2 * timeout:
             QApplication.processEvents()
             time.sleep(0.01)

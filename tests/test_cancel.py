@@ -1,4 +1,4 @@
-"""Progress per slab and a cancel between slabs (docs/decisions.md, D18)."""
+"""Progress per slab and a cancel between slabs (docs/decisions.md, D18), in both engines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from napari_resample import ResamplingCancelled, resample_array
-from napari_resample.engine import separable as _separable
+from napari_resample.engine import stream_plan as _stream_plan
+from napari_resample.engine import threads as _threads
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.pipeline.run import resample_volume
 
@@ -21,7 +22,7 @@ def _volume(shape=(40, 36, 30), dtype=np.int16) -> np.ndarray:
 
 @pytest.mark.parametrize("interpolation", ["bspline", "linear", "label"])
 def test_progress_is_reported_per_slab_and_is_monotone(monkeypatch, interpolation) -> None:
-    monkeypatch.setattr(_separable, "_CHUNK", 1)  # one index per slab: many slabs
+    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)  # one index per slab: many slabs
     data = _volume()
     seen: list[float] = []
     out, _ = resample_array(data, (30, 50, 20), interpolation=interpolation, progress=seen.append)
@@ -35,7 +36,7 @@ def test_progress_is_reported_per_slab_and_is_monotone(monkeypatch, interpolatio
 @pytest.mark.parametrize("interpolation", ["bspline", "label"])
 @pytest.mark.parametrize("kind", ["event", "callable"])
 def test_cancel_stops_the_run_within_a_slab(monkeypatch, interpolation, kind) -> None:
-    monkeypatch.setattr(_separable, "_CHUNK", 1)
+    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)
     data = _volume()
     stop = threading.Event()
     seen: list[float] = []
@@ -50,7 +51,7 @@ def test_cancel_stops_the_run_within_a_slab(monkeypatch, interpolation, kind) ->
             data, (30, 50, 20), interpolation=interpolation, progress=progress, cancel=cancel
         )
     # stopped within one slab per engine thread: far from the whole job
-    assert 1 <= len(seen) <= 2 * _separable._workers() + 1, seen
+    assert 1 <= len(seen) <= 2 * _threads.engine_threads() + 1, seen
     assert max(seen) < 0.5
 
 
@@ -70,3 +71,32 @@ def test_resample_volume_passes_the_cancel_on() -> None:
     with pytest.raises(ResamplingCancelled):
         resample_volume(volume, (8, 8, 8), cancel=stop)
     assert resample_volume(volume, (8, 8, 8), cancel=threading.Event()).data.shape == (8, 8, 8)
+
+
+@pytest.mark.parametrize("interpolation", ["bspline", "label"])
+def test_streamed_progress_is_the_one_formula_per_chunk(monkeypatch, interpolation) -> None:
+    # One Ticker for every engine: after chunk n of N output planes, n / (N + 1); 1.0 at the
+    # end (the in-memory engine counts slabs with the same formula).
+    monkeypatch.setattr(_stream_plan, "CHUNK_BYTES", 1)  # one output plane per chunk
+    size = (30, 50, 20)
+    seen: list[float] = []
+    out = np.empty(size, np.int16)
+    resample_array(_volume(), size, interpolation=interpolation, out=out, progress=seen.append)
+    assert seen == [n / (size[2] + 1) for n in range(1, size[2] + 1)] + [1.0]
+    expected, _ = resample_array(_volume(), size, interpolation=interpolation)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_cancel_stops_a_streamed_run_after_the_chunk_in_hand(monkeypatch) -> None:
+    monkeypatch.setattr(_stream_plan, "CHUNK_BYTES", 1)
+    stop = threading.Event()
+    seen: list[float] = []
+
+    def progress(fraction: float) -> None:
+        seen.append(fraction)
+        stop.set()
+
+    out = np.zeros((30, 50, 20), np.int16)
+    with pytest.raises(ResamplingCancelled):
+        resample_array(_volume(), out.shape, out=out, progress=progress, cancel=stop)
+    assert seen == [1 / 21]

@@ -39,11 +39,11 @@ def test_readme_work_type_claims_match_the_engine():
     # hold them exactly). The documented rule must be the engine's.
     import numpy as np
 
-    from napari_resample.engine.separable import _work_dtype
+    from napari_resample.engine.clamp import work_dtype
 
     readme = " ".join((ROOT / "README.md").read_text().split())
-    wide = [t for t in ("int32", "uint32", "int64", "uint64") if _work_dtype(np.dtype(t)) == "f8"]
-    narrow = [t for t in ("int8", "uint8", "int16", "uint16") if _work_dtype(np.dtype(t)) == "f4"]
+    wide = [t for t in ("int32", "uint32", "int64", "uint64") if work_dtype(np.dtype(t)) == "f8"]
+    narrow = [t for t in ("int8", "uint8", "int16", "uint16") if work_dtype(np.dtype(t)) == "f4"]
     assert len(wide) == 4 and len(narrow) == 4
     assert "float64 for float64 input and for integers wider than 16 bits" in readme
     assert "never builds a float64 copy of 8- or 16-bit integer data" in readme

@@ -23,6 +23,7 @@ from _references import itk_resample
 from napari_resample import resample_array
 from napari_resample.engine import operators as _operators
 from napari_resample.engine import separable as _separable
+from napari_resample.engine import threads as _threads
 from napari_resample.engine import vote as _vote
 from napari_resample.engine.geometry import sample_positions
 
@@ -135,7 +136,7 @@ def test_slab_cutting_does_not_change_the_result(monkeypatch, interpolation, ant
     data = volume((23, 19, 14), "float64", seed=5)
     size = (9, 31, 6)
     whole, _ = resample_array(data, size, interpolation=interpolation, antialias=antialias)
-    monkeypatch.setattr(_separable, "_CHUNK", 1)
+    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)
     sliced, _ = resample_array(data, size, interpolation=interpolation, antialias=antialias)
     np.testing.assert_allclose(sliced, whole, rtol=0, atol=1e-12 * np.abs(whole).max())
 
@@ -175,7 +176,7 @@ def test_no_float64_copy_for_small_integers(monkeypatch, dtype) -> None:
     size = (112, 100, 72)
     resample_array(data, (8, 8, 8))  # import and warm up outside the trace
     # Small slabs, so that the bound below measures full-size arrays, not per-thread buffers.
-    monkeypatch.setattr(_separable, "_CHUNK", 1 << 14)
+    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1 << 14)
     tracemalloc.start()
     try:
         resample_array(data, size)
@@ -233,11 +234,11 @@ def test_thread_pool_never_exceeds_the_cores(monkeypatch) -> None:
 
 def _spy_engine(monkeypatch) -> list[tuple]:
     """Record the operators the engine builds (in memory or streamed: both build them with
-    ``_separable.build_ops``), as ``(input shape, changed axes)``."""
-    from napari_resample.engine import stream as _stream
+    ``operators.build_ops``), as ``(input shape, changed axes)``."""
+    from napari_resample.engine import stream_plan as _stream_plan
 
     calls: list[tuple] = []
-    real = _separable.build_ops
+    real = _operators.build_ops
 
     def spy(shape, *args, **kwargs):
         ops = real(shape, *args, **kwargs)
@@ -245,7 +246,7 @@ def _spy_engine(monkeypatch) -> list[tuple]:
         return ops
 
     monkeypatch.setattr(_separable, "build_ops", spy)
-    monkeypatch.setattr(_stream, "build_ops", spy)
+    monkeypatch.setattr(_stream_plan, "build_ops", spy)
     return calls
 
 

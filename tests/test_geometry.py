@@ -181,3 +181,28 @@ def test_resample_array_returns_the_geometry_affine(name: str, anchor: str) -> N
 def test_resample_array_default_affine_is_identity() -> None:
     _, b = resample_array(np.zeros((4, 6, 8), np.float32), (8, 3, 8))
     np.testing.assert_allclose(b, np.diag([0.5, 2.0, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize("past_edge, inside", [(0.5, True), (2.0, False)])
+def test_one_field_of_view_tolerance_for_samples_and_overlap(past_edge, inside) -> None:
+    # A sample FOV_TOL * past_edge beyond the half-voxel edge: the fill rule of the engines
+    # (inside_positions) and the overlap of a reference grid (overlap_fraction) agree.
+    from napari_resample.engine.geometry import FOV_TOL, inside_positions
+    from napari_resample.engine.grid import overlap_fraction
+
+    for at in (-0.5 - past_edge * FOV_TOL, 3.5 + past_edge * FOV_TOL):
+        assert bool(inside_positions(4, np.array([at]))[0]) is inside
+        ref = np.eye(4)
+        ref[0, 3] = at  # the reference's one voxel sits at input index `at` along i
+        assert overlap_fraction((4, 1, 1), np.eye(4), (1, 1, 1), ref) == float(inside)
+
+
+def test_nearest_index_is_the_nearest_voxel_with_halves_up_and_edges_held() -> None:
+    from napari_resample.engine.geometry import nearest_index
+
+    x = np.array([-3.0, -0.5, -0.49, 0.49, 0.5, 1.5, 2.49, 2.5, 9.0])
+    assert nearest_index(3, x).tolist() == [0, 0, 0, 0, 1, 2, 2, 2, 2]
+    data = np.arange(3, dtype=np.int16).reshape(3, 1, 1)
+    got, _ = resample_array(data, (7, 1, 1), interpolation="nearest")  # x = 3 / 7 * i
+    want = nearest_index(3, sample_positions(3, 7, "origin"))
+    assert got.ravel().tolist() == want.tolist() == [0, 0, 1, 1, 2, 2, 2]

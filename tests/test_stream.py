@@ -18,9 +18,10 @@ import pytest
 import zarr
 
 from napari_resample import resample_array
-from napari_resample.engine import stream as _stream
+from napari_resample.engine import stream_plan as _stream_plan
 from napari_resample.engine.geometry import grid_positions
-from napari_resample.engine.stream import NonFiniteInput, array_blocks, plan_stream, run_stream
+from napari_resample.engine.stream import NonFiniteInput, array_blocks, run_stream
+from napari_resample.engine.stream_plan import plan_stream
 
 CASES = [
     ((20, 17, 13), (9, 11, 7)),  # down on every axis
@@ -74,7 +75,7 @@ def _streamed(data, size, mode, anchor, antialias, planes, known_range):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("mode", MODES)
 def test_streamed_equals_in_memory_bit_for_bit(shape, size, dtype, mode, monkeypatch) -> None:
-    monkeypatch.setattr(_stream, "CHUNK_BYTES", 1)  # one output plane per chunk
+    monkeypatch.setattr(_stream_plan, "CHUNK_BYTES", 1)  # one output plane per chunk
     data = _data(shape, dtype)
     for anchor in ("origin", "center"):
         for antialias in (False, True) if mode in ("bspline", "linear") else (False,):
@@ -93,7 +94,7 @@ def test_chunks_of_many_planes_give_the_same_bits() -> None:
     plan = plan_stream(
         data.shape, data.dtype, grid_positions(data.shape, size, "origin"), "bspline"
     )
-    assert _stream.chunk_planes(plan, data.dtype) > 4  # the default cuts several planes
+    assert _stream_plan.chunk_planes(plan, data.dtype) > 4  # the default cuts several planes
     np.testing.assert_array_equal(_streamed(data, size, "bspline", "origin", False, 5, False), ref)
 
 
@@ -117,6 +118,25 @@ def test_non_finite_input_is_reported_before_anything_is_emitted() -> None:
             out_dtype=data.dtype,
         )
     assert emitted == []
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.float32])
+def test_the_first_pass_range_is_the_in_memory_clamp_range(dtype) -> None:
+    # Both engines clamp to one range (engine/clamp.py): read plane by plane it is the whole
+    # volume's, exact for integers float64 cannot hold (2**62 + 1 is not a float64).
+    from napari_resample.engine.clamp import value_range
+    from napari_resample.engine.stream import value_range_of
+
+    data = _data((5, 4, 7), np.int16).astype(dtype)
+    if np.dtype(dtype).kind in "iu":
+        data[1, 2, 5] = 2**62 + 1
+    got = value_range_of(data, data.shape, data.dtype)
+    assert got == value_range(data) == (data.min().item(), data.max().item())
+    assert type(got[1]) is (int if np.dtype(dtype).kind in "iu" else float)
+    if np.dtype(dtype).kind == "f":  # a NaN or Inf has no clamp range here: not streamed
+        data[0, 0, 3] = np.inf
+        with pytest.raises(NonFiniteInput):
+            value_range_of(data, data.shape, data.dtype)
 
 
 def test_planes_out_of_order_are_refused() -> None:
@@ -195,7 +215,7 @@ def test_peak_memory_stays_within_the_budget(tmp_path) -> None:
     code = f"""
         import resource, numpy as np, zarr
         from napari_resample import resample_array
-        from napari_resample.engine.stream import plan_stream  # imports done before the baseline
+        from napari_resample.engine.stream_plan import plan_stream  # imported before the baseline
         shape, size = (256, 256, 256), (512, 512, 512)
         src = zarr.open_array({str(tmp_path / "in.zarr")!r}, mode="w", shape=shape,
                               chunks=(256, 256, 8), dtype="int16")

@@ -15,7 +15,7 @@ import napari_resample.plugin.widget as widget_module
 from _plugin_fixtures import AFFINES, rotation, stored_world
 from napari_resample import resample_to_reference, resample_to_spacing
 from napari_resample.engine import memory as _memory
-from napari_resample.engine import separable as _separable
+from napari_resample.engine import threads as _threads
 from napari_resample.plugin.widget import ORANGE, RED, ResampleWidget
 from test_widget import TIMEOUT_MS, _ct, _errors, _held, _open, _run, _save
 
@@ -225,7 +225,7 @@ def test_cancel_stops_a_match_layer_run(qtbot, viewer, widget, monkeypatch):
     seen = []
     held = _held(widget_module.resample_volume_to_grid, seen)
     monkeypatch.setattr(widget_module, "resample_volume_to_grid", held)
-    monkeypatch.setattr(_separable, "_CHUNK", 1)
+    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)
     source = viewer.add_image(_ct(), name="ct")
     target = viewer.add_image(np.zeros((30, 40, 16), np.int16), name="fine", scale=(0.3, 0.5, 0.8))
     widget.layer.value = source

@@ -10,7 +10,7 @@ import pytest
 
 import napari_resample.plugin.widget as widget_module
 from napari_resample.engine import memory as _memory
-from napari_resample.engine import separable as _separable
+from napari_resample.engine import threads as _threads
 from napari_resample.plugin.widget import ResampleWidget
 from test_widget import TIMEOUT_MS, _ct, _errors, _held, _run, _save
 
@@ -49,7 +49,7 @@ def _spy_progress(monkeypatch, widget):
 def test_progress_moves_slab_by_slab_in_the_widget_and_the_activity_dock(
     qtbot, viewer, widget, monkeypatch
 ):
-    monkeypatch.setattr(_separable, "_CHUNK", 1)  # one index per slab: many slabs
+    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)  # one index per slab: many slabs
     seen = _spy_progress(monkeypatch, widget)
     widget.layer.value = viewer.add_image(_ct(), name="ct")
     widget.target_size.value = (30, 40, 16)
@@ -68,7 +68,7 @@ def test_cancel_stops_the_run_adds_no_layer_and_the_widget_is_ready(
     real = widget_module.resample_volume
     seen = []  # the real engine, held after each slab until the user cancels
     monkeypatch.setattr(widget_module, "resample_volume", _held(real, seen))
-    monkeypatch.setattr(_separable, "_CHUNK", 1)
+    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)
     widget.layer.value = viewer.add_image(_ct(), name="ct")
     widget.output_dir.value = tmp_path
     widget.target_size.value = (30, 40, 16)
@@ -78,7 +78,7 @@ def test_cancel_stops_the_run_adds_no_layer_and_the_widget_is_ready(
     qtbot.waitUntil(lambda: bool(seen), timeout=TIMEOUT_MS)
     widget.run_button.native.click()  # the user clicks Cancel
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
-    assert len(seen) <= 2 * _separable._workers()  # stopped within a slab per thread
+    assert len(seen) <= 2 * _threads.engine_threads()  # stopped within a slab per thread
     assert [lay.name for lay in viewer.layers] == ["ct"] and widget.result_layer is None
     assert list(tmp_path.iterdir()) == []
     assert "cancelled" in widget.status.value

@@ -132,20 +132,49 @@ def is_identity(n_in: int, x: NDArray[np.float64]) -> bool:
     return x.size == n_in and bool(np.array_equal(x, np.arange(n_in, dtype=np.float64)))
 
 
+#: How far (in voxels) a position may lie past the half-voxel edge of the field of view and
+#: still count as inside it: rounding in the affine algebra, not a margin. The one tolerance of
+#: :func:`inside_positions` and :func:`napari_resample.engine.grid.overlap_fraction`.
+FOV_TOL = 1e-6
+
+
+def fov_limits(n_in: int) -> tuple[float, float]:
+    """The continuous indices bounding the field of view of an *n_in*-voxel axis: half a voxel
+    beyond the outer voxel centres, widened by :data:`FOV_TOL`.
+
+    Examples
+    --------
+    >>> fov_limits(4)
+    (-0.500001, 3.500001)
+    """
+    return -0.5 - FOV_TOL, n_in - 0.5 + FOV_TOL
+
+
 def inside_positions(n_in: int, x: NDArray[np.float64]) -> NDArray[np.bool_]:
     """Which positions lie within the input's field of view along one axis: within half a
-    voxel of a voxel centre, ``-1/2 <= x <= n_in - 1/2`` (to 1e-6 voxel, for rounding).
+    voxel of a voxel centre, ``-1/2 <= x <= n_in - 1/2`` (:func:`fov_limits`).
 
     Examples
     --------
     >>> inside_positions(4, np.array([-0.6, -0.5, 3.5, 3.6])).tolist()
     [False, True, True, False]
     """
-    return (x >= -0.5 - _INSIDE_TOL) & (x <= n_in - 0.5 + _INSIDE_TOL)
+    low, high = fov_limits(n_in)
+    return (x >= low) & (x <= high)
 
 
-#: Rounding allowance of :func:`inside_positions`, in voxels.
-_INSIDE_TOL = 1e-6
+def nearest_index(n_in: int, x: NDArray[np.float64]) -> NDArray[np.int64]:
+    """The input voxel nearest to each position along one axis, edges held: the one rule of
+    nearest-neighbour sampling (halves round up).
+
+    Examples
+    --------
+    >>> nearest_index(4, grid_positions((4, 1, 1), (6, 1, 1), "origin")[0]).tolist()
+    [0, 1, 1, 2, 3, 3]
+    >>> nearest_index(3, np.array([-0.7, 0.5, 1.49, 9.0])).tolist()
+    [0, 1, 1, 2]
+    """
+    return np.clip(np.floor(x + 0.5), 0, n_in - 1).astype(np.int64)
 
 
 def voxel_transform(old_shape: ArrayLike, new_shape: ArrayLike, anchor: Anchor) -> NDArray:

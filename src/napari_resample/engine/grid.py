@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from napari_resample.engine.geometry import Positions
+from napari_resample.engine.geometry import Positions, fov_limits
 from napari_resample.engine.options import validate_spacing
 
 
@@ -112,7 +112,8 @@ def voxel_map(in_affine: ArrayLike, ref_affine: ArrayLike) -> NDArray[np.float64
 
 
 #: How far (in input voxels, over the whole output grid) dropping a map's off-axis terms may
-#: move a sample for the map to count as axis-aligned.
+#: move a sample for the map to count as axis-aligned (not a field-of-view rule: that is
+#: :data:`napari_resample.engine.geometry.FOV_TOL`).
 ALIGNED_TOL = 1e-3
 
 
@@ -182,7 +183,9 @@ def overlap_fraction(
 
     Exact (no sampling): along each line of output voxels the input index is linear, so the
     voxels inside form an interval computed from the six faces of the input's field of view
-    (within half a voxel of its outer voxel centres, as :func:`_geometry.inside_positions`).
+    (within half a voxel of its outer voxel centres:
+    :func:`napari_resample.engine.geometry.fov_limits`, the rule of
+    :func:`napari_resample.engine.geometry.inside_positions`).
 
     Examples
     --------
@@ -196,7 +199,6 @@ def overlap_fraction(
     m = voxel_map(in_affine, out_affine)
     n_in = [int(n) for n in in_shape[:3]]
     n0, n1, n2 = (int(n) for n in out_shape[:3])
-    tol = 1e-6
     j = np.arange(n1, dtype=np.float64)[:, None]
     inside = 0
     for k in range(n2):  # one output plane at a time: memory of one plane
@@ -204,7 +206,7 @@ def overlap_fraction(
         hi = np.full((n1, 1), n0 - 1.0)
         for r in range(3):
             start = m[r, 1] * j + m[r, 2] * k + m[r, 3]
-            low, high = -0.5 - tol, n_in[r] - 0.5 + tol
+            low, high = fov_limits(n_in[r])
             slope = m[r, 0]
             if abs(slope) < 1e-12:
                 hi = np.where((start < low) | (start > high), -1.0, hi)

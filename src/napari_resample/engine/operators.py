@@ -16,7 +16,7 @@ after the other. Along one axis, output sample ``i'`` reads the input at the con
 The matrices are built sparse from the start, in float64 (:func:`axis_operator`): their memory
 grows with ``n_out`` times the taps a row needs, never with ``n_out x n_in`` (a 32766-voxel axis
 made from 2 voxels, or 4 made from 20000, costs next to nothing).
-:mod:`napari_resample.engine.separable` converts them to the working type and applies them.
+:func:`build_ops` converts them to the working type for the engines, which apply them.
 
 Examples
 --------
@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from napari_resample.engine.geometry import position_step, sample_positions
+from napari_resample.engine.geometry import Positions, is_identity, position_step, sample_positions
 from napari_resample.engine.options import Anchor
 
 #: Pole of the cubic B-spline prefilter: its inverse decays like ``|_POLE|`` (0.27) per voxel.
@@ -160,7 +160,7 @@ def _prefilter_inverse_rows(used: NDArray[np.int64], n: int) -> sparse.csr_matri
     return _taps_matrix(np.arange(used.size), cols, np.broadcast_to(h, cols.shape), used.size, n)
 
 
-def _linear_weights(
+def linear_weights(
     n_in: int, x: NDArray[np.float64]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
     """Linear interpolation at positions *x*: ``(1 - t) * in[j0] + t * in[j1]``, holding the
@@ -168,7 +168,7 @@ def _linear_weights(
 
     Examples
     --------
-    >>> j0, j1, t = _linear_weights(3, np.array([-1.0, 0.25, 2.0, 5.0]))
+    >>> j0, j1, t = linear_weights(3, np.array([-1.0, 0.25, 2.0, 5.0]))
     >>> j0.tolist(), j1.tolist(), t.tolist()
     ([0, 0, 2, 2], [1, 1, 2, 2], [0.0, 0.25, 0.0, 0.0])
     """
@@ -180,7 +180,7 @@ def _linear_weights(
 def _linear_matrix(n_in: int, x: NDArray[np.float64]) -> sparse.csr_matrix:
     """Linear interpolation at positions *x*, holding the edge value outside [0, n_in - 1]."""
     n_out = x.size
-    j0, j1, t = _linear_weights(n_in, x)
+    j0, j1, t = linear_weights(n_in, x)
     return _taps_matrix(
         np.arange(n_out), np.stack([j0, j1], 1), np.stack([1 - t, t], 1), n_out, n_in
     )
@@ -234,3 +234,20 @@ def _truncate(m: sparse.csr_matrix, tol: float = 1e-9) -> sparse.csr_matrix:
     m.data[np.abs(m.data) < tol] = 0.0
     m.eliminate_zeros()
     return m
+
+
+def build_ops(
+    shape: tuple[int, ...],
+    positions: Positions,
+    interpolation: str,
+    antialias: bool,
+    work: np.dtype,
+) -> dict[int, sparse.csr_matrix]:
+    """The truncated operator of every axis that changes, in the working type *work*
+    (:func:`napari_resample.engine.clamp.work_dtype`): one construction for the in-memory and
+    the streamed engine, so that both compute the same numbers."""
+    changed = [a for a in range(3) if not is_identity(shape[a], positions[a])]
+    return {
+        a: _truncate(operator_at(shape[a], positions[a], interpolation, antialias)).astype(work)
+        for a in changed
+    }

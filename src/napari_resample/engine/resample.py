@@ -5,17 +5,17 @@
 
 - ``"bspline"`` and ``"linear"``: the separable engine (:mod:`napari_resample.engine.separable`),
   one 1-D operator per axis (:mod:`napari_resample.engine.operators`);
-- ``"nearest"``: here, by pure indexing (:func:`_resample_nearest`), exact and in the input's
-  type; it holds the edge value past the last voxel;
+- ``"nearest"``: here, by pure indexing (:func:`_resample_nearest`, with the one nearest-index
+  rule :func:`napari_resample.engine.geometry.nearest_index`), exact and in the input's type; it
+  holds the edge value past the last voxel;
 - ``"label"``: label voting (:mod:`napari_resample.engine.vote`).
 
 Non-finite voxels (NaN, +-Inf) in float data are handled here too, so that they do not spread:
 they are replaced by their nearest finite neighbour before interpolating, and put back by
 nearest neighbour afterwards.
 
-Values are computed in float32 (float64 for float64 input and for integers wider than 16 bits,
-which float32 cannot hold exactly), clamped to the input's finite [min, max], rounded to nearest
-for integer types, and returned in the input's data type.
+Values are computed, clamped to the input's finite [min, max], rounded and cast by the rules of
+:mod:`napari_resample.engine.clamp`, and returned in the input's data type.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from napari_resample.engine.clamp import fill_nonfinite, work_dtype
 from napari_resample.engine.geometry import (
     Positions,
     grid_positions,
     inside_positions,
     is_identity,
+    nearest_index,
     resampled_affine,
 )
 from napari_resample.engine.memory import check_memory, default_budget, format_bytes, parse_bytes
@@ -46,8 +48,10 @@ from napari_resample.engine.options import (
 from napari_resample.engine.progress import (
     CancelSignal,
     ProgressCallback,
+    Ticker,
     cancel_check,
 )
+from napari_resample.engine.threads import SLAB_ELEMENTS, engine_threads
 
 
 def resample_array(
@@ -219,9 +223,6 @@ def _is_array_like(data: object) -> bool:
 #: Bytes per voxel of a slab in flight, beyond its work-type copies: label voting's scores and
 #: weights of the 8 corners (float64), masks and indices.
 _SLAB_OVERHEAD = 160
-#: Elements per slab of the engines (``_separable._CHUNK``, not imported: scipy.sparse is slow to
-#: import and the estimate is for callers that have not loaded the engine).
-_SLAB_ELEMENTS = 1 << 18
 
 
 def estimate_memory(
@@ -256,8 +257,6 @@ def estimate_memory(
     >>> estimate_memory((256, 256, 256), "int16", (512, 512, 512), "bspline") > 2**28
     True
     """
-    from napari_resample.engine.threads import engine_threads
-
     din, dout = tuple(int(n) for n in in_shape), tuple(int(n) for n in out_shape)
     item = np.dtype(in_dtype).itemsize
     total = math.prod(dout) * item
@@ -268,11 +267,11 @@ def estimate_memory(
     if interpolation == "nearest":
         return total + item * max(one_axis)
     threads = engine_threads()
-    slab = max(_SLAB_ELEMENTS, math.prod(dout[1:]) + math.prod(din[1:]))
+    slab = max(SLAB_ELEMENTS, math.prod(dout[1:]) + math.prod(din[1:]))
     if interpolation == "label":
         return total + threads * slab * (9 * item + _SLAB_OVERHEAD)
     dtype = np.dtype(in_dtype)
-    work = 8 if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize > 2) else 4
+    work = work_dtype(dtype).itemsize
     if len(changed) > 1:
         total += work * max(one_axis)
     if dtype.kind == "f":
@@ -297,9 +296,9 @@ def _resample_values(
     if interpolation == "nearest":
         return _resample_nearest(arr, positions).astype(native, copy=False)
     if interpolation == "label":
-        from napari_resample.engine.vote import _resample_labels
+        from napari_resample.engine.vote import resample_labels
 
-        return _resample_labels(arr, positions, progress, check)
+        return resample_labels(arr, positions, progress, check)
     nonfinite = None
     source = arr
     if arr.dtype.kind == "f":
@@ -308,14 +307,14 @@ def _resample_values(
             return _resample_nearest(arr, positions).astype(native, copy=False)
         if not finite.all():
             nonfinite = ~finite
-            source = _fill_nonfinite(arr, finite)
+            source = fill_nonfinite(arr, finite)
     # Imported here: scipy.sparse costs 0.25 s, and napari imports the reader (which needs
     # none of the engine) on every file open.
-    from napari_resample.engine.separable import _separable
+    from napari_resample.engine.separable import resample_separable
 
     if check is not None:
         check()
-    out = _separable(source, positions, interpolation, antialias, native, progress, check)
+    out = resample_separable(source, positions, interpolation, antialias, native, progress, check)
     if nonfinite is not None:
         # Non-finite voxels go back where they were, by nearest neighbour, instead of spreading.
         hit = _resample_nearest(nonfinite, positions)
@@ -337,7 +336,8 @@ def sample_grid(
     :func:`resample_array`, for any axis-aligned grid (flipped, shifted, reaching outside).
 
     With *fill_value*, output voxels outside the input's field of view (further than half a
-    voxel from every voxel centre along some axis, :func:`_geometry.inside_positions`) get it;
+    voxel from every voxel centre along some axis,
+    :func:`napari_resample.engine.geometry.inside_positions`) get it;
     without, the edge rules extend the volume there. Checks memory first; no other argument
     checks (callers validate).
 
@@ -354,41 +354,20 @@ def sample_grid(
         f"resampling a {data.shape} {data.dtype} volume to {size} ({interpolation})",
     )
     check = cancel_check(cancel)
-    if check is not None:
-        check()
+    job = Ticker(1, progress, check)  # the engines tick their own steps; this is the frame
+    job.before_step()
     out = _resample_values(data, positions, interpolation, antialias, progress, check)
     if fill_value is not None:
         for axis, (n, x) in enumerate(zip(data.shape, positions, strict=True)):
             outside = ~inside_positions(n, x)
             if outside.any():
                 out[(slice(None),) * axis + (outside,)] = fill_value
-    if check is not None:
-        check()
-    if progress is not None:
-        progress(1.0)
+    job.before_step()
+    job.finished()
     return out
 
 
-def _fill_nonfinite(arr: NDArray, finite: NDArray) -> NDArray:
-    """Copy of *arr* where each non-finite voxel holds its nearest finite neighbour's value."""
-    from scipy import ndimage
-
-    idx = ndimage.distance_transform_edt(~finite, return_distances=False, return_indices=True)
-    return arr[tuple(idx)]
-
-
 # --------------------------------------------------------------------------- nearest
-
-
-def _nearest_index(n_in: int, x: NDArray[np.float64]) -> NDArray[np.int64]:
-    """The input voxel nearest to each position along one axis (edges held).
-
-    Examples
-    --------
-    >>> _nearest_index(4, grid_positions((4, 1, 1), (6, 1, 1), "origin")[0]).tolist()
-    [0, 1, 1, 2, 3, 3]
-    """
-    return np.clip(np.floor(x + 0.5), 0, n_in - 1).astype(np.int64)
 
 
 def _resample_nearest(arr: NDArray, positions: Positions) -> NDArray:
@@ -397,5 +376,5 @@ def _resample_nearest(arr: NDArray, positions: Positions) -> NDArray:
     # One axis at a time, shrinking first and growing last: whole-row copies, no 3D fancy index.
     for axis in sorted(range(3), key=lambda a: positions[a].size / arr.shape[a]):
         if not is_identity(arr.shape[axis], positions[axis]):
-            out = out.take(_nearest_index(arr.shape[axis], positions[axis]), axis=axis)
+            out = out.take(nearest_index(arr.shape[axis], positions[axis]), axis=axis)
     return out if out is not arr else arr.copy()

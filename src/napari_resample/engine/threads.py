@@ -1,6 +1,8 @@
-"""How many threads one resampling may use: every core, unless a caller shares them out.
+"""How many threads one resampling may use (every core, unless a caller shares them out), and
+how its work is cut into slabs for them.
 
-The engine runs its slabs on a thread pool of :func:`engine_threads` threads. A dataset run with
+The engine runs its slabs (:func:`slab_thickness`) on a thread pool of :func:`engine_threads`
+threads. A dataset run with
 several worker processes gives each a share (``cores // workers``) so that the machine is not
 oversubscribed; ``NAPARI_RESAMPLE_THREADS`` sets the number for a whole process (a dask worker,
 say).
@@ -15,6 +17,10 @@ from collections.abc import Iterator
 
 #: Environment variable fixing the number of engine threads of a process.
 THREADS_ENV = "NAPARI_RESAMPLE_THREADS"
+
+#: Elements per slab of the in-memory engines: big enough for numpy/scipy to be efficient,
+#: small enough to stay in cache. Read at call time (tests shrink it to get many slabs).
+SLAB_ELEMENTS = 1 << 18
 
 _local = threading.local()
 
@@ -49,3 +55,16 @@ def limit_engine_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         _local.limit = previous
+
+
+def slab_thickness(n: int, per_index: int) -> int:
+    """Indices of an *n*-long axis per slab, when one index holds *per_index* elements: about
+    :data:`SLAB_ELEMENTS` elements, and at least 4 slabs a thread.
+
+    Examples
+    --------
+    >>> with limit_engine_threads(2):
+    ...     slab_thickness(512, 512 * 512), slab_thickness(512, 64)
+    (1, 64)
+    """
+    return max(1, min(SLAB_ELEMENTS // max(per_index, 1), -(-n // (4 * engine_threads()))))

@@ -11,7 +11,7 @@ Examples
 >>> labels = np.array([5, 3], dtype=np.int16).reshape(2, 1, 1)
 >>> from napari_resample.engine.geometry import grid_positions
 >>> at = grid_positions(labels.shape, (4, 1, 1), "origin")
->>> _resample_labels(labels, at, None).ravel().tolist()  # at 0.5: a tie
+>>> resample_labels(labels, at, None).ravel().tolist()  # at 0.5: a tie
 [5, 3, 3, 3]
 """
 
@@ -27,14 +27,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from napari_resample.engine.geometry import Positions
-from napari_resample.engine.operators import _linear_weights
-from napari_resample.engine.separable import _Ticker, _workers
+from napari_resample.engine.operators import linear_weights
+from napari_resample.engine.progress import Ticker
+from napari_resample.engine.threads import engine_threads, slab_thickness
 
 if TYPE_CHECKING:
     from napari_resample.engine.progress import ProgressCallback
 
 
-def _resample_labels(
+def resample_labels(
     arr: NDArray,
     positions: Positions,
     progress: ProgressCallback | None,
@@ -56,11 +57,12 @@ def _resample_labels(
     *progress* gets the fraction of slabs done after each slab; *check* is called before each
     slab and may raise to stop the work (a cancel).
     """
-    taps = [_linear_weights(n, x) for n, x in zip(arr.shape, positions, strict=True)]
+    taps = [linear_weights(n, x) for n, x in zip(arr.shape, positions, strict=True)]
     return vote_taps(arr, (taps[0], taps[1], taps[2]), progress, check)
 
 
-#: The linear taps ``(j0, j1, t)`` of one axis (:func:`_operators._linear_weights`).
+#: The linear taps ``(j0, j1, t)`` of one axis
+#: (:func:`napari_resample.engine.operators.linear_weights`).
 Taps = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]
 
 
@@ -70,26 +72,21 @@ def vote_taps(
     progress: ProgressCallback | None = None,
     check: Callable[[], None] | None = None,
 ) -> NDArray:
-    """:func:`_resample_labels` with the taps of each axis given: the streamed engine votes on a
+    """:func:`resample_labels` with the taps of each axis given: the streamed engine votes on a
     window of planes with the window's indices (``j0 - lo``, ``j1 - lo``) and the same weights,
     so each voxel's vote is the in-memory one exactly."""
-    from napari_resample.engine import (
-        separable as _separable,  # its _CHUNK, read at call time (tests shrink it)
-    )
-
     if check is not None:
         check()
     arr = np.ascontiguousarray(arr)
     native = arr.dtype.newbyteorder("=")
     size = tuple(t[0].size for t in taps)
     out = np.empty(size, dtype=native)
-    per_row = max(1, math.prod(size[1:]) + math.prod(arr.shape[1:]))
-    rows = max(1, min(_separable._CHUNK // per_row, -(-size[0] // (4 * _workers()))))
+    rows = slab_thickness(size[0], math.prod(size[1:]) + math.prod(arr.shape[1:]))
     starts = range(0, size[0], rows)
-    ticker = _Ticker(len(starts), progress, check)
+    ticker = Ticker(len(starts), progress, check)
 
     def run(r0: int) -> None:
-        ticker.before_slab()
+        ticker.before_step()
         r1 = min(r0 + rows, size[0])
         (x0, x1, tx), (y0, y1, ty), (z0, z1, tz) = taps
         # The 8 corner labels of every output voxel of the slab, by whole-row takes.
@@ -130,9 +127,9 @@ def vote_taps(
             block.reshape(-1)[flat] = best
         out[r0:r1] = block
 
-    with ThreadPoolExecutor(max_workers=min(_workers(), len(starts))) as pool:
+    with ThreadPoolExecutor(max_workers=min(engine_threads(), len(starts))) as pool:
         for _ in pool.map(run, starts):
-            ticker.slab_done()
+            ticker.step_done()
     return out
 
 

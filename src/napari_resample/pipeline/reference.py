@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from napari_resample.engine.clamp import Finisher, fill_nonfinite, value_range, work_dtype
 from napari_resample.engine.grid import (
     Grid,
     aligned_positions,
@@ -33,10 +34,7 @@ from napari_resample.engine.grid import (
 )
 from napari_resample.engine.options import AutoInterpolation, Interpolation, check_choice
 from napari_resample.engine.progress import CancelSignal, ProgressCallback, cancel_check
-from napari_resample.engine.resample import (
-    _fill_nonfinite,
-    sample_grid,
-)
+from napari_resample.engine.resample import sample_grid
 from napari_resample.io.header import (
     XFORM_ALIGNED,
     XFORM_SCANNER,
@@ -303,8 +301,6 @@ def _itk_sample(
     fill: float | int,
 ) -> NDArray:
     """*data* sampled at ``mapping @ v`` for every voxel ``v`` of *shape*, by SimpleITK."""
-    from napari_resample.engine.separable import _Finisher, _value_range, _work_dtype
-
     native = data.dtype.newbyteorder("=")
     if mode == "label":
         labels, index = np.unique(data, return_inverse=True)
@@ -316,15 +312,15 @@ def _itk_sample(
     if mode == "nearest":
         values = data.view(np.uint8) if data.dtype == np.bool_ else data.astype(native, copy=False)
         return _itk_run(values, mapping, shape, mode, fill).astype(native, copy=False)
-    work = _work_dtype(data.dtype)
+    work = work_dtype(data.dtype)
     source = data
     nonfinite = None
     if data.dtype.kind == "f":
         finite = np.isfinite(data)
         if not finite.all():
             nonfinite = ~finite
-            source = _fill_nonfinite(data, finite) if finite.any() else np.zeros_like(data)
-    lo, hi = _value_range(source)
+            source = fill_nonfinite(data, finite) if finite.any() else np.zeros_like(data)
+    lo, hi = value_range(source)
     # NaN marks the outside (it survives clamping and rounding); the fill goes in last.
     # Stored integers go in as they are (no float copy); ITK interpolates in double and
     # writes the working type.
@@ -332,7 +328,7 @@ def _itk_sample(
     sampled = _itk_run(values, mapping, shape, mode, np.nan, out_type=work)
     outside = np.isnan(sampled)
     out = np.empty(shape, dtype=native)
-    _Finisher(lo, hi, native)(np.where(outside, lo, sampled), out)
+    Finisher(lo, hi, native)(np.where(outside, lo, sampled), out)
     out[outside] = fill
     if nonfinite is not None:  # non-finite voxels go back by nearest neighbour, as in the engine
         hit = _itk_run(nonfinite.view(np.uint8), mapping, shape, "nearest", 0).astype(bool)

@@ -43,14 +43,8 @@ from napari_resample.engine.progress import CancelSignal, ProgressCallback, canc
 from napari_resample.engine.resample import (
     estimate_memory,
 )
-from napari_resample.engine.stream import (
-    HOLD_CAP,
-    NonFiniteInput,
-    plan_stream,
-    run_stream,
-    stream_budget,
-    with_fill,
-)
+from napari_resample.engine.stream import NonFiniteInput, run_stream
+from napari_resample.engine.stream_plan import HOLD_CAP, plan_stream, stream_budget, with_fill
 from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.plane_reader import PlaneReader, open_planes
 from napari_resample.io.plane_writer import PlaneWriter

@@ -1,0 +1,202 @@
+"""What a streamed resampling will do and hold: its plan, its chunks and its memory.
+
+:func:`plan_stream` turns a resampling into a :class:`StreamPlan`: the mode, the operators in
+the order the in-memory engine applies them (:func:`napari_resample.engine.separable.step_order`),
+split around the k operator (those before it run on each input plane as it arrives, those
+after it on each chunk of output planes), and for every output plane ``k'`` the input planes
+``lo[k'] .. hi[k']`` it reads. The sizes here (planes per chunk, per input block, the ring's
+capacity, the bytes held) only change how the work is cut, never the result.
+:mod:`napari_resample.engine.stream` runs the plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from napari_resample.engine.clamp import work_dtype
+from napari_resample.engine.geometry import Positions, inside_positions, is_identity, nearest_index
+from napari_resample.engine.operators import build_ops, linear_weights
+from napari_resample.engine.separable import step_order
+from napari_resample.engine.threads import engine_threads
+
+#: Bytes of the window stack a chunk of output planes may read at once (read at call time by
+#: :func:`chunk_planes`: tests shrink it to one plane per chunk).
+CHUNK_BYTES = 32 << 20
+#: The most unfinished output (float32/64) held until the input's range is known; above it a
+#: first pass over the input finds the range (one more read costs less than holding gigabytes:
+#: benchmarks/README.md, Streaming).
+HOLD_CAP = 64 << 20
+#: Bytes of input read at a time from an array-like.
+READ_BYTES = 8 << 20
+#: Bytes per output voxel of a chunk in label voting: its scores and weights of the 8 corners.
+VOTE_BYTES = 200
+
+
+@dataclass
+class StreamPlan:
+    """Everything the streamed engine needs to resample one volume (from :func:`plan_stream`).
+
+    ``lo[k']`` and ``hi[k']`` are the first and last input planes output plane ``k'`` reads.
+    """
+
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    mode: str  # "copy", "separable", "label" or "nearest"
+    work: np.dtype
+    lo: NDArray[np.int64]
+    hi: NDArray[np.int64]
+    pre: list[tuple[int, sparse.csr_matrix]] = field(default_factory=list)
+    zop: sparse.csr_matrix | None = None
+    post: list[tuple[int, sparse.csr_matrix]] = field(default_factory=list)
+    taps: tuple = ()
+    index: tuple = ()
+    #: ``(value, (inside_i, inside_j, inside_k))``: output voxels outside the input's field of
+    #: view along some axis get *value* (:func:`with_fill`); None: the edge rules hold there.
+    fill: tuple | None = None
+
+    @property
+    def needs_range(self) -> bool:
+        """Whether the finish needs the input's value range (interpolating modes)."""
+        return self.mode == "separable"
+
+    def window_planes(self) -> int:
+        """The most input planes one output plane reads."""
+        return int(np.max(self.hi - self.lo)) + 1
+
+    @property
+    def step(self) -> float:
+        """Input planes per output plane along k."""
+        return self.in_shape[2] / max(self.out_shape[2], 1)
+
+    def ring_plane_shape(self) -> tuple[int, int]:
+        """The shape of one plane of the ring: the input plane after the operators before k
+        (interpolating modes), else the input plane itself."""
+        dims = list(self.in_shape[:2])
+        if self.mode == "separable":
+            for axis, op in self.pre:
+                dims[axis] = op.shape[0]
+        return dims[0], dims[1]
+
+    def ring_dtype(self, in_dtype: np.dtype) -> np.dtype:
+        """The type of the ring's planes: the working type, or the input's (native order)."""
+        return self.work if self.mode == "separable" else np.dtype(in_dtype).newbyteorder("=")
+
+    def capacity(self, chunk: int) -> int:
+        """Planes the ring holds at most: a chunk's window and the threads' planes in flight."""
+        return self.window_planes() + math.ceil(chunk * self.step) + engine_threads() + 1
+
+
+def plan_stream(
+    in_shape: tuple[int, int, int],
+    dtype: np.dtype,
+    positions: Positions,
+    interpolation: str,
+    antialias: bool = False,
+) -> StreamPlan | None:
+    """The streamed plan of a resampling, or None when it cannot be streamed (output planes
+    that read input planes in decreasing k order: a flipped k axis)."""
+    size = (positions[0].size, positions[1].size, positions[2].size)
+    z = positions[2]
+    if z.size > 1 and np.any(np.diff(z) < 0):
+        return None
+    n_z = in_shape[2]
+    work = work_dtype(np.dtype(dtype))
+    if all(is_identity(n, x) for n, x in zip(in_shape, positions, strict=True)):
+        k = np.arange(n_z, dtype=np.int64)
+        return StreamPlan(in_shape, size, "copy", work, k, k)
+    if interpolation == "nearest":
+        index = tuple(nearest_index(n, x) for n, x in zip(in_shape, positions, strict=True))
+        return StreamPlan(in_shape, size, "nearest", work, index[2], index[2], index=index)
+    if interpolation == "label":
+        taps = tuple(linear_weights(n, x) for n, x in zip(in_shape, positions, strict=True))
+        return StreamPlan(in_shape, size, "label", work, taps[2][0], taps[2][1], taps=taps)
+    ops = build_ops(in_shape, positions, interpolation, antialias, work)
+    order = step_order(in_shape, size, ops)
+    if 2 in ops:
+        at = order.index(2)
+        zop = sparse.csr_matrix(ops[2])
+        lo, hi = _row_span(zop)
+        pre = [(a, ops[a]) for a in order[:at]]
+        post = [(a, ops[a]) for a in order[at + 1 :]]
+    else:
+        zop = None
+        lo = hi = np.arange(n_z, dtype=np.int64)
+        pre, post = [(a, ops[a]) for a in order], []
+    return StreamPlan(in_shape, size, "separable", work, lo, hi, pre, zop, post)
+
+
+def with_fill(plan: StreamPlan, positions: Positions, value: float | int) -> StreamPlan:
+    """*plan* writing *value* outside the input's field of view (as
+    :func:`napari_resample.engine.resample.sample_grid` with ``fill_value``)."""
+    masks = tuple(inside_positions(n, x) for n, x in zip(plan.in_shape, positions, strict=True))
+    if all(m.all() for m in masks):
+        return plan
+    plan.fill = (value, masks)
+    return plan
+
+
+def _row_span(op: sparse.csr_matrix) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """First and last column of every row of *op* (rows always have an entry here)."""
+    starts, ends = op.indptr[:-1], op.indptr[1:]
+    lo = np.minimum.reduceat(op.indices, starts).astype(np.int64)
+    hi = np.maximum.reduceat(op.indices, starts).astype(np.int64)
+    empty = ends == starts
+    if empty.any():  # reduceat gives the next row's value there; such rows read nothing
+        lo[empty], hi[empty] = 0, 0
+    return lo, hi
+
+
+def chunk_planes(plan: StreamPlan, in_dtype: np.dtype, chunk_bytes: int | None = None) -> int:
+    """Output planes computed together: the input planes their window adds and their results
+    within *chunk_bytes* (default :data:`CHUNK_BYTES`; at least one plane)."""
+    if chunk_bytes is None:
+        chunk_bytes = CHUNK_BYTES
+    ring = math.prod(plan.ring_plane_shape()) * plan.ring_dtype(in_dtype).itemsize
+    out = plan.out_shape[0] * plan.out_shape[1] * plan.work.itemsize
+    per_plane = plan.step * ring + 3 * out
+    if plan.mode == "label":
+        per_plane += plan.out_shape[0] * plan.out_shape[1] * VOTE_BYTES
+    return max(1, min(plan.out_shape[2], int(chunk_bytes // max(per_plane, 1))))
+
+
+def stream_memory(plan: StreamPlan, in_dtype: np.dtype, chunk: int, block_planes: int) -> int:
+    """Bytes the streamed engine holds at most, beyond the held output: the input block (and
+    a decoded copy), the ring of planes (a window and the chunk's extra planes), the planes
+    being prepared on every thread, a chunk's results and finish, and the operators."""
+    i, j, _ = plan.in_shape
+    oi, oj, _ = plan.out_shape
+    item = np.dtype(in_dtype).itemsize
+    ring = math.prod(plan.ring_plane_shape()) * plan.ring_dtype(in_dtype).itemsize
+    work = plan.work.itemsize
+    total = 2 * block_planes * i * j * item  # the block and the source's own decoded copy
+    total += plan.capacity(chunk) * ring  # the ring
+    # planes in flight on every thread: input, steps, result
+    total += engine_threads() * 3 * max(ring, i * j * work)
+    total += chunk * oi * oj * (3 * work + item)  # results, post steps, finish
+    if plan.mode == "label":
+        total += chunk * oi * oj * VOTE_BYTES
+    ops = [op for _, op in plan.pre + plan.post] + ([plan.zop] if plan.zop is not None else [])
+    return total + sum(op.data.nbytes + op.indices.nbytes + op.indptr.nbytes for op in ops)
+
+
+def blocks_planes(shape: tuple[int, int, int], itemsize: int, budget: int | None = None) -> int:
+    """Planes per input block: about :data:`READ_BYTES` (less for a small *budget*), at
+    least one."""
+    size = READ_BYTES if budget is None else max(1, min(READ_BYTES, budget // 16))
+    return max(1, size // max(shape[0] * shape[1] * itemsize, 1))
+
+
+def stream_budget(plan: StreamPlan, in_dtype: np.dtype, budget: int) -> tuple[int, int, int]:
+    """``(bytes streaming needs, bytes more to hold the unfinished output, chunk_bytes)`` for
+    a run within *budget*: chunks and blocks shrink with the budget (down to one plane)."""
+    chunk_bytes = max(1, min(CHUNK_BYTES, budget // 8))
+    chunk = chunk_planes(plan, in_dtype, chunk_bytes)
+    block = blocks_planes(plan.in_shape, in_dtype.itemsize, budget)
+    need = stream_memory(plan, in_dtype, chunk, block)
+    held = math.prod(plan.out_shape) * plan.work.itemsize if plan.needs_range else 0
+    return need, held, chunk_bytes
