@@ -183,3 +183,45 @@ def test_no_module_uses_another_modules_private_names() -> None:
         for use in private_name_uses(name, ast.parse(path.read_text()))
     )
     assert not violations, "\n".join(violations)
+
+
+# ------------------------------------------------------------------------- the tests' own house
+
+TESTS = Path(__file__).resolve().parent
+
+
+def fixture_names(tree: ast.Module) -> Iterator[str]:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for decorator in node.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                if isinstance(target, ast.Attribute) and target.attr == "fixture":
+                    yield node.name
+
+
+def test_tests_share_helpers_and_fixtures_from_one_place_each() -> None:
+    # Shared helpers live in tests/_*.py or conftest.py; a test module imported by another is
+    # collected twice and hides where a helper lives. A fixture defined in two modules means
+    # two fixtures under one name.
+    imports, homes = [], {}
+    for path in sorted(TESTS.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            imports += [
+                f"{path.name}:{node.lineno} imports {n}"
+                for n in names
+                if n.split(".")[0].startswith("test_")
+            ]
+        for name in fixture_names(tree):
+            homes.setdefault(name, []).append(path.name)
+    assert "conftest.py" in homes.get("nifti_case", []), "the fixture scan sees no fixture"
+    assert not imports, "\n".join(imports)
+    twice = {name: where for name, where in homes.items() if len(where) > 1}
+    assert not twice, twice
