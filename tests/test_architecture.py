@@ -1,6 +1,6 @@
-"""The architecture holds (docs/architecture.md, issue 17): the import-linter contracts in
-pyproject.toml (layers, no GUI below the napari side, a pure engine, no import cycle), the size
-limits, and no module using another module's private names."""
+"""The architecture holds: the import-linter contracts in pyproject.toml (layers, no GUI below
+the napari side, a pure engine, no import cycle), the size limits, no module using another
+module's private names; and the tests share their helpers and fixtures from one place each."""
 
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PACKAGE = "napari_resample"
 
-#: The size limits of issue 17 and docs/architecture.md (``python3 /work/tools/sizes.py``
-#: measures the same way): lines of a module, lines of a class from ``class`` to its last line,
-#: lines of a function body after its docstring.
+#: The size limits of the house style: lines of a module, of a class from ``class`` to its last
+#: line, of a function body after its docstring.
 MAX_MODULE_LINES = 450
 MAX_CLASS_LINES = 300
 MAX_FUNCTION_BODY_LINES = 80
