@@ -117,3 +117,61 @@ def nifti_factory(folder: Path):
 def stored_world(affine: np.ndarray, ijk) -> np.ndarray:
     """RAS world of a stored voxel index."""
     return (affine @ np.append(np.asarray(ijk, dtype=float), 1.0))[:3]
+
+
+# ------------------------------------------------ the widget in a viewer (tests/test_widget*.py)
+# The `viewer` and `widget` fixtures are in conftest.py.
+
+TIMEOUT_MS = 120_000  # a generous bound for waiting, never an assertion about speed
+
+
+def _ct(shape=(24, 20, 10)) -> np.ndarray:
+    """An int16 image with smooth structure and many distinct values."""
+    i, j, k = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
+    return (1000 * np.exp(-(i**2 + j**2 + k**2) * 2) + 300 * i - 200 * k).astype(np.int16)
+
+
+def _open(viewer, path):
+    (layer,) = viewer.open(str(path), plugin="napari-resample")
+    return layer
+
+
+def _held(real, seen):
+    """*real* (an engine call taking ``progress`` and ``cancel``) held after each progress
+    report until the user cancels, so that no race decides; *seen* collects the fractions."""
+
+    def held(*args, progress, cancel, **kwargs):
+        def report(fraction):
+            progress(fraction)
+            seen.append(fraction)
+            cancel.wait(TIMEOUT_MS / 1000)
+
+        return real(*args, progress=report, cancel=cancel, **kwargs)
+
+    return held
+
+
+def _run(qtbot, widget):
+    worker = widget.run()
+    assert worker is not None, widget.status.value
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    return widget.result_layer
+
+
+def _save(qtbot, widget):
+    """Save in the background and wait: the path written, or None (refused or failed)."""
+    worker = widget.save()
+    if worker is None:
+        return None
+    qtbot.waitUntil(lambda: not widget.saving, timeout=TIMEOUT_MS)
+    return widget.saved_path
+
+
+def _errors():
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    return [
+        n.message
+        for n in notification_manager.records
+        if n.severity >= NotificationSeverity.WARNING
+    ]

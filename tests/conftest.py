@@ -161,7 +161,8 @@ class Case:
     opts: dict[str, Any] = field(default_factory=dict)
 
 
-def _case(name: str) -> Case:
+def build_case(name: str) -> Case:
+    """The synthetic case *name* of :data:`CASES`: data, affine and ``make_nifti`` options."""
     shape = (9, 8, 6)
     vol = smooth_volume(shape, seed=len(name))
     aniso = np.diag([0.5, 0.75, 2.5])
@@ -245,7 +246,7 @@ def nifti_case(make_nifti: Callable[..., Path]) -> Callable[[str], tuple[Path, C
     """``nifti_case(name) -> (path, case)``: write the named case and return both."""
 
     def build(name: str) -> tuple[Path, Case]:
-        case = _case(name)
+        case = build_case(name)
         return make_nifti(case.data, case.affine, **case.opts), case
 
     return build
@@ -274,3 +275,30 @@ def gz_volume(tmp_path: Path) -> tuple[Path, bytes, np.ndarray]:
     path = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(data, np.eye(4)), path)
     return path, path.read_bytes(), data
+
+
+# ------------------------------------------------------------------ napari (tests/test_widget*.py)
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    """A napari viewer (Qt under Xvfb), closed by napari's ``make_napari_viewer``."""
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def widget(viewer):
+    """The "Resample volume" widget docked in ``viewer``.
+
+    ``widget.answers`` holds what the overwrite confirmation answers, in order (yes once it is
+    empty). A worker a failed test leaves held is cancelled at teardown.
+    """
+    from napari_resample.plugin.widget import ResampleWidget
+
+    answers: list[bool] = []
+    w = ResampleWidget(viewer, confirm_overwrite=lambda path: answers.pop(0) if answers else True)
+    w.answers = answers
+    viewer.window.add_dock_widget(w, name="Resample volume")
+    yield w
+    if getattr(w, "_cancel", None) is not None:
+        w._cancel.set()

@@ -18,6 +18,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from _formats import (
+    CT,
+    DICOM,
+    FLIP,
+    OBLIQUE,
+    OBLIQUE_MR,
+    SEVERAL,
+    read_series_with_sitk,
+    write_sitk,
+)
 from _plugin_fixtures import coded_volume, rotation
 from napari_resample.io.atomic import remove_stale_temps
 from napari_resample.io.formats import (
@@ -33,14 +43,6 @@ from napari_resample.io.header import XFORM_SCANNER, header_for_affine
 sitk = pytest.importorskip("SimpleITK")
 pydicom = pytest.importorskip("pydicom")
 
-DICOM = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"
-CT = DICOM / "98892001" / "CT5N"  # 16 x 16 x 5, 0.49 x 0.49 x 2.5 mm, rescaled to HU
-OBLIQUE_MR = DICOM / "98892003" / "MR700"  # 16 x 16 x 7, oblique sagittal-ish
-SEVERAL = DICOM / "98892003" / "MR2"  # three series, two with the same description
-
-#: LPS <-> RAS
-FLIP = np.array([-1.0, -1.0, 1.0])
-
 
 def ras_of(volume, ijk) -> np.ndarray:
     return (volume.affine @ np.append(np.asarray(ijk, dtype=float), 1.0))[:3]
@@ -53,13 +55,6 @@ def sample_indices(shape) -> list[tuple[int, int, int]]:
     return [*corners, tuple(n // 2 for n in shape), (1 % shape[0], 2 % shape[1], last[2] // 2)]
 
 
-def read_series_with_sitk(folder: Path, uid: str | None = None):
-    uid = uid or sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))[0]
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
-    return reader.Execute()
-
-
 def assert_matches_sitk(volume, image) -> None:
     """Same voxels at the same world positions as SimpleITK's image (LPS flipped to RAS)."""
     assert volume.data.shape == image.GetSize()
@@ -68,23 +63,6 @@ def assert_matches_sitk(volume, image) -> None:
         lps = np.array(image.TransformIndexToPhysicalPoint([int(n) for n in ijk]))
         np.testing.assert_allclose(ras_of(volume, ijk), lps * FLIP, atol=1e-6)
         assert volume.data[ijk] == image.GetPixel(*[int(n) for n in ijk])
-
-
-def write_sitk(path: Path, data: np.ndarray, spacing, origin, direction) -> Path:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
-    image.SetSpacing(spacing)
-    image.SetOrigin(origin)
-    image.SetDirection(np.asarray(direction, dtype=float).ravel().tolist())
-    sitk.WriteImage(image, str(path))
-    return path
-
-
-#: An oblique, anisotropic ITK geometry (LPS): spacing, origin, direction.
-OBLIQUE = (
-    (0.7, 1.3, 2.9),
-    (-12.5, 40.25, 7.0),
-    rotation("x", 23.0) @ rotation("z", -11.0) @ np.diag([1.0, -1.0, 1.0]),
-)
 
 
 @pytest.fixture

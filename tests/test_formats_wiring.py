@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from _datasets import write_image
+from _formats import CT, FLIP, OBLIQUE, OBLIQUE_MR, SEVERAL, read_series_with_sitk, write_sitk
 from _plugin_fixtures import coded_volume
 from napari_resample import resample_to_reference, resample_to_spacing, resampling
 from napari_resample.cli import main
@@ -27,7 +28,6 @@ from napari_resample.dataset.plan import plan_dataset
 from napari_resample.dataset.run import verify_dataset
 from napari_resample.io.formats import list_dicom_series, load_volume
 from napari_resample.pipeline.run import resample_volume
-from test_formats import CT, FLIP, OBLIQUE, OBLIQUE_MR, SEVERAL, read_series_with_sitk, write_sitk
 
 sitk = pytest.importorskip("SimpleITK")
 pydicom = pytest.importorskip("pydicom")

@@ -23,6 +23,7 @@ from napari_resample.engine.geometry import (
     scale_factors,
     voxel_transform,
 )
+from napari_resample.io.itk import itk_geometry, ras_affine
 
 ANISO = np.diag([0.5, 0.75, 2.5])
 AFFINES = {
@@ -152,20 +153,21 @@ def test_bad_inputs_raise() -> None:
         resampled_affine(np.eye(3), (2, 2, 2), (4, 4, 4))
 
 
-def test_spacing_origin_direction_of_sheared_affine() -> None:
-    a = AFFINES["sheared"]
-    lin = a[:3, :3]
-    np.testing.assert_allclose(spacing_of(a), np.linalg.norm(lin, axis=0))
-    np.testing.assert_allclose(direction_of(a) * spacing_of(a), lin)
-    np.testing.assert_allclose(np.linalg.norm(direction_of(a), axis=0), 1.0)
-    np.testing.assert_array_equal(origin_of(a), a[:3, 3])
-
-
-def test_ras_to_lps_negates_x_and_y() -> None:
-    a = AFFINES["oblique"]
+@pytest.mark.parametrize("name", [n for n in AFFINES if n != "sheared"])
+def test_itk_geometry_is_the_affine_in_lps_and_back(name: str) -> None:
+    # What SimpleITK is given for a NIfTI affine: spacing, LPS origin and unit directions.
+    a = AFFINES[name]
+    spacing, origin, direction = itk_geometry(a)
     lps = ras_to_lps(a)
-    np.testing.assert_allclose(lps[:2], -a[:2])
-    np.testing.assert_allclose(lps[2:], a[2:])
+    np.testing.assert_allclose(spacing, spacing_of(a))
+    np.testing.assert_allclose(origin, origin_of(lps))
+    np.testing.assert_allclose(np.reshape(direction, (3, 3)), direction_of(lps), atol=1e-15)
+    np.testing.assert_allclose(ras_affine(spacing, origin, direction), a, atol=1e-12)
+
+
+def test_itk_geometry_refuses_a_sheared_affine() -> None:
+    with pytest.raises(ValueError, match="the affine has shear, which an ITK image"):
+        itk_geometry(AFFINES["sheared"])
 
 
 @pytest.mark.parametrize("anchor", ["origin", "center"])

@@ -26,7 +26,7 @@ import pytest
 import _fuzz
 from _gzdamage import CORRUPTIONS
 from _limits import run_limited
-from conftest import CASES, _case
+from conftest import CASES, build_case
 from napari_resample.io import atomic as _atomic
 from napari_resample.io import gzip as _gz
 from napari_resample.io import plane_reader as _reader
@@ -80,7 +80,7 @@ def gunzipped(path: Path) -> bytes:
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
 @pytest.mark.parametrize("name", CASES)
 def test_planes_are_what_load_nifti_reads(make_nifti, name: str, suffix: str) -> None:
-    case = _case(name)
+    case = build_case(name)
     path = make_nifti(case.data, case.affine, name="scan" + suffix, **case.opts)
     volume = load_nifti(path)
     expected = spatial_volume(volume.data, str(path))
@@ -314,7 +314,7 @@ def assert_same_file(ours: Path, reference: Path) -> None:
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
 @pytest.mark.parametrize("name", CASES)
 def test_writer_writes_what_save_nifti_writes(make_nifti, tmp_path: Path, name, suffix) -> None:
-    case = _case(name)
+    case = build_case(name)
     volume = load_nifti(make_nifti(case.data, case.affine, **case.opts))
     reference, ours = tmp_path / ("reference" + suffix), tmp_path / ("ours" + suffix)
     save_nifti(reference, volume.data, volume.header, slope=volume.slope, inter=volume.inter)

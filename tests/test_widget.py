@@ -10,6 +10,12 @@ import pytest
 
 from _plugin_fixtures import (
     AFFINES,
+    TIMEOUT_MS,
+    _ct,
+    _errors,
+    _open,
+    _run,
+    _save,
     nifti_factory,
 )
 from napari_resample import resampling
@@ -18,73 +24,6 @@ from napari_resample.plugin.layout import METADATA_KEY, StorageOrder, nifti_from
 from napari_resample.plugin.widget import PRESETS, ResampleWidget
 
 pytestmark = pytest.mark.gui
-TIMEOUT_MS = 120_000  # a generous bound for waiting, never an assertion about speed
-
-
-def _ct(shape=(24, 20, 10)) -> np.ndarray:
-    """An int16 image with smooth structure and many distinct values."""
-    i, j, k = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
-    return (1000 * np.exp(-(i**2 + j**2 + k**2) * 2) + 300 * i - 200 * k).astype(np.int16)
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer):
-    answers: list[bool] = []
-    w = ResampleWidget(viewer, confirm_overwrite=lambda path: answers.pop(0))
-    w.answers = answers  # what the injected confirmation will say, in order
-    viewer.window.add_dock_widget(w, name="Resample volume")
-    return w
-
-
-def _open(viewer, path):
-    (layer,) = viewer.open(str(path), plugin="napari-resample")
-    return layer
-
-
-def _held(real, seen):
-    """*real* (an engine call taking ``progress`` and ``cancel``) held after each progress
-    report until the user cancels, so that no race decides; *seen* collects the fractions."""
-
-    def held(*args, progress, cancel, **kwargs):
-        def report(fraction):
-            progress(fraction)
-            seen.append(fraction)
-            cancel.wait(TIMEOUT_MS / 1000)
-
-        return real(*args, progress=report, cancel=cancel, **kwargs)
-
-    return held
-
-
-def _run(qtbot, widget):
-    worker = widget.run()
-    assert worker is not None, widget.status.value
-    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
-    return widget.result_layer
-
-
-def _save(qtbot, widget):
-    """Save in the background and wait: the path written, or None (refused or failed)."""
-    worker = widget.save()
-    if worker is None:
-        return None
-    qtbot.waitUntil(lambda: not widget.saving, timeout=TIMEOUT_MS)
-    return widget.saved_path
-
-
-def _errors():
-    from napari.utils.notifications import NotificationSeverity, notification_manager
-
-    return [
-        n.message
-        for n in notification_manager.records
-        if n.severity >= NotificationSeverity.WARNING
-    ]
 
 
 def test_docks_by_name_from_the_manifest_and_sits_in_layers_transform(make_napari_viewer):

@@ -12,32 +12,28 @@ import numpy as np
 import pytest
 
 import napari_resample.plugin.widget as widget_module
-from _plugin_fixtures import AFFINES, rotation, stored_world
+from _plugin_fixtures import (
+    AFFINES,
+    TIMEOUT_MS,
+    _ct,
+    _errors,
+    _held,
+    _open,
+    _run,
+    _save,
+    rotation,
+    stored_world,
+)
 from napari_resample import resample_to_reference, resample_to_spacing
 from napari_resample.engine import memory as _memory
 from napari_resample.engine import threads as _threads
-from napari_resample.plugin.widget import ORANGE, RED, ResampleWidget
-from test_widget import TIMEOUT_MS, _ct, _errors, _held, _open, _run, _save
+from napari_resample.plugin.widget import ORANGE, RED
 
 pytestmark = [
     pytest.mark.gui,
     # napari's 2D slicing of a rotated layer; not ours (docs: GEOMETRY.md)
     pytest.mark.filterwarnings("ignore:Non-orthogonal slicing:UserWarning"),
 ]
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer):
-    w = ResampleWidget(viewer, confirm_overwrite=lambda path: True)
-    viewer.window.add_dock_widget(w, name="Resample volume")
-    yield w
-    if getattr(w, "_cancel", None) is not None:  # a failed test must not leave a held worker
-        w._cancel.set()
 
 
 def _shown(widget, field) -> bool:

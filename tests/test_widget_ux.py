@@ -9,26 +9,12 @@ import numpy as np
 import pytest
 
 import napari_resample.plugin.widget as widget_module
+from _plugin_fixtures import TIMEOUT_MS, _ct, _errors, _held, _run, _save
 from napari_resample.engine import memory as _memory
 from napari_resample.engine import threads as _threads
 from napari_resample.plugin.widget import ResampleWidget
-from test_widget import TIMEOUT_MS, _ct, _errors, _held, _run, _save
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer):
-    w = ResampleWidget(viewer, confirm_overwrite=lambda path: True)
-    viewer.window.add_dock_widget(w, name="Resample volume")
-    yield w
-    if getattr(w, "_cancel", None) is not None:  # a failed test must not leave a held worker
-        w._cancel.set()
 
 
 def _spy_progress(monkeypatch, widget):
