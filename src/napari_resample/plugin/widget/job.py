@@ -134,7 +134,7 @@ def prepare_job(
     spacing = copy = None
     if target.kind == MATCH:
         grid = target.grid
-        if grid is None:
+        if grid is None or reference is None:
             raise ValueError(target.no_grid)
         if overlap_fraction(source.size, source.affine, grid.shape, grid.affine) == 0.0:
             raise ValueError(f"{source.name!r} and {grid.name!r} do not overlap")
