@@ -144,7 +144,8 @@ def prepare_job(
         spacing = target.spacing if target.kind == SPACING else None
     # ndim 3: a 2D or single-volume 4D file is resampled (and saved) as the 3D volume shown
     volume = volume_from_layer(layer.data, layer_state(layer), 3)
-    mode = resolve_interpolation(interpolation, volume)
+    # an explicit choice is checked (and warned about) by the pipeline in the worker
+    mode = resolve_interpolation("auto", volume) if interpolation == "auto" else interpolation
     _, too_big = memory_refusal(source, size, mode, memory.available_memory())
     if too_big is not None:
         raise ValueError(too_big)

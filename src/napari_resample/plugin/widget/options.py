@@ -8,7 +8,7 @@ chosen layer holds, as it does for every other front door and on every target.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from magicgui.widgets import CheckBox, ComboBox, Widget
 
@@ -56,7 +56,7 @@ class OptionsPanel:
             value=False,
             tooltip="Smooth downsampled axes with a Gaussian first so fine patterns do not alias.",
         )
-        self._resolved: tuple[int, int, str, Interpolation] | None = None
+        self._resolved: tuple[int, int, Interpolation] | None = None
         for widget in (self.interpolation, self.anchor, self.antialias):
             widget.changed.connect(on_change)
 
@@ -74,11 +74,17 @@ class OptionsPanel:
         self._resolved = None
 
     def resolved(self, layer: Any) -> Interpolation:
-        """The interpolation chosen, as the pipeline resolves it for *layer*'s volume (kept
-        until the layer, its data or the choice change: the read-out follows every keystroke)."""
+        """The interpolation chosen; ``"auto"`` as the pipeline resolves it for *layer*'s volume
+        (kept until the layer or its data change: the read-out follows every keystroke).
+
+        An explicit choice is returned as it is: the pipeline checks it (and warns about it)
+        once, when the run starts, not on every read-out.
+        """
         choice = self.interpolation.value
-        key = (id(layer), id(layer.data), choice)
-        if self._resolved is None or self._resolved[:3] != key:
+        if choice != AUTO:
+            return cast(Interpolation, choice)
+        key = (id(layer), id(layer.data))
+        if self._resolved is None or self._resolved[:2] != key:
             volume = volume_from_layer(layer.data, layer_state(layer), 3)
             self._resolved = (*key, resolve_interpolation(choice, volume))
-        return self._resolved[3]
+        return self._resolved[2]
