@@ -349,12 +349,7 @@ class ResampleWidget(Container):
         running). When the worker finished, :attr:`saved_path` is the file written (None if the
         write failed, reported).
         """
-        if self.saving:
-            self.status_line.report("A save is already running; wait for it to finish.", "warning")
-            return None
-        self.save_row.saved_path = None
         layer = self._result
-        if layer is None or layer not in self.viewer.layers:
-            self.status_line.report("Nothing to save: run Resample first.", "error")
-            return None
+        if layer is not None and layer not in self.viewer.layers:
+            layer = None  # the user removed it
         return self.save_row.save(layer, self._result_name, self.confirm_overwrite)

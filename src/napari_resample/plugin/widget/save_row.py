@@ -89,13 +89,20 @@ class SaveRow:
             self._picked_dir = True
 
     def save(self, layer: Any, file_name: str, confirm_overwrite: Callable[[Path], bool]) -> Any:
-        """Write *layer* as *file_name* in the chosen folder, in a background thread; return
-        the worker, or None (folder missing, overwrite declined), reported."""
+        """Write *layer* (None: no result in the viewer) as *file_name* in the chosen folder,
+        in a background thread; return the worker, or None (a save already running, nothing to
+        save, folder missing, overwrite declined), reported."""
         from napari.qt.threading import create_worker
 
         from napari_resample.plugin.writer import write_nifti
 
+        if self.saving:
+            self.status_line.report("A save is already running; wait for it to finish.", "warning")
+            return None
         self.saved_path = None
+        if layer is None:
+            self.status_line.report("Nothing to save: run Resample first.", "error")
+            return None
         folder = Path(cast(str, self.output_dir.value or "")).expanduser()
         if not folder.is_dir():
             self.status_line.report(
