@@ -90,7 +90,7 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_resample.plugin.widget import ResampleWidget
+    from napari_resample.plugin.widget.dock import ResampleWidget
 
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()

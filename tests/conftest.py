@@ -293,12 +293,12 @@ def widget(viewer):
     ``widget.answers`` holds what the overwrite confirmation answers, in order (yes once it is
     empty). A worker a failed test leaves held is cancelled at teardown.
     """
-    from napari_resample.plugin.widget import ResampleWidget
+    from napari_resample.plugin.widget.dock import ResampleWidget
 
     answers: list[bool] = []
     w = ResampleWidget(viewer, confirm_overwrite=lambda path: answers.pop(0) if answers else True)
     w.answers = answers
     viewer.window.add_dock_widget(w, name="Resample volume")
     yield w
-    if getattr(w, "_cancel", None) is not None:
-        w._cancel.set()
+    if w.run_row.cancel_event is not None:
+        w.run_row.cancel_event.set()

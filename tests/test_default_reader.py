@@ -43,7 +43,7 @@ def test_set_default_reader_sets_only_the_nifti_patterns(settings):
 
 
 def test_the_widget_offers_it_once_with_a_button_that_sets_it(make_napari_viewer, settings):
-    from napari_resample.plugin.widget import ResampleWidget
+    from napari_resample.plugin.widget.dock import ResampleWidget
 
     viewer = make_napari_viewer()
     settings.plugins.extension2reader = {}

@@ -18,7 +18,7 @@ import napari_resample
 #: Not imported: ``python -m napari_resample`` runs the command line when imported.
 SCRIPTS = {"napari_resample.__main__"}
 #: Need Qt, hence a display (the suite runs under pytest-xvfb, which provides one).
-NEEDS_DISPLAY = {"napari_resample.plugin.widget"}
+NEEDS_DISPLAY = {"napari_resample.plugin.widget.dock"}
 
 
 def _modules() -> list[str]:

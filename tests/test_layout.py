@@ -8,17 +8,15 @@ from nibabel.orientations import aff2axcodes
 
 from _plugin_fixtures import AFFINES, AXIS_ALIGNED, coded_volume, decode, stored_world
 from napari_resample.io.nifti import apply_scaling
+from napari_resample.plugin.layer_volume import METADATA_KEY, grid_of_layer, stored_from_display
 from napari_resample.plugin.layout import (
-    METADATA_KEY,
     StorageOrder,
-    grid_of_layer,
     napari_from_nifti,
     napari_from_stored,
     napari_matrix,
     nifti_affine_from_napari,
     nifti_from_napari,
     split_linear,
-    stored_from_display,
     stored_shape,
 )
 

@@ -20,8 +20,11 @@ from _plugin_fixtures import (
 )
 from napari_resample import resampling
 from napari_resample.engine.geometry import resampled_affine
-from napari_resample.plugin.layout import METADATA_KEY, StorageOrder, nifti_from_napari
-from napari_resample.plugin.widget import PRESETS, ResampleWidget
+from napari_resample.plugin.layer_volume import METADATA_KEY
+from napari_resample.plugin.layout import StorageOrder, nifti_from_napari
+from napari_resample.plugin.widget.dock import ResampleWidget
+from napari_resample.plugin.widget.model import PRESETS
+from napari_resample.plugin.widget.run_row import RunRow
 
 pytestmark = pytest.mark.gui
 
@@ -145,35 +148,35 @@ def test_run_is_in_the_background_and_a_second_run_is_refused(qtbot, viewer, wid
 
 def test_progress_reaches_the_activity_dock(qtbot, viewer, widget, nifti_file, monkeypatch):
     seen: list[float] = []
-    original = ResampleWidget._on_progress
+    original = RunRow.show_progress
 
     def spy(self, fraction):
         seen.append(fraction)
         original(self, fraction)
 
-    monkeypatch.setattr(ResampleWidget, "_on_progress", spy)
+    monkeypatch.setattr(RunRow, "show_progress", spy)
     import time
 
-    import napari_resample.plugin.widget as widget_module
+    import napari_resample.plugin.widget.job as job_module
 
-    real = widget_module.resample_volume
+    real = job_module.resample_volume
 
     def after_the_bar(*args, **kwargs):  # the bar is built in an event of its own: wait for it
         deadline = time.monotonic() + TIMEOUT_MS / 1000
-        while widget._progress is None and time.monotonic() < deadline:
+        while widget.run_row.activity is None and time.monotonic() < deadline:
             time.sleep(0.01)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(widget_module, "resample_volume", after_the_bar)
+    monkeypatch.setattr(job_module, "resample_volume", after_the_bar)
     widget.layer.value = _open(viewer, nifti_file("ct.nii.gz", data=_ct()))
     widget.target_size.value = (16, 16, 16)
     worker = widget.run()
-    qtbot.waitUntil(lambda: widget._progress is not None, timeout=TIMEOUT_MS)
-    bar = widget._progress
+    qtbot.waitUntil(lambda: widget.run_row.activity is not None, timeout=TIMEOUT_MS)
+    bar = widget.run_row.activity
     assert bar.total == 100 and "ct" in bar.desc
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert worker is not None and seen and max(seen) == pytest.approx(1.0)
-    assert widget._progress is None  # closed at the end
+    assert widget.run_row.activity is None  # closed at the end
 
 
 def test_labels_stay_labels_with_their_label_set(qtbot, viewer, widget):
@@ -355,12 +358,12 @@ def test_layers_of_types_nifti_lacks_resample_and_save(qtbot, viewer, widget, tm
 
 
 def test_a_failure_adding_the_result_is_reported(qtbot, viewer, widget, monkeypatch):
-    import napari_resample.plugin.widget as widget_module
+    import napari_resample.plugin.widget.job as job_module
 
     def broken(*args, **kwargs):
         raise ValueError("no room for another layer")
 
-    monkeypatch.setattr(widget_module, "layer_data_from_volume", broken)
+    monkeypatch.setattr(job_module, "layer_data_from_volume", broken)
     widget.layer.value = viewer.add_image(np.ones((4, 5, 6), dtype=np.float32), name="v")
     widget.target_size.value = (3, 3, 3)
     before = len(_errors())

@@ -11,7 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import napari_resample.plugin.widget as widget_module
+import napari_resample.plugin.widget.job as job_module
+import napari_resample.plugin.widget.model as model_module
 from _plugin_fixtures import (
     AFFINES,
     TIMEOUT_MS,
@@ -27,7 +28,7 @@ from _plugin_fixtures import (
 from napari_resample import resample_to_reference, resample_to_spacing
 from napari_resample.engine import memory as _memory
 from napari_resample.engine import threads as _threads
-from napari_resample.plugin.widget import ORANGE, RED
+from napari_resample.plugin.widget.readout import ORANGE, RED
 
 pytestmark = [
     pytest.mark.gui,
@@ -219,8 +220,8 @@ def test_low_overlap_is_a_warning_and_the_run_reports_it(qtbot, viewer, widget):
 
 def test_cancel_stops_a_match_layer_run(qtbot, viewer, widget, monkeypatch):
     seen = []
-    held = _held(widget_module.resample_volume_to_grid, seen)
-    monkeypatch.setattr(widget_module, "resample_volume_to_grid", held)
+    held = _held(job_module.resample_volume_to_grid, seen)
+    monkeypatch.setattr(job_module, "resample_volume_to_grid", held)
     monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)
     source = viewer.add_image(_ct(), name="ct")
     target = viewer.add_image(np.zeros((30, 40, 16), np.int16), name="fine", scale=(0.3, 0.5, 0.8))
@@ -237,15 +238,20 @@ def test_cancel_stops_a_match_layer_run(qtbot, viewer, widget, monkeypatch):
     assert widget.run_button.text == "Resample" and widget.run_button.enabled
 
 
-def test_interpolation_follows_the_core_for_match_layer_unless_chosen(qtbot, viewer, widget):
+def test_auto_is_the_pipeline_rule_on_every_target_unless_chosen(qtbot, viewer, widget):
     source = viewer.add_image(_ct(), name="ct")
     target = viewer.add_image(np.zeros((8, 8, 8), np.float32), name="ref", scale=(3, 3, 3))
     widget.layer.value = source
-    _match(widget, target)
-    assert _run(qtbot, widget).metadata["napari_resample"]["interpolation"] == "linear"
+    _match(widget, target)  # an image on a reference grid: B-spline, as on the other targets
+    assert _run(qtbot, widget).metadata["napari_resample"]["interpolation"] == "bspline"
     widget.target.value = "size"
     widget.target_size.value = (6, 5, 5)
     assert _run(qtbot, widget).metadata["napari_resample"]["interpolation"] == "bspline"
+    # an Image layer holding a label map: the rule looks at the voxels, not the layer type
+    widget.layer.value = viewer.add_image(_segmentation(), name="seg", scale=(2.5, 0.8, 0.5))
+    widget.target_size.value = (8, 7, 6)
+    assert _run(qtbot, widget).metadata["napari_resample"]["interpolation"] == "label"
+    widget.layer.value = source
     widget.interpolation.value = "nearest"  # an explicit choice is kept for every target
     _match(widget, target)
     assert _run(qtbot, widget).metadata["napari_resample"]["interpolation"] == "nearest"
@@ -324,13 +330,13 @@ def test_a_chosen_spacing_is_kept_across_layers(viewer, widget, nifti_file):
 
 def test_the_memory_estimate_covers_every_target(viewer, widget, monkeypatch):
     calls = []
-    real = widget_module.estimate_memory
+    real = model_module.estimate_memory
 
     def spy(in_shape, dtype, out_shape, mode, **kwargs):
         calls.append((tuple(in_shape), tuple(out_shape), mode))
         return real(in_shape, dtype, out_shape, mode, **kwargs)
 
-    monkeypatch.setattr(widget_module, "estimate_memory", spy)
+    monkeypatch.setattr(model_module, "estimate_memory", spy)
     monkeypatch.setattr(_memory, "available_memory", lambda: 10 * 2**20)
     source = viewer.add_image(_ct(), name="ct")  # napari (24, 20, 10): file (10, 20, 24)
     target = viewer.add_image(np.zeros((4, 5, 6), np.float32), name="ref", scale=(6, 4, 2))
@@ -341,5 +347,5 @@ def test_the_memory_estimate_covers_every_target(viewer, widget, monkeypatch):
     widget.target_spacing.value = (0.01, 0.01, 0.01)
     assert "Too big" in widget.memory_warning.value and not widget.run_button.enabled
     _match(widget, target)
-    assert calls[-1] == ((10, 20, 24), (6, 5, 4), "linear")
+    assert calls[-1] == ((10, 20, 24), (6, 5, 4), "bspline")
     assert widget.memory_warning.value == "" and widget.run_button.enabled

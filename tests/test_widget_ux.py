@@ -8,24 +8,25 @@ import itertools
 import numpy as np
 import pytest
 
-import napari_resample.plugin.widget as widget_module
+import napari_resample.plugin.widget.job as job_module
+import napari_resample.plugin.widget.model as model_module
 from _plugin_fixtures import TIMEOUT_MS, _ct, _errors, _held, _run, _save
 from napari_resample.engine import memory as _memory
 from napari_resample.engine import threads as _threads
-from napari_resample.plugin.widget import ResampleWidget
+from napari_resample.plugin.widget.run_row import RunRow
 
 pytestmark = pytest.mark.gui
 
 
 def _spy_progress(monkeypatch, widget):
     seen: list[tuple[float, int]] = []
-    original = ResampleWidget._on_progress
+    original = RunRow.show_progress
 
     def spy(self, fraction):
         original(self, fraction)
         seen.append((fraction, int(self.progress_bar.value)))
 
-    monkeypatch.setattr(ResampleWidget, "_on_progress", spy)
+    monkeypatch.setattr(RunRow, "show_progress", spy)
     return seen
 
 
@@ -51,9 +52,9 @@ def test_progress_moves_slab_by_slab_in_the_widget_and_the_activity_dock(
 def test_cancel_stops_the_run_adds_no_layer_and_the_widget_is_ready(
     qtbot, viewer, widget, monkeypatch, tmp_path
 ):
-    real = widget_module.resample_volume
+    real = job_module.resample_volume
     seen = []  # the real engine, held after each slab until the user cancels
-    monkeypatch.setattr(widget_module, "resample_volume", _held(real, seen))
+    monkeypatch.setattr(job_module, "resample_volume", _held(real, seen))
     monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)
     widget.layer.value = viewer.add_image(_ct(), name="ct")
     widget.output_dir.value = tmp_path
@@ -72,7 +73,7 @@ def test_cancel_stops_the_run_adds_no_layer_and_the_widget_is_ready(
     assert widget.progress_bar.value == 0
     assert _errors()[before:] == []  # a cancel is not an error
     # and ready again: the next run goes through
-    monkeypatch.setattr(widget_module, "resample_volume", real)
+    monkeypatch.setattr(job_module, "resample_volume", real)
     assert _run(qtbot, widget).name == "ct_resampled"
 
 
@@ -120,7 +121,7 @@ def test_an_exception_in_a_slot_becomes_a_notification(viewer, widget, monkeypat
         raise RuntimeError("boom")
 
     widget.layer.value = viewer.add_image(_ct(), name="ct")
-    monkeypatch.setattr(widget_module, "resampled_affine", broken)
+    monkeypatch.setattr(model_module, "resampled_affine", broken)
     before = len(_errors())
     widget.target_size.value = (5, 5, 5)  # raised out of the slot into Qt before
     assert any("Updating the read-out failed: boom" in m for m in _errors()[before:])

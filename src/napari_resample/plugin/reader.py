@@ -28,7 +28,8 @@ from napari_resample.io.formats import (
 from napari_resample.io.names import ITK_SUFFIXES, nifti_suffix, volume_name, volume_suffix
 from napari_resample.io.nifti import NiftiVolume, load_nifti
 from napari_resample.pipeline.rules import is_label_map
-from napari_resample.plugin.layout import METADATA_KEY, napari_from_nifti
+from napari_resample.plugin.layer_volume import METADATA_KEY
+from napari_resample.plugin.layout import napari_from_nifti
 
 LayerData = tuple[Any, dict[str, Any], str]
 

@@ -1,12 +1,12 @@
 """napari writers: Image and Labels layers to NIfTI (``.nii.gz``, default, or ``.nii``), NRRD
 (``.nrrd``) and MetaImage (``.mha``).
 
-The geometry is the layer's *current* one (scale, translate, rotate, shear, affine), converted by
-:mod:`napari_resample.plugin.layout`; from the reader's metadata only the storage axis order, the
-header template (codes, units, description, intent, time step, on-disk type) and the scaling
-are taken; when the layer's geometry is still the template's, the template's qform, sform, codes
-and pixdim are written unchanged. A layer that did not come from a NIfTI file is written as
-(z, y, x) = (k, j, i) with its scale as spacing and its translate as origin.
+The geometry is the layer's *current* one (scale, translate, rotate, shear, affine), converted
+by :mod:`napari_resample.plugin.layer_volume`; from the reader's metadata only the storage axis
+order, the header template (codes, units, description, intent, time step, on-disk type) and the
+scaling are taken; when the layer's geometry is still the template's, the template's qform,
+sform, codes and pixdim are written unchanged. A layer that did not come from a NIfTI file is
+written as (z, y, x) = (k, j, i) with its scale as spacing and its translate as origin.
 
 NRRD and MetaImage files are written by :func:`napari_resample.io.formats.save_itk` from the same
 (i, j, k) voxels and voxel -> RAS affine (converted to ITK's LPS there); they hold no NIfTI
@@ -24,7 +24,7 @@ import numpy as np
 from napari_resample.io.header import header_for_grid, set_stored_dtype, storable
 from napari_resample.io.names import nifti_suffix, volume_suffix
 from napari_resample.io.nifti import save_nifti
-from napari_resample.plugin.layout import volume_from_layer
+from napari_resample.plugin.layer_volume import volume_from_layer
 
 
 def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
