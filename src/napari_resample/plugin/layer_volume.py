@@ -18,7 +18,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from napari_resample.engine.grid import Grid
-from napari_resample.io.nifti import XFORM_ALIGNED, NiftiVolume, apply_scaling, same_grid
+from napari_resample.io.header import XFORM_ALIGNED, same_grid
+from napari_resample.io.nifti import NiftiVolume, apply_scaling
 from napari_resample.plugin.layout import (
     StorageOrder,
     nifti_affine_from_napari,
