@@ -74,6 +74,7 @@ from napari_resample.engine.resample import estimate_memory
 from napari_resample.io.names import OUTPUT_SUFFIX, REFERENCE_SUFFIX, output_name
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.pipeline.reference import LOW_OVERLAP, resample_volume_to_grid
+from napari_resample.pipeline.rules import interpolation_for_layer
 from napari_resample.pipeline.run import resample_volume
 from napari_resample.plugin.layout import (
     METADATA_KEY,
@@ -363,10 +364,7 @@ class ResampleWidget(Container):
             name="interpolation",
             label="interpolation",
             choices=[AUTO, *INTERPOLATIONS],
-            tooltip=(
-                "auto: label voting for Labels layers; for images cubic B-spline, or linear "
-                "when matching a layer."
-            ),
+            tooltip=("auto: label voting for Labels layers, cubic B-spline for images."),
         )
         self.anchor = ComboBox(
             name="anchor",
@@ -693,11 +691,8 @@ class ResampleWidget(Container):
     def _interpolation_for(self, layer: Any) -> Interpolation:
         from napari.layers import Labels
 
-        interpolation = self.interpolation.value
-        if interpolation == AUTO:  # the layer type the user sees decides; images as the core
-            image = "linear" if self.target.value == MATCH else "bspline"
-            interpolation = "label" if isinstance(layer, Labels) else image
-        return cast(Interpolation, interpolation)
+        # the layer type the user sees decides "auto", by the pipeline's rule (every target)
+        return interpolation_for_layer(self.interpolation.value, isinstance(layer, Labels))
 
     def _new_size(
         self, size: tuple[int, ...], affine: np.ndarray
