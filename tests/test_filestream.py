@@ -220,3 +220,53 @@ def test_a_low_overlap_is_warned_once(tmp_path, oblique, mode) -> None:
         warnings.simplefilter("always")
         resample_to_reference(src, ref, tmp_path / "out", mode)
     assert [str(w.message).count("covers only") for w in caught] == [1]
+
+
+def _ten_values(shape=(24, 20, 16)):
+    """int16 holding 10 values in blocks: a label map by the counts unless scaled."""
+    k = np.indices(shape).sum(axis=0) // 6
+    return ((k % 10) * 100).astype(np.int16)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [({"scl_slope": 0.5, "scl_inter": -10.0}, "bspline"), ({}, "label")],
+)
+def test_streamed_auto_asks_the_one_rule(tmp_path, monkeypatch, header, expected) -> None:
+    # Scaled integers are images whatever their values (the Labels rule's first condition):
+    # streamed under a small budget, "auto" must give B-spline, as in memory.
+    src = _write(tmp_path / "ten.nii.gz", _ten_values(), **header)
+    s, m, a, b = _both(
+        tmp_path, monkeypatch, src, SizeTarget((13, 11, 9)), "auto", "ten", max_memory="1M"
+    )
+    assert a.streamed and a.interpolation == expected
+    assert b.interpolation == expected and s == m
+
+
+def test_bspline_on_a_label_map_warns_once_naming_the_file_and_the_rule(tmp_path) -> None:
+    seg = np.zeros((24, 20, 16), np.uint8)
+    seg[4:12, 4:12, 4:10], seg[12:20, 6:14, 5:12] = 1, 7
+    by_intent = _write(tmp_path / "by_intent.nii.gz", seg, intent_code=1002)
+    by_counts = _write(tmp_path / "by_counts.nii.gz", seg)
+    for src, rule in [(by_intent, "intent code 1002"), (by_counts, "3 distinct values")]:
+        for budget in (None, "1M"):  # in memory and streamed
+            out = tmp_path / f"out{budget}"
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                resampling(src, out, (13, 11, 9), interpolation="linear", max_memory=budget)
+            assert len(caught) == 1, [str(w.message) for w in caught]
+            message = str(caught[0].message)
+            assert src in message and rule in message and "'linear'" in message
+            assert caught[0].filename == __file__  # the caller's line, not ours
+    # "auto" and "label" say nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resampling(by_counts, tmp_path / "quiet", (13, 11, 9), max_memory="1M")
+
+
+def test_the_warning_names_equal_neighbours_when_they_decide(tmp_path) -> None:
+    ids = np.arange(64, dtype=np.int16).reshape(4, 4, 4) + 1  # 64 labels in 5-voxel blocks
+    seg = np.kron(ids, np.ones((6, 5, 4), np.int16))
+    src = _write(tmp_path / "many.nii.gz", seg)
+    with pytest.warns(UserWarning, match=r"64 distinct values and \d+% equal neighbours"):
+        resample_to_spacing(src, tmp_path / "out", (1.0, 1.0, 3.0), interpolation="bspline")
