@@ -207,8 +207,7 @@ def test_an_output_over_the_hold_cap_takes_a_first_pass_instead(tmp_path, monkey
     ("oblique", "mode"), [(False, "linear"), (True, "linear"), (False, "auto")]
 )
 def test_a_low_overlap_is_warned_once(tmp_path, oblique, mode) -> None:
-    """Streamed, in memory after the stream gave up (oblique; "auto" on a small integer volume),
-    the warning comes once."""
+    """Streamed, or in memory (oblique), the warning comes once: the target resolves once."""
     src = _write(tmp_path / "in.nii.gz", _volume((30, 26, 21), np.int16))
     affine = np.diag([1.1, 0.9, 1.5, 1.0])
     if oblique:
@@ -270,3 +269,12 @@ def test_the_warning_names_equal_neighbours_when_they_decide(tmp_path) -> None:
     src = _write(tmp_path / "many.nii.gz", seg)
     with pytest.warns(UserWarning, match=r"64 distinct values and \d+% equal neighbours"):
         resample_to_spacing(src, tmp_path / "out", (1.0, 1.0, 3.0), interpolation="bspline")
+
+
+def test_auto_streams_an_integer_image_without_a_first_pass(tmp_path, monkeypatch) -> None:
+    # Over 256 values in the first block: an image whatever the rest holds, so "auto" streams it
+    # at once (B-spline), as "bspline" would, instead of reading it whole or twice.
+    src = _write(tmp_path / "ct.nii.gz", _volume((30, 26, 21), np.int16))
+    s, m, a, b = _both(tmp_path, monkeypatch, src, SizeTarget((17, 40, 9)), "auto", "ct")
+    assert (a.interpolation, a.streamed, a.first_pass) == ("bspline", True, False)
+    assert b.interpolation == "bspline" and s == m

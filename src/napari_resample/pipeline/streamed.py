@@ -27,6 +27,7 @@ returns None, having written nothing).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_resample.engine.labels import MAX_LABELS, pair_counts, sampled_planes
+from napari_resample.engine.labels import MAX_LABELS, count_distinct, pair_counts, sampled_planes
 from napari_resample.engine.memory import format_bytes
 from napari_resample.engine.options import AutoInterpolation, Interpolation
 from napari_resample.engine.progress import CancelSignal, ProgressCallback, cancel_check
@@ -137,6 +138,8 @@ class StreamDecision:
     ----------
     reader : PlaneReader
         The reader to stream (a new one when a first pass read the file).
+    blocks : iterator of (k0, block)
+        Its planes, from the first (one block may have been read to decide ``"auto"``).
     plan : StreamPlan
     mode : str
         The interpolation, ``"auto"`` resolved.
@@ -148,6 +151,7 @@ class StreamDecision:
     """
 
     reader: PlaneReader
+    blocks: Iterator[Block]
     plan: StreamPlan
     mode: Interpolation
     chunk_bytes: int
@@ -183,22 +187,57 @@ def decide_stream(
     if not grid.streamable or grid.positions is None:
         return None
     facts = facts_of(reader)
-    path = reader.path
+    blocks: Iterator[Block] = iter(reader)
     stats = None
-    if interpolation == "auto" and voxels_decide(facts):
-        out_shape = tuple(x.size for x in grid.positions)
-        in_memory = math.prod(reader.shape) * reader.dtype.itemsize + estimate_memory(
-            reader.shape, reader.dtype, out_shape, "label"
-        )
-        if in_memory <= budget:
-            return None
-        reader.close()
-        stats = _first_pass(path, reader.shape, count_labels=True, check=check)
-        reader = open_planes(path)
-    if interpolation == "auto":  # the header decides, or the first pass's counts
-        mode = choose_interpolation("auto", facts, stats.counts if stats else _no_counts)
+    if interpolation != "auto":
+        mode: Interpolation = interpolation  # its warning, if any, once the planes are counted
+    elif not voxels_decide(facts):
+        mode = choose_interpolation("auto", facts, _unasked)  # the header decides
     else:
-        mode = interpolation  # its warning, if any, once the planes were counted
+        # Over MAX_LABELS values in the first block make an image whatever the rest holds (the
+        # count only grows): the rule answers at once, and the volume streams.
+        first = next(blocks)
+        distinct = count_distinct(first[1], MAX_LABELS + 1)
+        if distinct > MAX_LABELS:
+            mode = choose_interpolation("auto", facts, lambda: (distinct, _unasked_fraction))
+            blocks = itertools.chain([first], blocks)
+        elif _fits_in_memory(reader, grid.shape, budget):
+            return None  # one read, in memory, instead of two
+        else:
+            reader.close()
+            stats = _first_pass(reader.path, reader.shape, count_labels=True, check=check)
+            mode = choose_interpolation("auto", facts, stats.counts)
+            reader = open_planes(reader.path)
+            blocks = iter(reader)
+    counts_wanted = _counts_wanted(interpolation, facts)
+    return _planned(reader, blocks, grid, mode, budget, stats, counts_wanted, check)
+
+
+def _fits_in_memory(reader: PlaneReader, out_shape: tuple[int, int, int], budget: int) -> bool:
+    """Whether the in-memory pipeline can take the file within *budget* (as a label map, the
+    costliest mode ``"auto"`` may choose)."""
+    return (
+        math.prod(reader.shape) * reader.dtype.itemsize
+        + estimate_memory(reader.shape, reader.dtype, out_shape, "label")
+        <= budget
+    )
+
+
+def _planned(
+    reader: PlaneReader,
+    blocks: Iterator[Block],
+    grid: OutputGrid,
+    mode: Interpolation,
+    budget: int,
+    stats: _Stats | None,
+    counts_wanted: bool,
+    check: Callable[[], None] | None,
+) -> StreamDecision | None:
+    """The streamed plan of :func:`decide_stream` once the mode is known: None for k read
+    backwards or NaN / Inf found by a first pass; a first pass when the clamp range is needed
+    and the unfinished output cannot be held."""
+    assert grid.positions is not None  # a streamable grid's
+    path = reader.path
     plan = plan_stream(reader.shape, reader.dtype, grid.positions, mode, grid.antialias)
     if plan is None:
         return None
@@ -215,15 +254,14 @@ def decide_stream(
     if plan.needs_range and (need + held > budget or held > HOLD_CAP):  # a first pass
         if stats is None:
             reader.close()
-            stats = _first_pass(
-                path, reader.shape, count_labels=_counts_wanted(interpolation, facts), check=check
-            )
+            stats = _first_pass(path, reader.shape, count_labels=counts_wanted, check=check)
             reader = open_planes(path)
+            blocks = iter(reader)
         if stats.nonfinite:
             reader.close()
             return None
         value_range = stats.value_range
-    return StreamDecision(reader, plan, mode, chunk_bytes, value_range, stats)
+    return StreamDecision(reader, blocks, plan, mode, chunk_bytes, value_range, stats)
 
 
 def stream_file(
@@ -265,11 +303,11 @@ def stream_file(
         source = decision.reader
         facts = facts_of(source)
         stats = decision.stats
-        blocks: Iterator[Block] | PlaneReader = source
+        blocks = decision.blocks
         if stats is None or not stats.count_labels:  # count the labels as the planes pass
             stats = _Stats(_counts_wanted(interpolation, facts), _sampled(source.shape))
             if stats.count_labels:
-                blocks = _counted(source, stats)
+                blocks = _counted(blocks, stats)
         header = grid.header.copy()
         set_stored_dtype(header, storable_dtype(source.dtype))
         with PlaneWriter(out_file, header, slope=source.slope, inter=source.inter) as writer:
@@ -301,8 +339,12 @@ def stream_file(
             decision.reader.close()
 
 
-def _no_counts() -> Counts:
+def _unasked() -> Counts:
     raise AssertionError("the header decides: no voxel counts asked")  # pragma: no cover
+
+
+def _unasked_fraction() -> float:
+    raise AssertionError("over MAX_LABELS values: no fraction asked")  # pragma: no cover
 
 
 def _counts_wanted(interpolation: str, facts: VolumeFacts) -> bool:
@@ -315,7 +357,7 @@ def _sampled(shape: tuple[int, int, int]) -> set[int]:
     return set(sampled_planes(shape[2]).tolist())
 
 
-def _counted(blocks: PlaneReader, stats: _Stats) -> Iterator[Block]:
+def _counted(blocks: Iterator[Block], stats: _Stats) -> Iterator[Block]:
     """The blocks of *blocks*, the Labels rule's counts taken in *stats* as they pass."""
     for k0, block in blocks:
         stats.add(k0, block, labels_only=True)
