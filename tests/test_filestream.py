@@ -278,3 +278,18 @@ def test_auto_streams_an_integer_image_without_a_first_pass(tmp_path, monkeypatc
     s, m, a, b = _both(tmp_path, monkeypatch, src, SizeTarget((17, 40, 9)), "auto", "ct")
     assert (a.interpolation, a.streamed, a.first_pass) == ("bspline", True, False)
     assert b.interpolation == "bspline" and s == m
+
+
+def test_a_read_out_resolves_without_warning_and_the_run_warns() -> None:
+    from napari_resample.io.nifti import NiftiVolume
+    from napari_resample.pipeline.rules import resolve_interpolation
+
+    seg = NiftiVolume(
+        np.kron(np.eye(3, dtype=np.uint8), np.ones((4, 4, 4), np.uint8)), np.eye(4), None
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_interpolation("linear", seg, warn=False) == "linear"
+        assert resolve_interpolation("auto", seg, warn=False) == "label"
+    with pytest.warns(UserWarning, match=r"the volume is a label map \(2 distinct values"):
+        assert resolve_interpolation("linear", seg) == "linear"

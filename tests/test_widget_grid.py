@@ -246,7 +246,8 @@ def test_interpolation_follows_the_core_for_match_layer_unless_chosen(qtbot, vie
     target = viewer.add_image(np.zeros((8, 8, 8), np.float32), name="ref", scale=(3, 3, 3))
     widget.layer.value = source
     _match(widget, target)
-    assert _run(qtbot, widget).metadata["napari_resample"]["interpolation"] == "linear"
+    # "auto" is B-spline for an image on every target (docs/decisions.md, D22)
+    assert _run(qtbot, widget).metadata["napari_resample"]["interpolation"] == "bspline"
     widget.target.value = "size"
     widget.target_size.value = (6, 5, 5)
     assert _run(qtbot, widget).metadata["napari_resample"]["interpolation"] == "bspline"

@@ -147,8 +147,14 @@ def choose_interpolation(
     return interpolation
 
 
-def resolve_interpolation(interpolation: AutoInterpolation, volume: NiftiVolume) -> Interpolation:
-    """:func:`choose_interpolation` for an in-memory volume (its voxels counted if needed)."""
+def resolve_interpolation(
+    interpolation: AutoInterpolation, volume: NiftiVolume, *, warn: bool = True
+) -> Interpolation:
+    """:func:`choose_interpolation` for an in-memory volume (its voxels counted if needed);
+    ``warn=False`` for a read-out that only shows the choice (the run warns)."""
+    if not warn and interpolation != "auto":
+        check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
+        return interpolation
     return choose_interpolation(
         interpolation, VolumeFacts.of_volume(volume), array_counts(volume.data)
     )
