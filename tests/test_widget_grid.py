@@ -346,5 +346,5 @@ def test_the_memory_estimate_covers_every_target(viewer, widget, monkeypatch):
     widget.target_spacing.value = (0.01, 0.01, 0.01)
     assert "Too big" in widget.memory_warning.value and not widget.run_button.enabled
     _match(widget, target)
-    assert calls[-1] == ((10, 20, 24), (6, 5, 4), "linear")
+    assert calls[-1] == ((10, 20, 24), (6, 5, 4), "bspline")
     assert widget.memory_warning.value == "" and widget.run_button.enabled
