@@ -10,9 +10,9 @@ What the engine needs to know before the first output plane:
 
 - the clamp range of the interpolating modes (the input's [min, max]). The header's
   ``cal_min``/``cal_max`` are not trusted (writers leave them stale). When the unfinished output
-  is small (:data:`napari_resample.engine.stream.HOLD_CAP`, 64 MiB) and fits the budget, it is held and finished once
-  the whole input was seen (one read of the file); otherwise a **first pass** over the file
-  finds the range;
+  is small (:data:`napari_resample.engine.stream.HOLD_CAP`, 64 MiB) and fits the budget, it is
+  held and finished once the whole input was seen (one read of the file); otherwise a **first
+  pass** over the file finds the range;
 - for ``interpolation="auto"``, whether the volume is a label map, by the one rule
   (:mod:`napari_resample.pipeline.rules`): the header decides when it can; over 256 values in
   the first block of planes make an image at once (the count only grows); otherwise the first
