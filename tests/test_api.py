@@ -274,14 +274,16 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
             raise OSError("simulated")
 
         monkeypatch.setattr(_niistream.PlaneWriter, "write", boom)
+    # "auto" on a small integer volume is decided in memory: an explicit mode streams it
+    mode = "bspline"
     before = tree(tmp_path)
     with pytest.raises(exc, match="simulated"):
-        resampling(scan, tmp_path / "new" / "deeper" / "out", SIZE)
+        resampling(scan, tmp_path / "new" / "deeper" / "out", SIZE, interpolation=mode)
     assert tree(tmp_path) == before
     # An existing output folder is kept (it was not ours), and stays empty.
     (tmp_path / "kept").mkdir()
     with pytest.raises(exc, match="simulated"):
-        resampling(scan, tmp_path / "kept" / "sub", SIZE)
+        resampling(scan, tmp_path / "kept" / "sub", SIZE, interpolation=mode)
     assert tree(tmp_path / "kept") == []
 
 
@@ -559,7 +561,8 @@ def test_concurrent_runs_into_one_new_folder_both_survive_a_failure(tmp_path: Pa
 
     for name in ("a", "b"):
         nib.save(
-            nib.Nifti1Image(np.ones((6, 6, 6), np.int16), np.eye(4)), tmp_path / f"{name}.nii.gz"
+            nib.Nifti1Image(np.arange(216, dtype=np.int16).reshape(6, 6, 6), np.eye(4)),
+            tmp_path / f"{name}.nii.gz",
         )
     out = tmp_path / "new" / "shared"
     flags = tmp_path / "flags"
@@ -589,7 +592,7 @@ def write(self, path, *args, **kwargs):
     return real(self, path, *args, **kwargs)
 _niistream.PlaneWriter.__init__ = write
 wait_for("b_made_folder")
-resampling({str(tmp_path / "a.nii.gz")!r}, {str(out)!r}, (3, 3, 3))
+resampling({str(tmp_path / "a.nii.gz")!r}, {str(out)!r}, (3, 3, 3), interpolation="bspline")
 print(len(calls))
 """
     )
@@ -602,7 +605,7 @@ def write(self, path, *args, **kwargs):
     raise OSError("simulated failure of B")
 _niistream.PlaneWriter.__init__ = write
 try:
-    resampling({str(tmp_path / "b.nii.gz")!r}, {str(out)!r}, (3, 3, 3))
+    resampling({str(tmp_path / "b.nii.gz")!r}, {str(out)!r}, (3, 3, 3), interpolation="bspline")
 except OSError:
     (flags / "b_done").touch()
 """

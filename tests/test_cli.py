@@ -210,8 +210,8 @@ def test_cli_default_interpolation_keeps_a_label_map_s_labels(tmp_path):
 
 
 def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
-    # resampling() and the CLI both go through _pipeline.resample_file: streamed for a B-spline
-    # image, in memory (one read) for "auto" on a small volume whose voxels decide.
+    # resampling() and the CLI both go through _pipeline.resample_file, with the same default
+    # ("auto"): in memory (one read) on a small volume whose voxels decide.
     from napari_resample import api as _api
     from napari_resample import resampling
     from napari_resample.dataset import task as _task
@@ -230,7 +230,7 @@ def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
     resampling(src, tmp_path / "o1", (2, 2, 2))
     assert main([src, str(tmp_path / "o2"), "--size", "2", "2", "2", "--quiet"]) == 0
     # one value: a label map, by the core's rule
-    assert calls == [("bspline", "bspline", True), ("auto", "label", False)]
+    assert calls == [("auto", "label", False)] * 2
 
 
 def test_cli_version_and_usage_name_the_arguments(capsys):

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -67,7 +68,12 @@ def test_streamed_file_equals_the_in_memory_file(tmp_path, monkeypatch, dtype, m
             SpacingTarget((1.1, 0.5, 3.0)),
         ]
     ):
-        s, m, a, b = _both(tmp_path, monkeypatch, src, target, mode, f"{n}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            s, m, a, b = _both(tmp_path, monkeypatch, src, target, mode, f"{n}")
+        # uint8 here holds 5 values: a label map, which both engines warn about once each
+        warned = 2 if dtype == np.uint8 and mode in ("bspline", "linear") else 0
+        assert [str(w.message).count("5 distinct values") for w in caught] == [1] * warned
         assert a.streamed and not b.streamed
         assert s == m, f"{target}"
         assert a.after == b.after and a.info == b.info
@@ -201,10 +207,7 @@ def test_an_output_over_the_hold_cap_takes_a_first_pass_instead(tmp_path, monkey
     ("oblique", "mode"), [(False, "linear"), (True, "linear"), (False, "auto")]
 )
 def test_a_low_overlap_is_warned_once(tmp_path, oblique, mode) -> None:
-    """Streamed, in memory after the stream gave up (oblique; "auto" on a small integer volume),
-    the warning comes once."""
-    import warnings
-
+    """Streamed, or in memory (oblique), the warning comes once: the target resolves once."""
     src = _write(tmp_path / "in.nii.gz", _volume((30, 26, 21), np.int16))
     affine = np.diag([1.1, 0.9, 1.5, 1.0])
     if oblique:
@@ -216,3 +219,77 @@ def test_a_low_overlap_is_warned_once(tmp_path, oblique, mode) -> None:
         warnings.simplefilter("always")
         resample_to_reference(src, ref, tmp_path / "out", mode)
     assert [str(w.message).count("covers only") for w in caught] == [1]
+
+
+def _ten_values(shape=(24, 20, 16)):
+    """int16 holding 10 values in blocks: a label map by the counts unless scaled."""
+    k = np.indices(shape).sum(axis=0) // 6
+    return ((k % 10) * 100).astype(np.int16)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [({"scl_slope": 0.5, "scl_inter": -10.0}, "bspline"), ({}, "label")],
+)
+def test_streamed_auto_asks_the_one_rule(tmp_path, monkeypatch, header, expected) -> None:
+    # Scaled integers are images whatever their values (the Labels rule's first condition):
+    # streamed under a small budget, "auto" must give B-spline, as in memory.
+    src = _write(tmp_path / "ten.nii.gz", _ten_values(), **header)
+    s, m, a, b = _both(
+        tmp_path, monkeypatch, src, SizeTarget((13, 11, 9)), "auto", "ten", max_memory="1M"
+    )
+    assert a.streamed and a.interpolation == expected
+    assert b.interpolation == expected and s == m
+
+
+def test_bspline_on_a_label_map_warns_once_naming_the_file_and_the_rule(tmp_path) -> None:
+    seg = np.zeros((24, 20, 16), np.uint8)
+    seg[4:12, 4:12, 4:10], seg[12:20, 6:14, 5:12] = 1, 7
+    by_intent = _write(tmp_path / "by_intent.nii.gz", seg, intent_code=1002)
+    by_counts = _write(tmp_path / "by_counts.nii.gz", seg)
+    for src, rule in [(by_intent, "intent code 1002"), (by_counts, "3 distinct values")]:
+        for budget in (None, "1M"):  # in memory and streamed
+            out = tmp_path / f"out{budget}"
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                resampling(src, out, (13, 11, 9), interpolation="linear", max_memory=budget)
+            assert len(caught) == 1, [str(w.message) for w in caught]
+            message = str(caught[0].message)
+            assert src in message and rule in message and "'linear'" in message
+            assert caught[0].filename == __file__  # the caller's line, not ours
+    # "auto" and "label" say nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resampling(by_counts, tmp_path / "quiet", (13, 11, 9), max_memory="1M")
+
+
+def test_the_warning_names_equal_neighbours_when_they_decide(tmp_path) -> None:
+    ids = np.arange(64, dtype=np.int16).reshape(4, 4, 4) + 1  # 64 labels in 5-voxel blocks
+    seg = np.kron(ids, np.ones((6, 5, 4), np.int16))
+    src = _write(tmp_path / "many.nii.gz", seg)
+    with pytest.warns(UserWarning, match=r"64 distinct values and \d+% equal neighbours"):
+        resample_to_spacing(src, tmp_path / "out", (1.0, 1.0, 3.0), interpolation="bspline")
+
+
+def test_auto_streams_an_integer_image_without_a_first_pass(tmp_path, monkeypatch) -> None:
+    # Over 256 values in the first block: an image whatever the rest holds, so "auto" streams it
+    # at once (B-spline), as "bspline" would, instead of reading it whole or twice.
+    src = _write(tmp_path / "ct.nii.gz", _volume((30, 26, 21), np.int16))
+    s, m, a, b = _both(tmp_path, monkeypatch, src, SizeTarget((17, 40, 9)), "auto", "ct")
+    assert (a.interpolation, a.streamed, a.first_pass) == ("bspline", True, False)
+    assert b.interpolation == "bspline" and s == m
+
+
+def test_a_read_out_resolves_without_warning_and_the_run_warns() -> None:
+    from napari_resample.io.nifti import NiftiVolume
+    from napari_resample.pipeline.rules import resolve_interpolation
+
+    seg = NiftiVolume(
+        np.kron(np.eye(3, dtype=np.uint8), np.ones((4, 4, 4), np.uint8)), np.eye(4), None
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_interpolation("linear", seg, warn=False) == "linear"
+        assert resolve_interpolation("auto", seg, warn=False) == "label"
+    with pytest.warns(UserWarning, match=r"the volume is a label map \(2 distinct values"):
+        assert resolve_interpolation("linear", seg) == "linear"

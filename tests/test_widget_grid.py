@@ -242,7 +242,8 @@ def test_auto_is_the_pipeline_rule_on_every_target_unless_chosen(qtbot, viewer, 
     source = viewer.add_image(_ct(), name="ct")
     target = viewer.add_image(np.zeros((8, 8, 8), np.float32), name="ref", scale=(3, 3, 3))
     widget.layer.value = source
-    _match(widget, target)  # an image on a reference grid: B-spline, as on the other targets
+    _match(widget, target)
+    # "auto" is B-spline for an image on every target (docs/decisions.md, D22)
     assert _run(qtbot, widget).metadata["napari_resample"]["interpolation"] == "bspline"
     widget.target.value = "size"
     widget.target_size.value = (6, 5, 5)

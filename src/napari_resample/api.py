@@ -30,14 +30,8 @@ from napari_resample.io.names import (
     volume_suffix,
 )
 from napari_resample.pipeline.reference import reference_grid
-from napari_resample.pipeline.run import (
-    FileResult,
-    GridTarget,
-    SizeTarget,
-    SpacingTarget,
-    Target,
-    resample_file,
-)
+from napari_resample.pipeline.run import FileResult, resample_file
+from napari_resample.pipeline.targets import GridTarget, SizeTarget, SpacingTarget, Target
 
 
 def resampling(
@@ -46,7 +40,7 @@ def resampling(
     desired_volume: Sequence[int],
     debug: bool = False,
     *,
-    interpolation: AutoInterpolation = "bspline",
+    interpolation: AutoInterpolation = "auto",
     anchor: Anchor = "origin",
     antialias: bool = False,
     max_memory: int | str | None = None,
@@ -69,10 +63,13 @@ def resampling(
         Target size ``(X, Y, Z)``, in the file's voxel order (i, j, k).
     debug : bool
         If True, print ``Resampled image saved at: '<path>'``.
-    interpolation : {"bspline", "linear", "nearest", "label", "auto"}
-        Cubic B-spline (default, the specification's), trilinear, nearest neighbour,
-        label-preserving voting for segmentations, or ``"auto"``: voting for label maps
-        (the rule of :mod:`napari_resample.engine.labels`), B-spline for images.
+    interpolation : {"auto", "bspline", "linear", "nearest", "label"}
+        ``"auto"`` (default): cubic B-spline for images (the specification's interpolation,
+        exactly) and label-preserving voting for label maps (the rule of
+        :mod:`napari_resample.engine.labels`: an integer type without scaling, and a label
+        intent or few distinct values; a B-spline would invent labels, docs/decisions.md, D22).
+        Or one for every volume: ``"bspline"``, trilinear, nearest neighbour or ``"label"``;
+        ``"bspline"`` and ``"linear"`` on a label map warn.
     anchor : {"origin", "center"}
         ``"origin"`` (default) keeps the first voxel's centre; ``"center"`` keeps the outer edges
         of the field of view.
@@ -104,6 +101,13 @@ def resampling(
     OSError
         If the output cannot be written (a full disk: the path and the free space).
 
+    Warns
+    -----
+    UserWarning
+        For ``"bspline"`` or ``"linear"`` on a volume the Labels rule calls a label map: the
+        file and the rule that fired (its intent code, or its number of distinct values and
+        share of equal neighbours).
+
     Examples
     --------
     >>> resampling("scans/patient_001.nii.gz", "resampled/", (224, 224, 128))  # doctest: +SKIP
@@ -124,7 +128,7 @@ def resample_to_spacing(
     spacing: Sequence[float],
     debug: bool = False,
     *,
-    interpolation: AutoInterpolation = "bspline",
+    interpolation: AutoInterpolation = "auto",
     anchor: Anchor = "origin",
     antialias: bool = False,
     series: str | None = None,
@@ -170,6 +174,11 @@ def resample_to_spacing(
         As :func:`resampling`, but for the formats accepted; ValueError also for a *spacing*
         that is not three positive finite numbers, a file or folder that cannot be read as one
         scalar 3D volume, or a DICOM folder with several series and no (or a wrong) *series*.
+
+    Warns
+    -----
+    UserWarning
+        As :func:`resampling`.
 
     Examples
     --------
@@ -219,7 +228,7 @@ def resample_to_reference(
     nii_path: str | os.PathLike[str],
     reference_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
-    interpolation: AutoInterpolation = "linear",
+    interpolation: AutoInterpolation = "auto",
     debug: bool = False,
     *,
     fill_value: float = 0,
@@ -247,9 +256,9 @@ def resample_to_reference(
         series (read; output codes 1).
     output_path : str or os.PathLike
         Folder for the result; created (with parents) if missing, after the inputs are checked.
-    interpolation : {"linear", "bspline", "nearest", "label", "auto"}
-        Trilinear (default), cubic B-spline, nearest neighbour, label voting for segmentations,
-        or ``"auto"`` (voting for label maps, B-spline for images).
+    interpolation : {"auto", "bspline", "linear", "nearest", "label"}
+        As :func:`resampling`: ``"auto"`` (default) votes for label maps and uses cubic
+        B-spline for images.
     debug : bool
         If True, print where the result was saved and how much of the reference it covers.
     fill_value : float
@@ -280,7 +289,8 @@ def resample_to_reference(
     Warns
     -----
     UserWarning
-        When the input covers under 50% of the reference's field of view (with the percentage).
+        When the input covers under 50% of the reference's field of view (with the percentage);
+        for ``"bspline"`` or ``"linear"`` on a label map (as :func:`resampling`).
 
     Examples
     --------

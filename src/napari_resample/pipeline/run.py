@@ -1,62 +1,77 @@
 """The one pipeline: a volume in, the resampled volume with its header out.
 
-:func:`resample_volume` resamples a volume in memory (the napari widget's worker calls it);
+Every target resolves once into an :class:`~napari_resample.pipeline.targets.OutputGrid`
+(:func:`~napari_resample.pipeline.targets.resolve_target`) and every interpolation once
+(:mod:`napari_resample.pipeline.rules`); the engines consume both.
+:func:`resample_volume` resamples a volume in memory (the napari widget's worker calls it;
+:func:`napari_resample.pipeline.reference.resample_volume_to_grid` for a reference grid);
 :func:`resample_file` takes a file to a file for every front door that reads files
 (``resampling()``, ``resample_to_spacing()``, ``resample_to_reference()``, the command line and
-the dataset runner), streaming NIfTI files and falling back to :func:`resample_volume` (or
-:func:`napari_resample.pipeline.reference.resample_volume_to_grid`) for the rest.
+the dataset runner), streaming NIfTI files when :func:`napari_resample.pipeline.streamed.
+decide_stream` says so and using the in-memory engines (:func:`resample_onto`) for the rest.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, get_args
 
 import numpy as np
-from nibabel.spatialimages import HeaderDataError
 from numpy.typing import NDArray
 
-from napari_resample.engine.geometry import grid_positions, resampled_affine
-from napari_resample.engine.grid import (
-    Grid,
-    aligned_positions,
-    spacing_size,
-    voxel_map,
-    voxel_spacing,
-)
+from napari_resample.engine.grid import voxel_spacing
 from napari_resample.engine.memory import default_budget, parse_bytes
 from napari_resample.engine.options import (
     ANCHORS,
     Anchor,
     AutoInterpolation,
+    Interpolation,
     check_choice,
     validate_size,
 )
 from napari_resample.engine.progress import CancelSignal, ProgressCallback
-from napari_resample.engine.resample import resample_array
-from napari_resample.io.header import (
-    header_for_affine,
-    resampled_header,
-    same_grid,
-    set_stored_dtype,
-    storable_dtype,
-)
+from napari_resample.engine.resample import resample_array, sample_grid
+from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.names import nifti_suffix
 from napari_resample.io.nifti import NiftiVolume, save_volume, spatial_volume
+from napari_resample.pipeline.oblique import sample_oblique
 from napari_resample.pipeline.rules import resolve_interpolation
+from napari_resample.pipeline.targets import (
+    GridTarget,
+    OutputGrid,
+    SizeTarget,
+    Source,
+    SpacingTarget,
+    Target,
+    resolve_target,
+)
 
-if TYPE_CHECKING:  # the streaming modules load scipy.sparse: imported when a file is resampled
-    from napari_resample.io.plane_reader import PlaneReader
-    from napari_resample.pipeline.streamed import StreamTarget
+__all__ = [
+    "METHODS",
+    "FileResult",
+    "GridTarget",
+    "Method",
+    "SizeTarget",
+    "SpacingTarget",
+    "Target",
+    "geometry",
+    "resample_file",
+    "resample_onto",
+    "resample_volume",
+]
+
+#: The engine for a reference grid: ``"auto"`` (separable when axis-aligned, else SimpleITK),
+#: or one forced (tests compare them).
+Method = Literal["auto", "separable", "itk"]
+METHODS: tuple[str, ...] = get_args(Method)
 
 
 def resample_volume(
     volume: NiftiVolume,
     desired_volume: Sequence[int],
     *,
-    interpolation: AutoInterpolation = "bspline",
+    interpolation: AutoInterpolation = "auto",
     anchor: Anchor = "origin",
     antialias: bool = False,
     progress: ProgressCallback | None = None,
@@ -72,8 +87,10 @@ def resample_volume(
         axes are all 1 (:func:`napari_resample.io.nifti.spatial_volume`).
     desired_volume : (3,) sequence of int
         Target size (X, Y, Z) in the volume's voxel order (i, j, k).
-    interpolation : {"bspline", "linear", "nearest", "label", "auto"}
-        ``"auto"`` picks ``"label"`` for label maps and ``"bspline"`` otherwise.
+    interpolation : {"auto", "bspline", "linear", "nearest", "label"}
+        ``"auto"`` (default) picks ``"label"`` for label maps and ``"bspline"`` otherwise
+        (:func:`napari_resample.pipeline.rules.choose_interpolation`, which also warns about
+        ``"bspline"`` or ``"linear"`` on a label map).
     anchor : {"origin", "center"}
     antialias : bool
     progress : callable, optional
@@ -105,90 +122,66 @@ def resample_volume(
     size = validate_size(desired_volume)
     check_choice("anchor", anchor, ANCHORS)
     mode = resolve_interpolation(interpolation, volume)
+    grid = resolve_target(SizeTarget(size, anchor, bool(antialias)), Source.of_volume(volume))
+    return resample_onto(volume, grid, mode, progress=progress, cancel=cancel)
+
+
+def resample_onto(
+    volume: NiftiVolume,
+    grid: OutputGrid,
+    mode: Interpolation,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelSignal | None = None,
+    force_itk: bool = False,
+) -> NiftiVolume:
+    """The in-memory engines on a resolved grid: *volume* resampled onto *grid* with *mode*.
+
+    A size or spacing target goes through :func:`napari_resample.resample_array` (which streams
+    what does not fit in memory); an axis-aligned grid through the separable engine on the
+    input transposed by the grid's permutation (:func:`napari_resample.engine.resample.
+    sample_grid`); an oblique one (or any, with *force_itk*) through SimpleITK
+    (:func:`napari_resample.pipeline.oblique.sample_oblique`).
+
+    Returns
+    -------
+    NiftiVolume
+        ``data`` in the input's type (the header's on-disk type is the one NIfTI can store:
+        bool -> uint8, float16 -> float32, converted on save), the grid's affine and a copy of
+        its header; scaling and ``xform_code`` kept.
+    """
     data = spatial_volume(volume.data, volume.path)
-    header, new_affine = size_header(
-        volume.header, volume.affine, data.shape, size, anchor, volume.xform_code, volume.path
-    )
-    out, _ = resample_array(
-        data,
-        size,
-        affine=volume.affine,
-        interpolation=mode,
-        anchor=anchor,
-        antialias=antialias,
-        progress=progress,
-        cancel=cancel,
-    )
+    if grid.anchor is not None:
+        out, _ = resample_array(
+            data,
+            grid.shape,
+            affine=volume.affine,
+            interpolation=mode,
+            anchor=grid.anchor,
+            antialias=grid.antialias,
+            progress=progress,
+            cancel=cancel,
+        )
+    elif grid.perm is not None and grid.positions is not None and not force_itk:
+        out = sample_grid(
+            data.transpose(grid.perm),
+            grid.positions,
+            interpolation=mode,
+            fill_value=grid.fill,
+            progress=progress,
+            cancel=cancel,
+        )
+    else:
+        assert grid.mapping is not None and grid.fill is not None  # a grid target's
+        out = sample_oblique(data, grid.mapping, grid.shape, mode, grid.fill, progress, cancel)
+    header = grid.header.copy()
     set_stored_dtype(header, storable_dtype(out.dtype))  # bool, float16: converted on save
     return NiftiVolume(
-        out, new_affine, header, volume.slope, volume.inter, xform_code=volume.xform_code
+        out, grid.affine, header, volume.slope, volume.inter, xform_code=volume.xform_code
     )
-
-
-def size_header(
-    template: Any,
-    affine: NDArray[np.float64],
-    shape: Sequence[int],
-    size: tuple[int, int, int],
-    anchor: Anchor,
-    xform_code: int,
-    path: str | None = None,
-) -> tuple[Any, NDArray[np.float64]]:
-    """The header and affine of a volume resampled to *size* (its data type still to set).
-
-    When *template* (the file's header) still describes the grid, it is moved by the voxel
-    transform (qform and sform each, codes, units, intent, time step kept); otherwise a header
-    is made from the new affine with the template's other fields (and, without a template,
-    codes *xform_code* and units mm).
-    """
-    shape3 = tuple(int(n) for n in shape[:3])
-    if template is not None and same_grid(template, affine, shape3):
-        try:
-            header = resampled_header(template, shape3, size, anchor)
-        except (ValueError, HeaderDataError, np.linalg.LinAlgError) as exc:
-            where = f" of {path!r}" if path else ""
-            raise ValueError(f"cannot resample the geometry in the header{where}: {exc}") from exc
-        # codes 0/0 files: keep what nibabel will read back
-        return header, np.asarray(header.get_best_affine(), dtype=np.float64)
-    new_affine = resampled_affine(affine, shape3, size, anchor)
-    header = header_for_affine(new_affine, size, template, code=xform_code)
-    if template is None:  # an affine is in mm (a NIfTI file made from nothing says unknown)
-        header.set_xyzt_units(xyz="mm")
-    return header, new_affine
 
 
 # --------------------------------------------------------------------------- files
-
-
-@dataclass(frozen=True)
-class SizeTarget:
-    """A target size (X, Y, Z), field of view kept."""
-
-    size: tuple[int, int, int]
-    anchor: Anchor = "origin"
-    antialias: bool = False
-
-
-@dataclass(frozen=True)
-class SpacingTarget:
-    """A target spacing (mm, i, j, k), field of view kept: the size is
-    :func:`napari_resample.engine.grid.spacing_size`'s."""
-
-    spacing: tuple[float, float, float]
-    anchor: Anchor = "origin"
-    antialias: bool = False
-
-
-@dataclass(frozen=True)
-class GridTarget:
-    """Another image's grid (:class:`napari_resample.engine.grid.Grid`), *fill_value* outside the
-    input's field of view (in the image's values)."""
-
-    grid: Grid
-    fill_value: float = 0.0
-
-
-Target = SizeTarget | SpacingTarget | GridTarget
 
 
 @dataclass
@@ -231,12 +224,12 @@ def resample_file(
     """Resample the volume at *path* onto *target* and write it to *out_file* (its folder must
     exist): the file pipeline of every front door that reads files.
 
-    NIfTI files are **streamed** (:mod:`napari_resample.pipeline.streamed`): decompression,
-    resampling and compression run at the same time, and memory stays within *max_memory*
-    whatever the volume's size. Other formats, float volumes with NaN or Inf, grids read
-    backwards along k or oblique, and ``"auto"`` on volumes that fit in memory go through the
-    in-memory pipeline (:func:`resample_volume`, :func:`_reference.resample_volume_to_grid`).
-    Both give the same file, bit for bit.
+    The target resolves once, from the header, into the grid both engines use. NIfTI files are
+    **streamed** when :func:`napari_resample.pipeline.streamed.decide_stream` says so:
+    decompression, resampling and compression run at the same time, and memory stays within
+    *max_memory* whatever the volume's size. Other formats, float volumes with NaN or Inf,
+    grids read backwards along k or oblique, and ``"auto"`` on volumes that fit in memory go
+    through the in-memory engines (:func:`resample_onto`). Both give the same file, bit for bit.
 
     Raises
     ------
@@ -246,134 +239,67 @@ def resample_file(
         When the work cannot fit *max_memory* (default: half the memory available now) even
         streamed, before anything is written.
     """
-    from napari_resample.pipeline.streamed import stream_file
+    from napari_resample.io.formats import load_volume
+    from napari_resample.pipeline import streamed
 
     budget = default_budget() if max_memory is None else parse_bytes(max_memory)
-    if nifti_suffix(path) is not None:
-        info: dict[str, Any] = {}
-        grid_of = _stream_target(target, info, path)
-        streamed = stream_file(
-            path,
+    if nifti_suffix(path) is None:
+        return _in_memory(
+            load_volume(path, series=series),
+            None,
             out_file,
-            grid_of,
+            target,
+            interpolation,
+            progress,
+            cancel,
+        )
+    reader = streamed.open_planes(path)
+    try:
+        grid = resolve_target(target, Source.of_reader(reader))
+        before = geometry(reader.shape, reader.affine, reader.dtype)
+        done = streamed.stream_file(
+            reader,
+            out_file,
+            grid,
             interpolation=interpolation,
-            antialias=getattr(target, "antialias", False),
             budget=budget,
             progress=progress,
             cancel=cancel,
         )
-        if streamed is not None:
-            for message in info.pop("_warnings", ()):
-                warnings.warn(message, stacklevel=2)
-            return FileResult(
-                info.pop("before"),
-                geometry(streamed.shape, streamed.affine, streamed.dtype),
-                streamed.interpolation,
-                True,
-                streamed.first_pass,
-                info,
-            )
-    return _in_memory(path, out_file, target, interpolation, series, progress, cancel)
-
-
-def _stream_target(
-    target: Target, info: dict[str, Any], path: str
-) -> Callable[[PlaneReader], StreamTarget | None]:
-    """The callback giving :func:`stream_file` the output grid from the opened input; it fills
-    *info* with the geometry before and what the target adds."""
-
-    from napari_resample.pipeline.streamed import StreamTarget
-
-    def grid_of(reader: PlaneReader) -> StreamTarget | None:
-        info["before"] = geometry(reader.shape, reader.affine, reader.dtype)
-        if isinstance(target, GridTarget):
-            return _stream_grid(target, reader, info)
-        size = target.size if isinstance(target, SizeTarget) else None
-        if isinstance(target, SpacingTarget):
-            size, achieved = spacing_size(reader.shape, reader.affine, target.spacing)
-            info.update(spacing_requested=list(target.spacing), spacing_achieved=list(achieved))
-        assert size is not None
-        header, affine = size_header(
-            reader.header, reader.affine, reader.shape, size, target.anchor, 2, path
-        )
-        return StreamTarget(grid_positions(reader.shape, size, target.anchor), header, affine)
-
-    return grid_of
-
-
-def _stream_grid(
-    target: GridTarget, reader: PlaneReader, info: dict[str, Any]
-) -> StreamTarget | None:
-    from napari_resample.pipeline.reference import check_overlap, reference_header, stored_fill
-    from napari_resample.pipeline.streamed import StreamTarget
-
-    grid = target.grid
-    shell = NiftiVolume(
-        np.empty((0, 0, 0), reader.dtype),
-        reader.affine,
-        reader.header,
-        reader.slope,
-        reader.inter,
-        reader.path,
-    )
-    aligned = aligned_positions(reader.shape, voxel_map(reader.affine, grid.affine), grid.shape)
-    if aligned is None or aligned[0] != (0, 1, 2):
-        return None  # oblique, or axes swapped: the in-memory pipeline checks it all
-    fill = stored_fill(target.fill_value, shell, reader.dtype)
-    # A low-overlap warning is given once the file is written (by resample_file): when the
-    # streaming gives up after this point, the in-memory pipeline gives its own.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        info["overlap"] = round(check_overlap(shell, grid, reader.shape), 6)
-    info["_warnings"] = [w.message for w in caught]
-    header = reference_header(reader.header, grid, grid.shape)
-    affine = np.asarray(header.get_best_affine(), dtype=np.float64)
-    return StreamTarget(aligned[1], header, affine, fill)
+    finally:
+        reader.close()
+    if done is not None:
+        after = geometry(done.shape, done.affine, done.dtype)
+        return FileResult(before, after, done.interpolation, True, done.first_pass, _info(grid))
+    volume = load_volume(path, series=series)
+    return _in_memory(volume, grid, out_file, target, interpolation, progress, cancel)
 
 
 def _in_memory(
-    path: str,
+    volume: NiftiVolume,
+    grid: OutputGrid | None,
     out_file: str,
     target: Target,
     interpolation: AutoInterpolation,
-    series: str | None,
     progress: ProgressCallback | None,
     cancel: CancelSignal | None,
 ) -> FileResult:
-    from napari_resample.io.formats import load_volume
-
-    volume = load_volume(path, series=series)
-    before = geometry(volume.data.shape, volume.affine, volume.data.dtype)
+    """*volume* resampled in memory onto *grid* (resolved from *target* when None) and saved."""
+    source = Source.of_volume(volume)
+    before = geometry(source.shape, source.affine, source.dtype)
     mode = resolve_interpolation(interpolation, volume)
-    info: dict[str, Any] = {}
-    if isinstance(target, GridTarget):
-        from napari_resample.pipeline.reference import resample_volume_to_grid
-
-        result, overlap = resample_volume_to_grid(
-            volume,
-            target.grid,
-            interpolation=mode,
-            fill_value=target.fill_value,
-            progress=progress,
-            cancel=cancel,
-        )
-        info["overlap"] = round(overlap, 6)
-    else:
-        size = target.size if isinstance(target, SizeTarget) else None
-        if isinstance(target, SpacingTarget):
-            size, achieved = spacing_size(volume.data.shape, volume.affine, target.spacing)
-            info.update(spacing_requested=list(target.spacing), spacing_achieved=list(achieved))
-        assert size is not None
-        result = resample_volume(
-            volume,
-            size,
-            interpolation=mode,
-            anchor=target.anchor,
-            antialias=target.antialias,
-            progress=progress,
-            cancel=cancel,
-        )
+    if grid is None:
+        grid = resolve_target(target, source)
+    result = resample_onto(volume, grid, mode, progress=progress, cancel=cancel)
     del volume
     save_volume(out_file, result)
     after = geometry(result.data.shape, result.affine, result.data.dtype)
-    return FileResult(before, after, mode, False, False, info)
+    return FileResult(before, after, mode, False, False, _info(grid))
+
+
+def _info(grid: OutputGrid) -> dict[str, Any]:
+    """What the target adds to a file's record (the overlap to 6 digits)."""
+    info = dict(grid.info)
+    if "overlap" in info:
+        info["overlap"] = round(float(info["overlap"]), 6)
+    return info

@@ -10,67 +10,57 @@ What the engine needs to know before the first output plane:
 
 - the clamp range of the interpolating modes (the input's [min, max]). The header's
   ``cal_min``/``cal_max`` are not trusted (writers leave them stale). When the unfinished output
-  is small (:data:`_stream.HOLD_CAP`, 64 MiB) and fits the budget, it is held and finished once
-  the whole input was seen (one read of the file); otherwise a **first pass** over the file
-  finds the range;
-- for ``interpolation="auto"``, whether the volume is a label map: the header's intent decides
-  when it says so; otherwise the first pass counts distinct values and equal neighbours (the
-  rule of :mod:`napari_resample.engine.labels`, computed plane by plane with the same numbers).
+  is small (:data:`napari_resample.engine.stream.HOLD_CAP`, 64 MiB) and fits the budget, it is
+  held and finished once the whole input was seen (one read of the file); otherwise a **first
+  pass** over the file finds the range;
+- for ``interpolation="auto"``, whether the volume is a label map, by the one rule
+  (:mod:`napari_resample.pipeline.rules`): the header decides when it can; over 256 values in
+  the first block of planes make an image at once (the count only grows); otherwise the first
+  pass counts distinct values and equal neighbours plane by plane (the same numbers as in
+  memory). For an explicit ``"bspline"`` or ``"linear"`` the same counts are taken as the planes
+  pass, and the rule's warning comes once the file is written.
 
-Float volumes with NaN or Inf, and grids that read k backwards, are not streamed: the caller
-uses the in-memory pipeline (:func:`stream_file` returns None).
+Whether a file is streamed at all is decided in one place, :func:`decide_stream`: float volumes
+with NaN or Inf, grids that are oblique, swap axes or read k backwards, and ``"auto"`` needing
+the voxels of a volume that fits in memory go to the in-memory engines (:func:`stream_file`
+returns None, having written nothing).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from napari_resample.engine.geometry import Positions
-from napari_resample.engine.labels import (
-    LABEL_INTENTS,
-    MAX_LABELS,
-    label_rule,
-    pair_counts,
-    sampled_planes,
-)
+from napari_resample.engine.labels import MAX_LABELS, count_distinct, pair_counts, sampled_planes
 from napari_resample.engine.memory import format_bytes
+from napari_resample.engine.options import AutoInterpolation, Interpolation
 from napari_resample.engine.progress import CancelSignal, ProgressCallback, cancel_check
-from napari_resample.engine.resample import (
-    estimate_memory,
+from napari_resample.engine.resample import estimate_memory
+from napari_resample.engine.stream import Block, NonFiniteInput, run_stream
+from napari_resample.engine.stream_plan import (
+    HOLD_CAP,
+    StreamPlan,
+    plan_stream,
+    stream_budget,
+    with_fill,
 )
-from napari_resample.engine.stream import NonFiniteInput, run_stream
-from napari_resample.engine.stream_plan import HOLD_CAP, plan_stream, stream_budget, with_fill
 from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.plane_reader import PlaneReader, open_planes
 from napari_resample.io.plane_writer import PlaneWriter
+from napari_resample.pipeline.rules import (
+    Counts,
+    VolumeFacts,
+    choose_interpolation,
+    voxels_decide,
+)
+from napari_resample.pipeline.targets import OutputGrid
 
-
-@dataclass
-class StreamTarget:
-    """The output grid of a streamed resampling, from the input's header (a callback's answer).
-
-    Attributes
-    ----------
-    positions : Positions
-        Input continuous indices sampled along each axis.
-    header : nibabel.Nifti1Header
-        The output header (its data type is set from the input's by :func:`stream_file`).
-    affine : (4, 4) ndarray
-        The output's voxel -> RAS affine.
-    fill : number or None
-        The stored value outside the input's field of view (reference grids); None: the edge
-        rules hold there.
-    """
-
-    positions: Positions
-    header: Any
-    affine: Any
-    fill: float | int | None = None
+__all__ = ["StreamResult", "decide_stream", "open_planes", "stream_file"]
 
 
 @dataclass
@@ -88,32 +78,213 @@ class StreamResult:
 
 @dataclass
 class _Stats:
-    lo: float | int
-    hi: float | int
-    nonfinite: bool
-    distinct: int
-    equal: int
-    pairs: int
+    """What one read of the planes found: value range, non-finite values, and the Labels rule's
+    counts (distinct values up to :data:`MAX_LABELS` + 1, equal neighbour pairs on the sampled
+    planes)."""
+
+    count_labels: bool
+    sampled: set[int] = field(default_factory=set)
+    lo: float | int | None = None
+    hi: float | int | None = None
+    nonfinite: bool = False
+    seen: np.ndarray | None = None
+    equal: int = 0
+    pairs: int = 0
+
+    def add(self, k0: int, block: np.ndarray, *, labels_only: bool = False) -> None:
+        """Count the planes ``k0 ..`` of *block*: the Labels rule's counts, and their range too
+        unless *labels_only*."""
+        if not labels_only:
+            self._add_range(block)
+        if self.count_labels and self.distinct <= MAX_LABELS:  # beyond: an image, stop
+            found = np.unique(block)
+            self.seen = found if self.seen is None else np.union1d(self.seen, found)
+            for t in range(block.shape[2]):
+                if k0 + t in self.sampled:
+                    e, n = pair_counts(block[:, :, t])
+                    self.equal, self.pairs = self.equal + e, self.pairs + n
+
+    def _add_range(self, block: np.ndarray) -> None:
+        values = block
+        if block.dtype.kind == "f":
+            finite = np.isfinite(block)
+            if not finite.all():
+                self.nonfinite = True
+                values = block[finite]
+        if values.size:
+            kind = int if block.dtype.kind in "iub" else float
+            b_lo, b_hi = kind(values.min()), kind(values.max())
+            self.lo = b_lo if self.lo is None else min(self.lo, b_lo)
+            self.hi = b_hi if self.hi is None else max(self.hi, b_hi)
+
+    @property
+    def distinct(self) -> int:
+        return 0 if self.seen is None else int(self.seen.size)
+
+    @property
+    def value_range(self) -> tuple[float | int, float | int]:
+        return (0 if self.lo is None else self.lo, 0 if self.hi is None else self.hi)
+
+    def counts(self) -> Counts:
+        """The counts :func:`napari_resample.pipeline.rules.label_reason` asks for."""
+        return self.distinct, lambda: self.equal / self.pairs if self.pairs else 1.0
+
+
+@dataclass
+class StreamDecision:
+    """How :func:`stream_file` streams a file (from :func:`decide_stream`).
+
+    Attributes
+    ----------
+    reader : PlaneReader
+        The reader to stream (a new one when a first pass read the file).
+    blocks : iterator of (k0, block)
+        Its planes, from the first (one block may have been read to decide ``"auto"``).
+    plan : StreamPlan
+    mode : str
+        The interpolation, ``"auto"`` resolved.
+    chunk_bytes : int
+    value_range : (lo, hi) or None
+        From a first pass; None: the unfinished output is held and finished at the end.
+    stats : _Stats or None
+        The first pass's, if one was made.
+    """
+
+    reader: PlaneReader
+    blocks: Iterator[Block]
+    plan: StreamPlan
+    mode: Interpolation
+    chunk_bytes: int
+    value_range: tuple[float | int, float | int] | None
+    stats: _Stats | None
+
+
+def facts_of(reader: PlaneReader) -> VolumeFacts:
+    """What the Labels rule reads from a streamed file's header."""
+    scaled = (reader.slope, reader.inter) != (1.0, 0.0)
+    intent = int(reader.header["intent_code"])
+    return VolumeFacts(reader.dtype, intent, scaled, repr(reader.path))
+
+
+def decide_stream(
+    reader: PlaneReader,
+    grid: OutputGrid,
+    interpolation: AutoInterpolation,
+    budget: int,
+    check: Callable[[], None] | None = None,
+) -> StreamDecision | None:
+    """Whether and how the file of *reader* is streamed onto *grid*: the one place this is
+    decided for files. None (nothing read beyond the header, nothing written): the in-memory
+    engines take it, for a grid that is not :attr:`OutputGrid.streamable`, ``"auto"`` needing
+    the voxels of a volume whose in-memory work fits *budget* (one read instead of two), k read
+    backwards, or a first pass that found NaN or Inf. Closes *reader* when it makes a first pass.
+
+    Raises
+    ------
+    MemoryError
+        When even streaming needs more than *budget* (one plane too big), with the numbers.
+    """
+    if not grid.streamable or grid.positions is None:
+        return None
+    facts = facts_of(reader)
+    blocks: Iterator[Block] = iter(reader)
+    stats = None
+    if interpolation != "auto":
+        mode: Interpolation = interpolation  # its warning, if any, once the planes are counted
+    elif not voxels_decide(facts):
+        mode = choose_interpolation("auto", facts, _unasked)  # the header decides
+    else:
+        # Over MAX_LABELS values in the first block make an image whatever the rest holds (the
+        # count only grows): the rule answers at once, and the volume streams.
+        first = next(blocks)
+        distinct = count_distinct(first[1], MAX_LABELS + 1)
+        if distinct > MAX_LABELS:
+            mode = choose_interpolation("auto", facts, lambda: (distinct, _unasked_fraction))
+            blocks = itertools.chain([first], blocks)
+        elif _fits_in_memory(reader, grid.shape, budget):
+            return None  # one read, in memory, instead of two
+        else:
+            reader.close()
+            stats = _first_pass(reader.path, reader.shape, count_labels=True, check=check)
+            mode = choose_interpolation("auto", facts, stats.counts)
+            reader = open_planes(reader.path)
+            blocks = iter(reader)
+    counts_wanted = _counts_wanted(interpolation, facts)
+    return _planned(reader, blocks, grid, mode, budget, stats, counts_wanted, check)
+
+
+def _fits_in_memory(reader: PlaneReader, out_shape: tuple[int, int, int], budget: int) -> bool:
+    """Whether the in-memory pipeline can take the file within *budget* (as a label map, the
+    costliest mode ``"auto"`` may choose)."""
+    return (
+        math.prod(reader.shape) * reader.dtype.itemsize
+        + estimate_memory(reader.shape, reader.dtype, out_shape, "label")
+        <= budget
+    )
+
+
+def _planned(
+    reader: PlaneReader,
+    blocks: Iterator[Block],
+    grid: OutputGrid,
+    mode: Interpolation,
+    budget: int,
+    stats: _Stats | None,
+    counts_wanted: bool,
+    check: Callable[[], None] | None,
+) -> StreamDecision | None:
+    """The streamed plan of :func:`decide_stream` once the mode is known: None for k read
+    backwards or NaN / Inf found by a first pass; a first pass when the clamp range is needed
+    and the unfinished output cannot be held."""
+    assert grid.positions is not None  # a streamable grid's
+    path = reader.path
+    plan = plan_stream(reader.shape, reader.dtype, grid.positions, mode, grid.antialias)
+    if plan is None:
+        return None
+    if grid.fill is not None:
+        plan = with_fill(plan, grid.positions, grid.fill)
+    need, held, chunk_bytes = stream_budget(plan, reader.dtype, budget)
+    if need > budget:
+        raise MemoryError(
+            f"resampling {path!r} ({reader.shape} {reader.dtype}) to {plan.out_shape} "
+            f"({mode}) needs {format_bytes(need)} even streamed plane by plane, over the "
+            f"budget of {format_bytes(budget)}"
+        )
+    value_range = None
+    if plan.needs_range and (need + held > budget or held > HOLD_CAP):  # a first pass
+        if stats is None:
+            reader.close()
+            stats = _first_pass(path, reader.shape, count_labels=counts_wanted, check=check)
+            reader = open_planes(path)
+            blocks = iter(reader)
+        if stats.nonfinite:
+            reader.close()
+            return None
+        value_range = stats.value_range
+    return StreamDecision(reader, blocks, plan, mode, chunk_bytes, value_range, stats)
 
 
 def stream_file(
-    path: str,
+    reader: PlaneReader,
     out_file: str,
-    target: Callable[[PlaneReader], StreamTarget | None],
+    grid: OutputGrid,
     *,
-    interpolation: str,
-    antialias: bool,
+    interpolation: AutoInterpolation,
     budget: int,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal | None = None,
 ) -> StreamResult | None:
-    """Resample the NIfTI file *path* into *out_file* (its folder must exist), streamed.
+    """Resample the NIfTI file open in *reader* onto *grid* into *out_file* (its folder must
+    exist), streamed; *reader* is closed.
 
-    *target* gives the output grid from the opened input (None: not a grid to stream). Returns
-    None, having written nothing, when the work is not streamed: a target of None, non-finite
-    float input, k read backwards, or ``"auto"`` needing a look at the voxels of a volume the
-    in-memory pipeline can hold within *budget* (one read instead of two). The caller then uses
-    the in-memory pipeline.
+    Returns None, having written nothing, when :func:`decide_stream` says the in-memory
+    engines take it, or when the input holds NaN or Inf (found before anything is written).
+
+    Warns
+    -----
+    UserWarning
+        An explicit ``"bspline"`` or ``"linear"`` on a label map
+        (:func:`napari_resample.pipeline.rules.choose_interpolation`), once written.
 
     Raises
     ------
@@ -124,81 +295,73 @@ def stream_file(
         Those of reading and writing NIfTI files; nothing is left behind.
     """
     check = cancel_check(cancel)
-    reader = open_planes(path)
+    decision = None
     try:
-        grid = target(reader)
-        if grid is None:
+        decision = decide_stream(reader, grid, interpolation, budget, check)
+        if decision is None:
             return None
-        mode = _mode_from_header(interpolation, reader)
-        stats = None
-        if mode is None:  # "auto" for an integer volume without a label intent
-            out_shape = tuple(x.size for x in grid.positions)
-            in_memory = math.prod(reader.shape) * reader.dtype.itemsize + estimate_memory(
-                reader.shape, reader.dtype, out_shape, "label"
-            )
-            if in_memory <= budget:
-                return None
-            reader.close()
-            stats = _first_pass(path, reader.shape, count_labels=True, check=check)
-            mode = "label" if _is_label(stats) else "bspline"
-            reader = open_planes(path)
-        plan = plan_stream(reader.shape, reader.dtype, grid.positions, mode, antialias)
-        if plan is None:
-            return None
-        if grid.fill is not None:
-            plan = with_fill(plan, grid.positions, grid.fill)
-        need, held, chunk_bytes = stream_budget(plan, reader.dtype, budget)
-        if need > budget:
-            raise MemoryError(
-                f"resampling {path!r} ({reader.shape} {reader.dtype}) to {plan.out_shape} "
-                f"({mode}) needs {format_bytes(need)} even streamed plane by plane, over the "
-                f"budget of {format_bytes(budget)}"
-            )
-        value_range = None
-        if plan.needs_range and (need + held > budget or held > HOLD_CAP):  # a first pass
-            if stats is None:
-                reader.close()
-                stats = _first_pass(path, reader.shape, count_labels=False, check=check)
-                reader = open_planes(path)
-            if stats.nonfinite:
-                return None
-            value_range = (stats.lo, stats.hi)
-        header = grid.header
-        set_stored_dtype(header, storable_dtype(reader.dtype))
-        with PlaneWriter(out_file, header, slope=reader.slope, inter=reader.inter) as writer:
+        source = decision.reader
+        facts = facts_of(source)
+        stats = decision.stats
+        blocks = decision.blocks
+        if stats is None or not stats.count_labels:  # count the labels as the planes pass
+            stats = _Stats(_counts_wanted(interpolation, facts), _sampled(source.shape))
+            if stats.count_labels:
+                blocks = _counted(blocks, stats)
+        header = grid.header.copy()
+        set_stored_dtype(header, storable_dtype(source.dtype))
+        with PlaneWriter(out_file, header, slope=source.slope, inter=source.inter) as writer:
             run_stream(
-                reader,
-                plan,
+                blocks,
+                decision.plan,
                 lambda k0, block: writer.write(block),
-                out_dtype=reader.dtype,
-                value_range=value_range,
+                out_dtype=source.dtype,
+                value_range=decision.value_range,
                 progress=progress,
                 check=check,
-                chunk_bytes=chunk_bytes,
+                chunk_bytes=decision.chunk_bytes,
             )
+        if interpolation != "auto":
+            choose_interpolation(interpolation, facts, stats.counts)  # warns on a label map
         return StreamResult(
-            header, grid.affine, plan.out_shape, reader.dtype, mode, stats is not None
+            header,
+            grid.affine,
+            decision.plan.out_shape,
+            source.dtype,
+            decision.mode,
+            decision.stats is not None,
         )
     except NonFiniteInput:
         return None
     finally:
         reader.close()
+        if decision is not None:
+            decision.reader.close()
 
 
-def _mode_from_header(interpolation: str, reader: PlaneReader) -> str | None:
-    """The interpolation, or None when ``"auto"`` needs the voxels to decide."""
-    if interpolation != "auto":
-        return interpolation
-    scaled = (reader.slope, reader.inter) != (1.0, 0.0)
-    if reader.dtype.kind not in "iu" or scaled:
-        return "bspline"
-    if int(reader.header["intent_code"]) in LABEL_INTENTS:
-        return "label"
-    return None
+def _unasked() -> Counts:
+    raise AssertionError("the header decides: no voxel counts asked")  # pragma: no cover
 
 
-def _is_label(stats: _Stats) -> bool:
-    return label_rule(stats.distinct, lambda: stats.equal / stats.pairs if stats.pairs else 1.0)
+def _unasked_fraction() -> float:
+    raise AssertionError("over MAX_LABELS values: no fraction asked")  # pragma: no cover
+
+
+def _counts_wanted(interpolation: str, facts: VolumeFacts) -> bool:
+    """Whether the Labels rule will ask for voxel counts (auto, or the warning of an
+    interpolating mode) on this volume."""
+    return interpolation in ("auto", "bspline", "linear") and voxels_decide(facts)
+
+
+def _sampled(shape: tuple[int, int, int]) -> set[int]:
+    return set(sampled_planes(shape[2]).tolist())
+
+
+def _counted(blocks: Iterator[Block], stats: _Stats) -> Iterator[Block]:
+    """The blocks of *blocks*, the Labels rule's counts taken in *stats* as they pass."""
+    for k0, block in blocks:
+        stats.add(k0, block, labels_only=True)
+        yield k0, block
 
 
 def _first_pass(
@@ -210,39 +373,10 @@ def _first_pass(
 ) -> _Stats:
     """One read of the file: value range, non-finite values, and (for the label rule) distinct
     values up to :data:`MAX_LABELS` + 1 and equal neighbours on the sampled planes."""
-    lo: float | int | None = None
-    hi: float | int | None = None
-    nonfinite = False
-    seen = np.empty(0)
-    equal = pairs = 0
-    sampled = set(sampled_planes(shape[2]).tolist()) if count_labels else set()
+    stats = _Stats(count_labels, _sampled(shape) if count_labels else set())
     with open_planes(path) as reader:
         for k0, block in reader:
             if check is not None:
                 check()
-            values = block
-            if block.dtype.kind == "f":
-                finite = np.isfinite(block)
-                if not finite.all():
-                    nonfinite = True
-                    values = block[finite]
-            if values.size:
-                kind = int if reader.dtype.kind in "iub" else float
-                b_lo, b_hi = kind(values.min()), kind(values.max())
-                lo = b_lo if lo is None else min(lo, b_lo)
-                hi = b_hi if hi is None else max(hi, b_hi)
-            if count_labels:
-                if seen.size <= MAX_LABELS:
-                    seen = np.union1d(seen, np.unique(block))
-                for t in range(block.shape[2]):
-                    if k0 + t in sampled:
-                        e, n = pair_counts(block[:, :, t])
-                        equal, pairs = equal + e, pairs + n
-    return _Stats(
-        0 if lo is None else lo,
-        0 if hi is None else hi,
-        nonfinite,
-        int(seen.size),
-        equal,
-        pairs,
-    )
+            stats.add(k0, block)
+    return stats

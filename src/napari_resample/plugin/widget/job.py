@@ -3,7 +3,7 @@ in the worker (:func:`run_job`), and turned into the result layer's data
 (:func:`result_layer_data`).
 
 The rules are the pipeline's: ``interpolation="auto"`` is resolved by
-:func:`napari_resample.pipeline.rules.resolve_interpolation` on the volume the layer holds, the
+:func:`napari_resample.pipeline.rules.resolve_for_layer` on the volume the layer holds, the
 same rule every other front door applies; the targets go through
 :func:`napari_resample.pipeline.run.resample_volume` (size, spacing) and
 :func:`napari_resample.pipeline.reference.resample_volume_to_grid` (match layer).
@@ -24,7 +24,7 @@ from napari_resample.engine.progress import CancelSignal, ProgressCallback
 from napari_resample.io.names import OUTPUT_SUFFIX, REFERENCE_SUFFIX
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.pipeline.reference import resample_volume_to_grid
-from napari_resample.pipeline.rules import resolve_interpolation
+from napari_resample.pipeline.rules import resolve_for_layer
 from napari_resample.pipeline.run import resample_volume
 from napari_resample.plugin.layer_volume import METADATA_KEY, plugin_info, volume_from_layer
 from napari_resample.plugin.layout import StorageOrder, napari_from_stored
@@ -145,7 +145,7 @@ def prepare_job(
     # ndim 3: a 2D or single-volume 4D file is resampled (and saved) as the 3D volume shown
     volume = volume_from_layer(layer.data, layer_state(layer), 3)
     # an explicit choice is checked (and warned about) by the pipeline in the worker
-    mode = resolve_interpolation("auto", volume) if interpolation == "auto" else interpolation
+    mode = resolve_for_layer(interpolation, volume, layer_type == "labels", warn=False)
     _, too_big = memory_refusal(source, size, mode, memory.available_memory())
     if too_big is not None:
         raise ValueError(too_big)

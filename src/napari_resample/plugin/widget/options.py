@@ -1,7 +1,7 @@
 """The options of a run: interpolation, anchor, antialias.
 
 ``interpolation="auto"`` is not decided here: the pipeline's rule
-(:func:`napari_resample.pipeline.rules.resolve_interpolation`) resolves it on the volume the
+(:func:`napari_resample.pipeline.rules.resolve_for_layer`) resolves it on the volume the
 chosen layer holds, as it does for every other front door and on every target.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, cast
 from magicgui.widgets import CheckBox, ComboBox, Widget
 
 from napari_resample.engine.options import ANCHORS, INTERPOLATIONS, Interpolation
-from napari_resample.pipeline.rules import resolve_interpolation
+from napari_resample.pipeline.rules import resolve_for_layer
 from napari_resample.plugin.layer_volume import volume_from_layer
 from napari_resample.plugin.widget.model import MATCH, layer_state
 
@@ -86,5 +86,6 @@ class OptionsPanel:
         key = (id(layer), id(layer.data))
         if self._resolved is None or self._resolved[:2] != key:
             volume = volume_from_layer(layer.data, layer_state(layer), 3)
-            self._resolved = (*key, resolve_interpolation(choice, volume))
+            labels = type(layer).__name__ == "Labels"
+            self._resolved = (*key, resolve_for_layer(choice, volume, labels, warn=False))
         return self._resolved[2]
