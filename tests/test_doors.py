@@ -154,7 +154,7 @@ def _bytes(path: Path) -> bytes:
 def spy(monkeypatch):
     """``(interpolation_used, streamed)`` of every in-process call of the file pipeline."""
     from napari_resample import api as _api
-    from napari_resample.dataset import run as _dataset
+    from napari_resample.dataset import task as _dataset
     from napari_resample.pipeline.run import resample_file
 
     used: list[tuple[str, bool]] = []

@@ -31,7 +31,13 @@ from napari_resample.io.names import (
 )
 from napari_resample.pipeline.reference import reference_grid
 from napari_resample.pipeline.run import FileResult, resample_file
-from napari_resample.pipeline.targets import GridTarget, SizeTarget, SpacingTarget, Target
+from napari_resample.pipeline.targets import (
+    GridTarget,
+    SizeTarget,
+    SpacingTarget,
+    Target,
+    describe_spacing,
+)
 
 
 def resampling(
@@ -203,25 +209,6 @@ def resample_to_spacing(
         print(f"Resampled image saved at: '{out_file}'")
         print(describe_spacing(target, result.info["spacing_achieved"], result.after["shape"]))
     return out_file
-
-
-def describe_spacing(
-    requested: Sequence[float], achieved: Sequence[float], size: Sequence[int]
-) -> str:
-    """``Spacing requested (...) mm, achieved (...) mm, size (...)``: one line for the front
-    doors.
-
-    Examples
-    --------
-    >>> describe_spacing((1, 1, 1), (1.0011173, 1.0011173, 1.0), (358, 358, 300))
-    'Spacing requested (1, 1, 1) mm, achieved (1.00112, 1.00112, 1) mm, size (358, 358, 300)'
-    """
-
-    def mm(values: Sequence[float]) -> str:
-        return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
-
-    size_text = "(" + ", ".join(str(int(n)) for n in size) + ")"
-    return f"Spacing requested {mm(requested)} mm, achieved {mm(achieved)} mm, size {size_text}"
 
 
 def resample_to_reference(

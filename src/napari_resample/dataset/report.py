@@ -58,7 +58,7 @@ def describe_record(record: dict[str, Any], done: int, total: int) -> str:
         f"\n  {_fmt_geometry(before)}  ->  {_fmt_geometry(after)}"
     )
     if "spacing_requested" in record:
-        from napari_resample.api import describe_spacing
+        from napari_resample.pipeline.targets import describe_spacing
 
         text += "\n  " + describe_spacing(
             record["spacing_requested"], record["spacing_achieved"], after["shape"]

@@ -174,7 +174,7 @@ def resolve_for_layer(
     --------
     >>> import numpy as np
     >>> from napari_resample.io.nifti import NiftiVolume
-    >>> ramp = NiftiVolume(np.arange(4096, dtype=np.float32).reshape(16, 16, 16), np.eye(4))
+    >>> ramp = NiftiVolume(np.arange(4096, dtype=np.float32).reshape(16, 16, 16), np.eye(4), None)
     >>> resolve_for_layer("auto", ramp, labels=True), resolve_for_layer("auto", ramp, labels=False)
     ('label', 'bspline')
     """

@@ -377,3 +377,22 @@ def reference_header(
     space = ref.get_xyzt_units()[0]
     hdr.set_xyzt_units(xyz=space, t=hdr.get_xyzt_units()[1])
     return hdr
+
+
+def describe_spacing(
+    requested: Sequence[float], achieved: Sequence[float], size: Sequence[int]
+) -> str:
+    """``Spacing requested (...) mm, achieved (...) mm, size (...)``: the line every front door
+    prints for a spacing target.
+
+    Examples
+    --------
+    >>> describe_spacing((1, 1, 1), (1.0011173, 1.0011173, 1.0), (358, 358, 300))
+    'Spacing requested (1, 1, 1) mm, achieved (1.00112, 1.00112, 1) mm, size (358, 358, 300)'
+    """
+
+    def mm(values: Sequence[float]) -> str:
+        return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
+
+    size_text = "(" + ", ".join(str(int(n)) for n in size) + ")"
+    return f"Spacing requested {mm(requested)} mm, achieved {mm(achieved)} mm, size {size_text}"
