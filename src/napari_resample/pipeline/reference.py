@@ -74,18 +74,12 @@ def reference_grid(path: str | os.PathLike[str]) -> Grid:
 
 
 def _itk_grid(path: str) -> Grid:
-    import SimpleITK as sitk
-
+    from napari_resample.io.formats import read_itk_information
     from napari_resample.io.itk import ras_affine
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"reference file not found: {path!r}")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise ValueError(f"cannot read {path!r} as an image: {exc}") from exc
+    reader = read_itk_information(path)
     size = reader.GetSize()
     if len(size) != 3:
         raise ValueError(f"the reference must be a 3D image, got size {size} in {path!r}")
