@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from _dicom_series import oblique_series
 from _plugin_fixtures import coded_volume, rotation
 from napari_resample.plugin.reader import get_reader, read_nifti, read_volume
 from napari_resample.plugin.writer import write_mha, write_nifti, write_nrrd
@@ -22,7 +23,7 @@ pydicom = pytest.importorskip("pydicom")
 
 DICOM = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"
 CT = DICOM / "98892001" / "CT5N"
-OBLIQUE_MR = DICOM / "98892003" / "MR700"
+OBLIQUE_MR = oblique_series()
 SEVERAL = DICOM / "98892003" / "MR2"
 FLIP = np.array([-1.0, -1.0, 1.0])
 
