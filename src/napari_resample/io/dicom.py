@@ -258,6 +258,44 @@ def transfer_syntax(path: str) -> str | None:
     return None
 
 
+def check_no_slice_dropped(folder: str, uid: str, files: list[str]) -> None:
+    """Refuse the series *uid* when a file of the folder belongs to it (by its
+    SeriesInstanceUID, read here) but GDCM left it out of *files*: it could not parse it (a
+    truncated or damaged slice), and the series would be read with a gap."""
+    listed = {os.path.realpath(f) for f in files}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or os.path.realpath(entry.path) in listed:
+                continue
+            try:
+                if not entry.is_file() or sniff_series_uid(entry.path) != uid:
+                    continue
+            except OSError:
+                continue
+            raise ValueError(
+                f"a slice of the DICOM series in {folder!r} cannot be read (truncated or "
+                f"damaged file): {entry.path!r}"
+            )
+
+
+def sniff_series_uid(path: str) -> str | None:
+    """The SeriesInstanceUID (0020,000E) of a DICOM file read from its first 64 KiB without a
+    DICOM library (little endian, explicit or implicit VR), None when not found."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head[128:132] != b"DICM" and head[:2] != b"\x08\x00":
+        return None
+    at = head.find(b"\x20\x00\x0e\x00")
+    if at < 0 or at + 8 > len(head):
+        return None
+    if head[at + 4 : at + 6] == b"UI":
+        (length,) = struct.unpack_from("<H", head, at + 6)
+    else:
+        (length,) = struct.unpack_from("<I", head, at + 4)
+    value = head[at + 8 : at + 8 + min(length, 64)]
+    return value.rstrip(b"\x00 ").decode("ascii", "replace")
+
+
 def looks_like_dicom_folder(folder: str | os.PathLike[str]) -> bool:
     """Whether *folder* seems to hold DICOM files: cheap (no SimpleITK, a few short reads).
 

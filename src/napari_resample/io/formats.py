@@ -31,6 +31,7 @@ from napari_resample.io.atomic import atomic_output
 from napari_resample.io.dicom import (
     SERIES_DESCRIPTION,
     DicomSeries,
+    check_no_slice_dropped,
     check_slices,
     choose_series,
     describe_series,
@@ -247,6 +248,7 @@ def _load_dicom(folder: str, series: str | None, max_memory: int | None) -> Nift
     uid = choose_series(folder, series)
     with quiet_itk():
         files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
+    check_no_slice_dropped(folder, uid, files)
     slices = [read_slice_info(f, folder) for f in files]
     notes = check_slices(folder, slices)
     first = slices[0]
