@@ -10,6 +10,7 @@ timeout, so that a regression fails the test instead of the test run.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -215,6 +216,10 @@ def test_header_fields_are_named_in_refusals(tmp_path):
     mha.write_bytes(mha_header(extra="ElementSpacing = 1 1\n").encode() + bytes(48))
     with pytest.raises(ValueError, match=r"ElementSpacing '1 1' refused: expected 3 finite"):
         load_volume(mha)
+    truthy = tmp_path / "t.mha"  # MetaIO takes it for True: raw bytes "inflated" before
+    truthy.write_bytes(mha_header(extra="CompressedData = 1000000000\n").encode() + bytes(48))
+    with pytest.raises(ValueError, match=r"CompressedData '1000000000' refused: expected True"):
+        load_volume(truthy)
 
 
 # --------------------------------------------------------- claimed bytes and memory (items 3, 7)
@@ -339,3 +344,33 @@ def test_big_endian_arrays_reach_simpleitk_in_native_order():
     np.testing.assert_array_equal(sitk.GetArrayFromImage(image).transpose(2, 1, 0), data)
     floats = image_from_array(data.astype(">f4"))
     assert floats.GetPixelIDTypeAsString() == "32-bit float"
+
+
+# ------------------------------------------------------------------------------ fuzzer (item 6)
+
+#: Address space of the fuzz process: a header that makes a reader allocate what it claims
+#: fails inside it instead of taking the machine's memory.
+FUZZ_MEMORY = 3 << 30
+
+
+def test_fuzzed_nrrd_and_metaimage_headers_die_hang_or_leak_nothing(tmp_path):
+    script = Path(__file__).with_name("_itk_fuzz.py")
+    code = (
+        f"import resource, runpy, sys; "
+        f"resource.setrlimit(resource.RLIMIT_AS, ({FUZZ_MEMORY}, {FUZZ_MEMORY})); "
+        f"sys.argv = [{str(script)!r}, '1000', '18', {str(tmp_path)!r}]; "
+        f"runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert result.returncode == 0, f"the fuzz process died ({result.returncode}): {result.stderr}"
+    counts = json.loads(result.stdout.splitlines()[-1])
+    assert counts["undocumented"] == []
+    assert result.stderr.strip() == ""  # no text of SimpleITK's readers reaches the terminal
+    assert counts["read"] + counts["refused"] == 1000
+    assert counts["read"] > 20 and counts["refused"] > 100  # both paths really exercised

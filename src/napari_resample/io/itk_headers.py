@@ -89,6 +89,8 @@ _MET_PER_AXIS = (
     "CenterOfRotation",
 )
 _MET_MATRIX = ("TransformMatrix", "Rotation", "Orientation")
+#: MetaImage fields that are True or False (MetaIO reads other text its own way).
+_MET_FLAGS = ("BinaryData", "CompressedData", "BinaryDataByteOrderMSB", "ElementByteOrderMSB")
 _VECTOR = re.compile(r"\(([^()]*)\)")
 
 
@@ -356,7 +358,8 @@ def _check_metaimage(path: str, head: bytes, size: int) -> ClaimedData:
             f"{channels!r}: an RGB or vector image); only single-valued (scalar) volumes can "
             "be resampled"
         )
-    if fields.get("BinaryData", "True").lower() != "true":
+    flags = {field: _met_flag(path, fields, field) for field in _MET_FLAGS}
+    if not flags["BinaryData"]:
         raise _fail(path, "BinaryData", fields["BinaryData"], "text voxel data is not read")
     for field in _MET_PER_AXIS:
         if field in fields:
@@ -370,16 +373,26 @@ def _check_metaimage(path: str, head: bytes, size: int) -> ClaimedData:
     nbytes = math.prod(shape) * dtype.itemsize
     parts = _met_parts(path, fields["ElementDataFile"], lines, head, end)
     what = f"DimSize {shape} of {fields['ElementType']}"
-    compressed = fields.get("CompressedData", "False").lower() == "true"
+    compressed = flags["CompressedData"]
     skip = int(fields.get("HeaderSize", "0"))
     if compressed:
-        check_inflated_bytes(path, what, nbytes, [(p, o + max(skip, 0)) for p, o in parts], "zlib")
+        limit = int(fields["CompressedDataSize"]) if "CompressedDataSize" in fields else None
+        located = [(p, o + max(skip, 0)) for p, o in parts]
+        check_inflated_bytes(path, what, nbytes, located, "zlib", limit or None)
         return ClaimedData(path, shape, dtype, nbytes)
     share = nbytes // len(parts)
     for name, offset in parts:
         held = os.path.getsize(name) - offset - max(skip, 0)
         check_raw_bytes(path, f"{what}, in {name!r},", share, held)
     return ClaimedData(path, shape, dtype, nbytes)
+
+
+def _met_flag(path: str, fields: dict[str, str], field: str) -> bool:
+    """A MetaImage True / False field (absent: the default, True for BinaryData only)."""
+    value = fields.get(field, "True" if field == "BinaryData" else "False")
+    if value.lower() not in ("true", "false"):
+        raise _fail(path, field, value, "expected True or False")
+    return value.lower() == "true"
 
 
 def _met_parts(

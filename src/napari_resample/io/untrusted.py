@@ -141,7 +141,12 @@ def check_raw_bytes(header: str, what: str, needed: int, available: int) -> None
 
 
 def check_inflated_bytes(
-    header: str, what: str, needed: int, parts: list[tuple[str, int]], codec: str
+    header: str,
+    what: str,
+    needed: int,
+    parts: list[tuple[str, int]],
+    codec: str,
+    limit: int | None = None,
 ) -> None:
     """Refuse compressed voxel data that cannot or does not inflate to the *needed* bytes.
 
@@ -157,6 +162,8 @@ def check_inflated_bytes(
         Where the compressed data lies: each file from its offset to its end, in order.
     codec : {"zlib", "bzip2"}
         ``"zlib"`` reads gzip and zlib streams (one after the other, as readers allow).
+    limit : int, optional
+        Most compressed bytes the reader takes (MetaImage's ``CompressedDataSize``).
 
     Raises
     ------
@@ -165,6 +172,8 @@ def check_inflated_bytes(
         corrupt data, or data that ends before *needed* bytes.
     """
     stored = sum(max(os.path.getsize(path) - offset, 0) for path, offset in parts)
+    if limit is not None:
+        stored = min(stored, limit)
     if codec == "zlib" and stored * DEFLATE_MAX_RATIO < needed:
         raise ValueError(
             f"{header!r}: {what} claims {needed} bytes of voxel data, but {stored} bytes of "
@@ -173,7 +182,7 @@ def check_inflated_bytes(
         )
     inflated = 0
     try:
-        inflated = _count_inflated(parts, codec, needed)
+        inflated = _count_inflated(parts, codec, needed, stored)
     except (zlib.error, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"{header!r}: the compressed voxel data is damaged: {exc}") from exc
     if inflated < needed:
@@ -183,15 +192,17 @@ def check_inflated_bytes(
         )
 
 
-def _count_inflated(parts: list[tuple[str, int]], codec: str, needed: int) -> int:
-    """Bytes the compressed *parts* inflate to, counted up to *needed* (output discarded)."""
+def _count_inflated(parts: list[tuple[str, int]], codec: str, needed: int, stored: int) -> int:
+    """Bytes the first *stored* bytes of the compressed *parts* inflate to, counted up to
+    *needed* (output discarded)."""
     inflated = 0
     engine: Any = None
     for path, offset in parts:
         with open(path, "rb") as fh:
             fh.seek(max(offset, 0))
             while inflated < needed:
-                chunk = fh.read(_INFLATE_IN)
+                chunk = fh.read(min(_INFLATE_IN, stored))
+                stored -= len(chunk)
                 if not chunk:
                     break
                 while chunk and inflated < needed:
