@@ -1,4 +1,4 @@
-"""NRRD, MetaImage and DICOM input from an untrusted source (issue 18, the fault-injection
+"""NRRD, MetaImage and DICOM input from an untrusted source (the fault-injection
 trial): headers checked in Python before SimpleITK sees them, data files kept inside the
 header's folder, claimed sizes against the bytes that exist and the memory budget, DICOM
 series that are not one volume refused.
