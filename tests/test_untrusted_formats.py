@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 import zlib
 from pathlib import Path
 
@@ -353,13 +354,14 @@ def test_big_endian_arrays_reach_simpleitk_in_native_order():
 FUZZ_MEMORY = 3 << 30
 
 
-def test_fuzzed_nrrd_and_metaimage_headers_die_hang_or_leak_nothing(tmp_path):
+def fuzz(folder: Path, cases: int, seed: int, *mode: str) -> dict:
+    """Run :mod:`_itk_fuzz` in a child process under :data:`FUZZ_MEMORY`; its counts."""
     script = Path(__file__).with_name("_itk_fuzz.py")
+    argv = [str(script), str(cases), str(seed), str(folder), *mode]
     code = (
         f"import resource, runpy, sys; "
         f"resource.setrlimit(resource.RLIMIT_AS, ({FUZZ_MEMORY}, {FUZZ_MEMORY})); "
-        f"sys.argv = [{str(script)!r}, '1000', '18', {str(tmp_path)!r}]; "
-        f"runpy.run_path({str(script)!r}, run_name='__main__')"
+        f"sys.argv = {argv!r}; runpy.run_path({str(script)!r}, run_name='__main__')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -369,8 +371,59 @@ def test_fuzzed_nrrd_and_metaimage_headers_die_hang_or_leak_nothing(tmp_path):
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert result.returncode == 0, f"the fuzz process died ({result.returncode}): {result.stderr}"
+    assert result.stderr.strip() == ""  # no text of SimpleITK's readers reaches the terminal
     counts = json.loads(result.stdout.splitlines()[-1])
     assert counts["undocumented"] == []
-    assert result.stderr.strip() == ""  # no text of SimpleITK's readers reaches the terminal
-    assert counts["read"] + counts["refused"] == 1000
+    assert counts["read"] + counts["refused"] == cases
+    return counts
+
+
+def test_fuzzed_nrrd_and_metaimage_headers_die_hang_or_leak_nothing(tmp_path):
+    counts = fuzz(tmp_path, 1000, 18)
     assert counts["read"] > 20 and counts["refused"] > 100  # both paths really exercised
+
+
+def test_fuzzed_dicom_series_die_hang_or_leak_nothing(tmp_path):
+    counts = fuzz(tmp_path, 100, 7, "dicom")
+    assert counts["read"] > 5 and counts["refused"] > 20
+
+
+def test_big_endian_nifti_onto_an_oblique_reference(tmp_path):
+    import nibabel as nib
+    from nibabel.testing import data_path
+
+    from napari_resample import resample_to_reference
+
+    source = Path(data_path) / "anatomical.nii"  # nibabel's own big-endian int16 volume
+    assert nib.load(source).get_data_dtype().byteorder == ">"
+    turn = np.deg2rad(25.0)
+    affine = np.eye(4)
+    affine[:3, :3] = 3 * np.array(
+        [[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]]
+    )
+    affine[:3, 3] = nib.load(source).affine[:3, 3]
+    reference = tmp_path / "ref.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((20, 20, 10), np.int16), affine), reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # partial overlap
+        out = resample_to_reference(source, reference, tmp_path)
+    result = nib.load(out)
+    assert result.shape == (20, 20, 10) and np.abs(result.get_fdata()).max() > 0
+
+
+def test_impossible_slice_geometry_and_unparseable_files_are_refused(tmp_path):
+    def flat(n, ds):
+        if n == 1:
+            ds.PixelSpacing = [0, 0]
+
+    folder = edited_series(CT, tmp_path / "flat", flat)
+    with pytest.raises(ValueError, match=r"has an impossible PixelSpacing '0\.0.+0\.0'"):
+        load_volume(folder)
+
+    def samples(n, ds):
+        if n == 0:
+            ds.SamplesPerPixel = 255  # GDCM refuses to list the folder at all
+
+    folder = edited_series(CT, tmp_path / "samples", samples)
+    with pytest.raises(ValueError, match=r"cannot list the DICOM series in '.*samples', a file"):
+        load_volume(folder)

@@ -41,6 +41,10 @@ _SNIFFED_FILES = 16
 _UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
 #: Largest difference of two direction cosines still taken as the same orientation.
 ORIENTATION_TOLERANCE = 1e-4
+#: Largest deviation of ImageOrientationPatient from two orthogonal unit vectors.
+ORTHONORMAL_TOLERANCE = 1e-3
+#: Largest pixel spacing or position coordinate, mm (10 km: anything beyond is damage).
+MAX_COORDINATE = 1e7
 #: Relative deviation of a slice step from the typical one that counts as uneven spacing.
 SPACING_TOLERANCE = 0.01
 #: Bytes per voxel of SimpleITK's pixel types, by name.
@@ -83,6 +87,8 @@ def list_dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     ------
     FileNotFoundError
         If *folder* is not a folder.
+    ValueError
+        If GDCM cannot parse a file of the folder (naming the folder and GDCM's reason).
     """
     import SimpleITK as sitk
 
@@ -90,11 +96,25 @@ def list_dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"no such folder: {folder!r}")
     found = []
-    with quiet_itk():
-        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder):
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)
-            found.append(DicomSeries(uid, _description(files[0]) if files else "", len(files)))
+    try:
+        with quiet_itk():
+            for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder):
+                files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)
+                found.append(DicomSeries(uid, _description(files[0]) if files else "", len(files)))
+    except RuntimeError as exc:  # GDCM stops at the first file it cannot make sense of
+        raise ValueError(
+            f"cannot list the DICOM series in {folder!r}, a file is damaged: {itk_message(exc)}"
+        ) from exc
     return found
+
+
+def itk_message(exc: BaseException) -> str:
+    """The useful line of an ITK exception (they hold the C++ file, line and a description)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if line.lower().startswith(("itk::error", "sitk::error")):
+            return line.split(":", 3)[-1].strip() or line
+    return lines[-1] if lines else type(exc).__name__
 
 
 class quiet_itk:
@@ -190,6 +210,7 @@ def read_slice_info(path: str, folder: str) -> SliceInfo:
 
     stored = _stored_bytes(tag, size, components)
     _check_pixel_bytes(path, folder, stored)
+    _check_slice_geometry(path, folder, tag)
     return SliceInfo(
         path,
         size,
@@ -197,6 +218,38 @@ def read_slice_info(path: str, folder: str) -> SliceInfo:
         _numbers(tag("0020|0037"), 6),
         _numbers(tag("0020|0032"), 3),
         stored,
+    )
+
+
+def _check_slice_geometry(path: str, folder: str, tag: Any) -> None:
+    """Refuse a slice whose pixel spacing, orientation or position cannot be a geometry (GDCM
+    and ITK would compute with them and print their own complaints)."""
+    problem = None
+    spacing, cosines, position = tag("0028|0030"), tag("0020|0037"), tag("0020|0032")
+    if spacing is not None:
+        values = _numbers(spacing, 2)
+        if values is None or not all(0 < v < MAX_COORDINATE for v in values):
+            problem = f"PixelSpacing {spacing!r}"
+    if cosines is not None:
+        values = _numbers(cosines, 6)
+        if values is None or not _orthonormal(np.asarray(values)):
+            problem = f"ImageOrientationPatient {cosines!r} (not two orthogonal unit vectors)"
+    if position is not None:
+        values = _numbers(position, 3)
+        if values is None or not all(abs(v) < MAX_COORDINATE for v in values):
+            problem = f"ImagePositionPatient {position!r}"
+    if problem is not None:
+        raise ValueError(
+            f"a slice of the DICOM series in {folder!r} has an impossible {problem}: {path!r}"
+        )
+
+
+def _orthonormal(cosines: np.ndarray) -> bool:
+    row, col = cosines[:3], cosines[3:]
+    return bool(
+        abs(np.linalg.norm(row) - 1) < ORTHONORMAL_TOLERANCE
+        and abs(np.linalg.norm(col) - 1) < ORTHONORMAL_TOLERANCE
+        and abs(np.dot(row, col)) < ORTHONORMAL_TOLERANCE
     )
 
 

@@ -35,6 +35,7 @@ from napari_resample.io.dicom import (
     check_slices,
     choose_series,
     describe_series,
+    itk_message,
     list_dicom_series,
     looks_like_dicom_folder,
     quiet_itk,
@@ -222,6 +223,12 @@ def _volume_from_image(image: Any, path: str, ignored: tuple[str, ...] = ()) -> 
     if image.GetDimension() > 3:  # (X, Y, Z, 1, ...): the one volume it holds
         extent = list(image.GetSize()[:3]) + [0] * (image.GetDimension() - 3)
         image = sitk.Extract(image, extent, [0] * image.GetDimension())
+    geometry = (*image.GetSpacing(), *image.GetOrigin(), *image.GetDirection())
+    if not (np.all(np.isfinite(geometry)) and min(image.GetSpacing()) > 0):
+        raise ValueError(
+            f"impossible geometry in {path!r}: spacing {image.GetSpacing()}, origin "
+            f"{image.GetOrigin()}, direction {image.GetDirection()}"
+        )
     data, affine = array_from_image(image)
     if data.dtype.kind not in "biuf":
         raise ValueError(f"unsupported voxel type {image.GetPixelIDTypeAsString()} in {path!r}")
@@ -230,16 +237,7 @@ def _volume_from_image(image: Any, path: str, ignored: tuple[str, ...] = ()) -> 
 
 def _cannot_read(path: str, kind: str, exc: BaseException) -> ValueError:
     """What SimpleITK's failure *exc* to read *path* as *kind* raises."""
-    return ValueError(f"cannot read {path!r} as {kind}: {_itk_message(exc)}")
-
-
-def _itk_message(exc: BaseException) -> str:
-    """The useful line of an ITK exception (they hold the C++ file, line and a description)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in lines:
-        if line.lower().startswith("itk::error"):
-            return line.split(":", 3)[-1].strip() or line
-    return lines[-1] if lines else type(exc).__name__
+    return ValueError(f"cannot read {path!r} as {kind}: {itk_message(exc)}")
 
 
 def _load_dicom(folder: str, series: str | None, max_memory: int | None) -> NiftiVolume:
@@ -265,7 +263,7 @@ def _load_dicom(folder: str, series: str | None, max_memory: int | None) -> Nift
         raise MemoryError(f"not enough memory to read the DICOM series in {folder!r}") from exc
     except RuntimeError as exc:
         raise ValueError(
-            f"cannot read the DICOM series {uid!r} in {folder!r}: {_itk_message(exc)}"
+            f"cannot read the DICOM series {uid!r} in {folder!r}: {itk_message(exc)}"
         ) from exc
     _check_information(
         folder, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel()
