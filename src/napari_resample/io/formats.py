@@ -31,16 +31,14 @@ from napari_resample.io.atomic import atomic_output
 from napari_resample.io.dicom import (
     SERIES_DESCRIPTION,
     DicomSeries,
-    check_no_slice_dropped,
-    check_slices,
     choose_series,
     describe_series,
     itk_message,
     list_dicom_series,
     looks_like_dicom_folder,
     quiet_itk,
-    read_slice_info,
 )
+from napari_resample.io.dicom_slices import check_no_slice_dropped, check_slices, read_slice_info
 from napari_resample.io.header import XFORM_SCANNER, storable
 from napari_resample.io.itk import array_from_image, image_from_array
 from napari_resample.io.itk_headers import check_itk_header
