@@ -260,6 +260,10 @@ def test_gzip_nrrd_bomb_is_refused_by_the_budget(tmp_path):
     assert path.stat().st_size < 1 << 20
     with pytest.raises(MemoryError, match=r"bomb\.nrrd.*over max_memory 50\.0 MiB"):
         load_volume(path, max_memory=50 << 20)
+    claim = tmp_path / "claim.nrrd"  # the budget refuses before any byte is inflated
+    claim.write_bytes(nrrd_header(sizes=(1024, 1024, 512), encoding="gzip").encode() + b"\n")
+    with pytest.raises(MemoryError, match=r"claim\.nrrd.*over max_memory"):
+        load_volume(claim, max_memory=1 << 20)
     short = tmp_path / "short.nrrd"
     short.write_bytes(nrrd_header(encoding="gzip").encode() + b"\n" + zlib.compress(bytes(10)))
     with pytest.raises(ValueError, match=r"inflates to only 10 bytes"):

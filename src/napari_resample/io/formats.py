@@ -181,8 +181,10 @@ def check_voxel_budget(nbytes: int, max_memory: int | None, what: str) -> None:
 
 
 def _load_itk_file(path: str, kind: str, max_memory: int | None) -> NiftiVolume:
-    claimed = check_itk_header(path, kind)  # before SimpleITK parses a byte of it
-    check_voxel_budget(claimed.nbytes, max_memory, f"reading the voxels of {path!r}")
+    what = f"reading the voxels of {path!r}"
+    claimed = check_itk_header(  # before SimpleITK parses a byte of it
+        path, kind, lambda nbytes: check_voxel_budget(nbytes, max_memory, what)
+    )
     reader = read_itk_information(path, kind)
     _check_information(
         path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents()

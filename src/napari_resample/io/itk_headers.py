@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,7 +117,9 @@ class ClaimedData:
     nbytes: int
 
 
-def check_itk_header(path: str, kind: str) -> ClaimedData:
+def check_itk_header(
+    path: str, kind: str, check_size: Callable[[int], None] | None = None
+) -> ClaimedData:
     """Read and check the NRRD or MetaImage header of *path* (the module's rules).
 
     Parameters
@@ -124,6 +127,9 @@ def check_itk_header(path: str, kind: str) -> ClaimedData:
     path : str
         A ``.nrrd`` / ``.nhdr`` (*kind* ``"NRRD"``) or ``.mha`` / ``.mhd`` (``"MetaImage"``).
     kind : {"NRRD", "MetaImage"}
+    check_size : callable, optional
+        Called with the voxel bytes claimed as soon as they are known, before any data is
+        counted or inflated: the caller's memory budget (it raises to refuse).
 
     Returns
     -------
@@ -139,9 +145,10 @@ def check_itk_header(path: str, kind: str) -> ClaimedData:
     size = check_regular_file(path, f"the {kind} file")
     with open(path, "rb") as fh:
         head = fh.read(MAX_HEADER_BYTES + 1)
+    check = check_size or (lambda nbytes: None)
     if kind == "NRRD":
-        return _check_nrrd(path, head, size)
-    return _check_metaimage(path, head, size)
+        return _check_nrrd(path, head, size, check)
+    return _check_metaimage(path, head, size, check)
 
 
 def _header_lines(path: str, head: bytes, end: int, kind: str) -> list[str]:
@@ -204,7 +211,9 @@ def _check_grid(path: str, fields: dict[str, str], names: tuple[str, str]) -> tu
 # --------------------------------------------------------------------------------------- NRRD
 
 
-def _check_nrrd(path: str, head: bytes, size: int) -> ClaimedData:
+def _check_nrrd(
+    path: str, head: bytes, size: int, check_size: Callable[[int], None]
+) -> ClaimedData:
     if not re.match(rb"NRRD000[1-5]\r?\n", head[:10]):
         raise ValueError(f"cannot read {path!r} as NRRD: no NRRD0001-5 magic on its first line")
     end = head.find(b"\n\n")
@@ -225,6 +234,7 @@ def _check_nrrd(path: str, head: bytes, size: int) -> ClaimedData:
             raise _fail(path, "endian", fields.get("endian"), "'little' or 'big' is required")
     _check_nrrd_geometry(path, fields, ndim)
     nbytes = math.prod(shape) * dtype.itemsize
+    check_size(nbytes)
     skip = _integers(path, "byte skip", fields.get("byte skip", "0"), 1)[0]
     lines_skipped = _integers(path, "line skip", fields.get("line skip", "0"), 1)[0]
     if skip < -1 or lines_skipped < 0 or (skip == -1 and encoding != "raw"):
@@ -331,7 +341,9 @@ def _check_nrrd_bytes(
 # ---------------------------------------------------------------------------------- MetaImage
 
 
-def _check_metaimage(path: str, head: bytes, size: int) -> ClaimedData:
+def _check_metaimage(
+    path: str, head: bytes, size: int, check_size: Callable[[int], None]
+) -> ClaimedData:
     found = re.search(rb"(?m)^[ \t]*ElementDataFile[ \t]*[=:][^\n]*(\n|$)", head)
     end = found.end() if found else -1
     lines = _header_lines(path, head, end, "MetaImage")
@@ -371,6 +383,7 @@ def _check_metaimage(path: str, head: bytes, size: int) -> ClaimedData:
         if field in fields and _integers(path, field, fields[field], 1)[0] < -1:
             raise _fail(path, field, fields[field], "must not be negative")
     nbytes = math.prod(shape) * dtype.itemsize
+    check_size(nbytes)
     parts = _met_parts(path, fields["ElementDataFile"], lines, head, end)
     what = f"DimSize {shape} of {fields['ElementType']}"
     compressed = flags["CompressedData"]
