@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _dicom_series import oblique_series
 from _plugin_fixtures import rotation
 
 sitk = pytest.importorskip("SimpleITK")
@@ -16,7 +17,8 @@ pydicom = pytest.importorskip("pydicom")
 
 DICOM = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"
 CT = DICOM / "98892001" / "CT5N"  # 16 x 16 x 5, 0.49 x 0.49 x 2.5 mm, rescaled to HU
-OBLIQUE_MR = DICOM / "98892003" / "MR700"  # 16 x 16 x 7, oblique sagittal-ish
+OBLIQUE_MR = oblique_series()  # 16 x 16 x 7, oblique: MR700's pixels, made one volume
+UNEVEN = DICOM / "77654033" / "CT2"  # 16 x 16 x 4: a 202.5 mm gap, then 1.25 mm steps
 SEVERAL = DICOM / "98892003" / "MR2"  # three series, two with the same description
 
 #: LPS <-> RAS

@@ -1,7 +1,8 @@
 """NRRD, MetaImage and DICOM input, NRRD / MetaImage output (napari_resample.io.formats).
 
 DICOM tests use real series that pydicom ships as test data (dicomdirtests: a 5-slice CT, a
-7-slice oblique MR, a folder holding three MR series); their geometry is checked against what
+4-slice CT with a gap, a folder holding three MR series, and the 7 projections of MR700 made
+one oblique volume by tests/_dicom_series.py); their geometry is checked against what
 SimpleITK reports and against the raw DICOM tags read by pydicom. NRRD tests also read files
 written by pynrrd, a writer independent of SimpleITK, in both LPS and RAS spaces. No package
 ships a small NRRD or MetaImage file, so the round trips start from files SimpleITK writes
@@ -25,6 +26,7 @@ from _formats import (
     OBLIQUE,
     OBLIQUE_MR,
     SEVERAL,
+    UNEVEN,
     read_series_with_sitk,
     write_sitk,
 )
@@ -109,10 +111,14 @@ def test_dicom_geometry_and_hounsfield_units_match_the_raw_tags():
         np.testing.assert_array_equal(volume.data[:, :, k], hu.T)  # pixel_array is (row, col)
 
 
-def test_uneven_slices_are_noted():
-    (note,) = load_volume(OBLIQUE_MR).ignored
-    assert "not evenly spaced" in note and str(OBLIQUE_MR) in note
-    assert load_volume(CT).ignored == ()
+def test_uneven_slices_are_noted_and_warned():
+    with pytest.warns(UserWarning, match="not evenly spaced") as caught:
+        volume = load_volume(UNEVEN)
+    (note,) = volume.ignored
+    assert str(caught[0].message) == note
+    assert str(UNEVEN) in note and "a step of 202.5 mm" in note
+    assert "the typical step is 1.25 mm" in note
+    assert load_volume(CT).ignored == () and load_volume(OBLIQUE_MR).ignored == ()
 
 
 def test_several_series_are_listed_and_one_is_picked():
@@ -128,6 +134,10 @@ def test_several_series_are_listed_and_one_is_picked():
     for s in found:
         assert f"{s.uid} {s.description!r} ({s.n_files} file" in str(e.value)
     for s in found:
+        if s.n_files == 3:  # a tri-plane localizer: axial, sagittal and coronal slices
+            with pytest.raises(ValueError, match="have different orientations"):
+                load_volume(SEVERAL, series=s.uid)
+            continue
         volume = load_volume(SEVERAL, series=s.uid)
         assert volume.data.shape[2] == s.n_files
         assert_matches_sitk(volume, read_series_with_sitk(SEVERAL, s.uid))
@@ -310,7 +320,7 @@ def test_missing_unreadable_and_unknown_files(tmp_path):
     (tmp_path / "lost.mhd").write_text(
         "NDims = 3\nDimSize = 2 2 2\nElementType = MET_SHORT\nElementDataFile = lost.raw\n"
     )
-    with pytest.raises(ValueError, match=r"cannot read '.*lost\.mhd' as MetaImage"):
+    with pytest.raises(ValueError, match=r"'ElementDataFile' in '.*lost\.mhd' names 'lost\.raw'"):
         load_volume(tmp_path / "lost.mhd")
     (tmp_path / "a.tif").write_bytes(b"")
     with pytest.raises(ValueError, match=r"cannot read '.*a\.tif': expected a file ending in"):

@@ -13,18 +13,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from _formats import CT, FLIP, OBLIQUE_MR, SEVERAL
 from _plugin_fixtures import coded_volume, rotation
 from napari_resample.plugin.reader import get_reader, read_nifti, read_volume
 from napari_resample.plugin.writer import write_mha, write_nifti, write_nrrd
 
 sitk = pytest.importorskip("SimpleITK")
 pydicom = pytest.importorskip("pydicom")
-
-DICOM = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"
-CT = DICOM / "98892001" / "CT5N"
-OBLIQUE_MR = DICOM / "98892003" / "MR700"
-SEVERAL = DICOM / "98892003" / "MR2"
-FLIP = np.array([-1.0, -1.0, 1.0])
 
 
 def _layers(layer_data):

@@ -7,41 +7,66 @@ converted from ITK's LPS world by :mod:`napari_resample.io.itk` (the one module 
 and negates x and y). Such a volume has no NIfTI header (``header`` is None) and
 ``xform_code`` 1 (scanner), so that a NIfTI file written from it carries qform and sform code 1.
 
+SimpleITK never reads a header we have not checked: NRRD and MetaImage headers are read in
+Python first (:mod:`napari_resample.io.itk_headers`; data files only inside the header's folder,
+:mod:`napari_resample.io.untrusted`), every slice header of a DICOM series too
+(:mod:`napari_resample.io.dicom`), and the voxels they claim are checked against the bytes that
+exist and the memory budget before SimpleITK allocates them. It reads in this process: the
+checks make the known crash classes of its readers unreachable (docs/decisions.md).
+
 SimpleITK is imported inside the functions: it takes ~0.3 s to import.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+import warnings
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from napari_resample.engine.memory import check_memory, format_bytes
 from napari_resample.io.atomic import atomic_output
+from napari_resample.io.dicom import (
+    SERIES_DESCRIPTION,
+    DicomSeries,
+    choose_series,
+    describe_series,
+    itk_message,
+    list_dicom_series,
+    looks_like_dicom_folder,
+    quiet_itk,
+)
+from napari_resample.io.dicom_slices import check_no_slice_dropped, check_slices, read_slice_info
 from napari_resample.io.header import XFORM_SCANNER, storable
 from napari_resample.io.itk import array_from_image, image_from_array
+from napari_resample.io.itk_headers import check_itk_header
 from napari_resample.io.names import ITK_SUFFIXES, VOLUME_SUFFIXES, nifti_suffix, volume_suffix
 from napari_resample.io.nifti import NiftiVolume, apply_scaling, load_nifti, native, spatial_volume
+from napari_resample.io.untrusted import check_regular_file
+
+__all__ = [
+    "ITK_OUTPUT_SUFFIXES",
+    "SERIES_DESCRIPTION",
+    "DicomSeries",
+    "describe_series",
+    "is_volume_input",
+    "list_dicom_series",
+    "load_volume",
+    "looks_like_dicom_folder",
+    "read_itk_information",
+    "save_itk",
+]
 
 #: Suffixes :func:`save_itk` writes (single files; ``.nhdr`` / ``.mhd`` would need two).
 ITK_OUTPUT_SUFFIXES: tuple[str, ...] = (".nrrd", ".mha")
-#: DICOM tag of the series description (shown to tell series apart).
-SERIES_DESCRIPTION = "0008|103e"
-#: Files sniffed by :func:`looks_like_dicom_folder` before it gives up.
-_SNIFFED_FILES = 16
 _FORMAT_NAMES = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
 
 
-class DicomSeries(NamedTuple):
-    """One DICOM series in a folder, as :func:`list_dicom_series` finds it."""
-
-    uid: str
-    description: str
-    n_files: int
-
-
-def load_volume(path: str | os.PathLike[str], *, series: str | None = None) -> NiftiVolume:
+def load_volume(
+    path: str | os.PathLike[str], *, series: str | None = None, max_memory: int | None = None
+) -> NiftiVolume:
     """Read a 3D volume from NIfTI, NRRD, MetaImage or a folder holding a DICOM series.
 
     Parameters
@@ -51,6 +76,10 @@ def load_volume(path: str | os.PathLike[str], *, series: str | None = None) -> N
         kept), a ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd`` file, or a folder of DICOM files.
     series : str, optional
         The SeriesInstanceUID to read when the folder holds several series.
+    max_memory : int, optional
+        Bytes the voxels of a NRRD, MetaImage or DICOM input may take while SimpleITK reads
+        them (its image and the array copied from it); by default only the memory available
+        now bounds them.
 
     Returns
     -------
@@ -66,18 +95,34 @@ def load_volume(path: str | os.PathLike[str], *, series: str | None = None) -> N
     FileNotFoundError
         If *path* does not exist.
     ValueError
-        Naming the file: a format that is not one of these, a file SimpleITK cannot read, an
-        image that is not one 3D volume (2D, or 4D with more than one volume) or has several
-        components per voxel (RGB, vectors), a folder with no DICOM series, several series and
-        no *series*, or a *series* the folder does not hold.
+        Naming the file: a format that is not one of these, something other than a regular
+        file or a folder (a FIFO, a device), a header refused by
+        :func:`~napari_resample.io.itk_headers.check_itk_header` (fields, data files, bytes),
+        a file SimpleITK cannot read, an image that is not one 3D volume (2D, or 4D with more
+        than one volume) or has several components per voxel (RGB, vectors), a folder with no
+        DICOM series, several series and no *series*, a *series* the folder does not hold, or
+        DICOM slices that are not one volume (:mod:`napari_resample.io.dicom`).
+    MemoryError
+        If the voxels of a NRRD, MetaImage or DICOM input exceed *max_memory* or the memory
+        available now; nothing large was allocated.
+
+    Warns
+    -----
+    UserWarning
+        When the slices of a DICOM series are not evenly spaced (naming the folder, the
+        largest gap and the typical step; also in ``ignored``).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file or folder: {path!r}")
     if os.path.isdir(path):
-        return _load_dicom(path, series)
+        volume = _load_dicom(path, series, max_memory)
+        for note in volume.ignored:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        return volume
     if series is not None:
         raise ValueError(f"series={series!r} applies to a folder of DICOM files, not {path!r}")
+    check_regular_file(path, "the input")
     if nifti_suffix(path) is not None:
         return load_nifti(path)
     suffix = volume_suffix(path)
@@ -86,12 +131,14 @@ def load_volume(path: str | os.PathLike[str], *, series: str | None = None) -> N
             f"cannot read {path!r}: expected a file ending in {', '.join(VOLUME_SUFFIXES)} "
             "or a folder of DICOM files"
         )
-    return _load_itk_file(path, _FORMAT_NAMES[suffix])
+    return _load_itk_file(path, _FORMAT_NAMES[suffix], max_memory)
 
 
 def read_itk_information(path: str, kind: str = "an image") -> Any:
     """A SimpleITK reader of *path* that has read its header (size, spacing, origin, direction,
-    components), not its voxels: what a caller checks before anything large is read.
+    components), not its voxels: what a caller checks before anything large is read. A NRRD or
+    MetaImage header is checked in Python first
+    (:func:`~napari_resample.io.itk_headers.check_itk_header`).
 
     Parameters
     ----------
@@ -104,26 +151,52 @@ def read_itk_information(path: str, kind: str = "an image") -> Any:
     ------
     ValueError
         ``cannot read <path> as <kind>: <reason>``, the reason being the useful line of
-        ITK's error, when SimpleITK cannot read the header.
+        ITK's error, when SimpleITK cannot read the header; the refusals of
+        :func:`~napari_resample.io.itk_headers.check_itk_header`.
     """
     import SimpleITK as sitk
 
+    if kind in ("NRRD", "MetaImage"):
+        check_itk_header(path, kind)
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     try:
-        reader.ReadImageInformation()
+        with quiet_itk():
+            reader.ReadImageInformation()
     except RuntimeError as exc:
         raise _cannot_read(path, kind, exc) from exc
     return reader
 
 
-def _load_itk_file(path: str, kind: str) -> NiftiVolume:
-    reader = read_itk_information(path, kind)  # header only: refuse before reading voxels
+def check_voxel_budget(nbytes: int, max_memory: int | None, what: str) -> None:
+    """Refuse reading *nbytes* of voxels through SimpleITK (twice: its image and our array)
+    over *max_memory* or the memory available now; MemoryError naming *what* and the sizes."""
+    needed = 2 * nbytes
+    if max_memory is not None and needed > max_memory:
+        raise MemoryError(
+            f"{what} needs {format_bytes(needed)} ({needed} bytes: its voxels twice, "
+            f"SimpleITK's image and the array), over max_memory {format_bytes(max_memory)}"
+        )
+    check_memory(needed, what)
+
+
+def _load_itk_file(path: str, kind: str, max_memory: int | None) -> NiftiVolume:
+    what = f"reading the voxels of {path!r}"
+    claimed = check_itk_header(  # before SimpleITK parses a byte of it
+        path, kind, lambda nbytes: check_voxel_budget(nbytes, max_memory, what)
+    )
+    reader = read_itk_information(path, kind)
     _check_information(
         path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents()
     )
+    if tuple(reader.GetSize()) != claimed.shape:  # SimpleITK read another header than ours
+        raise ValueError(
+            f"cannot read {path!r} as {kind}: SimpleITK reads size {tuple(reader.GetSize())} "
+            f"where the header says {claimed.shape}"
+        )
     try:
-        image = reader.Execute()
+        with quiet_itk():
+            image = reader.Execute()
     except MemoryError as exc:
         raise MemoryError(f"not enough memory to read {path!r} (size {reader.GetSize()})") from exc
     except RuntimeError as exc:
@@ -150,6 +223,12 @@ def _volume_from_image(image: Any, path: str, ignored: tuple[str, ...] = ()) -> 
     if image.GetDimension() > 3:  # (X, Y, Z, 1, ...): the one volume it holds
         extent = list(image.GetSize()[:3]) + [0] * (image.GetDimension() - 3)
         image = sitk.Extract(image, extent, [0] * image.GetDimension())
+    geometry = (*image.GetSpacing(), *image.GetOrigin(), *image.GetDirection())
+    if not (np.all(np.isfinite(geometry)) and min(image.GetSpacing()) > 0):
+        raise ValueError(
+            f"impossible geometry in {path!r}: spacing {image.GetSpacing()}, origin "
+            f"{image.GetOrigin()}, direction {image.GetDirection()}"
+        )
     data, affine = array_from_image(image)
     if data.dtype.kind not in "biuf":
         raise ValueError(f"unsupported voxel type {image.GetPixelIDTypeAsString()} in {path!r}")
@@ -158,150 +237,43 @@ def _volume_from_image(image: Any, path: str, ignored: tuple[str, ...] = ()) -> 
 
 def _cannot_read(path: str, kind: str, exc: BaseException) -> ValueError:
     """What SimpleITK's failure *exc* to read *path* as *kind* raises."""
-    return ValueError(f"cannot read {path!r} as {kind}: {_itk_message(exc)}")
+    return ValueError(f"cannot read {path!r} as {kind}: {itk_message(exc)}")
 
 
-def _itk_message(exc: BaseException) -> str:
-    """The useful line of an ITK exception (they hold the C++ file, line and a description)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in lines:
-        if line.lower().startswith("itk::error"):
-            return line.split(":", 3)[-1].strip() or line
-    return lines[-1] if lines else type(exc).__name__
-
-
-def list_dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
-    """The DICOM series in *folder* (not its sub-folders), as GDCM groups them.
-
-    Parameters
-    ----------
-    folder : str or os.PathLike
-
-    Returns
-    -------
-    list of DicomSeries
-        ``(uid, description, n_files)`` per series: its SeriesInstanceUID, SeriesDescription
-        (0008|103e, "" when absent) and number of files; empty when the folder holds none.
-
-    Raises
-    ------
-    FileNotFoundError
-        If *folder* is not a folder.
-    """
+def _load_dicom(folder: str, series: str | None, max_memory: int | None) -> NiftiVolume:
     import SimpleITK as sitk
 
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"no such folder: {folder!r}")
-    found = []
-    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder):
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)
-        found.append(DicomSeries(uid, _description(files[0]) if files else "", len(files)))
-    return found
-
-
-def _description(dicom_file: str) -> str:
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(dicom_file)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return ""
-    if not reader.HasMetaDataKey(SERIES_DESCRIPTION):
-        return ""
-    return reader.GetMetaData(SERIES_DESCRIPTION).strip()
-
-
-def describe_series(found: list[DicomSeries]) -> str:
-    """One line per series, for messages and choosers: ``UID 'description' (N files)``.
-
-    Examples
-    --------
-    >>> describe_series([DicomSeries("1.2.3", "T1 axial", 40)])
-    "1.2.3 'T1 axial' (40 files)"
-    """
-    return "\n".join(
-        f"{s.uid} {s.description!r} ({s.n_files} file{'s' if s.n_files != 1 else ''})"
-        for s in found
-    )
-
-
-def _load_dicom(folder: str, series: str | None) -> NiftiVolume:
-    import SimpleITK as sitk
-
-    found = list_dicom_series(folder)
-    if not found:
-        raise ValueError(f"no DICOM series found in the folder {folder!r}")
-    if series is None:
-        if len(found) > 1:
-            raise ValueError(
-                f"the folder {folder!r} holds {len(found)} DICOM series; choose one with "
-                f"series=UID:\n{describe_series(found)}"
-            )
-        series = found[0].uid
-    elif series not in {s.uid for s in found}:
-        raise ValueError(
-            f"no DICOM series {series!r} in the folder {folder!r}; it holds:\n"
-            f"{describe_series(found)}"
-        )
+    uid = choose_series(folder, series)
+    with quiet_itk():
+        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
+    check_no_slice_dropped(folder, uid, files)
+    slices = [read_slice_info(f, folder) for f in files]
+    notes = check_slices(folder, slices)
+    first = slices[0]
+    shape = (*first.size[:2], sum(s.size[2] if len(s.size) > 2 else 1 for s in slices))
+    nbytes = int(np.prod(shape, dtype=np.int64)) * first.itemsize
+    what = f"reading the DICOM series in {folder!r} ({shape[0]} x {shape[1]} x {shape[2]})"
+    check_voxel_budget(nbytes, max_memory, what)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, series))
+    reader.SetFileNames(files)
     try:
-        image = reader.Execute()
+        with quiet_itk():
+            image = reader.Execute()
     except MemoryError as exc:
         raise MemoryError(f"not enough memory to read the DICOM series in {folder!r}") from exc
     except RuntimeError as exc:
         raise ValueError(
-            f"cannot read the DICOM series {series!r} in {folder!r}: {_itk_message(exc)}"
+            f"cannot read the DICOM series {uid!r} in {folder!r}: {itk_message(exc)}"
         ) from exc
     _check_information(
         folder, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel()
     )
-    ignored: tuple[str, ...] = ()
-    if image.HasMetaDataKey("ITK_non_uniform_sampling_deviation"):
-        ignored = (
-            f"the slices of the DICOM series in {folder!r} are not evenly spaced; SimpleITK "
-            f"placed them {image.GetSpacing()[2]:g} mm apart, so positions across slices are "
-            "approximate",
-        )
+    ignored = tuple(
+        f"{note}; SimpleITK placed them {image.GetSpacing()[2]:g} mm apart, so positions "
+        "across slices are approximate"
+        for note in notes
+    )
     return _volume_from_image(image, folder, ignored)
-
-
-def looks_like_dicom_folder(folder: str | os.PathLike[str]) -> bool:
-    """Whether *folder* seems to hold DICOM files: cheap (no SimpleITK, a few short reads).
-
-    Up to 16 of its files (hidden ones, DICOMDIR indexes and files with a volume suffix
-    skipped) are sniffed for the DICOM Part 10 marker (``DICM`` at byte 128) or, for files
-    without the preamble, a first element of group 0008. Whether they form an image series is
-    known only to GDCM (:func:`list_dicom_series`).
-    """
-    try:
-        entries = os.scandir(folder)
-    except OSError:
-        return False
-    sniffed = 0
-    with entries:
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or name.upper().startswith("DICOMDIR"):
-                continue  # hidden, or an index of a whole file set (no voxels)
-            if volume_suffix(name) is not None:
-                continue
-            try:
-                if not entry.is_file():
-                    continue
-                with open(entry.path, "rb") as fh:
-                    head = fh.read(132)
-            except OSError:
-                continue
-            if head[128:132] == b"DICM" or head[:2] == b"\x08\x00":
-                return True
-            sniffed += 1
-            if sniffed >= _SNIFFED_FILES:
-                return False
-    return False
 
 
 def is_volume_input(path: str | os.PathLike[str]) -> bool:

@@ -94,11 +94,14 @@ def image_from_array(data: ArrayLike, affine: ArrayLike | None = None) -> Any:
     """A SimpleITK image of an (i, j, k) array, with the geometry of *affine* (voxel -> RAS).
 
     Without *affine* the image lies on its voxel grid: unit spacing, zero origin, identity
-    direction (so SimpleITK's interpolators work in voxel coordinates).
+    direction (so SimpleITK's interpolators work in voxel coordinates). Big-endian data
+    (which SimpleITK refuses: ``dtype: >i2 is not supported``) is converted to native order.
     """
     import SimpleITK as sitk
 
     arr = np.asarray(data)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     image = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
     if affine is not None:
         spacing, origin, direction = itk_geometry(affine)
