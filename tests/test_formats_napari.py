@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from _formats import CT, FLIP, OBLIQUE_MR, SEVERAL
+from _formats import CT, DICOM, FLIP, OBLIQUE_MR, SEVERAL
 from _plugin_fixtures import coded_volume, rotation
 from napari_resample.plugin.reader import get_reader, read_nifti, read_volume
 from napari_resample.plugin.writer import write_mha, write_nifti, write_nrrd
