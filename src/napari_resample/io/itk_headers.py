@@ -161,7 +161,17 @@ def _header_lines(path: str, head: bytes, end: int, kind: str) -> list[str]:
         text = head[:end].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path!r}: the {kind} header is not text ({exc})") from exc
-    return [line.rstrip("\r") for line in text.split("\n")]
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    for number, line in enumerate(lines, 1):
+        # Python's split() takes control characters for spaces, the native readers do not:
+        # a line we would parse differently from them is refused, not guessed.
+        bad = next((c for c in line if c < " " and c != "\t"), None)
+        if bad is not None:
+            raise ValueError(
+                f"{path!r}: the {kind} header holds a control character ({bad!r}) in line "
+                f"{number}: {line[:60]!r}"
+            )
+    return lines
 
 
 def _fail(path: str, field: str, value: object, rule: str) -> ValueError:
