@@ -239,11 +239,12 @@ def _sized(target: SizeTarget | SpacingTarget, source: Source) -> OutputGrid:
 
 
 def warn_single_voxel(source: Source, grid: OutputGrid) -> None:
-    """Warn when *source* has one voxel along an axis and *grid* samples that voxel more than
-    once along it: the output repeats the one slice there (nothing exists to interpolate).
+    """Warn when *source* has one voxel along an axis and *grid* samples it more than once
+    along that axis: the output repeats the one slice there (nothing to interpolate).
 
-    Axis-aligned grids count the output voxels along the axis (inside the input's field of view
-    with a fill value; without, the edge rules repeat it everywhere); an oblique grid warns when one of its axes steps across that voxel in less than a voxel.
+    Axis-aligned grids count the output voxels along the axis (those inside the input with a
+    fill value; without, the edge rules repeat it everywhere); an oblique grid warns when one of
+    its axes steps across that voxel in less than a voxel.
     """
     name = repr(source.path) if source.path else "the input"
     for a in (a for a in range(3) if source.shape[a] == 1):
