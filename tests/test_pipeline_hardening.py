@@ -1,5 +1,5 @@
-"""Hardening of the pipeline and the engine, round two (issue 18): each case was reproduced on
-the code before it and must fail there.
+"""Hardening of the pipeline and the engine, round two: each case was reproduced on the code
+before it and fails there.
 
 - a result larger than the free space of its folder is refused before any work, with the
   numbers, unless the caller says otherwise (``check_disk=False``, ``--no-disk-check``);
@@ -57,7 +57,7 @@ def _files(root: Path) -> list[str]:
 
 
 @pytest.fixture
-def scan(make_nifti) -> Path:
+def small_scan(make_nifti) -> Path:
     data = np.round(smooth_volume((12, 10, 8))).astype(np.int16)
     return make_nifti(data, np.diag([1.0, 1.0, 2.0, 1.0]), name="scan.nii.gz")
 
@@ -65,21 +65,21 @@ def scan(make_nifti) -> Path:
 # --------------------------------------------------------------------------- disk space
 
 
-def _doors(scan: Path, tmp_path: Path):
+def _doors(small_scan: Path, tmp_path: Path):
     ref = tmp_path / "ref.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((60, 50, 40), np.int16), np.diag([0.2, 0.2, 0.4, 1])), ref)
     return {
-        "resampling": lambda out, **kw: resampling(scan, out, (60, 50, 40), **kw),
-        "spacing": lambda out, **kw: resample_to_spacing(scan, out, (0.2, 0.2, 0.4), **kw),
-        "reference": lambda out, **kw: resample_to_reference(scan, ref, out, **kw),
+        "resampling": lambda out, **kw: resampling(small_scan, out, (60, 50, 40), **kw),
+        "spacing": lambda out, **kw: resample_to_spacing(small_scan, out, (0.2, 0.2, 0.4), **kw),
+        "reference": lambda out, **kw: resample_to_reference(small_scan, ref, out, **kw),
     }
 
 
 @pytest.mark.parametrize("door", ["resampling", "spacing", "reference"])
 def test_a_result_over_the_free_space_is_refused_before_any_work(
-    scan, tmp_path, monkeypatch, door
+    small_scan, tmp_path, monkeypatch, door
 ) -> None:
-    run = _doors(scan, tmp_path)[door]
+    run = _doors(small_scan, tmp_path)[door]
     out = tmp_path / "out"
     asked = _small_disk(monkeypatch, free=100_000)  # the result: 60x50x40 int16, 240 KB
 
@@ -100,9 +100,9 @@ def test_a_result_over_the_free_space_is_refused_before_any_work(
     assert len(_files(out)) == 1
 
 
-def test_a_result_that_fits_the_free_space_is_written(scan, tmp_path, monkeypatch) -> None:
+def test_a_result_that_fits_the_free_space_is_written(small_scan, tmp_path, monkeypatch) -> None:
     _small_disk(monkeypatch, free=240_352)  # exactly the bound
-    resampling(scan, tmp_path / "out", (60, 50, 40))
+    resampling(small_scan, tmp_path / "out", (60, 50, 40))
     assert _files(tmp_path / "out") == ["scan_resampled.nii.gz"]
 
 
@@ -118,19 +118,19 @@ def test_the_disk_check_bounds_other_formats_too(tmp_path, monkeypatch) -> None:
 
 
 def test_the_command_line_refuses_and_no_disk_check_writes(
-    scan, tmp_path, monkeypatch, capsys
+    small_scan, tmp_path, monkeypatch, capsys
 ) -> None:
     _small_disk(monkeypatch, free=50_000)
     out = tmp_path / "out"
-    assert main([str(scan), str(out), "--size", "60", "50", "40"]) == 1
+    assert main([str(small_scan), str(out), "--size", "60", "50", "40"]) == 1
     err = capsys.readouterr().err
     assert "needs up to 234.7 KiB" in err and "--no-disk-check" in err
     assert _files(out) == []
-    assert main([str(scan), str(out), "--size", "60", "50", "40", "--no-disk-check"]) == 0
+    assert main([str(small_scan), str(out), "--size", "60", "50", "40", "--no-disk-check"]) == 0
     assert _files(out) == ["scan_resampled.nii.gz"]
 
 
-def test_a_dataset_records_the_refusal_and_goes_on(scan, tmp_path, monkeypatch) -> None:
+def test_a_dataset_records_the_refusal_and_goes_on(small_scan, tmp_path, monkeypatch) -> None:
     import json
 
     folder = tmp_path / "in"  # scan.nii.gz is there
@@ -262,7 +262,7 @@ def test_synthetic_big_endian_onto_an_oblique_grid(make_nifti, tmp_path, dtype, 
     ],
 )
 def test_simpleitk_failures_are_worded_with_the_file(
-    scan, tmp_path, monkeypatch, raised, expected
+    small_scan, tmp_path, monkeypatch, raised, expected
 ) -> None:
     ref = _oblique_reference(tmp_path, (5.5, 4.5, 7.0), 0.4)
 
@@ -271,7 +271,7 @@ def test_simpleitk_failures_are_worded_with_the_file(
 
     monkeypatch.setattr(_oblique, "_itk_run", failing)
     with pytest.raises(expected, match=r"SimpleITK could not resample '.*scan\.nii\.gz'") as info:
-        resample_to_reference(scan, ref, tmp_path / "out", "linear")
+        resample_to_reference(small_scan, ref, tmp_path / "out", "linear")
     assert "/build/" not in str(info.value)
     assert str(info.value).endswith(("no memory", "is not supported."))
     assert _files(tmp_path / "out") == []
@@ -311,17 +311,17 @@ def test_out_of_a_narrower_type_is_refused_naming_both() -> None:
     wide = np.zeros((4, 4, 2), np.float32)
     got, _ = resample_array(data, (4, 4, 2), out=wide)
     assert got is wide and np.array_equal(wide, data)
-    with pytest.raises(ValueError, match="out has dtype float32.*float64"):
+    with pytest.raises(ValueError, match=r"out has dtype float32.*float64"):
         resample_array(data.astype(np.float64), (4, 4, 2), out=wide)
 
 
 # --------------------------------------------------------------------------- API exceptions
 
 
-def test_an_enormous_max_memory_is_a_value_error(scan, tmp_path) -> None:
+def test_an_enormous_max_memory_is_a_value_error(small_scan, tmp_path) -> None:
     for call in (
         lambda: parse_bytes(10**400),
-        lambda: resampling(scan, tmp_path / "a", (4, 4, 4), max_memory=10**400),
+        lambda: resampling(small_scan, tmp_path / "a", (4, 4, 4), max_memory=10**400),
         lambda: resample_array(np.zeros((2, 2, 2)), (3, 3, 3), max_memory=10**400),
         lambda: parse_bytes(2**63),
     ):
@@ -365,9 +365,9 @@ def test_nan_floats_fall_back_within_max_memory_or_are_refused(make_nifti, tmp_p
     assert _files(tmp_path / "nan") == ["f1_resampled.nii.gz"]
 
 
-def test_an_oblique_grid_is_resampled_within_max_memory(scan, tmp_path) -> None:
+def test_an_oblique_grid_is_resampled_within_max_memory(small_scan, tmp_path) -> None:
     ref = _oblique_reference(tmp_path, (5.5, 4.5, 7.0), 0.4)
-    with pytest.raises(MemoryError, match="oblique .* over the budget of 1.0 KiB"):
-        resample_to_reference(scan, ref, tmp_path / "out", max_memory="1K")
+    with pytest.raises(MemoryError, match=r"oblique .* over the budget of 1\.0 KiB"):
+        resample_to_reference(small_scan, ref, tmp_path / "out", max_memory="1K")
     assert _files(tmp_path / "out") == []
-    resample_to_reference(scan, ref, tmp_path / "out", max_memory="64M")
+    resample_to_reference(small_scan, ref, tmp_path / "out", max_memory="64M")

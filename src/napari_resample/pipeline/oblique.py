@@ -146,7 +146,7 @@ def itk_reason(exc: BaseException) -> str:
 
     Examples
     --------
-    >>> itk_reason(RuntimeError("Exception thrown in SimpleITK X: /b/sitk.hxx:158:\n"
+    >>> itk_reason(RuntimeError("Exception thrown in SimpleITK X: /b/sitk.hxx:158:\\n"
     ...                         "sitk::ERROR: Pixel type: 64-bit integer is not supported"))
     'Pixel type: 64-bit integer is not supported'
     """
