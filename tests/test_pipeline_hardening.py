@@ -338,6 +338,10 @@ def test_a_size_nifti_cannot_store_is_a_value_error_naming_the_file(tmp_path) ->
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((2, 4, 4), np.int16)), str(src))
     with pytest.raises(ValueError, match=r"NIfTI header .*scan\.nrrd.*does not fit"):
         resample_to_spacing(src, tmp_path / "out", (1e-4, 1.0, 1.0))
+    ref = tmp_path / "long.nrrd"  # a reference grid NIfTI-1 cannot hold
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 2, 40000), np.uint8)), str(ref))
+    with pytest.raises(ValueError, match=r"long\.nrrd.*cannot be a NIfTI-1 header"):
+        resample_to_reference(src, ref, tmp_path / "out")
     volume = NiftiVolume(np.zeros((4, 4, 2), np.int16), np.eye(4), None)
     with pytest.raises(ValueError, match="NIfTI header of the result"):
         resample_volume(volume, (40000, 2, 2))
