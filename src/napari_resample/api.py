@@ -50,6 +50,7 @@ def resampling(
     anchor: Anchor = "origin",
     antialias: bool = False,
     max_memory: int | str | None = None,
+    check_disk: bool = True,
 ) -> None:
     """Resample a 3D ``.nii.gz`` volume to a target size, keeping its field of view.
 
@@ -85,7 +86,12 @@ def resampling(
         Memory the work may use (``"2G"``, ``"800M"`` or bytes); default: half of the memory
         available now. NIfTI files are streamed plane by plane (reading, resampling and writing
         at once), so volumes larger than memory work; when even a window of planes cannot fit,
-        MemoryError says so before anything is written.
+        MemoryError says so before anything is written. What cannot be streamed (float volumes
+        with NaN or Inf, oblique grids, other formats) must fit it in memory.
+    check_disk : bool
+        Refuse (OSError, before any work) a result whose uncompressed size is larger than the
+        free space of *output_path* (default True); False writes anyway (a ``.nii.gz`` is often
+        smaller than the bound).
 
     Returns
     -------
@@ -102,17 +108,21 @@ def resampling(
         option is not one of its allowed values. Each message names the file and the value.
     MemoryError
         If the work cannot fit *max_memory* even streamed plane by plane (or, for a volume the
-        in-memory pipeline must take, the memory available now); the message gives both sizes,
-        raised before anything is written.
+        in-memory pipeline must take, in memory); the message gives both sizes, raised before
+        anything is written.
     OSError
-        If the output cannot be written (a full disk: the path and the free space).
+        If the output cannot be written (a full disk: the path and the free space), or, with
+        *check_disk*, before any work when its uncompressed size is over the free space of its
+        folder (the result, both sizes and the folder).
 
     Warns
     -----
     UserWarning
         For ``"bspline"`` or ``"linear"`` on a volume the Labels rule calls a label map: the
         file and the rule that fired (its intent code, or its number of distinct values and
-        share of equal neighbours).
+        share of equal neighbours). When the image has a single voxel along an axis the target
+        makes longer (a 64 x 64 x 1 slice to 32 slices repeats the one slice): the file and the
+        axis.
 
     Examples
     --------
@@ -123,7 +133,7 @@ def resampling(
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
     target = SizeTarget(size, anchor, bool(antialias))
-    _run(path, out_dir, out_file, target, interpolation, None, max_memory)
+    _run(path, out_dir, out_file, target, interpolation, None, max_memory, check_disk)
     if debug:
         print(f"Resampled image saved at: '{out_file}'")
 
@@ -139,6 +149,7 @@ def resample_to_spacing(
     antialias: bool = False,
     series: str | None = None,
     max_memory: int | str | None = None,
+    check_disk: bool = True,
 ) -> str:
     """Resample a 3D volume to a target voxel spacing, keeping its field of view.
 
@@ -166,7 +177,7 @@ def resample_to_spacing(
     series : str, optional
         The SeriesInstanceUID to read when *nii_path* is a folder holding several DICOM series
         (the error without it lists them).
-    max_memory : int or str, optional
+    max_memory, check_disk
         As :func:`resampling`.
 
     Returns
@@ -204,6 +215,7 @@ def resample_to_spacing(
         interpolation,
         series,
         max_memory,
+        check_disk,
     )
     if debug:
         print(f"Resampled image saved at: '{out_file}'")
@@ -221,6 +233,7 @@ def resample_to_reference(
     fill_value: float = 0,
     series: str | None = None,
     max_memory: int | str | None = None,
+    check_disk: bool = True,
 ) -> str:
     """Resample a 3D volume onto the grid of a reference image.
 
@@ -254,7 +267,9 @@ def resample_to_reference(
     series : str, optional
         The SeriesInstanceUID to read when *nii_path* is a folder holding several DICOM series.
     max_memory : int or str, optional
-        As :func:`resampling` (an oblique reference grid is resampled in memory).
+        As :func:`resampling` (an oblique reference grid is resampled in memory, within it).
+    check_disk : bool
+        As :func:`resampling`.
 
     Returns
     -------
@@ -267,17 +282,22 @@ def resample_to_reference(
         If *nii_path* or *reference_path* does not exist.
     ValueError
         As :func:`resample_to_spacing`; also when the two fields of view do not overlap at all
-        (the message names both files and their world bounding boxes), when the reference is not
+        (the message names both files, the count that decided, 0 of N reference voxel centres
+        inside the input, and their world bounds), when the reference is not
         a 3D image (or a folder of several DICOM series, listed), or when the data type cannot
         hold *fill_value*. Before any output exists.
     MemoryError, OSError
         As :func:`resampling`.
+    RuntimeError
+        When SimpleITK fails on an oblique grid for a reason of its own (ValueError for data it
+        refuses): the file and SimpleITK's reason.
 
     Warns
     -----
     UserWarning
         When the input covers under 50% of the reference's field of view (with the percentage);
-        for ``"bspline"`` or ``"linear"`` on a label map (as :func:`resampling`).
+        for ``"bspline"`` or ``"linear"`` on a label map and for a single-voxel axis the
+        reference samples more than once (as :func:`resampling`).
 
     Examples
     --------
@@ -297,6 +317,7 @@ def resample_to_reference(
         interpolation,
         series,
         max_memory,
+        check_disk,
     )
     if debug:
         print(f"Resampled image saved at: '{out_file}'")
@@ -362,6 +383,7 @@ def _run(
     interpolation: AutoInterpolation,
     series: str | None,
     max_memory: int | str | None,
+    check_disk: bool,
 ) -> FileResult:
     """Resample into *out_file* (:func:`_pipeline.resample_file`), making *out_dir* first and
     removing the folders made for it if that fails."""
@@ -380,6 +402,7 @@ def _run(
                     interpolation=interpolation,
                     series=series,
                     max_memory=max_memory,
+                    check_disk=check_disk,
                 )
             except FileNotFoundError:
                 # another process writing into the same new folder removed it when it failed:

@@ -175,6 +175,12 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
         help="memory a resampling may use, e.g. 2G or 800M (per worker for datasets; default: "
         "half of the memory available now); NIfTI files are streamed plane by plane within it",
     )
+    parser.add_argument(
+        "--no-disk-check",
+        action="store_true",
+        help="write even when a result's uncompressed size is over the free space of its "
+        "folder (default: such a file is refused before any work, with both sizes)",
+    )
 
 
 def _add_dataset(parser: argparse.ArgumentParser) -> None:

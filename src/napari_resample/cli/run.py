@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from napari_resample.cli.parser import (
@@ -197,6 +198,8 @@ def _plan(source: Any, out_dir: str, args: argparse.Namespace) -> list[Any]:
         series=args.series,
         names=OPTION_NAMES,
     )
+    if args.no_disk_check:
+        jobs = [replace(job, check_disk=False) for job in jobs]
     return jobs
 
 

@@ -76,6 +76,7 @@ class Job:
     fill_value: float = 0.0
     max_memory: int | None = None  # bytes per worker; None: a share of what is available
     series: str | None = None  # the DICOM series of a folder input
+    check_disk: bool = True  # refuse a result over its folder's free space (resample_file)
 
     @property
     def params(self) -> dict[str, Any]:

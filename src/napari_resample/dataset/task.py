@@ -42,6 +42,7 @@ def run_job(job: Job) -> dict[str, Any]:
                 interpolation=job.interpolation,
                 series=job.series,
                 max_memory=job.max_memory,
+                check_disk=job.check_disk,
             )
             before, after, used = result.before, result.after, result.interpolation
         info = dict(result.info, streamed=result.streamed)

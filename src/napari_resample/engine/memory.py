@@ -13,6 +13,8 @@ Examples
 
 from __future__ import annotations
 
+import reprlib
+
 #: Where Linux reports the memory available to new allocations without swapping.
 _MEMINFO = "/proc/meminfo"
 
@@ -79,7 +81,13 @@ def default_budget() -> int:
 
 def parse_bytes(value: object, name: str = "max_memory") -> int:
     """A memory size: a positive int (bytes) or a string like ``"1.5G"``, ``"800M"``,
-    ``"2GiB"``, ``"512k"`` (binary units), as bytes.
+    ``"2GiB"``, ``"512k"`` (binary units), as bytes, at most :data:`MAX_BYTES`.
+
+    Raises
+    ------
+    ValueError
+        For anything else (a bool, zero, a negative, NaN, an unknown unit, a number too large
+        to be a size: ``10**400``), naming *name* and the value.
 
     Examples
     --------
@@ -90,20 +98,29 @@ def parse_bytes(value: object, name: str = "max_memory") -> int:
     ...
     ValueError: max_memory must be a positive size like 2G, 800M or a number of bytes, got 'lots'
     """
-    rule = f"{name} must be a positive size like 2G, 800M or a number of bytes, got {value!r}"
+    shown = reprlib.repr(value)  # a 400-digit int is cut short in the message
+    rule = f"{name} must be a positive size like 2G, 800M or a number of bytes, got {shown}"
     if isinstance(value, bool):
         raise ValueError(rule)
     if isinstance(value, int):
-        number = float(value)
-    elif isinstance(value, str):
-        text = value.strip().upper().replace("IB", "").rstrip("B") if value.strip() else ""
-        unit = text[-1:] if text[-1:] in _UNITS else ""
-        try:
-            number = float(text[: len(text) - len(unit)]) * _UNITS[unit]
-        except ValueError as exc:
-            raise ValueError(rule) from exc
-    else:
+        if not 1 <= value <= MAX_BYTES:  # compared as ints: float(10**400) overflows
+            raise ValueError(rule + ("" if value < 1 else f" (at most {MAX_BYTES} bytes)"))
+        return int(value)
+    if not isinstance(value, str):
         raise ValueError(rule)
+    text = value.strip().upper().replace("IB", "").rstrip("B") if value.strip() else ""
+    unit = text[-1:] if text[-1:] in _UNITS else ""
+    try:
+        number = float(text[: len(text) - len(unit)]) * _UNITS[unit]
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(rule) from exc
     if not number >= 1 or number != number or number == float("inf"):
         raise ValueError(rule)
+    if number > MAX_BYTES:
+        raise ValueError(f"{rule} (at most {MAX_BYTES} bytes)")
     return int(number)
+
+
+#: The largest size :func:`parse_bytes` accepts (8 EiB - 1, the largest signed 64-bit number:
+#: sizes are compared with numpy's int64 byte counts).
+MAX_BYTES = 2**63 - 1

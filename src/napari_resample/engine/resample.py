@@ -98,7 +98,9 @@ def resample_array(
     out : (X', Y', Z') array-like, optional
         Where to write the result (a numpy array, zarr, h5py dataset, memmap, ...), a chunk of
         k-planes at a time; returned as the first value. Its shape must be *desired_volume*;
-        values are assigned in the input's data type.
+        values are computed in the input's data type and assigned, so its data type must hold
+        every value of the input's exactly (the same type, or a wider one by numpy's ``"safe"``
+        casting: int16 into int32 or float32; not int16 into uint8, nor float64 into float32).
     max_memory : int or str, optional
         Bytes this call may allocate (``"2G"``, ``"800M"`` or an int); default: half of the
         memory available now. When the in-memory engine (the input held in memory, the output
@@ -119,7 +121,8 @@ def resample_array(
     Raises
     ------
     ValueError
-        Bad arguments (not 3D, not numeric, empty, a bad size or option).
+        Bad arguments (not 3D, not numeric, empty, a bad size or option, an *out* of another
+        shape or of a data type that cannot hold the input's values: both types named).
     MemoryError
         Before any work, when the output and work buffers (:func:`estimate_memory`) need more
         memory than is available now, or than *max_memory* even streamed (one plane too big);
@@ -155,10 +158,8 @@ def resample_array(
     size = validate_size(desired_volume)
     if 0 in shape:
         raise ValueError(f"data must not be empty, got shape {shape}")
-    if out is not None and tuple(int(n) for n in getattr(out, "shape", ())) != size:
-        raise ValueError(
-            f"out must have the shape {size}, got {getattr(out, 'shape', type(out).__name__)}"
-        )
+    if out is not None:
+        check_out(out, size, dtype)
     budget = default_budget() if max_memory is None else parse_bytes(max_memory)
     base = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     new_affine = resampled_affine(base, shape, size, anchor)
@@ -212,6 +213,39 @@ def resample_array(
             ) from None
         target[...] = in_memory_result()
     return target, new_affine
+
+
+def check_out(out: Any, size: tuple[int, int, int], dtype: np.dtype) -> None:
+    """Refuse an *out* that cannot receive the result exactly: the wrong shape, or a data type
+    that cannot hold every value of *dtype* (numpy's ``"safe"`` casting: int16 into int32 or
+    float32 is exact, int16 into uint8 or float64 into float32 would wrap or round silently).
+
+    Examples
+    --------
+    >>> check_out(np.zeros((2, 2, 2), np.float32), (2, 2, 2), np.dtype(np.int16))
+    >>> check_out(np.zeros((2, 2, 2), np.uint8), (2, 2, 2), np.dtype(np.int16))
+    Traceback (most recent call last):
+    ...
+    ValueError: out has dtype uint8, which cannot hold every value of the result's dtype int16 \
+(values would wrap or round): give out the input's dtype or one that holds it exactly
+    """
+    if tuple(int(n) for n in getattr(out, "shape", ())) != size:
+        raise ValueError(
+            f"out must have the shape {size}, got {getattr(out, 'shape', type(out).__name__)}"
+        )
+    out_dtype = getattr(out, "dtype", None)
+    if out_dtype is None:
+        return  # an array-like that converts what it is given: its own rule
+    try:
+        exact = np.can_cast(dtype, np.dtype(out_dtype), casting="safe")
+    except TypeError as exc:
+        raise ValueError(f"out has a dtype numpy does not know: {out_dtype!r}") from exc
+    if not exact:
+        raise ValueError(
+            f"out has dtype {np.dtype(out_dtype)}, which cannot hold every value of the result's "
+            f"dtype {dtype} (values would wrap or round): give out the input's dtype or one "
+            "that holds it exactly"
+        )
 
 
 def _is_array_like(data: object) -> bool:
@@ -268,6 +302,8 @@ def estimate_memory(
         return total + item * max(one_axis)
     threads = engine_threads()
     slab = max(SLAB_ELEMENTS, math.prod(dout[1:]) + math.prod(din[1:]))
+    # a slab is a piece of one full-size array: a small volume's never reach SLAB_ELEMENTS
+    slab = min(slab, max(math.prod(din), math.prod(dout), *one_axis))
     if interpolation == "label":
         return total + threads * slab * (9 * item + _SLAB_OVERHEAD)
     dtype = np.dtype(in_dtype)

@@ -29,16 +29,34 @@ def sample_oblique(
     fill: float | int,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal | None = None,
+    name: str = "the input",
 ) -> NDArray:
     """*data* sampled at ``mapping @ v`` for every voxel ``v`` of *shape*, by SimpleITK, in the
-    input's type (native byte order). It reports progress 0 and 1 only, and is cancelled before
-    or after its one call."""
+    input's type (native byte order: a big-endian input is converted first, SimpleITK takes
+    native types only). It reports progress 0 and 1 only, and is cancelled before or after its
+    one call.
+
+    Raises
+    ------
+    ValueError
+        What SimpleITK refuses in the data (a type it does not take), naming *name* (the file)
+        and its type, in our words, SimpleITK's reason last.
+    RuntimeError
+        Any other failure of SimpleITK (its own exceptions), worded the same way.
+    """
     check = cancel_check(cancel)
     if check is not None:
         check()
     if progress is not None:
         progress(0.0)
-    out = _itk_sample(data, mapping, shape, mode, fill)
+    try:
+        out = _itk_sample(data, mapping, shape, mode, fill)
+    except (RuntimeError, TypeError, ValueError, OverflowError) as exc:
+        kind = RuntimeError if isinstance(exc, RuntimeError) else ValueError
+        raise kind(
+            f"SimpleITK could not resample {name} ({'x'.join(map(str, data.shape))} "
+            f"{data.dtype}, {mode}) onto the oblique grid: {itk_reason(exc)}"
+        ) from exc
     if check is not None:
         check()
     if progress is not None:
@@ -54,8 +72,8 @@ def _itk_sample(
     fill: float | int,
 ) -> NDArray:
     """*data* sampled at ``mapping @ v`` for every voxel ``v`` of *shape*, by SimpleITK."""
-
     native = data.dtype.newbyteorder("=")
+    data = data.astype(native, copy=False)  # ">i2" and ">f4" are not SimpleITK types
     if mode == "label":
         labels, index = np.unique(data, return_inverse=True)
         index_type = np.uint16 if labels.size < 65535 else np.uint32
@@ -120,6 +138,23 @@ def _itk_run(
         resampler.SetOutputPixelType(kind)
     out, _ = array_from_image(resampler.Execute(image))
     return out
+
+
+def itk_reason(exc: BaseException) -> str:
+    """SimpleITK's reason in one line: its text after ``sitk::ERROR:`` (without the source
+    file and line of its build), or the exception's first line.
+
+    Examples
+    --------
+    >>> itk_reason(RuntimeError("Exception thrown in SimpleITK X: /b/sitk.hxx:158:\\n"
+    ...                         "sitk::ERROR: Pixel type: 64-bit integer is not supported"))
+    'Pixel type: 64-bit integer is not supported'
+    """
+    text = str(exc)
+    if "ERROR:" in text:
+        text = text.rsplit("ERROR:", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _sitk(name: str) -> Any:

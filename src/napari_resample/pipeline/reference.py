@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from nibabel.spatialimages import HeaderDataError
 from numpy.typing import NDArray
 
 from napari_resample.engine.grid import Grid
@@ -54,8 +55,9 @@ def reference_grid(path: str | os.PathLike[str]) -> Grid:
     FileNotFoundError
         If *path* does not exist.
     ValueError
-        If it cannot be read as an image, is not 3D, or is a folder holding no DICOM series or
-        several (they are listed).
+        If it cannot be read as an image, is not 3D, has a size a NIfTI-1 header cannot hold
+        (over 32767 voxels along an axis), or is a folder holding no DICOM series or several
+        (they are listed).
     """
     p = os.fspath(path)
     if os.path.isdir(p):
@@ -89,7 +91,10 @@ def _itk_grid(path: str) -> Grid:
 
 def _scanner_grid(shape: tuple[int, int, int], affine: NDArray[np.float64], name: str) -> Grid:
     """A grid read from a non-NIfTI file: its world is the scanner's (codes 1), in mm."""
-    header = header_for_affine(affine, shape, code=XFORM_SCANNER)
+    try:
+        header = header_for_affine(affine, shape, code=XFORM_SCANNER)
+    except HeaderDataError as exc:  # over 32767 voxels along an axis: no NIfTI-1 result
+        raise ValueError(f"the grid of {name!r} cannot be a NIfTI-1 header: {exc}") from exc
     header.set_xyzt_units(xyz="mm")
     return Grid(shape, np.asarray(affine, dtype=np.float64), header, name)
 

@@ -35,6 +35,7 @@ from napari_resample.engine.resample import resample_array, sample_grid
 from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.names import nifti_suffix
 from napari_resample.io.nifti import NiftiVolume, save_volume, spatial_volume
+from napari_resample.pipeline.limits import check_free_space, check_in_memory
 from napari_resample.pipeline.oblique import sample_oblique
 from napari_resample.pipeline.rules import resolve_interpolation
 from napari_resample.pipeline.targets import (
@@ -173,7 +174,10 @@ def resample_onto(
         )
     else:
         assert grid.mapping is not None and grid.fill is not None  # a grid target's
-        out = sample_oblique(data, grid.mapping, grid.shape, mode, grid.fill, progress, cancel)
+        name = repr(volume.path) if volume.path else "the volume"
+        out = sample_oblique(
+            data, grid.mapping, grid.shape, mode, grid.fill, progress, cancel, name=name
+        )
     header = grid.header.copy()
     set_stored_dtype(header, storable_dtype(out.dtype))  # bool, float16: converted on save
     return NiftiVolume(
@@ -220,6 +224,7 @@ def resample_file(
     max_memory: int | str | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal | None = None,
+    check_disk: bool = True,
 ) -> FileResult:
     """Resample the volume at *path* onto *target* and write it to *out_file* (its folder must
     exist): the file pipeline of every front door that reads files.
@@ -229,34 +234,38 @@ def resample_file(
     decompression, resampling and compression run at the same time, and memory stays within
     *max_memory* whatever the volume's size. Other formats, float volumes with NaN or Inf,
     grids read backwards along k or oblique, and ``"auto"`` on volumes that fit in memory go
-    through the in-memory engines (:func:`resample_onto`). Both give the same file, bit for bit.
+    through the in-memory engines (:func:`resample_onto`), within *max_memory* too
+    (:func:`napari_resample.pipeline.limits.check_in_memory`). Both give the same file, bit for
+    bit. With *check_disk* (default), a result that cannot fit the free space of its folder is
+    refused first (:func:`napari_resample.pipeline.limits.check_free_space`).
 
     Raises
     ------
     FileNotFoundError, ValueError, OSError
-        As the front doors say; nothing is left behind.
+        As the front doors say (OSError also for a result larger than the free space, with
+        *check_disk*); nothing is left behind.
     MemoryError
         When the work cannot fit *max_memory* (default: half the memory available now) even
-        streamed, before anything is written.
+        streamed, or in memory where it cannot be streamed, before anything is written.
     """
     from napari_resample.io.formats import load_volume
     from napari_resample.pipeline import streamed
 
     budget = default_budget() if max_memory is None else parse_bytes(max_memory)
     if nifti_suffix(path) is None:
-        return _in_memory(
-            load_volume(path, series=series),
-            None,
-            out_file,
-            target,
-            interpolation,
-            progress,
-            cancel,
-        )
+        volume = load_volume(path, series=series)
+        source = Source.of_volume(volume)
+        grid = resolve_target(target, source)
+        if check_disk:
+            check_free_space(out_file, grid, source.dtype)
+        check_in_memory(source, grid, interpolation, budget, _READ_WHOLE)
+        return _in_memory(volume, source, grid, out_file, interpolation, progress, cancel)
     reader = streamed.open_planes(path)
     try:
-        grid = resolve_target(target, Source.of_reader(reader))
-        before = geometry(reader.shape, reader.affine, reader.dtype)
+        source = Source.of_reader(reader)
+        grid = resolve_target(target, source)
+        if check_disk:
+            check_free_space(out_file, grid, source.dtype)
         done = streamed.stream_file(
             reader,
             out_file,
@@ -269,27 +278,38 @@ def resample_file(
     finally:
         reader.close()
     if done is not None:
+        before = geometry(source.shape, source.affine, source.dtype)
         after = geometry(done.shape, done.affine, done.dtype)
         return FileResult(before, after, done.interpolation, True, done.first_pass, _info(grid))
+    check_in_memory(source, grid, interpolation, budget, _not_streamed(grid))
     volume = load_volume(path, series=series)
-    return _in_memory(volume, grid, out_file, target, interpolation, progress, cancel)
+    return _in_memory(volume, source, grid, out_file, interpolation, progress, cancel)
+
+
+#: Why a volume is resampled in memory, for :func:`check_in_memory`'s message.
+_READ_WHOLE = "NRRD, MetaImage and DICOM inputs are read and resampled whole"
+
+
+def _not_streamed(grid: OutputGrid) -> str:
+    if grid.perm is None:
+        return "a grid oblique to the input's is resampled whole, by SimpleITK"
+    if not grid.streamable:
+        return "a grid that swaps the input's axes is resampled whole"
+    return "float voxels with NaN or Inf, and grids read backwards along k, are resampled whole"
 
 
 def _in_memory(
     volume: NiftiVolume,
-    grid: OutputGrid | None,
+    source: Source,
+    grid: OutputGrid,
     out_file: str,
-    target: Target,
     interpolation: AutoInterpolation,
     progress: ProgressCallback | None,
     cancel: CancelSignal | None,
 ) -> FileResult:
-    """*volume* resampled in memory onto *grid* (resolved from *target* when None) and saved."""
-    source = Source.of_volume(volume)
+    """*volume* (read from *source*'s file) resampled in memory onto *grid* and saved."""
     before = geometry(source.shape, source.affine, source.dtype)
     mode = resolve_interpolation(interpolation, volume)
-    if grid is None:
-        grid = resolve_target(target, source)
     result = resample_onto(volume, grid, mode, progress=progress, cancel=cancel)
     del volume
     save_volume(out_file, result)

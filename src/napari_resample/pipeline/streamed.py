@@ -29,7 +29,6 @@ returns None, having written nothing).
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +39,6 @@ from napari_resample.engine.labels import MAX_LABELS, count_distinct, pair_count
 from napari_resample.engine.memory import format_bytes
 from napari_resample.engine.options import AutoInterpolation, Interpolation
 from napari_resample.engine.progress import CancelSignal, ProgressCallback, cancel_check
-from napari_resample.engine.resample import estimate_memory
 from napari_resample.engine.stream import Block, NonFiniteInput, run_stream
 from napari_resample.engine.stream_plan import (
     HOLD_CAP,
@@ -52,13 +50,14 @@ from napari_resample.engine.stream_plan import (
 from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.plane_reader import PlaneReader, open_planes
 from napari_resample.io.plane_writer import PlaneWriter
+from napari_resample.pipeline.limits import in_memory_need
 from napari_resample.pipeline.rules import (
     Counts,
     VolumeFacts,
     choose_interpolation,
     voxels_decide,
 )
-from napari_resample.pipeline.targets import OutputGrid
+from napari_resample.pipeline.targets import OutputGrid, Source
 
 __all__ = ["StreamResult", "decide_stream", "open_planes", "stream_file"]
 
@@ -201,8 +200,8 @@ def decide_stream(
         if distinct > MAX_LABELS:
             mode = choose_interpolation("auto", facts, lambda: (distinct, _unasked_fraction))
             blocks = itertools.chain([first], blocks)
-        elif _fits_in_memory(reader, grid.shape, budget):
-            return None  # one read, in memory, instead of two
+        elif in_memory_need(Source.of_reader(reader), grid, ("label", "bspline")) <= budget:
+            return None  # one read, in memory (within the budget, either mode), instead of two
         else:
             reader.close()
             stats = _first_pass(reader.path, reader.shape, count_labels=True, check=check)
@@ -211,16 +210,6 @@ def decide_stream(
             blocks = iter(reader)
     counts_wanted = _counts_wanted(interpolation, facts)
     return _planned(reader, blocks, grid, mode, budget, stats, counts_wanted, check)
-
-
-def _fits_in_memory(reader: PlaneReader, out_shape: tuple[int, int, int], budget: int) -> bool:
-    """Whether the in-memory pipeline can take the file within *budget* (as a label map, the
-    costliest mode ``"auto"`` may choose)."""
-    return (
-        math.prod(reader.shape) * reader.dtype.itemsize
-        + estimate_memory(reader.shape, reader.dtype, out_shape, "label")
-        <= budget
-    )
 
 
 def _planned(

@@ -19,7 +19,12 @@ import numpy as np
 from nibabel.spatialimages import HeaderDataError
 from numpy.typing import NDArray
 
-from napari_resample.engine.geometry import Positions, grid_positions, resampled_affine
+from napari_resample.engine.geometry import (
+    Positions,
+    grid_positions,
+    inside_positions,
+    resampled_affine,
+)
 from napari_resample.engine.grid import (
     Grid,
     aligned_positions,
@@ -187,7 +192,10 @@ def resolve_target(target: Target, source: Source) -> OutputGrid:
     Warns
     -----
     UserWarning
-        For a grid target the input covers under :data:`LOW_OVERLAP` of (with the %).
+        For a grid target the input covers under :data:`LOW_OVERLAP` of (with the %); when the
+        input has a single voxel along an axis and the grid samples it more than once along
+        that axis (a 64 x 64 x 1 slice "upsampled" to 32 slices repeats the one slice:
+        :func:`warn_single_voxel`, naming the file and the axis).
 
     Examples
     --------
@@ -196,8 +204,12 @@ def resolve_target(target: Target, source: Source) -> OutputGrid:
     >>> grid.shape, np.diag(grid.affine).tolist(), grid.info["spacing_achieved"]
     ((2, 2, 2), [1.0, 1.0, 2.0, 1.0], [1.0, 1.0, 2.0])
     """
-    if isinstance(target, GridTarget):
-        return _onto_grid(target, source)
+    grid = _onto_grid(target, source) if isinstance(target, GridTarget) else _sized(target, source)
+    warn_single_voxel(source, grid)
+    return grid
+
+
+def _sized(target: SizeTarget | SpacingTarget, source: Source) -> OutputGrid:
     info: dict[str, Any] = {}
     if isinstance(target, SpacingTarget):
         size, achieved = spacing_size(source.shape, source.affine, target.spacing)
@@ -224,6 +236,33 @@ def resolve_target(target: Target, source: Source) -> OutputGrid:
         antialias=target.antialias,
         info=info,
     )
+
+
+def warn_single_voxel(source: Source, grid: OutputGrid) -> None:
+    """Warn when *source* has one voxel along an axis and *grid* samples it more than once
+    along that axis: the output repeats the one slice there (nothing to interpolate).
+
+    Axis-aligned grids count the output voxels along the axis (those inside the input with a
+    fill value; without, the edge rules repeat it everywhere); an oblique grid warns when one of
+    its axes steps across that voxel in less than a voxel.
+    """
+    name = repr(source.path) if source.path else "the input"
+    for a in (a for a in range(3) if source.shape[a] == 1):
+        if grid.perm is not None and grid.positions is not None:
+            x = grid.positions[grid.perm.index(a)]
+            count = x.size if grid.fill is None else int(inside_positions(1, x).sum())
+            repeats, how = count > 1, f"the output holds {count} voxels along it"
+        else:
+            assert grid.mapping is not None  # an oblique grid's
+            steps = [abs(grid.mapping[a, c]) for c in range(3) if grid.shape[c] > 1]
+            step = min((x for x in steps if x > 0), default=1.0)
+            repeats, how = step < 1, f"the oblique grid steps across it in {step:.3g} of a voxel"
+        if repeats:
+            warn_caller(
+                f"{name} ({'x'.join(map(str, source.shape))}) has a single voxel along axis "
+                f"{'ijk'[a]} and {how}: those output voxels repeat the one slice (nothing is "
+                "interpolated along that axis)"
+            )
 
 
 def _onto_grid(target: GridTarget, source: Source) -> OutputGrid:
@@ -271,7 +310,11 @@ def size_header(
         # codes 0/0 files: keep what nibabel will read back
         return header, np.asarray(header.get_best_affine(), dtype=np.float64)
     new_affine = resampled_affine(affine, shape3, size, anchor)
-    header = header_for_affine(new_affine, size, template, code=xform_code)
+    try:
+        header = header_for_affine(new_affine, size, template, code=xform_code)
+    except HeaderDataError as exc:  # a size NIfTI-1 cannot store (over 32767 voxels)
+        where = f" of {path!r}" if path else ""
+        raise ValueError(f"cannot make the NIfTI header of the result{where}: {exc}") from exc
     if template is None:  # an affine is in mm (a NIfTI file made from nothing says unknown)
         header.set_xyzt_units(xyz="mm")
     return header, new_affine
@@ -283,7 +326,8 @@ def check_overlap(source: Source, grid: Grid) -> float:
     Raises
     ------
     ValueError
-        When nothing overlaps: names both and their world bounding boxes.
+        When nothing overlaps: names both, the count that decided (0 of N reference voxel
+        centres inside the input) and their world bounds (boxes: oblique ones may overlap).
 
     Warns
     -----
@@ -293,10 +337,13 @@ def check_overlap(source: Source, grid: Grid) -> float:
     fraction = overlap_fraction(source.shape, source.affine, grid.shape, grid.affine)
     name = repr(source.path) if source.path else "the input"
     if fraction == 0.0:
+        total = grid.shape[0] * grid.shape[1] * grid.shape[2]
         raise ValueError(
-            f"{name} and {grid.name!r} do not overlap: the input spans "
-            f"{format_bounds(world_bounds(source.shape, source.affine))}, the reference spans "
-            f"{format_bounds(world_bounds(grid.shape, grid.affine))}"
+            f"{name} and {grid.name!r} do not overlap: 0 of {total} reference voxel centres "
+            "fall inside the input's field of view (world bounds, axis-aligned boxes that can "
+            "overlap when oblique grids do not: the input "
+            f"{format_bounds(world_bounds(source.shape, source.affine))}, the reference "
+            f"{format_bounds(world_bounds(grid.shape, grid.affine))})"
         )
     if fraction < LOW_OVERLAP:
         warn_caller(
@@ -362,7 +409,12 @@ def reference_header(
     stay the input's.
     """
     if grid.header is None:
-        made = header_for_affine(grid.affine, shape, template, code=code)
+        try:
+            made = header_for_affine(grid.affine, shape, template, code=code)
+        except HeaderDataError as exc:  # a grid NIfTI-1 cannot store (over 32767 voxels)
+            raise ValueError(
+                f"cannot make a NIfTI header for the grid of {grid.name!r}: {exc}"
+            ) from exc
         if template is None:  # an affine is in mm (a NIfTI file made from nothing says unknown)
             made.set_xyzt_units(xyz="mm")
         return made
