@@ -446,3 +446,15 @@ def test_control_characters_in_a_header_are_refused_before_simpleitk(tmp_path, c
     with pytest.raises(ValueError, match="control character"):
         load_volume(str(path))
     assert capfd.readouterr().err == ""
+
+
+def test_the_file_doors_bound_the_read_of_other_formats_by_max_memory(tmp_path):
+    # The budget must hold while SimpleITK reads, not only after: the header's claim is checked
+    # against max_memory before any voxel is read.
+    from napari_resample import resample_to_spacing
+
+    path = tmp_path / "a.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((32, 32, 32), np.float64)), str(path))
+    with pytest.raises(MemoryError, match=r"a\.mha.*over max_memory"):
+        resample_to_spacing(str(path), str(tmp_path / "out"), (2, 2, 2), max_memory=100_000)
+    assert not (tmp_path / "out").exists()

@@ -253,7 +253,8 @@ def resample_file(
 
     budget = default_budget() if max_memory is None else parse_bytes(max_memory)
     if nifti_suffix(path) is None:
-        volume = load_volume(path, series=series)
+        # the budget bounds the read too: the header's claim is checked before any voxel
+        volume = load_volume(path, series=series, max_memory=budget)
         source = Source.of_volume(volume)
         grid = resolve_target(target, source)
         if check_disk:
