@@ -79,13 +79,17 @@ def test_rows_show_only_when_they_say_something(qtbot, viewer, widget, monkeypat
     widget.target_size.value = (20, 20, 20)
     assert not _shown(widget, widget.memory_warning)
     seen: list[float] = []
-    monkeypatch.setattr(job_module, "resample_volume", _held(job_module.resample_volume, seen))
+    real = job_module.resample_volume
+    monkeypatch.setattr(job_module, "resample_volume", _held(real, seen))
     monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)
     assert widget.run() is not None
     assert _shown(widget, widget.progress_bar)  # while it runs
     widget.cancel()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
-    assert not _shown(widget, widget.progress_bar)
+    assert not _shown(widget, widget.progress_bar)  # a cancelled run leaves no bar
+    monkeypatch.setattr(job_module, "resample_volume", real)
+    _run(qtbot, widget)
+    assert _shown(widget, widget.progress_bar) and widget.progress_bar.value == 100
 
 
 # ----------------------------------------------------------------- the read-out fits

@@ -233,5 +233,6 @@ class RunRow:
         self._connections = []
         if cancelled:
             self.progress_bar.value = 0
-            self.progress_bar.visible = False
+        # a finished run shows its 100 %; a cancelled or failed one leaves no bar behind
+        self.progress_bar.visible = int(self.progress_bar.value) == 100
         self.on_idle()
