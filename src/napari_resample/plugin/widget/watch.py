@@ -3,6 +3,7 @@ and the widget's own end (:func:`watch_closing`)."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -68,8 +69,9 @@ class ViewerWatch:
 
 
 def watch_closing(native: Any, on_close: Callable[[], None]) -> None:
-    """Call *on_close* once when the Qt widget *native* goes: taken out of its dock (napari's
-    close button sets its parent to None) or deleted (the viewer closed).
+    """Call *on_close* (a bound method, held weakly) once when the Qt widget *native* goes:
+    taken out of its dock (napari's close button sets its parent to None) or deleted (the
+    viewer closed).
 
     Both come before any of its children is used again from a queued call, so that *on_close*
     can stop what would still reach them.
@@ -77,11 +79,15 @@ def watch_closing(native: Any, on_close: Callable[[], None]) -> None:
     from qtpy.QtCore import QEvent, QObject
 
     done: list[bool] = []
+    # weak: a widget that is never docked and is garbage collected deletes *native* on the
+    # way; its method must not be called then on a half-collected object
+    method = weakref.WeakMethod(on_close)
 
     def close_once(*_: Any) -> None:
-        if not done:
+        call = method()
+        if not done and call is not None:
             done.append(True)
-            on_close()
+            call()
 
     class OnUndock(QObject):
         def eventFilter(self, obj: Any, event: Any) -> bool:
