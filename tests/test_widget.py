@@ -341,6 +341,7 @@ def test_a_failure_in_the_worker_is_reported(qtbot, viewer, widget, nifti_file, 
     assert "Resampling failed: cannot allocate 4.0 GiB" in widget.status.value
     assert any("cannot allocate" in m for m in _errors()[before:])
     assert widget.run_button.enabled
+    assert widget.progress_bar.native.isHidden()  # a failed run leaves no bar behind
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.bool_])

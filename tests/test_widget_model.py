@@ -14,12 +14,14 @@ import pytest
 from napari_resample.engine import memory
 from napari_resample.engine.geometry import resampled_affine
 from napari_resample.engine.grid import Grid, spacing_size, voxel_spacing
+from napari_resample.engine.memory import format_bytes
 from napari_resample.engine.resample import estimate_memory
 from napari_resample.plugin.layer_volume import METADATA_KEY
 from napari_resample.plugin.layout import napari_from_nifti
 from napari_resample.plugin.widget.job import prepare_job, result_layer_data, run_job
 from napari_resample.plugin.widget.model import (
     MATCH,
+    NAME_CHARS,
     NO_LAYER,
     SIZE,
     SPACING,
@@ -101,7 +103,7 @@ def test_a_spacing_target_rounds_the_size_and_says_what_was_asked() -> None:
 def test_a_matched_layer_gives_its_grid_and_the_overlap() -> None:
     inside = _grid((4, 4, 4), (0.5, 0.5, 1.0), (0.5, 0.5, 1.0))
     shown = read_out(SOURCE, Target(MATCH, grid=inside), "bspline", free=None)
-    assert shown.lines[1] == "new: 4 x 4 x 4 voxels, spacing 0.5 x 0.5 x 1 mm (the grid of 'ref')"
+    assert shown.lines[1] == "new: 4 x 4 x 4 voxels, spacing 0.5 x 0.5 x 1 mm"
     assert shown.lines[2] == "overlap: 'ct' covers 100% of 'ref'"
     assert shown.new_size == (4, 4, 4) and shown.can_run and shown.warning is None
 
@@ -135,7 +137,7 @@ def test_the_memory_line_is_the_engines_estimate_and_a_run_too_big_is_refused() 
     assert estimate_memory((7, 6, 5), "int16", (70, 60, 50), "bspline") != peak  # mode counts
     fits = read_out(SOURCE, target, "label", free=peak)
     assert fits.can_run and fits.memory_warning == ""
-    assert fits.lines[-1].startswith(f"peak memory: {peak / 2**20:,.1f} MiB of ")
+    assert fits.lines[-1].startswith(f"peak memory: {format_bytes(peak)} of ")
     too_big = read_out(SOURCE, target, "label", free=peak - 1)
     assert too_big.memory_warning.startswith("Too big: the run needs ")
     assert "available now" in too_big.memory_warning and not too_big.can_run
@@ -146,6 +148,27 @@ def test_the_memory_line_is_the_engines_estimate_and_a_run_too_big_is_refused() 
 def test_without_a_source_the_read_out_is_one_sentence() -> None:
     shown = read_out(NO_LAYER, Target(SIZE), None, None)
     assert shown.lines == (NO_LAYER,) and shown.new_size is None and shown.text == NO_LAYER
+    assert not shown.can_run  # Run is disabled: there is nothing to resample
+
+
+def test_memory_reads_in_gib_above_one_gib() -> None:
+    free = int(22_571.5 * 2**20)  # what the read-out once showed as "22,571.5 MiB available"
+    shown = read_out(SOURCE, Target(SIZE, size=(7, 6, 5)), "bspline", free=free)
+    assert shown.lines[-1].endswith(" of 22.0 GiB available"), shown.lines[-1]
+    assert "MiB available" not in shown.text
+    huge = read_out(SOURCE, Target(SIZE, size=(4000, 4000, 4000)), "bspline", free=free)
+    assert "GiB at its peak but only 22.0 GiB is available now" in huge.memory_warning
+    assert format_bytes(1536 * 2**20) == "1.5 GiB" and format_bytes(3 * 2**20) == "3.0 MiB"
+
+
+def test_long_layer_names_are_elided_in_the_read_out() -> None:
+    name = "sub-01_ses-baseline_acq-highres_T1w_space-MNI152NLin2009cAsym_desc-preproc"
+    source = Source(name, (7, 6, 5), np.diag([0.5, 0.5, 2.0, 1.0]), np.dtype("int16"))
+    grid = _grid((4, 4, 4), (0.5, 0.5, 1.0), (0.0, 0.0, 0.0), name + "_reference")
+    shown = read_out(source, Target(MATCH, grid=grid), "bspline", free=None)
+    overlap = shown.lines[2]
+    assert overlap.startswith("overlap: 'sub-01_ses…") and overlap.endswith("_reference'")
+    assert max(len(word) for word in overlap.split()) <= NAME_CHARS + 2  # quotes
 
 
 # -------------------------------------------------------------------------- the layer
@@ -231,7 +254,7 @@ def test_refusals_before_a_run(monkeypatch) -> None:
     with pytest.raises(ValueError, match="choose an Image or Labels layer"):
         prepare_job(None, "image", Target(SIZE), "auto", False)
     monkeypatch.setattr(memory, "available_memory", lambda: 1000)
-    with pytest.raises(ValueError, match=r"the run needs .* but only 1\.0 KiB is available now"):
+    with pytest.raises(ValueError, match=r"the run needs .* but only 1000 bytes is available now"):
         prepare_job(layer, "image", Target(SIZE, size=(50, 50, 50)), "auto", False)
 
 

@@ -199,9 +199,9 @@ def test_target_and_preset_stay_when_switching_layers(viewer, widget):
     assert widget.target_size.value == (4, 6, 8) and widget.preset.value == "custom"
 
 
-def test_small_sizes_show_in_kib_and_every_field_has_a_tooltip(viewer, widget):
+def test_small_sizes_show_in_bytes_and_every_field_has_a_tooltip(viewer, widget):
     widget.layer.value = viewer.add_image(np.zeros((4, 5, 6), np.uint8), name="tiny")
-    assert "output: 0.1 KiB (uint8)" in widget.summary.value
+    assert "output: 120 bytes (uint8)" in widget.summary.value
     for field in widget:
         assert field.tooltip, field.name
 

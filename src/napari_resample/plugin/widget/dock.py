@@ -24,6 +24,10 @@ read-out (:mod:`.readout`, showing what the Qt-free :mod:`.model` computes), the
 line (:mod:`.status`). They share one label column: the dock lays their widgets out in one
 container. Every slot reports its failures as a napari notification naming what failed: none
 escapes to Qt.
+
+When the widget goes (the viewer closed, the dock closed) it cancels a run going on and
+disconnects from the worker, the viewer and the layers it followed; removing the layer being
+resampled cancels its run (:meth:`ResampleWidget.detach`).
 """
 
 from __future__ import annotations
@@ -53,9 +57,15 @@ from napari_resample.plugin.widget.options import OptionsPanel
 from napari_resample.plugin.widget.readout import ReadOutPanel
 from napari_resample.plugin.widget.run_row import RunRow
 from napari_resample.plugin.widget.save_row import SaveRow
-from napari_resample.plugin.widget.status import StatusLine, ask_overwrite, never_widen, reported
+from napari_resample.plugin.widget.status import (
+    StatusLine,
+    ask_overwrite,
+    narrow_choices,
+    never_widen,
+    reported,
+)
 from napari_resample.plugin.widget.targets import TargetPanel
-from napari_resample.plugin.widget.watch import LayerWatch
+from napari_resample.plugin.widget.watch import LayerWatch, ViewerWatch, watch_closing
 
 if TYPE_CHECKING:
     import napari
@@ -112,7 +122,10 @@ class ResampleWidget(Container):
             ]
         )
         self.read_out_panel.fit_to_dock()
+        self.run_row.fit_to_dock()
         never_widen(self.status)
+        narrow_choices(self.layer)
+        narrow_choices(self.reference)
         self._result: Any = None
         self._result_name = ""
         self._source_watch = LayerWatch(self._update_summary, self._on_data)
@@ -126,17 +139,14 @@ class ResampleWidget(Container):
         self.run_options.show_for(self.target.value)
         self._on_layer()
         self._offer_default_reader()
+        watch_closing(self.native, self.detach)
 
     def _name_parts(self) -> None:
         """The parts' widgets as the dock's own attributes: its public face."""
         targets, panel = self.targets, self.read_out_panel
-        self.target, self.preset, self.reference = (
-            targets.target,
-            targets.preset,
-            targets.reference,
-        )
+        self.target, self.preset = targets.target, targets.preset
+        self.reference, self.current_size = targets.reference, targets.current_size
         self.target_size, self.target_spacing = targets.target_size, targets.target_spacing
-        self.current_size = targets.current_size
         options = self.run_options  # not self.options: a magicgui Widget's own attribute
         self.interpolation, self.anchor = options.interpolation, options.anchor
         self.antialias = options.antialias
@@ -151,10 +161,18 @@ class ResampleWidget(Container):
         self.target.changed.connect(self._on_target)
         self.reference.changed.connect(self._on_reference)
         self.run_button.changed.connect(self._on_run_button)
-        self.save_button.changed.connect(self._on_save_button)
+        self.save_button.changed.connect(self.save)
         events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered):
-            event.connect(self.reset_choices)
+        self._viewer_watch = ViewerWatch(events, self.reset_choices, self.run_row.layer_removed)
+
+    def detach(self) -> None:
+        """The widget goes (viewer or dock closed): cancel a run going on, drop what its worker
+        still sends, follow the viewer and its layers no more (nothing reaches deleted Qt)."""
+        self.run_row.detach()
+        self.save_row.detach()
+        self._viewer_watch.stop()
+        self._source_watch.follow(None)
+        self._reference_watch.follow(None)
 
     @reported("Offering NIfTI Resample as the default reader")
     def _offer_default_reader(self) -> None:
@@ -245,6 +263,7 @@ class ResampleWidget(Container):
 
     @reported("Updating the read-out")
     def _update_summary(self, *_: Any) -> None:
+        self.status_line.forget_problem()  # it was about the inputs before this change
         self.read_out_panel.clear()
         try:
             self.read_out_panel.show(self._read_out())
@@ -335,10 +354,6 @@ class ResampleWidget(Container):
         self.status_line.report(f"Added {layer.name!r}: {detail}.", "info")
 
     # --------------------------------------------------------------------- save
-
-    @reported("The Save button")
-    def _on_save_button(self, *_: Any) -> None:
-        self.save()
 
     @reported("Saving")
     def save(self, *_: Any) -> Any:

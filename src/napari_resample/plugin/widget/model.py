@@ -31,6 +31,7 @@ from napari_resample.engine.grid import (
     voxel_spacing,
     world_bounds,
 )
+from napari_resample.engine.memory import format_bytes
 from napari_resample.engine.options import Anchor, Interpolation, validate_size
 from napari_resample.engine.resample import estimate_memory
 from napari_resample.pipeline.reference import LOW_OVERLAP
@@ -55,6 +56,9 @@ MIN_SPACING, MAX_SPACING = 1e-3, 1e4
 #: Characters of a status message shown before its middle is elided (the full text is the
 #: status' tooltip and the notification's).
 STATUS_CHARS = 90
+#: Characters of a layer name shown in the read-out before its middle is elided: a name is one
+#: word, which a word-wrapped label cannot break, so a longer one would be clipped.
+NAME_CHARS = 30
 #: What the read-out says when no layer is chosen.
 NO_LAYER = "Open a volume (File > Open Sample > NIfTI Resample) to start."
 
@@ -132,8 +136,10 @@ class ReadOut:
 
     @property
     def can_run(self) -> bool:
-        """Whether Run is enabled (when no run or save is going)."""
-        return self.refusal is None and not self.memory_warning
+        """Whether Run is enabled (when no run or save is going): a result size, nothing
+        refused, enough memory. A layer the widget refuses (RGB, multiscale, not 3D) or no
+        layer has no result size."""
+        return self.new_size is not None and self.refusal is None and not self.memory_warning
 
 
 def fmt(values: Any, digits: int = 3) -> str:
@@ -145,19 +151,6 @@ def fmt(values: Any, digits: int = 3) -> str:
     ('0.5 x 0.8 x 2.5', '224 x 224 x 128')
     """
     return " x ".join(f"{v:.{digits}g}" for v in values)
-
-
-def mib(nbytes: float) -> str:
-    """A size in MiB, or KiB under 1 MiB.
-
-    Examples
-    --------
-    >>> mib(3 * 2**20), mib(1536)
-    ('3.0 MiB', '1.5 KiB')
-    """
-    if nbytes < 2**20:
-        return f"{nbytes / 2**10:,.1f} KiB"
-    return f"{nbytes / 2**20:,.1f} MiB"
 
 
 def percent(fraction: float) -> str:
@@ -191,6 +184,18 @@ def elide_middle(text: str, limit: int = STATUS_CHARS) -> str:
     return f"{text[:head]}…{text[len(text) - (limit - head - 1) :]}"
 
 
+def quoted(name: str) -> str:
+    """A layer name as the read-out shows it: quoted, its middle elided beyond
+    :data:`NAME_CHARS` characters.
+
+    Examples
+    --------
+    >>> quoted("ct"), quoted("sub-01_ses-baseline_T1w_space-MNI152NLin2009cAsym")
+    ("'ct'", "'sub-01_ses…MNI152NLin2009cAsym'")
+    """
+    return repr(elide_middle(name, NAME_CHARS))
+
+
 def layer_state(layer: Any) -> dict[str, Any]:
     """The geometry attributes of a napari layer, as writers receive them."""
     return {
@@ -205,12 +210,13 @@ def layer_state(layer: Any) -> dict[str, Any]:
 
 def unusable(layer: Any) -> str | None:
     """One sentence saying why *layer* cannot be resampled, or None when it can."""
+    name = quoted(layer.name)
     if getattr(layer, "multiscale", False):
-        return f"{layer.name!r} is a multiscale image: only single-resolution volumes resample."
+        return f"{name} is a multiscale image: only single-resolution volumes resample."
     if getattr(layer, "rgb", False):
-        return f"{layer.name!r} is an RGB image: only single-channel volumes resample."
+        return f"{name} is an RGB image: only single-channel volumes resample."
     if layer.ndim != 3:
-        return f"{layer.name!r} is not a single 3D volume (shape {layer.data.shape})."
+        return f"{name} is not a single 3D volume (shape {layer.data.shape})."
     return None
 
 
@@ -254,7 +260,8 @@ def memory_refusal(
     peak = estimate_memory(source.size, source.dtype, new_size, interpolation)
     if free is None or peak <= free:
         return peak, None
-    return peak, f"the run needs {mib(peak)} at its peak but only {mib(free)} is available now"
+    needs, available = format_bytes(peak), format_bytes(free)
+    return peak, f"the run needs {needs} at its peak but only {available} is available now"
 
 
 def read_out(
@@ -294,8 +301,9 @@ def read_out(
     peak, too_big = memory_refusal(source, new, interpolation, free)
     output = np.prod(new, dtype=np.float64) * source.dtype.itemsize
     lines += [
-        f"output: {mib(output)} ({source.dtype})",
-        f"peak memory: {mib(peak)}" + (f" of {mib(free)} available" if free else ""),
+        f"output: {format_bytes(output)} ({source.dtype})",
+        f"peak memory: {format_bytes(peak)}"
+        + (f" of {format_bytes(free)} available" if free else ""),
     ]
     memory_warning = f"Too big: {too_big}. Choose a smaller size." if too_big else ""
     return ReadOut((now, *lines), refusal, warning, memory_warning, new)
@@ -307,21 +315,21 @@ def _match_lines(
     """The result's size, the read-out lines, the refusal (no overlap) and the warning (little
     overlap) of matching *grid*."""
     fraction = overlap_fraction(source.size, source.affine, grid.shape, grid.affine)
-    lines = [
-        f"new: {fmt(grid.shape, 6)} voxels, spacing {fmt(voxel_spacing(grid.affine))} mm"
-        f" (the grid of {grid.name!r})",
-        f"overlap: {source.name!r} covers {percent(fraction)} of {grid.name!r}",
+    name, grid_name = quoted(source.name), quoted(grid.name)
+    lines = [  # the grid's name is in the "match layer" field above: not repeated
+        f"new: {fmt(grid.shape, 6)} voxels, spacing {fmt(voxel_spacing(grid.affine))} mm",
+        f"overlap: {name} covers {percent(fraction)} of {grid_name}",
     ]
     refusal = warning = None
     if fraction == 0.0:
         refusal = (
-            f"No overlap (0%): {source.name!r} and {grid.name!r} do not overlap. "
-            f"{source.name!r} spans {format_bounds(world_bounds(source.size, source.affine))}; "
-            f"{grid.name!r} spans {format_bounds(world_bounds(grid.shape, grid.affine))}."
+            f"No overlap (0%): {name} and {grid_name} do not overlap. "
+            f"{name} spans {format_bounds(world_bounds(source.size, source.affine))}; "
+            f"{grid_name} spans {format_bounds(world_bounds(grid.shape, grid.affine))}."
         )
     elif fraction < LOW_OVERLAP:
         warning = (
-            f"Low overlap: {source.name!r} covers only {percent(fraction)} of "
-            f"{grid.name!r}; the rest of the result will be 0."
+            f"Low overlap: {name} covers only {percent(fraction)} of "
+            f"{grid_name}; the rest of the result will be 0."
         )
     return grid.shape, lines, refusal, warning

@@ -1,7 +1,8 @@
 """The read-out panel: shows a :class:`napari_resample.plugin.widget.model.ReadOut`.
 
-Three word-wrapped labels: the summary (the chosen layer now, the result, the memory a run
-needs), the target's refusal (red) or low-overlap warning (orange), and the memory refusal (red).
+Three word-wrapped labels across the dock's full width: the summary (the chosen layer now, the
+result, the memory a run needs), the target's refusal (red) or low-overlap warning (orange), and
+the memory refusal (red). A warning row shows only when it says something.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from magicgui.widgets import Label, Widget
 
 from napari_resample.plugin.widget.model import ReadOut
-from napari_resample.plugin.widget.status import never_widen
+from napari_resample.plugin.widget.status import full_width, never_widen
 
 #: Colours of the read-out's refusals (Run disabled) and warnings.
 RED, ORANGE = "color: red", "color: #e08000"
@@ -43,26 +44,35 @@ class ReadOutPanel:
         return (self.summary, self.target_warning, self.memory_warning)
 
     def fit_to_dock(self) -> None:
-        """Wrap the labels to the dock's width (once they are in it)."""
+        """Wrap the labels to the dock's full width (once they are in it)."""
         for label in self.widgets:
             never_widen(label)  # type: ignore[arg-type]
+            full_width(label)
         self.memory_warning.native.setStyleSheet(RED)
+        self.clear()
 
     def clear(self) -> None:
         """Nothing refused, nothing warned (before a new read-out is computed)."""
         self.shown = ReadOut(())
-        self.target_warning.value = self.memory_warning.value = ""
+        self._say(self.target_warning, "")
+        self._say(self.memory_warning, "")
+
+    @staticmethod
+    def _say(label: Label, text: str) -> None:
+        """*text* in *label*, its row shown only when there is something to say."""
+        label.value = text
+        label.visible = bool(text)
 
     def show(self, read_out: ReadOut) -> None:
         """Show *read_out*."""
         self.shown = read_out
         self.summary.value = read_out.text
-        self.memory_warning.value = read_out.memory_warning
+        self._say(self.memory_warning, read_out.memory_warning)
         if read_out.refusal is not None:
-            self.target_warning.value = read_out.refusal
             self.target_warning.native.setStyleSheet(RED)
+            self._say(self.target_warning, read_out.refusal)
         elif read_out.warning is not None:
-            self.target_warning.value = read_out.warning
             self.target_warning.native.setStyleSheet(ORANGE)
+            self._say(self.target_warning, read_out.warning)
         else:
-            self.target_warning.value = ""
+            self._say(self.target_warning, "")

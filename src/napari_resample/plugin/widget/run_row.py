@@ -2,7 +2,10 @@
 cancel.
 
 While a run goes, the button is Cancel (the engine stops between two slabs) and the widget's
-progress bar and napari's activity dock follow the engine slab by slab.
+progress bar and napari's activity dock follow the engine slab by slab. The bar shows only while
+a run goes (and after a run that ended, its 100 %). When the widget goes (the viewer or the dock
+closed), :meth:`RunRow.detach` cancels the run and disconnects it: nothing the worker still
+sends reaches a deleted Qt widget.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from magicgui.widgets import ProgressBar, PushButton, Widget
 from napari_resample.engine.progress import ResamplingCancelled
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.plugin.widget.job import Job, run_job
-from napari_resample.plugin.widget.status import StatusLine, reported
+from napari_resample.plugin.widget.status import StatusLine, full_width, reported
 
 RUN_TEXT, CANCEL_TEXT = "Resample", "Cancel"
 #: Seconds between two updates of napari's activity-dock bar (the widget's own bar: every 1 %).
@@ -45,6 +48,10 @@ class RunRow:
         Set to cancel the run going on.
     activity : napari.utils.progress or None
         The run's bar in napari's activity dock.
+    job : Job or None
+        What the run going on resamples (None when idle).
+    detached : bool
+        True once the widget went: no slot touches its Qt widgets any more.
     """
 
     def __init__(self, status_line: StatusLine, on_idle: Callable[[], None]) -> None:
@@ -55,18 +62,27 @@ class RunRow:
             text=RUN_TEXT,
             tooltip="Resample in the background; while it runs, this button cancels it.",
         )
+        # no label: the bar needs none, and magicgui would show its name for an empty one
         self.progress_bar = ProgressBar(
-            name="progress_bar", label="", value=0, min=0, max=100, tooltip="Resampling progress."
+            name="progress_bar", value=0, min=0, max=100, tooltip="Resampling progress."
         )
+        self.progress_bar.visible = False  # until a run starts: an empty bar says nothing
         self.worker: Any = None
         self.cancel_event: threading.Event | None = None
         self.activity: Any = None
+        self.job: Job | None = None
+        self.detached = False
+        self._connections: list[tuple[Any, Callable[..., Any]]] = []
         self._next_activity = 0.0
 
     @property
     def widgets(self) -> tuple[Widget, ...]:
         """The row's widgets, in their order in the dock."""
         return (self.run_button, self.progress_bar)
+
+    def fit_to_dock(self) -> None:
+        """The bar across the dock's full width (once it is in it)."""
+        full_width(self.progress_bar)
 
     @property
     def running(self) -> bool:
@@ -94,7 +110,7 @@ class RunRow:
 
         def on_progress(fraction: float) -> None:  # in the worker: post whole percents only
             percent = round(min(max(fraction, 0.0), 1.0) * 100)
-            if percent > posted[0]:
+            if percent > posted[0] and not cancel.is_set():
                 posted[0] = percent
                 to_main(percent / 100)
 
@@ -107,10 +123,15 @@ class RunRow:
             _start_thread=False,
             _ignore_errors=True,
         )
-        worker.returned.connect(lambda outcome: self._on_returned(job, outcome, cancel, on_result))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self.worker, self.cancel_event = worker, cancel
+        self._connections = [
+            (worker.returned, lambda outcome: self._on_returned(job, outcome, cancel, on_result)),
+            (worker.errored, self._on_error),
+            (worker.finished, self._on_finished),
+        ]
+        for signal, slot in self._connections:
+            signal.connect(slot)
+        self.worker, self.cancel_event, self.job = worker, cancel, job
+        self.progress_bar.visible = True
         self.on_idle()
         self.status_line.say(f"Resampling {job.layer.name} {job.where}...")
         worker.start()
@@ -127,11 +148,36 @@ class RunRow:
         self.status_line.say("Cancelling...")
         return True
 
+    @reported("Following a removed layer")
+    def layer_removed(self, layer: Any) -> None:
+        """*layer* left the viewer: when it is the one being resampled, its run is cancelled
+        (the result would belong to no layer)."""
+        job = self.job
+        if job is not None and layer is job.layer and self.cancel():
+            self.status_line.say(f"{job.layer.name!r} was removed: cancelling its resampling...")
+
+    def detach(self) -> None:
+        """The widget goes: cancel the run going on and disconnect it from the widget (the
+        worker stops within one slab; what it still sends is dropped)."""
+        self.detached = True
+        if self.cancel_event is not None:
+            self.cancel_event.set()
+        for signal, slot in self._connections:
+            signal.disconnect(slot)
+        self._connections = []
+        self._close_activity()
+        self.worker = self.cancel_event = self.job = None
+
+    def _close_activity(self) -> None:
+        if self.activity is not None:
+            self.activity.close()
+            self.activity = None
+
     @reported("Showing the run in the activity dock")
     def _open_activity(self, worker: Any, job: Job) -> None:
         from napari.utils import progress
 
-        if self.worker is worker and self.activity is None:
+        if self.worker is worker and self.activity is None and not self.detached:
             bar = progress(total=100, desc=f"Resampling {job.layer.name}")
             if self.worker is not worker:  # finished while napari built the bar (it processes
                 bar.close()  # events meanwhile)
@@ -143,6 +189,8 @@ class RunRow:
     def show_progress(self, fraction: float) -> None:
         """Show *fraction* in the widget's bar and the activity dock's; never backwards (Qt may
         deliver queued calls out of order)."""
+        if self.detached:  # posted by the worker before the widget went
+            return
         target = round(min(max(fraction, 0.0), 1.0) * 100)
         if self.running:
             self.progress_bar.value = max(int(self.progress_bar.value), target)
@@ -179,11 +227,12 @@ class RunRow:
 
     @reported("Finishing the resampling")
     def _on_finished(self) -> None:
-        if self.activity is not None:
-            self.activity.close()
-            self.activity = None
+        self._close_activity()
         cancelled = self.cancel_event is not None and self.cancel_event.is_set()
-        self.worker = self.cancel_event = None
+        self.worker = self.cancel_event = self.job = None
+        self._connections = []
         if cancelled:
             self.progress_bar.value = 0
+        # a finished run shows its 100 %; a cancelled or failed one leaves no bar behind
+        self.progress_bar.visible = int(self.progress_bar.value) == 100
         self.on_idle()

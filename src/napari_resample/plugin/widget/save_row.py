@@ -1,8 +1,15 @@
 """The save row: the folder and the Save button, writing through the plugin's NIfTI writer in a
-background thread."""
+background thread.
+
+A folder that cannot take the file is refused before the write with one sentence naming it and
+the reason (missing, a file, not writable); a write the OS refuses is reported the same way,
+without the temporary file's name the OS error carries.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -53,6 +60,7 @@ class SaveRow:
         )
         self.saved_path: Path | None = None
         self.saver: Any = None
+        self._connections: list[tuple[Any, Callable[..., Any]]] = []
         self._syncing = False
         self._picked_dir = False  # the user chose the folder: keep it when the layer changes
         self.output_dir.changed.connect(self._on_output_dir)
@@ -104,10 +112,9 @@ class SaveRow:
             self.status_line.report("Nothing to save: run Resample first.", "error")
             return None
         folder = Path(cast(str, self.output_dir.value or "")).expanduser()
-        if not folder.is_dir():
-            self.status_line.report(
-                f"Cannot save: folder {str(folder)!r} does not exist.", "error"
-            )
+        problem = folder_problem(folder)
+        if problem is not None:
+            self.status_line.report(f"Cannot save: {problem}.", "error")
             return None
         path = folder / file_name
         if path.exists() and not confirm_overwrite(path):
@@ -117,16 +124,29 @@ class SaveRow:
         worker = create_worker(
             write_nifti, str(path), data, state, _start_thread=False, _ignore_errors=True
         )
-        worker.returned.connect(self._on_saved)
-        worker.errored.connect(
-            lambda exc: self.status_line.report(f"Could not save {path}: {exc}", "error")
-        )
-        worker.finished.connect(self._on_save_finished)
+        self._connections = [
+            (worker.returned, self._on_saved),
+            (worker.errored, lambda exc: self._on_save_error(path, exc)),
+            (worker.finished, self._on_save_finished),
+        ]
+        for signal, slot in self._connections:
+            signal.connect(slot)
         self.saver = worker
         self.on_idle()
         self.status_line.say(f"Saving {path}...")
         worker.start()
         return worker
+
+    def detach(self) -> None:
+        """The widget goes: a save going on still writes its file, but reports to no one."""
+        for signal, slot in self._connections:
+            signal.disconnect(slot)
+        self._connections = []
+        self.saver = None
+
+    @reported("Reporting the save's failure")
+    def _on_save_error(self, path: Path, exc: BaseException) -> None:
+        self.status_line.report(f"Could not save {path}: {os_reason(exc, path.parent)}", "error")
 
     @reported("Reporting the save")
     def _on_saved(self, written: list[str]) -> None:
@@ -136,4 +156,41 @@ class SaveRow:
     @reported("Finishing the save")
     def _on_save_finished(self) -> None:
         self.saver = None
+        self._connections = []
         self.on_idle()
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why *folder* cannot take a saved file, as the end of a sentence naming it, or None.
+
+    Examples
+    --------
+    >>> folder_problem(Path("/no/such/folder"))
+    'the folder /no/such/folder does not exist'
+    """
+    if folder.is_dir():
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"no permission to write into {folder}"
+        return None
+    if folder.exists():
+        return f"{folder} is a file, not a folder"
+    return f"the folder {folder} does not exist"
+
+
+def os_reason(exc: BaseException, folder: Path) -> str:
+    """What a failed write says to the user: for an OS error its reason about *folder* (the
+    OS's text names the temporary file written first, which the user never asked for), else
+    the exception's own text.
+
+    Examples
+    --------
+    >>> os_reason(PermissionError(13, "Permission denied", "/d/.x.nii.gz.12.tmp"), Path("/d"))
+    'no permission to write into /d'
+    >>> os_reason(OSError(30, "Read-only file system", "/d/.x.tmp"), Path("/d"))
+    'read-only file system (/d)'
+    """
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"no permission to write into {folder}"
+    return f"{exc.strerror[:1].lower()}{exc.strerror[1:]} ({folder})"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from magicgui.widgets import Label
+from magicgui.widgets import Label, Widget
 
 from napari_resample.plugin.widget.model import elide_middle
 
@@ -31,18 +31,26 @@ class StatusLine:
     def __init__(self) -> None:
         self.label = Label(name="status", label="")
         self.label.tooltip = "What happened last."
+        self.level: Level = "info"
 
-    def say(self, message: str) -> None:
+    def say(self, message: str, level: Level = "info") -> None:
         """*message* in the status line only (a step under way, not worth a notification)."""
         self.label.value = elide_middle(message)
-        self.label.tooltip = message
+        self.label.tooltip = message or "What happened last."
+        self.level = level
 
     def report(self, message: str, level: Level) -> None:
         """*message* in the status line and as a napari notification of *level*."""
         from napari.utils.notifications import show_error, show_info, show_warning
 
-        self.say(message)
+        self.say(message, level)
         {"info": show_info, "warning": show_warning, "error": show_error}[level](message)
+
+    def forget_problem(self) -> None:
+        """The inputs changed: an error or warning about the previous ones no longer holds
+        (what was done, an info, stays)."""
+        if self.level != "info":
+            self.say("")
 
 
 def reported(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -89,6 +97,34 @@ def never_widen(label: Label) -> None:
 
     native.installEventFilter(FitHeight(native))  # parented: lives as long as the label
     label.changed.connect(lambda *_: fit_height(native))
+
+
+def narrow_choices(combo: Widget, characters: int = 16) -> None:
+    """Make a combo box ask the dock for the width of *characters* characters, not of its
+    longest choice: a long layer name would widen the dock past napari's window (and the
+    screen), clipping the read-out beside it. The chosen name shows elided; its tooltip and
+    the list show it whole."""
+    from qtpy.QtWidgets import QComboBox
+
+    native = combo.native
+    native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    native.setMinimumContentsLength(characters)
+
+
+def full_width(widget: Widget) -> None:
+    """Give *widget* its row's full width: hide the name label its container put beside it
+    (a read-out line or a progress bar needs no name, and the label column would narrow it)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QLabel, QWidget
+
+    row = widget.native.parentWidget()
+    direct = Qt.FindChildOption.FindDirectChildrenOnly
+    # a labelled row holds two widgets, the name and *widget*; anything else is not such a row
+    if row is None or len(row.findChildren(QWidget, options=direct)) != 2:
+        return
+    for label in row.findChildren(QLabel, options=direct):
+        if label is not widget.native:
+            label.hide()
 
 
 def ask_overwrite(path: Path) -> bool:

@@ -1,7 +1,9 @@
-"""Following one napari layer's geometry and data at a time, so that the read-out stays true."""
+"""Following one napari layer's geometry and data at a time, so that the read-out stays true;
+and the widget's own end (:func:`watch_closing`)."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -40,3 +42,58 @@ class LayerWatch:
                 getattr(layer.events, name).connect(self.on_geometry)
             layer.events.data.connect(self.on_data)
         self.layer = layer
+
+
+class ViewerWatch:
+    """Connects the viewer's layer-list events: *on_change* to every change of the list,
+    *on_removed* (with the layer) to each removal; :meth:`stop` disconnects them all."""
+
+    def __init__(
+        self, events: Any, on_change: Callable[..., Any], on_removed: Callable[[Any], Any]
+    ) -> None:
+        self.events = events
+        self.on_change = on_change
+        self.on_removed = on_removed
+        events.removed.connect(self._removed)
+        for event in (events.inserted, events.removed, events.reordered):
+            event.connect(on_change)
+
+    def _removed(self, event: Any) -> None:
+        self.on_removed(event.value)
+
+    def stop(self) -> None:
+        """Follow the viewer no more (the widget went)."""
+        self.events.removed.disconnect(self._removed)
+        for event in (self.events.inserted, self.events.removed, self.events.reordered):
+            event.disconnect(self.on_change)
+
+
+def watch_closing(native: Any, on_close: Callable[[], None]) -> None:
+    """Call *on_close* (a bound method, held weakly) once when the Qt widget *native* goes:
+    taken out of its dock (napari's close button sets its parent to None) or deleted (the
+    viewer closed).
+
+    Both come before any of its children is used again from a queued call, so that *on_close*
+    can stop what would still reach them.
+    """
+    from qtpy.QtCore import QEvent, QObject
+
+    done: list[bool] = []
+    # weak: a widget that is never docked and is garbage collected deletes *native* on the
+    # way; its method must not be called then on a half-collected object
+    method = weakref.WeakMethod(on_close)
+
+    def close_once(*_: Any) -> None:
+        call = method()
+        if not done and call is not None:
+            done.append(True)
+            call()
+
+    class OnUndock(QObject):
+        def eventFilter(self, obj: Any, event: Any) -> bool:
+            if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+                close_once()
+            return False
+
+    native.installEventFilter(OnUndock(native))  # parented: lives as long as the widget
+    native.destroyed.connect(close_once)
