@@ -187,3 +187,16 @@ def test_viewer_opens_a_dicom_folder(make_napari_viewer):
     viewer = make_napari_viewer()
     (layer,) = viewer.open(str(CT), plugin="napari-resample")
     assert_layer_world_is_sitk_ras(layer, _series_image(CT))
+
+
+def test_uneven_dicom_slices_are_one_warning_notification(recwarn):
+    # load_volume warns (Python users see it) and notes it in the volume: napari shows it once.
+    from napari.utils.notifications import notification_manager
+
+    from _formats import UNEVEN
+
+    before = len(notification_manager.records)
+    (layer,) = _layers(read_volume(str(UNEVEN)))
+    shown = [n.message for n in notification_manager.records[before:]]
+    assert len([m for m in shown if "CT2" in m]) == 1, shown
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]

@@ -14,6 +14,7 @@ layer, everything else as an Image layer.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -115,11 +116,19 @@ def _read_each(
     layers: list[LayerData] = []
     for p in paths:
         try:
-            for item in read(os.fspath(p)):
+            # a reader's UserWarning (uneven DICOM slices) is also in the volume's notes:
+            # each note is shown once, as a notification
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                items = list(read(os.fspath(p)))
+            notes: list[str] = []
+            for item in items:
                 volume, name = item if isinstance(item, tuple) else (item, None)
                 layers.append(layer_data_from_volume(volume, name=name))
-                for note in volume.ignored:
-                    show_warning(f"napari-resample: {note}")
+                notes += [note for note in volume.ignored if note not in notes]
+            notes += [str(w.message) for w in caught if str(w.message) not in notes]
+            for note in notes:
+                show_warning(f"napari-resample: {note}")
         except Exception as exc:
             show_error(f"napari-resample could not open {os.fspath(p)!r}: {exc}")
     return layers
