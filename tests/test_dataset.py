@@ -101,7 +101,7 @@ def test_output_folder_inside_the_input_folder_is_not_read_back(tmp_path):
         (
             {"nii_folder": "empty"},
             FileNotFoundError,
-            "no volume file .* and no DICOM folder in .*empty",
+            "no volume file .* and no DICOM series in .*empty",
         ),
         ({"nii_folder": ["missing.nii.gz"]}, FileNotFoundError, "missing.nii.gz"),
         ({"output_path": "a_file"}, ValueError, "output_path must be a folder, got a file"),
