@@ -8,33 +8,33 @@ progress. Every output is NIfTI.
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import replace
-from typing import Any
+from typing import Any, TextIO
 
+from napari_resample.dataset.job import DEFAULT_SAVING_MODE, Job, UnusedOptionError
 from napari_resample.dataset.manifest import (
     MANIFEST_NAME,
+    RecordKey,
+    append_record,
     end_line,
     input_fingerprint,
-    manifest_problems,
+    open_manifest,
     read_manifest,
+    record_key,
     still_done,
+    verify_manifest,
 )
-from napari_resample.dataset.plan import (
-    DEFAULT_SAVING_MODE,
-    Job,
-    UnusedOptionError,
-    plan_dataset,
-)
+from napari_resample.dataset.plan import Skipped, plan_dataset
 from napari_resample.dataset.pool import execute_jobs
-from napari_resample.dataset.report import ProgressReporter, stderr_reporter
+from napari_resample.dataset.report import ProgressReporter, describe_entry, stderr_reporter
+from napari_resample.dataset.task import job_record
 from napari_resample.engine.options import Anchor, AutoInterpolation, SavingMode
-from napari_resample.io.atomic import make_dirs, remove_empty_dirs, remove_stale_temps
+from napari_resample.io.atomic import held_dirs, make_dirs, remove_empty_dirs, remove_stale_temps
 
 
 def resampling_dataset(
@@ -160,6 +160,7 @@ def resampling_dataset(
     >>> done = resampling_dataset("scans/", "resampled/", (224, 224, 128))  # doctest: +SKIP
     """
     check_runner(workers, executor)
+    skipped: list[Skipped] = []
     zero = isinstance(fill_value, numbers.Real) and not isinstance(fill_value, bool)
     jobs, out_dir = plan_dataset(
         nii_folder,
@@ -177,20 +178,30 @@ def resampling_dataset(
         antialias=None if antialias is False else antialias,
         recursive=recursive,
         series=series,
+        skipped=skipped,
     )
     reporter = stderr_reporter(len(jobs)) if progress else None
+    if reporter is not None:
+        for entry in skipped:
+            reporter.note(describe_entry(entry))
     try:
         records = run_dataset(
-            jobs, out_dir, workers=workers, executor=executor, resume=resume, report=reporter
+            jobs,
+            out_dir,
+            workers=workers,
+            executor=executor,
+            resume=resume,
+            report=reporter,
+            skipped=skipped,
         )
     finally:
         if reporter is not None:
             reporter.close()
     if debug:
         for job in jobs:
-            if records[job.input]["status"] == "done" and not records[job.input].get("skipped"):
+            if records[job.key]["status"] == "done" and not records[job.key].get("skipped"):
                 print(f"Resampled image saved at: '{job.shown}'")
-    return [job.shown for job in jobs if records[job.input]["status"] == "done"]
+    return [job.shown for job in jobs if records[job.key]["status"] == "done"]
 
 
 def check_runner(workers: object, executor: Executor | None) -> None:
@@ -215,66 +226,113 @@ def run_dataset(
     resume: bool = True,
     report: ProgressReporter | None = None,
     cancel: threading.Event | None = None,
-) -> dict[str, dict[str, Any]]:
+    skipped: Sequence[Skipped] = (),
+) -> dict[RecordKey, dict[str, Any]]:
     """Run *jobs* (from :func:`napari_resample.dataset.plan.plan_dataset`); return the latest
-    record of each input.
+    record of each job (by :attr:`Job.key`) and of each *skipped* entry (by ``(path, None)``).
 
-    Skipped files get their manifest record with ``"skipped": True`` (and no new line). When
-    *cancel* is set (a Ctrl-C handler sets it), the run stops as a KeyboardInterrupt would,
-    at the latest when the file being resampled in this process is finished: Python drops a
-    KeyboardInterrupt that lands in a destructor, the event is never lost.
+    Files found done get their manifest record with ``"skipped": True`` (and no new line). An
+    input that cannot be read now (gone, not a regular file, no permission) fails alone. Each
+    *skipped* entry gets a record (status ``skipped``, or ``failed`` when it was meant as an
+    input), appended when it differs from the manifest's latest. When *cancel* is set (a Ctrl-C
+    handler sets it), the run stops as a KeyboardInterrupt would, at the latest when the file
+    being resampled in this process is finished: Python drops a KeyboardInterrupt that lands
+    in a destructor, the event is never lost. The manifest is never written through a symbolic
+    link (refused before any work).
     """
     check_runner(workers, executor)
     made: list[str] = []
     make_dirs(out_dir, made)
     manifest = os.path.join(out_dir, MANIFEST_NAME)
-    previous = read_manifest(manifest) if resume else {}
-    records: dict[str, dict[str, Any]] = {}
+    try:
+        previous = read_manifest(manifest)
+        log = open_manifest(manifest)
+    except BaseException:
+        remove_empty_dirs(made)
+        raise
+    with log:
+        end_line(log, manifest)
+        records = _entry_records(skipped, previous, log)
+        todo = _sort_out(jobs, previous if resume else {}, records, log)
+        count = 0
+        if report is not None:
+            for job in jobs:
+                if job.key in records:
+                    count += 1
+                    report(records[job.key], count, len(jobs))
+        folders = sorted({os.path.dirname(job.output) for job in todo})
+        with held_dirs(folders, made):
+            try:
+                for folder in folders:
+                    remove_stale_temps(folder)
+                for record in execute_jobs(todo, workers, executor, cancel):
+                    append_record(log, record)
+                    records[record_key(record)] = record
+                    count += 1
+                    if report is not None:
+                        report(record, count, len(jobs))
+            finally:
+                for folder in folders:
+                    remove_stale_temps(folder)
+    return records
+
+
+def _entry_records(
+    skipped: Sequence[Skipped], previous: dict[RecordKey, dict[str, Any]], log: TextIO
+) -> dict[RecordKey, dict[str, Any]]:
+    """The records of the entries that are not inputs, appended to *log* when new."""
+    from napari_resample.version import __version__
+
+    records: dict[RecordKey, dict[str, Any]] = {}
+    for entry in skipped:
+        status = "failed" if entry.failed else "skipped"
+        record = {"input": entry.path, "status": status, "error": entry.reason}
+        old = previous.get((entry.path, None), {})
+        if entry.failed or (old.get("status"), old.get("error")) != (status, entry.reason):
+            append_record(log, {**record, "output": None, "version": __version__})
+        records[(entry.path, None)] = record
+    return records
+
+
+def _sort_out(
+    jobs: Sequence[Job],
+    previous: dict[RecordKey, dict[str, Any]],
+    records: dict[RecordKey, dict[str, Any]],
+    log: TextIO,
+) -> list[Job]:
+    """The jobs to run, fingerprinted; the others' records into *records*: done already, or
+    failed now because their input cannot be read (appended to *log*)."""
     todo: list[Job] = []
     for job in jobs:
-        job = replace(job, fingerprint=input_fingerprint(job.input))
-        old = previous.get(job.input)
+        try:
+            job = replace(job, fingerprint=input_fingerprint(job.input))
+        except OSError as exc:
+            reason = exc.strerror if exc.filename else str(exc)
+            record = job_record(job, 0.0, error=f"cannot read the input: {reason}")
+            append_record(log, record)
+            records[job.key] = record
+            continue
+        old = previous.get(job.key)
         if old is not None and still_done(old, job.params, job.output, job.fingerprint):
-            records[job.input] = {**old, "skipped": True}
+            records[job.key] = {**old, "skipped": True}
         else:
             todo.append(job)
-    count = 0
-    if report is not None:
-        for job in jobs:
-            if job.input in records:
-                count += 1
-                report(records[job.input], count, len(jobs))
-    folders = sorted({os.path.dirname(job.output) for job in todo})
-    for folder in folders:
-        make_dirs(folder, made)
-        remove_stale_temps(folder)
-    count = len(records)
-    try:
-        with open(manifest, "a", encoding="utf-8") as log:
-            end_line(log, manifest)
-            for record in execute_jobs(todo, workers, executor, cancel):
-                log.write(json.dumps(record, sort_keys=True) + "\n")
-                log.flush()
-                records[record["input"]] = record
-                count += 1
-                if report is not None:
-                    report(record, count, len(jobs))
-    finally:
-        for folder in folders:
-            remove_stale_temps(folder)
-        remove_empty_dirs([d for d in made if d != out_dir])
-    return records
+    return todo
 
 
 def verify_dataset(output_path: str | os.PathLike[str]) -> list[str]:
     """Re-hash every input and output that the manifest records as done; recompute nothing.
 
     Returns one sentence per mismatch (an input changed or gone, an output changed or gone);
-    an empty list when everything matches.
+    an empty list when everything matches. A mismatched file is recorded as stale in the
+    manifest, so that the next run redoes it (its quick check could miss what the full hash
+    sees); it is reported again until then.
 
     Raises
     ------
     FileNotFoundError
         If *output_path* holds no manifest.
+    OSError
+        If the manifest is a symbolic link (never followed).
     """
-    return manifest_problems(output_path)
+    return verify_manifest(output_path)[1]
