@@ -92,8 +92,10 @@ def _show_warning(
 def say(text: str) -> None:
     """Print *text* on standard output; a closed or full output (``| head -1``) stops the
     printing, never the run."""
+    from napari_resample.dataset.report import printable
+
     try:
-        print(text, flush=True)
+        print(printable(text, sys.stdout), flush=True)
     except (OSError, ValueError):
         # Later prints, and Python's flush at exit, go nowhere instead of failing again.
         with contextlib.suppress(OSError, ValueError, AttributeError):

@@ -48,6 +48,7 @@ class Reporter:
         """Print *text* as a line of its own (above the bar, if any)."""
         if self.lines is None:
             return
+        text = printable(text, self.lines)
         try:
             if self.bar is not None:
                 self.bar.write(text, file=self.lines)
@@ -69,6 +70,19 @@ class Reporter:
 def stderr_reporter(total: int) -> Reporter:
     """A :class:`Reporter` of *total* files on standard error, a bar if it is a terminal."""
     return Reporter(total, sys.stderr, sys.stderr if is_terminal(sys.stderr) else None)
+
+
+def printable(text: str, stream: TextIO | None) -> str:
+    """*text* as *stream* can encode it: a file name that is not UTF-8 (its undecodable bytes
+    kept as os.fsdecode gives them) is shown with ``\\xNN`` escapes instead of failing."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding, getattr(stream, "errors", None) or "strict")
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        pass
+    return text
 
 
 def is_terminal(stream: TextIO | None) -> bool:

@@ -171,7 +171,9 @@ def temp_name(name: str, suffix: str) -> str:
     shortened in it (never the unique part) so that it is not too long where the final one
     is not (255 bytes is the usual limit on a name).
     """
-    stem = name.encode()[:_TMP_STEM_BYTES].decode(errors="ignore")
+    # In the file system's bytes (a name that is not UTF-8 keeps its bytes, as os.fsdecode
+    # gave them); a character cut in two becomes bytes of its own, still a valid name.
+    stem = os.fsdecode(os.fsencode(name)[:_TMP_STEM_BYTES])
     return f".{stem}.{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{suffix}"
 
 
