@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("default")  # shown as lines, whatever the caller's filters
             warnings.showwarning = _show_warning
             return _main(argv)
     except KeyboardInterrupt:

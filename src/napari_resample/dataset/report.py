@@ -106,7 +106,7 @@ def file_progress(
     *stream*, and the function that closes the bar."""
     from tqdm import tqdm
 
-    bar = tqdm(total=100, file=stream, desc=label, unit="%", dynamic_ncols=True, leave=False)
+    bar = tqdm(total=100, file=stream, desc=label, unit="%", dynamic_ncols=True)
     state = {"shown": 0}
 
     def progress(fraction: float) -> None:
