@@ -1,4 +1,4 @@
-"""Datasets, round two of the hardening (issue 18): every entry of a folder accounted for, DICOM
+"""Datasets, round two of the hardening: every entry of a folder accounted for, DICOM
 folders by a stated rule, verify then resume, the operating system's errors in one sentence,
 FIFOs and devices, bad entries, two runs sharing an output folder, hand-edited manifests and
 the command line's edges."""

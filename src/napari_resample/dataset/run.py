@@ -71,12 +71,17 @@ def resampling_dataset(
     ----------
     nii_folder : str, os.PathLike or sequence of them
         A folder whose volumes are resampled, in sorted order: its NIfTI (``.nii.gz``,
-        ``.nii``), NRRD (``.nrrd``, ``.nhdr``) and MetaImage (``.mha``, ``.mhd``) files, and
-        each sub-folder holding DICOM files (one input, a series, PREFIX its name; not looked
-        into). Hidden files and results of this package (``*_resampled.nii.gz``) are left out.
-        A folder that itself holds DICOM files is one input. Or an explicit list of such files
-        and DICOM folders. Every result is NIfTI-1; from a non-NIfTI input it has qform and
-        sform code 1 (scanner).
+        ``.nii``), NRRD (``.nrrd``, ``.nhdr``) and MetaImage (``.mha``, ``.mhd``) files, each
+        sub-folder that is a DICOM series (one input, PREFIX its name), and its loose DICOM
+        files grouped by series (one input each, PREFIX the name of its first file). A folder
+        is a DICOM series only when it holds DICOM files and nothing else
+        (:func:`napari_resample.dataset.plan.is_dicom_series_folder`); such a folder given
+        itself is one input. Every other entry (a note, a result of this package, a FIFO, a
+        device, a dangling symbolic link, a sub-folder without *recursive*) is listed with its
+        reason in the manifest and the progress, never opened; one named as a volume that
+        cannot be read is a failed file. Hidden entries (``.name``) are not part of a dataset.
+        Or an explicit list of volume files and DICOM folders. Every result is NIfTI-1; from
+        a non-NIfTI input it has qform and sform code 1 (scanner).
     output_path : str or os.PathLike
         Folder for the results and the manifest ``resampling_manifest.jsonl``; created (with
         parents) after the inputs are checked.
@@ -122,7 +127,8 @@ def resampling_dataset(
         paths, as on a shared file system). Not with *workers*.
     resume : bool
         Skip the files that the manifest records as done with the same input, parameters and
-        output (default); False redoes every file.
+        output (default), unless :func:`verify_dataset` found them changed since; False redoes
+        every file.
     progress : bool
         Show progress on standard error: a bar on a terminal, else one line per file.
     series : str, optional
@@ -151,6 +157,10 @@ def resampling_dataset(
         *executor*), an unreadable *reference*, an *output_path* that is a file, a listed path
         that is not a volume, or two inputs that would write the same output file (naming
         both); before anything is created.
+    OSError
+        If the output folder cannot be written (one sentence naming the folder and the
+        reason) or its manifest is a symbolic link (never written through); before any file
+        is resampled.
     KeyboardInterrupt
         On Ctrl-C, after the files being written are removed (finished files and their
         manifest lines stay).
