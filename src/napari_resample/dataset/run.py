@@ -317,7 +317,7 @@ def _sort_out(
         try:
             job = replace(job, fingerprint=input_fingerprint(job.input))
         except OSError as exc:
-            reason = exc.strerror if exc.filename else str(exc)
+            reason = exc.strerror or str(exc)
             record = job_record(job, 0.0, error=f"cannot read the input: {reason}")
             append_record(log, record)
             records[job.key] = record
