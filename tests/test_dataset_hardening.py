@@ -113,6 +113,19 @@ def test_loose_dicom_files_group_by_series_and_the_rest_is_listed(tmp_path, caps
     assert len(read_manifest(out / MANIFEST_NAME)) == 3
 
 
+def test_a_dicom_file_in_no_series_is_listed_without_itk_text(tmp_path, capfd):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "a.nii.gz")
+    (src / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
+    skipped = []
+    jobs, _ = plan_dataset(src, tmp_path / "out", SIZE, skipped=skipped)
+    assert [os.path.basename(j.input) for j in jobs] == ["a.nii.gz"]
+    assert [s.reason for s in skipped] == ["a DICOM file in no image series"]
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
 def test_the_rule_of_dicom_folders(tmp_path):
     series = tmp_path / "series"
     series.mkdir()

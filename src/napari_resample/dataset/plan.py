@@ -390,6 +390,8 @@ def _series_inputs(
     other than *series* when given, are listed in *left*."""
     import SimpleITK as sitk
 
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's raw "No Series were found"
     try:
         found = list_dicom_series(folder)
         members = {
@@ -403,6 +405,8 @@ def _series_inputs(
         for name in dicom:
             left.append(Skipped(os.path.join(folder, name), f"DICOM files not grouped: {exc}"))
         return []
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     inputs = []
     grouped: set[str] = set()
     for uid, files in sorted(members.items(), key=lambda item: item[1][:1]):
