@@ -137,7 +137,7 @@ def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys
         (["a", "b", "--size", "2", "2"], 2, "--size: expected 3 arguments"),
         (["a", "b", "--size", "2", "2", "x"], 2, "invalid int value: 'x'"),
         (["only_one", "--size", "2", "2", "2"], 2, "expected INPUT OUTPUT_DIR, got 1 path"),
-        (["x.nii.gz", "out", "--size", "2", "0", "2"], 1, None),
+        (["x.nii.gz", "out", "--size", "2", "0", "2"], 2, None),
     ],
 )
 def test_cli_errors_are_one_line_without_traceback(tmp_path, args, code, message):
@@ -302,7 +302,7 @@ SIZE = ["--size", "2", "2", "2"]
         ("file", [*SIZE, "--series", "1.2.3"], "--series '1.2.3' applies to folders of DICOM"),
         ("folder", [*SIZE, "--series", "1.2.3"], "none of the 2 input(s) is one"),
         ("file", [*SIZE, "--workers", "2"], "--workers applies to a folder of volumes"),
-        ("file", [*SIZE, "--workers", "0"], "--workers applies to a folder of volumes"),
+        ("file", [*SIZE, "--workers", "2"], "--workers applies to a folder of volumes"),
         ("file", [*SIZE, "--scheduler", "tcp://nowhere:1"], "--scheduler applies to a folder"),
         ("file", [*SIZE, "--saving-mode", "folder"], "--saving-mode applies to a folder"),
         ("file", [*SIZE, "--recursive", "--no-resume"], "--recursive --no-resume applies to"),

@@ -151,8 +151,10 @@ def test_max_memory_at_the_front_doors(tmp_path, capsys) -> None:
     with pytest.raises(MemoryError, match="even streamed plane by plane"):
         resample_to_spacing(src, tmp_path / "never", (0.1, 0.1, 0.1), max_memory="1M")
     assert not (tmp_path / "never").exists()
-    assert main([src, str(tmp_path / "cli"), "--size", "8", "8", "8", "--max-memory", "x"]) == 1
-    assert "max_memory must be a positive size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad_usage:
+        main([src, str(tmp_path / "cli"), "--size", "8", "8", "8", "--max-memory", "x"])
+    assert bad_usage.value.code == 2
+    assert "--max-memory must be a positive size" in capsys.readouterr().err
     assert main([src, str(tmp_path / "cli"), "--size", "8", "8", "8", "--max-memory", "64M"]) == 0
     ref = _write(tmp_path / "ref.nii.gz", np.zeros((9, 9, 9), np.uint8))
     assert resample_to_reference(src, ref, tmp_path / "r", max_memory="64M").endswith(

@@ -34,10 +34,10 @@ from _plugin_fixtures import coded_volume, rotation
 from napari_resample.io.atomic import remove_stale_temps
 from napari_resample.io.formats import (
     describe_series,
+    is_dicom_series_folder,
     is_volume_input,
     list_dicom_series,
     load_volume,
-    looks_like_dicom_folder,
     save_itk,
 )
 from napari_resample.io.header import XFORM_SCANNER, header_for_affine
@@ -169,7 +169,7 @@ def test_folder_without_dicom_is_refused(tmp_path):
 
 def test_dicom_folders_are_recognised_cheaply(tmp_path, nifti_file):
     assert is_volume_input(CT) and is_volume_input(SEVERAL)
-    assert looks_like_dicom_folder(CT)
+    assert is_dicom_series_folder(CT)
     assert not is_volume_input(DICOM)  # only DICOMDIR indexes and sub-folders
     nifti_file("a.nii.gz")
     assert not is_volume_input(tmp_path)  # a folder of NIfTI files is a dataset
@@ -346,3 +346,17 @@ def test_non_nifti_volumes_get_scanner_codes(oblique_file):
     np.testing.assert_allclose(header.get_best_affine(), volume.affine, atol=1e-5)
     default = header_for_affine(volume.affine, volume.data.shape)
     assert (int(default["qform_code"]), int(default["sform_code"])) == (2, 2)
+
+
+def test_one_stray_dicom_file_does_not_make_a_folder_a_series_at_any_door(tmp_path, nifti_file):
+    # The rule of DICOM folders is one (io.dicom): the file functions, napari's reader and
+    # datasets agree that NIfTI files beside a stray .dcm are a dataset folder, not a series.
+    from napari_resample.plugin.reader import get_reader
+
+    nifti_file("a.nii.gz")
+    (tmp_path / "scout.dcm").write_bytes((CT / sorted(os.listdir(CT))[0]).read_bytes())
+    assert not is_dicom_series_folder(tmp_path)
+    assert not is_volume_input(tmp_path)
+    assert get_reader(str(tmp_path)) is None
+    os.remove(tmp_path / "a.nii.gz")
+    assert is_dicom_series_folder(tmp_path) and is_volume_input(tmp_path)

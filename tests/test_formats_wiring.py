@@ -316,7 +316,6 @@ def test_plan_lists_volumes_and_dicom_folders(tmp_path):
     itk_file(root / "b.nrrd")
     itk_file(root / "c.mha")
     series = copy_series(root, "ct")
-    write_image(series / "inside.nii.gz", shape=(4, 4, 4))  # a series folder is not looked into
     (root / "notes.txt").write_text("no")
     (root / "sub").mkdir()
     itk_file(root / "sub" / "d.mha")

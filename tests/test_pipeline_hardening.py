@@ -141,6 +141,16 @@ def test_a_dataset_records_the_refusal_and_goes_on(small_scan, tmp_path, monkeyp
     assert record["status"] == "failed" and "free" in record["error"]
 
 
+def test_resampling_dataset_skips_the_disk_check_on_request(small_scan, tmp_path, monkeypatch):
+    from napari_resample import resampling_dataset
+
+    _small_disk(monkeypatch, free=50_000)
+    kwargs = {"desired_volume": (60, 50, 40), "progress": False, "workers": 1}
+    assert resampling_dataset(tmp_path / "in", tmp_path / "a", **kwargs) == []
+    done = resampling_dataset(tmp_path / "in", tmp_path / "b", check_disk=False, **kwargs)
+    assert [Path(p).name for p in done] == ["scan_resampled.nii.gz"]
+
+
 # --------------------------------------------------------------------------- one voxel
 
 

@@ -87,8 +87,10 @@ def test_cli_takes_exactly_one_target(tmp_path, capsys, args) -> None:
 
 def test_cli_refuses_bad_spacing_and_missing_reference(tmp_path, capsys) -> None:
     src = write_image(tmp_path / "ct.nii.gz")
-    assert main([str(src), str(tmp_path / "out"), "--spacing", "1", "0", "1"]) == 1
-    assert "spacing must hold exactly 3 positive finite numbers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad_usage:  # a bad value is bad usage
+        main([str(src), str(tmp_path / "out"), "--spacing", "1", "0", "1"])
+    assert bad_usage.value.code == 2
+    assert "--spacing must hold exactly 3 positive finite numbers" in capsys.readouterr().err
     missing = str(tmp_path / "nowhere.nii.gz")
     assert main([str(src), str(tmp_path / "out"), "--like", missing]) == 1
     assert "nowhere.nii.gz" in capsys.readouterr().err

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from napari_resample.dataset.plan import (
     DEFAULT_SAVING_MODE,
@@ -267,6 +268,7 @@ def check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         return
     if args.size is None and args.spacing is None and args.like is None:
         parser.error("one of --size X Y Z, --spacing SX SY SZ or --like REFERENCE is required")
+    check_values(parser, args)
     target = "desired_volume" if args.size else "spacing" if args.spacing else "reference"
     given = [dest for dest in TARGET_OPTIONS if is_given(getattr(args, dest))]
     try:  # here, not only when planning: --sample writes its files before the plan is made
@@ -279,3 +281,37 @@ def check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--series picks a series of a DICOM folder INPUT; --sample has no INPUT")
     if args.sample and args.recursive:
         parser.error("--recursive walks the subfolders of INPUT; --sample has no INPUT")
+
+
+def check_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, as bad usage (exit code 2), a value that no input could take: checked by the
+    rules the dataset runner applies (one home per rule), spelled with the flags."""
+    from napari_resample.engine.memory import parse_bytes
+    from napari_resample.engine.options import validate_size, validate_spacing
+
+    checks: dict[str, tuple[Callable[[Any], object], str]] = {
+        "size": (validate_size, "desired_volume"),
+        "spacing": (validate_spacing, "spacing"),
+        "max_memory": (parse_bytes, "max_memory"),
+        "workers": (_positive_workers, "workers"),
+        "series": (_series_uid, "series"),
+    }
+    for dest, (check, name) in checks.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        try:
+            check(value)
+        except (ValueError, TypeError, OverflowError) as exc:
+            flag = "--" + dest.replace("_", "-")
+            parser.error(str(exc).replace(name, flag, 1))
+
+
+def _positive_workers(value: int) -> None:
+    if value < 1:
+        raise ValueError(f"workers must be a positive integer, got {value!r}")
+
+
+def _series_uid(value: str) -> None:
+    if not value.strip():
+        raise ValueError(f"series must be a SeriesInstanceUID (not empty), got {value!r}")

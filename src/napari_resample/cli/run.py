@@ -4,13 +4,15 @@ exit codes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TextIO
 
 from napari_resample.cli.parser import (
     DATASET_OPTIONS,
@@ -20,13 +22,14 @@ from napari_resample.cli.parser import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     OPTION_NAMES,
+    PROG,
     build_parser,
     check_usage,
     is_given,
     print_error,
 )
-from napari_resample.dataset.plan import DEFAULT_SAVING_MODE, UnusedOptionError
-from napari_resample.io.formats import looks_like_dicom_folder
+from napari_resample.dataset.job import DEFAULT_SAVING_MODE, UnusedOptionError
+from napari_resample.io.dicom import is_dicom_series_folder
 
 
 class _Terminated(BaseException):
@@ -37,8 +40,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 on success).
 
     Errors that argparse finds (and the usage checks made before anything runs) exit through
-    :class:`SystemExit` with code 2, as argparse does.
+    :class:`SystemExit` with code 2, as argparse does. A Ctrl-C while the command line runs is
+    the exit code 130 and one line, never a traceback. Warnings are lines
+    ``napari-resample: warning: <sentence>`` on standard error.
     """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # shown as lines, whatever the caller's filters
+            warnings.showwarning = _show_warning
+            return _main(argv)
+    except KeyboardInterrupt:
+        print_error("interrupted (files being written were removed)")
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_usage(parser, args)
@@ -56,11 +72,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(f"{exc} (see --help)")
         return EXIT_USAGE
     except (OSError, ValueError, ImportError, MemoryError) as exc:
-        print_error(str(exc))
+        print_error(str(exc) or type(exc).__name__)
         return EXIT_FAILED
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no stderr: nobody to tell
+        print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+
+
+def say(text: str) -> None:
+    """Print *text* on standard output; a closed or full output (``| head -1``) stops the
+    printing, never the run."""
+    from napari_resample.dataset.report import printable
+
+    try:
+        print(printable(text, sys.stdout), flush=True)
+    except (OSError, ValueError):
+        # Later prints, and Python's flush at exit, go nowhere instead of failing again.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
 
 
 def _install_handlers(cancel: threading.Event) -> dict[int, Any]:
@@ -93,15 +136,15 @@ def _run(args: argparse.Namespace, cancel: threading.Event) -> int:
     if args.sample:
         return _dataset(_write_sample(out_dir, quiet=args.quiet), out_dir, args, cancel)
     source = args.paths[0]
-    if os.path.isdir(source) and not looks_like_dicom_folder(source):
+    if os.path.isdir(source) and not is_dicom_series_folder(source):
         return _dataset(source, out_dir, args, cancel)
     return _one_file(source, out_dir, args)  # a file, or a DICOM folder: one series
 
 
 def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
     """One volume (a file or a DICOM folder), as the dataset runner does it but with no
-    manifest."""
-    from napari_resample.dataset.report import describe_record
+    manifest; a progress bar on standard error when it is a terminal (not with --quiet)."""
+    from napari_resample.dataset.report import describe_record, file_progress, is_terminal
     from napari_resample.dataset.task import run_job
     from napari_resample.io.atomic import make_dirs, remove_empty_dirs
 
@@ -119,31 +162,40 @@ def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
         raise ValueError(f"output would overwrite the input file: {job.shown!r}")
     made: list[str] = []
     make_dirs(out_dir, made)
+    progress = close = None
+    if not args.quiet and is_terminal(sys.stderr):
+        progress, close = file_progress(sys.stderr, os.path.basename(os.path.normpath(path)))
     try:
-        record = run_job(job)
+        record = run_job(job, progress)
     finally:
+        if close is not None:
+            close()
         if not os.path.exists(job.output):
             remove_empty_dirs(made)
     if record["status"] == "failed":
         print_error(record["error"])
         return EXIT_FAILED
     if args.debug:
-        print(f"Resampled image saved at: '{job.shown}'")
+        say(f"Resampled image saved at: '{job.shown}'")
     if not args.quiet:
         line = describe_record({**record, "output": job.shown}, 1, 1).replace("[1/1] ", "", 1)
-        print(line.replace(" -> ", " -> (replaced) ", 1) if replaced else line)
+        say(line.replace(" -> ", " -> (replaced) ", 1) if replaced else line)
     return EXIT_OK
 
 
 def _dataset(source: Any, out_dir: str, args: argparse.Namespace, cancel: threading.Event) -> int:
-    from napari_resample.dataset.report import Reporter
+    from napari_resample.dataset.plan import Skipped
+    from napari_resample.dataset.report import Reporter, describe_entry, is_terminal
     from napari_resample.dataset.run import run_dataset
 
-    jobs = _plan(source, out_dir, args)
+    entries: list[Skipped] = []
+    jobs = _plan(source, out_dir, args, entries)
     reporter = None
     if not args.quiet:
-        bar = sys.stderr if sys.stderr.isatty() else None
-        reporter = Reporter(len(jobs), sys.stdout, bar)
+        reporter = Reporter(len(jobs), sys.stdout, sys.stderr if is_terminal(sys.stderr) else None)
+        for entry in entries:
+            if not entry.failed:
+                reporter.note(describe_entry(entry))
     client = _connect(args.scheduler) if args.scheduler else None
     try:
         records = run_dataset(
@@ -154,32 +206,50 @@ def _dataset(source: Any, out_dir: str, args: argparse.Namespace, cancel: thread
             resume=not args.no_resume,
             report=reporter,
             cancel=cancel,
+            skipped=entries,
         )
     finally:
         if reporter is not None:
             reporter.close()
         if client is not None:
             client.close()
-    done = [job for job in jobs if records[job.input]["status"] == "done"]
-    skipped = [job for job in done if records[job.input].get("skipped")]
-    failed = [job for job in jobs if records[job.input]["status"] == "failed"]
+    done = [job for job in jobs if records[job.key]["status"] == "done"]
+    skipped = [job for job in done if records[job.key].get("skipped")]
+    failed = [job for job in jobs if records[job.key]["status"] == "failed"]
+    unusable = [entry for entry in entries if entry.failed]
     if args.debug:
         for job in done:
             if job not in skipped:
-                print(f"Resampled image saved at: '{job.shown}'")
+                say(f"Resampled image saved at: '{job.shown}'")
     if not args.quiet:
-        print(
-            f"{len(jobs)} files: {len(done) - len(skipped)} resampled, {len(skipped)} skipped "
-            f"as already done, {len(failed)} failed; results in {out_dir}"
+        left_out = len(entries) - len(unusable)
+        others = _count(left_out, "other entry", "other entries")
+        say(
+            f"{_count(len(jobs) + len(unusable), 'file')}: {len(done) - len(skipped)} "
+            f"resampled, {len(skipped)} skipped as already done, "
+            f"{len(failed) + len(unusable)} failed"
+            + (f", {others} left out (listed above)" if left_out else "")
+            + f"; results in {out_dir}"
         )
     for job in failed:
-        print_error(f"{job.input}: {records[job.input]['error']}")
-    return EXIT_FAILED if failed else EXIT_OK
+        what = job.input if job.series is None else f"{job.input} (series {job.series})"
+        print_error(f"{what}: {records[job.key]['error']}")
+    for entry in unusable:
+        print_error(f"{entry.path}: {entry.reason}")
+    return EXIT_FAILED if failed or unusable else EXIT_OK
 
 
-def _plan(source: Any, out_dir: str, args: argparse.Namespace) -> list[Any]:
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``"1 file"``, ``"2 files"``: a count with its noun in the right number."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _plan(
+    source: Any, out_dir: str, args: argparse.Namespace, entries: list[Any] | None = None
+) -> list[Any]:
     """The jobs of a run, from the command line's options (checked before anything is made;
-    an option that does nothing raises :class:`UnusedOptionError`)."""
+    an option that does nothing raises :class:`UnusedOptionError`); the entries of a dataset
+    folder that are not inputs appended to *entries*."""
     from napari_resample.dataset.plan import plan_dataset
 
     jobs, _ = plan_dataset(
@@ -197,6 +267,7 @@ def _plan(source: Any, out_dir: str, args: argparse.Namespace) -> list[Any]:
         recursive=args.recursive,
         series=args.series,
         names=OPTION_NAMES,
+        skipped=entries,
     )
     if args.no_disk_check:
         jobs = [replace(job, check_disk=False) for job in jobs]
@@ -217,30 +288,32 @@ def _connect(address: str) -> Any:
 
 
 def _verify(out_dir: str, quiet: bool) -> int:
-    from napari_resample.dataset.manifest import MANIFEST_NAME, read_manifest
-    from napari_resample.dataset.run import verify_dataset
+    from napari_resample.dataset.manifest import verify_manifest
 
-    problems = verify_dataset(out_dir)
+    checked, problems = verify_manifest(out_dir)
     for problem in problems:
         print_error(f"mismatch: {problem}")
     if not quiet:
-        records = read_manifest(os.path.join(out_dir, MANIFEST_NAME)).values()
-        checked = sum(1 for r in records if r.get("status") == "done")
-        print(f"{checked} done files checked against the manifest: {len(problems)} mismatches")
+        say(
+            f"{_count(checked, 'done file')} checked against the manifest: "
+            f"{_count(len(problems), 'mismatch', 'mismatches')}"
+            + ("; the next run redoes the files that do not match" if problems else "")
+        )
     return EXIT_FAILED if problems else EXIT_OK
 
 
 def _write_sample(out_dir: str, quiet: bool) -> list[str]:
     """Write the phantom and its labels to *out_dir*; return their paths."""
+    from napari_resample.io.atomic import make_dirs
     from napari_resample.io.nifti import save_volume
     from napari_resample.io.phantom import phantom_volumes
 
-    os.makedirs(out_dir, exist_ok=True)
+    make_dirs(out_dir, [])
     paths = []
     for name, volume in phantom_volumes().items():
         path = os.path.join(out_dir, f"{name}.nii.gz")
         save_volume(path, volume)
         paths.append(path)
         if not quiet:
-            print(f"sample written: {path}")
+            say(f"sample written: {path}")
     return paths

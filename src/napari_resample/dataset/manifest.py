@@ -18,11 +18,15 @@ total, its modification time the latest.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
+import warnings
 from typing import Any, TextIO
 
+from napari_resample.io.atomic import write_error
 from napari_resample.io.names import volume_suffix
 
 #: File name of the manifest in the output folder.
@@ -35,23 +39,111 @@ _FINGERPRINT_BLOCKS = 16
 _HASH_CHUNK = 1 << 20
 
 
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """The latest record of each input in a manifest (absent file: none). Lines that do not
-    parse (half a line left by a killed run) are ignored."""
-    latest: dict[str, dict[str, Any]] = {}
+def read_manifest(path: str | os.PathLike[str]) -> dict[RecordKey, dict[str, Any]]:
+    """The latest record of each input in a manifest (absent file: none), by
+    :func:`record_key`.
+
+    A last line without its end (left by a killed run) is ignored; any other line that is not
+    a record of this package (not UTF-8, not JSON, a record without its input, status or, when
+    done, its output) is ignored with a ``UserWarning`` naming its number.
+
+    Raises
+    ------
+    OSError
+        If *path* is a symbolic link (never followed: see :func:`open_manifest`) or cannot be
+        read.
+    """
+    latest: dict[RecordKey, dict[str, Any]] = {}
+    _refuse_link(os.fspath(path))
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, "rb")
     except FileNotFoundError:
         return latest
     with fh:
-        for line in fh:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("input"), str):
-                latest[record["input"]] = record
+        lines = fh.read().split(b"\n")
+    for number, raw in enumerate(lines[:-1], start=1):  # lines[-1]: after the last "\n"
+        record, problem = _parse_line(raw)
+        if record is not None:
+            latest[record_key(record)] = record
+        elif problem:
+            warnings.warn(
+                f"{os.fspath(path)}: line {number} is ignored: {problem}", UserWarning, 2
+            )
     return latest
+
+
+#: What tells the records of a manifest apart: the input and the DICOM series read from it.
+RecordKey = tuple[str, "str | None"]
+#: The statuses of a record: done, failed, not an input (skipped), or found changed by a
+#: verification (stale: the next run redoes the file).
+STATUSES = ("done", "failed", "skipped", "stale")
+
+
+def record_key(record: dict[str, Any]) -> RecordKey:
+    """The input and series of *record* (see :class:`napari_resample.dataset.job.Job.key`)."""
+    params = record.get("params")
+    series = params.get("series") if isinstance(params, dict) else None
+    return (record["input"], series if isinstance(series, str) else None)
+
+
+def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The record of one manifest line, or None and why ("" for a blank line)."""
+    if not raw.strip():
+        return None, ""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except ValueError:
+        return None, "not JSON"
+    if not isinstance(record, dict):
+        return None, f"not a record but {type(record).__name__}"
+    if not isinstance(record.get("input"), str):
+        return None, "no input path"
+    if record.get("status") not in STATUSES:
+        return None, f"unknown status {record.get('status')!r}"
+    if record["status"] in ("done", "stale") and not isinstance(record.get("output"), str):
+        return None, "no output path"
+    if "params" in record and not isinstance(record["params"], dict | type(None)):
+        return None, "parameters that are not a mapping"
+    return record, ""
+
+
+def _refuse_link(manifest: str) -> None:
+    if os.path.islink(manifest):
+        raise OSError(
+            errno.ELOOP,
+            f"the manifest {manifest!r} is a symbolic link; it is never followed: remove it "
+            "or give another output folder",
+        )
+
+
+def open_manifest(manifest: str) -> TextIO:
+    """*manifest* opened for appending (created if missing), never through a symbolic link.
+
+    Raises
+    ------
+    OSError
+        If it is a symbolic link (ELOOP), or cannot be written (the message names the folder:
+        :func:`napari_resample.io.atomic.write_error`).
+    """
+    _refuse_link(manifest)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(manifest, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            _refuse_link(manifest)
+        raise write_error(exc, manifest) from exc
+    # ASCII JSON (ensure_ascii): a name that is not UTF-8 keeps its undecodable bytes as the
+    # \udcXX escapes os.fsdecode gives them, and the file stays valid UTF-8.
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def append_record(log: TextIO, record: dict[str, Any]) -> None:
+    """Write *record* as one line of *log* (ASCII JSON, keys sorted) and flush it."""
+    log.write(json.dumps(record, sort_keys=True, ensure_ascii=True) + "\n")
+    log.flush()
 
 
 def end_line(log: TextIO, manifest: str) -> None:
@@ -71,10 +163,11 @@ def input_fingerprint(path: str) -> dict[str, Any]:
     practice. See the module docstring for its limits and for folders."""
     if os.path.isdir(path):
         return _folder_fingerprint(path)
-    stat = os.stat(path)
+    fh = open_regular(path)
+    info = os.fstat(fh.fileno())
     digest = hashlib.blake2b(digest_size=16)
-    size = stat.st_size
-    with open(path, "rb") as fh:
+    size = info.st_size
+    with fh:
         if size <= 2 * _FINGERPRINT_EDGE + _FINGERPRINT_BLOCKS * _FINGERPRINT_BLOCK:
             digest.update(fh.read())
         else:
@@ -85,7 +178,27 @@ def input_fingerprint(path: str) -> dict[str, Any]:
                 digest.update(fh.read(_FINGERPRINT_BLOCK))
             fh.seek(size - _FINGERPRINT_EDGE)
             digest.update(fh.read(_FINGERPRINT_EDGE))
-    return {"size": size, "mtime_ns": stat.st_mtime_ns, "sample_hash": digest.hexdigest()}
+    return {"size": size, "mtime_ns": info.st_mtime_ns, "sample_hash": digest.hexdigest()}
+
+
+def open_regular(path: str) -> Any:
+    """*path* opened for reading in binary, if it is a regular file (symbolic links followed).
+
+    A FIFO or a device is never read (opening does not block: ``O_NONBLOCK``).
+
+    Raises
+    ------
+    OSError
+        If it is not a regular file (EINVAL, naming its kind) or cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"not a regular file, never read: {path!r}")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def _folder_files(folder: str) -> list[tuple[str, os.stat_result]]:
@@ -103,14 +216,14 @@ def _folder_files(folder: str) -> list[tuple[str, os.stat_result]]:
 def _folder_fingerprint(folder: str) -> dict[str, Any]:
     digest = hashlib.blake2b(digest_size=16)
     total = latest = 0
-    for name, stat in _folder_files(folder):
-        total += stat.st_size
-        latest = max(latest, stat.st_mtime_ns)
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
-        with open(os.path.join(folder, name), "rb") as fh:
+    for name, info in _folder_files(folder):
+        total += info.st_size
+        latest = max(latest, info.st_mtime_ns)
+        digest.update(os.fsencode(name) + f"\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+        with open_regular(os.path.join(folder, name)) as fh:
             digest.update(fh.read(_FINGERPRINT_BLOCK))
-            if stat.st_size > 2 * _FINGERPRINT_BLOCK:
-                fh.seek(stat.st_size - _FINGERPRINT_BLOCK)
+            if info.st_size > 2 * _FINGERPRINT_BLOCK:
+                fh.seek(info.st_size - _FINGERPRINT_BLOCK)
             digest.update(fh.read(_FINGERPRINT_BLOCK))
     return {"size": total, "mtime_ns": latest, "sample_hash": digest.hexdigest()}
 
@@ -120,12 +233,12 @@ def file_sha256(path: str) -> str:
     ``<name> <size> <SHA-256 of the file>`` of its files (see the module docstring)."""
     if os.path.isdir(path):
         lines = hashlib.sha256()
-        for name, stat in _folder_files(path):
+        for name, info in _folder_files(path):
             file_digest = file_sha256(os.path.join(path, name))
-            lines.update(f"{name}\0{stat.st_size}\0{file_digest}\n".encode())
+            lines.update(os.fsencode(name) + f"\0{info.st_size}\0{file_digest}\n".encode())
         return lines.hexdigest()
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         while chunk := fh.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -148,30 +261,75 @@ def still_done(
     if recorded != fingerprint:
         return False
     try:
-        stat = os.stat(output)
+        info = os.stat(output)
     except OSError:
         return False
-    return (stat.st_size, stat.st_mtime_ns) == (
+    return (info.st_size, info.st_mtime_ns) == (
         record.get("output_size"),
         record.get("output_mtime_ns"),
     )
 
 
-def manifest_problems(output_path: str | os.PathLike[str]) -> list[str]:
-    """One sentence per input or output that no longer matches its record (changed or gone);
-    see :func:`napari_resample.verify_dataset`."""
+def verify_manifest(output_path: str | os.PathLike[str]) -> tuple[int, list[str]]:
+    """Re-hash every input and output that the manifest of *output_path* records as done; see
+    :func:`napari_resample.verify_dataset`.
+
+    A file whose input or output no longer matches gets a ``stale`` record appended, so that
+    the next run redoes it (its cheap check, size and modification time, could miss a change
+    that the full hash sees); a file found stale by an earlier verification is reported again
+    until a run redoes it.
+
+    Returns
+    -------
+    int
+        The number of files checked (done or stale).
+    list of str
+        One sentence per mismatch: an input or output changed or gone.
+    """
     manifest = os.path.join(os.fspath(output_path), MANIFEST_NAME)
-    if not os.path.isfile(manifest):
+    if not os.path.lexists(manifest):
         raise FileNotFoundError(f"no {MANIFEST_NAME} in {os.fspath(output_path)!r}")
+    records = [r for r in read_manifest(manifest).values() if r["status"] in ("done", "stale")]
     problems: list[str] = []
-    for record in read_manifest(manifest).values():
-        if record.get("status") != "done":
+    stale: list[dict[str, Any]] = []
+    for record in records:
+        if record["status"] == "stale":
+            problems.append(f"{record.get('error')} (found earlier; the next run redoes it)")
             continue
-        for role in ("input", "output"):
-            path = record[role]
-            present = os.path.isfile(path) or (role == "input" and os.path.isdir(path))
-            if not present:
-                problems.append(f"{role} missing: {path}")
-            elif file_sha256(path) != record.get(f"{role}_sha256"):
-                problems.append(f"{role} changed since it was resampled: {path}")
+        found = _record_problems(record)
+        if found:
+            problems.extend(found)
+            stale.append({**record, "status": "stale", "error": "; ".join(found)})
+    if stale:
+        try:
+            with open_manifest(manifest) as log:
+                end_line(log, manifest)
+                for record in stale:
+                    append_record(log, record)
+        except OSError as exc:
+            warnings.warn(
+                f"the mismatches could not be recorded ({exc}): a run with --no-resume "
+                "(resume=False) redoes the files",
+                UserWarning,
+                2,
+            )
+    return len(records), problems
+
+
+def _record_problems(record: dict[str, Any]) -> list[str]:
+    """The mismatches of a done *record*: its input, its output, or both."""
+    problems = []
+    for role in ("input", "output"):
+        path = record[role]
+        present = os.path.isfile(path) or (role == "input" and os.path.isdir(path))
+        if not present:
+            problems.append(f"{role} missing: {path}")
+            continue
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            problems.append(f"{role} cannot be read ({exc.strerror or exc}): {path}")
+            continue
+        if digest != record.get(f"{role}_sha256"):
+            problems.append(f"{role} changed since it was resampled: {path}")
     return problems

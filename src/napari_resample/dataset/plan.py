@@ -1,148 +1,88 @@
-"""Planning a dataset run: the inputs listed, every option checked, one :class:`Job` per file.
+"""Planning a dataset run: the inputs listed, every option checked, one :class:`Job` per input.
 
 Nothing here touches the outputs: a plan is made (and refused) before anything is created. An
-input is a volume file (NIfTI, NRRD, MetaImage) or a folder holding a DICOM series; every
-output is NIfTI.
+input is a volume file (NIfTI, NRRD, MetaImage) or a DICOM series; every output is NIfTI.
+
+Every entry of a dataset folder ends as an input, or as a :class:`Skipped` entry with its
+reason (listed in the summary and the manifest; ``failed`` when it was meant as an input and
+cannot be one). Entries whose name starts with ``.`` (hidden files, temporary files) and the
+output folder are not part of the dataset. The rule of DICOM folders is
+:func:`is_dicom_series_folder`'s; in a folder that is not one, DICOM files are grouped by series
+(SeriesInstanceUID, as GDCM groups them), each series an input named after its first file.
+Nothing but regular files is ever opened: FIFOs, devices, sockets, dangling symbolic links and
+symbolic link loops are listed with their kind.
 """
 
 from __future__ import annotations
 
+import errno
 import numbers
 import os
+import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
+from napari_resample.dataset.job import (
+    DEFAULT_SAVING_MODE,
+    TARGET_OPTIONS,
+    TARGETS,
+    Job,
+    UnusedOptionError,
+    check_options_apply,
+)
 from napari_resample.dataset.manifest import input_fingerprint
 from napari_resample.engine.memory import parse_bytes
 from napari_resample.engine.options import (
     ANCHORS,
     AUTO_INTERPOLATIONS,
     SAVING_MODES,
-    Anchor,
-    AutoInterpolation,
-    SavingMode,
     check_choice,
     validate_size,
     validate_spacing,
 )
-from napari_resample.io.formats import is_volume_input, looks_like_dicom_folder
+from napari_resample.io.dicom import is_dicom_head, is_dicom_series_folder, read_head
+from napari_resample.io.formats import is_volume_input, list_dicom_series
 from napari_resample.io.names import (
     OUTPUT_SUFFIX,
     REFERENCE_SUFFIX,
     VOLUME_SUFFIXES,
     is_output_name,
-    output_name,
     volume_name,
     volume_suffix,
 )
 
-#: The layout of a dataset's results when the caller names none, in Python and on the command
-#: line alike: every result in the output folder, the input's layout mirrored (an image and its
-#: label map stay side by side, and a file's result lands where the one-file doors put it).
-DEFAULT_SAVING_MODE: SavingMode = "folder"
-#: The targets, by the name of the argument that gives each.
-TARGETS = ("desired_volume", "spacing", "reference")
-#: The options that only some targets use. Given with another target, such an option would do
-#: nothing, so the front doors refuse it instead of ignoring it.
-TARGET_OPTIONS: dict[str, tuple[str, ...]] = {
-    "fill_value": ("reference",),
-    "anchor": ("desired_volume", "spacing"),
-    "antialias": ("desired_volume", "spacing"),
-}
-
-
-class UnusedOptionError(ValueError):
-    """An option given where it does nothing (a front door refuses it rather than ignore it)."""
+__all__ = [
+    "DEFAULT_SAVING_MODE",
+    "TARGETS",
+    "TARGET_OPTIONS",
+    "Job",
+    "Skipped",
+    "UnusedOptionError",
+    "check_options_apply",
+    "list_inputs",
+    "plan_dataset",
+]
 
 
 @dataclass(frozen=True)
-class Job:
-    """One file of a dataset run: everything :func:`napari_resample.dataset.task.run_job`
-    needs, picklable."""
+class Skipped:
+    """An entry of a dataset folder that is not an input, and why; *failed* when it was meant
+    as one (a volume's name) and cannot be read."""
 
-    input: str  # absolute path
-    output: str  # absolute path
-    shown: str  # the output path as the caller's output_path spells it
-    size: tuple[int, int, int] | None  # one of size, spacing, reference is the target
-    interpolation: AutoInterpolation
-    anchor: Anchor
-    antialias: bool
-    fingerprint: dict[str, Any]
-    threads: int | None = None
-    spacing: tuple[float, float, float] | None = None
-    reference: str | None = None  # absolute path
-    reference_fingerprint: dict[str, Any] | None = None
-    fill_value: float = 0.0
-    max_memory: int | None = None  # bytes per worker; None: a share of what is available
-    series: str | None = None  # the DICOM series of a folder input
-    check_disk: bool = True  # refuse a result over its folder's free space (resample_file)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The parameters that decide the output (compared on resume; ``series`` only when
-        set, so that the records of earlier versions still match)."""
-        params = self._target_params
-        if self.series is not None:
-            params["series"] = self.series
-        return params
-
-    @property
-    def _target_params(self) -> dict[str, Any]:
-        if self.reference is not None:
-            return {
-                "reference": self.reference,
-                "reference_fingerprint": self.reference_fingerprint,
-                "interpolation": self.interpolation,
-                "fill_value": self.fill_value,
-            }
-        target: dict[str, Any] = (
-            {"desired_volume": list(self.size)}
-            if self.size is not None
-            else {"spacing": list(self.spacing or ())}
-        )
-        return {
-            **target,
-            "interpolation": self.interpolation,
-            "anchor": self.anchor,
-            "antialias": self.antialias,
-        }
+    path: str
+    reason: str
+    failed: bool = False
 
 
-def check_options_apply(
-    target: str, given: Sequence[str], names: Mapping[str, str] | None = None
-) -> None:
-    """Raise :class:`UnusedOptionError` if an option of *given* does nothing with *target*.
+class Input(NamedTuple):
+    """One input: a file or a folder, its folder relative to the dataset root, the DICOM series
+    to read (folders only) and the PREFIX of its output."""
 
-    Parameters
-    ----------
-    target : {"desired_volume", "spacing", "reference"}
-    given : sequence of str
-        The options the caller set (by their Python names).
-    names : mapping of str to str, optional
-        How the caller spells each option and target in messages (the command line's
-        ``--fill-value`` for ``fill_value``); default: the Python names.
-
-    Examples
-    --------
-    >>> check_options_apply("reference", ["fill_value"])
-    >>> check_options_apply("spacing", ["fill_value"])
-    Traceback (most recent call last):
-    ...
-    napari_resample.dataset.plan.UnusedOptionError: fill_value applies only with reference, \
-not with spacing: leave it out
-    """
-
-    def name(key: str) -> str:
-        return (names or {}).get(key, key)
-
-    for option in given:
-        applies = TARGET_OPTIONS.get(option, TARGETS)
-        if target not in applies:
-            raise UnusedOptionError(
-                f"{name(option)} applies only with {' or '.join(map(name, applies))}, "
-                f"not with {name(target)}: leave it out"
-            )
+    path: str
+    rel: str
+    series: str | None
+    prefix: str
 
 
 def plan_dataset(
@@ -161,6 +101,7 @@ def plan_dataset(
     recursive: bool = False,
     series: str | None = None,
     names: Mapping[str, str] | None = None,
+    skipped: list[Skipped] | None = None,
 ) -> tuple[list[Job], str]:
     """Check every argument and list the jobs, creating nothing. See
     :func:`napari_resample.resampling_dataset`.
@@ -169,7 +110,8 @@ def plan_dataset(
     give them (then ``"auto"``, 0, ``"origin"`` and False). One of the last three given with a
     target that does not use it, or a *series* with no DICOM folder among the inputs, raises
     :class:`UnusedOptionError`, its message spelling the options as *names* says (see
-    :func:`check_options_apply`).
+    :func:`check_options_apply`). The entries of a dataset folder that are not inputs are
+    appended to *skipped* when given (see the module docstring).
 
     Returns the jobs in input order and the output folder as given.
     """
@@ -206,8 +148,14 @@ def plan_dataset(
     out_dir = os.fspath(output_path)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"output_path must be a folder, got a file: {out_dir!r}")
-    inputs = list_inputs(nii_folder, out_dir, recursive)
-    if series is not None and not any(os.path.isdir(path) for path, _ in inputs):
+    left_out: list[Skipped] = []
+    inputs = list_inputs(nii_folder, out_dir, recursive, series, left_out)
+    if skipped is not None:
+        skipped.extend(left_out)
+    dicom = any(i.series is not None or os.path.isdir(i.path) for i in inputs) or any(
+        s.reason.startswith(_OTHER_SERIES) for s in left_out
+    )
+    if series is not None and not dicom:
         raise UnusedOptionError(
             f"{(names or {}).get('series', 'series')} {series!r} applies to folders of DICOM "
             f"files, and none of the {len(inputs)} input(s) is one"
@@ -227,87 +175,212 @@ def plan_dataset(
         fill_value=float(fill_value or 0),
         max_memory=budget,
     )
-    return _jobs(inputs, out_dir, saving_mode, template, series), out_dir
+    return _jobs(inputs, out_dir, saving_mode, template), out_dir
 
 
-def _jobs(
-    inputs: list[tuple[str, str]],
-    out_dir: str,
-    saving_mode: str,
-    template: Job,
-    series: str | None,
-) -> list[Job]:
+def _jobs(inputs: list[Input], out_dir: str, saving_mode: str, template: Job) -> list[Job]:
     """One job per input, from *template*; refuse two inputs that would write one output."""
-    from dataclasses import replace
-
     jobs: list[Job] = []
     claimed: dict[str, str] = {}
     suffix = REFERENCE_SUFFIX if template.reference is not None else OUTPUT_SUFFIX
-    for path, rel_dir in inputs:
-        parts = [rel_dir] if rel_dir else []
+    for item in inputs:
+        parts = [item.rel] if item.rel else []
         if saving_mode == "case":
-            parts.append(volume_name(path))
-        shown = os.path.join(out_dir, *parts, output_name(path, suffix))
+            parts.append(item.prefix)
+        shown = os.path.join(out_dir, *parts, item.prefix + suffix)
         target = os.path.normcase(os.path.abspath(shown))
+        what = item.path if item.series is None else f"{item.path} (series {item.series})"
         if target in claimed:
             raise ValueError(
                 f"two inputs would write the same output {shown!r}: {claimed[target]!r} and "
-                f"{path!r}; rename one or use saving_mode='case' or recursive=True"
+                f"{what!r}; rename one or use saving_mode='case' or recursive=True"
             )
-        claimed[target] = path
+        claimed[target] = what
         jobs.append(
             replace(
                 template,
-                input=os.path.abspath(path),
+                input=os.path.abspath(item.path),
                 output=os.path.abspath(shown),
                 shown=shown,
-                series=series if os.path.isdir(path) else None,
+                series=item.series,
             )
         )
     return jobs
+
+
+#: How a DICOM series not asked for (``series=``) is listed: the start of its reason.
+_OTHER_SERIES = "DICOM series not asked for"
+#: Bytes read from a file to tell whether it is a DICOM file (the Part 10 marker at 128).
 
 
 def list_inputs(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str,
     recursive: bool,
-) -> list[tuple[str, str]]:
-    """``(path, folder relative to the dataset root)`` of every input, sorted."""
+    series: str | None = None,
+    skipped: list[Skipped] | None = None,
+) -> list[Input]:
+    """Every input of *source*, sorted by folder then name; the entries of a dataset folder
+    that are not inputs appended to *skipped* (see the module docstring)."""
     if not isinstance(source, str | os.PathLike):
-        return [(p, "") for p in _listed_inputs(source)]
+        return [
+            Input(p, "", series if os.path.isdir(p) else None, volume_name(p))
+            for p in _listed_inputs(source)
+        ]
     root = os.fspath(source)
     if not os.path.isdir(root):
         if os.path.exists(root):
             raise ValueError(f"nii_folder must be a folder or a list of files, got {root!r}")
         raise FileNotFoundError(f"input folder does not exist: {root!r}")
-    if looks_like_dicom_folder(root):
-        return [(root, "")]
-    skip = os.path.realpath(out_dir)
-    found: list[tuple[str, str]] = []
-    for folder, subdirs, files in os.walk(root):
-        rel = os.path.relpath(folder, root)
-        rel = "" if rel == "." else rel
-        kept = []
-        for d in sorted(subdirs):
-            path = os.path.join(folder, d)
-            if d.startswith(".") or os.path.realpath(path) == skip:
-                continue
-            if looks_like_dicom_folder(path):
-                found.append((path, rel))  # a series: one input, not looked into
-            else:
-                kept.append(d)
-        subdirs[:] = kept
-        for name in sorted(files):
-            if name.startswith(".") or volume_suffix(name) is None or is_output_name(name):
-                continue
-            found.append((os.path.join(folder, name), rel))
-        if not recursive:
-            break
-    if not found:
+    if is_dicom_series_folder(root):
+        return [Input(root, "", series, volume_name(root))]
+    found: list[Input] = []
+    left: list[Skipped] = []
+    _walk(root, "", os.path.realpath(out_dir), recursive, series, found, left)
+    if skipped is not None:
+        skipped.extend(left)
+    if not found and not any(s.failed for s in left):
         raise FileNotFoundError(
-            f"no volume file ({', '.join(VOLUME_SUFFIXES)}) and no DICOM folder in {root!r}"
+            f"no volume file ({', '.join(VOLUME_SUFFIXES)}) and no DICOM series in {root!r}"
+            + (f"; {len(left)} other entries left out" if left else "")
         )
-    return sorted(found, key=lambda item: (item[1], os.path.basename(item[0])))
+    return sorted(found, key=lambda item: (item.rel, item.prefix))
+
+
+def _walk(
+    folder: str,
+    rel: str,
+    out_real: str,
+    recursive: bool,
+    series: str | None,
+    found: list[Input],
+    left: list[Skipped],
+) -> None:
+    """List the entries of *folder* (and of its sub-folders if *recursive*)."""
+    try:
+        with os.scandir(folder) as scan:
+            names = sorted(e.name for e in scan if not e.name.startswith("."))
+    except OSError as exc:
+        left.append(Skipped(folder, f"cannot be listed: {_reason(exc)}", failed=True))
+        return
+    dicom: list[str] = []
+    for name in names:
+        path = os.path.join(folder, name)
+        kind, reason = _classify(path, name)
+        if kind == "folder":
+            if os.path.realpath(path) == out_real:
+                continue  # the output folder: never part of the dataset
+            if is_dicom_series_folder(path):
+                found.append(Input(path, rel, series, name))
+            elif os.path.islink(path):
+                left.append(Skipped(path, "a symbolic link to a folder (not followed)"))
+            elif recursive:
+                _walk(path, os.path.join(rel, name), out_real, recursive, series, found, left)
+            else:
+                left.append(Skipped(path, "a folder (its files are taken with recursive)"))
+        elif kind == "volume":
+            found.append(Input(path, rel, None, volume_name(path)))
+        elif kind == "dicom":
+            dicom.append(name)
+        else:
+            left.append(Skipped(path, reason, failed=kind == "failed"))
+    if dicom:
+        found.extend(_series_inputs(folder, rel, dicom, series, left))
+
+
+def _classify(path: str, name: str) -> tuple[str, str]:
+    """``(kind, reason)`` of an entry: kind ``folder``, ``volume``, ``dicom``, ``skip`` or
+    ``failed`` (a volume's name that cannot be one), reason for the last two. Only regular
+    files are opened, and only DICOM candidates are read (132 bytes)."""
+    meant = volume_suffix(name) is not None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return ("failed" if meant else "skip"), _stat_problem(path, exc)
+    if stat.S_ISDIR(mode):
+        return "folder", ""
+    if not stat.S_ISREG(mode):
+        return ("failed" if meant else "skip"), (
+            f"not a regular file but {_file_kind(mode)} (never opened)"
+        )
+    if meant:
+        if is_output_name(name):
+            return "skip", "a result of this package (*_resampled*.nii.gz), not an input"
+        return "volume", ""
+    if name.upper().startswith("DICOMDIR"):
+        return "skip", "a DICOMDIR index (no voxels)"
+    try:
+        head = read_head(path)
+    except OSError as exc:
+        return "skip", f"cannot be read: {_reason(exc)}"
+    if is_dicom_head(head):
+        return "dicom", ""
+    return "skip", f"not a volume file ({', '.join(VOLUME_SUFFIXES)}) nor a DICOM file"
+
+
+def _stat_problem(path: str, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    if os.path.islink(path) and isinstance(exc, FileNotFoundError):
+        return f"a symbolic link to a missing path ({os.readlink(path)!r})"
+    return f"cannot be read: {_reason(exc)}"
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((kind for test, kind in kinds.items() if test(mode)), "a special file")
+
+
+def _series_inputs(
+    folder: str, rel: str, dicom: list[str], series: str | None, left: list[Skipped]
+) -> list[Input]:
+    """The DICOM files of a folder that is not a series, grouped by series: one input each
+    (its PREFIX the name of its first file without suffix); files in no series, and series
+    other than *series* when given, are listed in *left*."""
+    import SimpleITK as sitk
+
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's raw "No Series were found"
+    try:
+        found = list_dicom_series(folder)
+        members = {
+            s.uid: sorted(
+                os.path.basename(f)
+                for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, s.uid)
+            )
+            for s in found
+        }
+    except (OSError, ValueError, RuntimeError) as exc:
+        for name in dicom:
+            left.append(Skipped(os.path.join(folder, name), f"DICOM files not grouped: {exc}"))
+        return []
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+    inputs = []
+    grouped: set[str] = set()
+    for uid, files in sorted(members.items(), key=lambda item: item[1][:1]):
+        files = [f for f in files if f in set(dicom)]
+        if not files:
+            continue
+        grouped.update(files)
+        if series is not None and uid != series:
+            for name in files:
+                left.append(Skipped(os.path.join(folder, name), f"{_OTHER_SERIES} ({uid})"))
+            continue
+        inputs.append(Input(folder, rel, uid, os.path.splitext(files[0])[0] or files[0]))
+    for name in dicom:
+        if name not in grouped:
+            left.append(Skipped(os.path.join(folder, name), "a DICOM file in no image series"))
+    return inputs
 
 
 def _listed_inputs(source: Sequence[str | os.PathLike[str]]) -> list[str]:

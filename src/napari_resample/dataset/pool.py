@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import replace
 from typing import Any
 
-from napari_resample.dataset.plan import Job
+from napari_resample.dataset.job import Job
 from napari_resample.dataset.task import job_record, run_job
 from napari_resample.engine.memory import default_budget
 from napari_resample.engine.threads import available_cores

@@ -8,33 +8,33 @@ progress. Every output is NIfTI.
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import replace
-from typing import Any
+from typing import Any, TextIO
 
+from napari_resample.dataset.job import DEFAULT_SAVING_MODE, Job, UnusedOptionError
 from napari_resample.dataset.manifest import (
     MANIFEST_NAME,
+    RecordKey,
+    append_record,
     end_line,
     input_fingerprint,
-    manifest_problems,
+    open_manifest,
     read_manifest,
+    record_key,
     still_done,
+    verify_manifest,
 )
-from napari_resample.dataset.plan import (
-    DEFAULT_SAVING_MODE,
-    Job,
-    UnusedOptionError,
-    plan_dataset,
-)
+from napari_resample.dataset.plan import Skipped, plan_dataset
 from napari_resample.dataset.pool import execute_jobs
-from napari_resample.dataset.report import ProgressReporter, stderr_reporter
+from napari_resample.dataset.report import ProgressReporter, describe_entry, stderr_reporter
+from napari_resample.dataset.task import job_record
 from napari_resample.engine.options import Anchor, AutoInterpolation, SavingMode
-from napari_resample.io.atomic import make_dirs, remove_empty_dirs, remove_stale_temps
+from napari_resample.io.atomic import held_dirs, make_dirs, remove_empty_dirs, remove_stale_temps
 
 
 def resampling_dataset(
@@ -57,6 +57,7 @@ def resampling_dataset(
     progress: bool = True,
     series: str | None = None,
     max_memory: int | str | None = None,
+    check_disk: bool = True,
 ) -> list[str]:
     """Resample every volume of a folder (or a list of them) to one target grid, into NIfTI.
 
@@ -71,12 +72,17 @@ def resampling_dataset(
     ----------
     nii_folder : str, os.PathLike or sequence of them
         A folder whose volumes are resampled, in sorted order: its NIfTI (``.nii.gz``,
-        ``.nii``), NRRD (``.nrrd``, ``.nhdr``) and MetaImage (``.mha``, ``.mhd``) files, and
-        each sub-folder holding DICOM files (one input, a series, PREFIX its name; not looked
-        into). Hidden files and results of this package (``*_resampled.nii.gz``) are left out.
-        A folder that itself holds DICOM files is one input. Or an explicit list of such files
-        and DICOM folders. Every result is NIfTI-1; from a non-NIfTI input it has qform and
-        sform code 1 (scanner).
+        ``.nii``), NRRD (``.nrrd``, ``.nhdr``) and MetaImage (``.mha``, ``.mhd``) files, each
+        sub-folder that is a DICOM series (one input, PREFIX its name), and its loose DICOM
+        files grouped by series (one input each, PREFIX the name of its first file). A folder
+        is a DICOM series only when it holds DICOM files and nothing else
+        (:func:`napari_resample.io.dicom.is_dicom_series_folder`); such a folder given
+        itself is one input. Every other entry (a note, a result of this package, a FIFO, a
+        device, a dangling symbolic link, a sub-folder without *recursive*) is listed with its
+        reason in the manifest and the progress, never opened; one named as a volume that
+        cannot be read is a failed file. Hidden entries (``.name``) are not part of a dataset.
+        Or an explicit list of volume files and DICOM folders. Every result is NIfTI-1; from
+        a non-NIfTI input it has qform and sform code 1 (scanner).
     output_path : str or os.PathLike
         Folder for the results and the manifest ``resampling_manifest.jsonl``; created (with
         parents) after the inputs are checked.
@@ -122,7 +128,8 @@ def resampling_dataset(
         paths, as on a shared file system). Not with *workers*.
     resume : bool
         Skip the files that the manifest records as done with the same input, parameters and
-        output (default); False redoes every file.
+        output (default), unless :func:`verify_dataset` found them changed since; False redoes
+        every file.
     progress : bool
         Show progress on standard error: a bar on a terminal, else one line per file.
     series : str, optional
@@ -133,6 +140,9 @@ def resampling_dataset(
         Memory each worker may use (``"2G"``, ``"800M"`` or bytes); default: half of the memory
         available now, shared by the local workers. NIfTI files are streamed plane by plane
         within it (see :func:`napari_resample.resampling`).
+    check_disk : bool
+        Refuse each file whose result cannot fit its folder's free space, before it is computed
+        (:func:`napari_resample.pipeline.limits.check_free_space`); False to skip the check.
 
     Returns
     -------
@@ -151,6 +161,10 @@ def resampling_dataset(
         *executor*), an unreadable *reference*, an *output_path* that is a file, a listed path
         that is not a volume, or two inputs that would write the same output file (naming
         both); before anything is created.
+    OSError
+        If the output folder cannot be written (one sentence naming the folder and the
+        reason) or its manifest is a symbolic link (never written through); before any file
+        is resampled.
     KeyboardInterrupt
         On Ctrl-C, after the files being written are removed (finished files and their
         manifest lines stay).
@@ -160,6 +174,7 @@ def resampling_dataset(
     >>> done = resampling_dataset("scans/", "resampled/", (224, 224, 128))  # doctest: +SKIP
     """
     check_runner(workers, executor)
+    skipped: list[Skipped] = []
     zero = isinstance(fill_value, numbers.Real) and not isinstance(fill_value, bool)
     jobs, out_dir = plan_dataset(
         nii_folder,
@@ -177,20 +192,32 @@ def resampling_dataset(
         antialias=None if antialias is False else antialias,
         recursive=recursive,
         series=series,
+        skipped=skipped,
     )
+    if not check_disk:
+        jobs = [replace(job, check_disk=False) for job in jobs]
     reporter = stderr_reporter(len(jobs)) if progress else None
+    if reporter is not None:
+        for entry in skipped:
+            reporter.note(describe_entry(entry))
     try:
         records = run_dataset(
-            jobs, out_dir, workers=workers, executor=executor, resume=resume, report=reporter
+            jobs,
+            out_dir,
+            workers=workers,
+            executor=executor,
+            resume=resume,
+            report=reporter,
+            skipped=skipped,
         )
     finally:
         if reporter is not None:
             reporter.close()
     if debug:
         for job in jobs:
-            if records[job.input]["status"] == "done" and not records[job.input].get("skipped"):
+            if records[job.key]["status"] == "done" and not records[job.key].get("skipped"):
                 print(f"Resampled image saved at: '{job.shown}'")
-    return [job.shown for job in jobs if records[job.input]["status"] == "done"]
+    return [job.shown for job in jobs if records[job.key]["status"] == "done"]
 
 
 def check_runner(workers: object, executor: Executor | None) -> None:
@@ -215,66 +242,113 @@ def run_dataset(
     resume: bool = True,
     report: ProgressReporter | None = None,
     cancel: threading.Event | None = None,
-) -> dict[str, dict[str, Any]]:
+    skipped: Sequence[Skipped] = (),
+) -> dict[RecordKey, dict[str, Any]]:
     """Run *jobs* (from :func:`napari_resample.dataset.plan.plan_dataset`); return the latest
-    record of each input.
+    record of each job (by :attr:`Job.key`) and of each *skipped* entry (by ``(path, None)``).
 
-    Skipped files get their manifest record with ``"skipped": True`` (and no new line). When
-    *cancel* is set (a Ctrl-C handler sets it), the run stops as a KeyboardInterrupt would,
-    at the latest when the file being resampled in this process is finished: Python drops a
-    KeyboardInterrupt that lands in a destructor, the event is never lost.
+    Files found done get their manifest record with ``"skipped": True`` (and no new line). An
+    input that cannot be read now (gone, not a regular file, no permission) fails alone. Each
+    *skipped* entry gets a record (status ``skipped``, or ``failed`` when it was meant as an
+    input), appended when it differs from the manifest's latest. When *cancel* is set (a Ctrl-C
+    handler sets it), the run stops as a KeyboardInterrupt would, at the latest when the file
+    being resampled in this process is finished: Python drops a KeyboardInterrupt that lands
+    in a destructor, the event is never lost. The manifest is never written through a symbolic
+    link (refused before any work).
     """
     check_runner(workers, executor)
     made: list[str] = []
     make_dirs(out_dir, made)
     manifest = os.path.join(out_dir, MANIFEST_NAME)
-    previous = read_manifest(manifest) if resume else {}
-    records: dict[str, dict[str, Any]] = {}
+    try:
+        previous = read_manifest(manifest)
+        log = open_manifest(manifest)
+    except BaseException:
+        remove_empty_dirs(made)
+        raise
+    with log:
+        end_line(log, manifest)
+        records = _entry_records(skipped, previous, log)
+        todo = _sort_out(jobs, previous if resume else {}, records, log)
+        count = 0
+        if report is not None:
+            for job in jobs:
+                if job.key in records:
+                    count += 1
+                    report(records[job.key], count, len(jobs))
+        folders = sorted({os.path.dirname(job.output) for job in todo})
+        with held_dirs(folders, made):
+            try:
+                for folder in folders:
+                    remove_stale_temps(folder)
+                for record in execute_jobs(todo, workers, executor, cancel):
+                    append_record(log, record)
+                    records[record_key(record)] = record
+                    count += 1
+                    if report is not None:
+                        report(record, count, len(jobs))
+            finally:
+                for folder in folders:
+                    remove_stale_temps(folder)
+    return records
+
+
+def _entry_records(
+    skipped: Sequence[Skipped], previous: dict[RecordKey, dict[str, Any]], log: TextIO
+) -> dict[RecordKey, dict[str, Any]]:
+    """The records of the entries that are not inputs, appended to *log* when new."""
+    from napari_resample.version import __version__
+
+    records: dict[RecordKey, dict[str, Any]] = {}
+    for entry in skipped:
+        status = "failed" if entry.failed else "skipped"
+        record = {"input": entry.path, "status": status, "error": entry.reason}
+        old = previous.get((entry.path, None), {})
+        if entry.failed or (old.get("status"), old.get("error")) != (status, entry.reason):
+            append_record(log, {**record, "output": None, "version": __version__})
+        records[(entry.path, None)] = record
+    return records
+
+
+def _sort_out(
+    jobs: Sequence[Job],
+    previous: dict[RecordKey, dict[str, Any]],
+    records: dict[RecordKey, dict[str, Any]],
+    log: TextIO,
+) -> list[Job]:
+    """The jobs to run, fingerprinted; the others' records into *records*: done already, or
+    failed now because their input cannot be read (appended to *log*)."""
     todo: list[Job] = []
     for job in jobs:
-        job = replace(job, fingerprint=input_fingerprint(job.input))
-        old = previous.get(job.input)
+        try:
+            job = replace(job, fingerprint=input_fingerprint(job.input))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            record = job_record(job, 0.0, error=f"cannot read the input: {reason}")
+            append_record(log, record)
+            records[job.key] = record
+            continue
+        old = previous.get(job.key)
         if old is not None and still_done(old, job.params, job.output, job.fingerprint):
-            records[job.input] = {**old, "skipped": True}
+            records[job.key] = {**old, "skipped": True}
         else:
             todo.append(job)
-    count = 0
-    if report is not None:
-        for job in jobs:
-            if job.input in records:
-                count += 1
-                report(records[job.input], count, len(jobs))
-    folders = sorted({os.path.dirname(job.output) for job in todo})
-    for folder in folders:
-        make_dirs(folder, made)
-        remove_stale_temps(folder)
-    count = len(records)
-    try:
-        with open(manifest, "a", encoding="utf-8") as log:
-            end_line(log, manifest)
-            for record in execute_jobs(todo, workers, executor, cancel):
-                log.write(json.dumps(record, sort_keys=True) + "\n")
-                log.flush()
-                records[record["input"]] = record
-                count += 1
-                if report is not None:
-                    report(record, count, len(jobs))
-    finally:
-        for folder in folders:
-            remove_stale_temps(folder)
-        remove_empty_dirs([d for d in made if d != out_dir])
-    return records
+    return todo
 
 
 def verify_dataset(output_path: str | os.PathLike[str]) -> list[str]:
     """Re-hash every input and output that the manifest records as done; recompute nothing.
 
     Returns one sentence per mismatch (an input changed or gone, an output changed or gone);
-    an empty list when everything matches.
+    an empty list when everything matches. A mismatched file is recorded as stale in the
+    manifest, so that the next run redoes it (its quick check could miss what the full hash
+    sees); it is reported again until then.
 
     Raises
     ------
     FileNotFoundError
         If *output_path* holds no manifest.
+    OSError
+        If the manifest is a symbolic link (never followed).
     """
-    return manifest_problems(output_path)
+    return verify_manifest(output_path)[1]

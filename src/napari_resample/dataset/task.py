@@ -12,8 +12,9 @@ import time
 import warnings
 from typing import Any
 
+from napari_resample.dataset.job import Job
 from napari_resample.dataset.manifest import file_sha256
-from napari_resample.dataset.plan import Job
+from napari_resample.engine.progress import ProgressCallback
 from napari_resample.engine.threads import limit_engine_threads
 from napari_resample.pipeline.run import (
     GridTarget,
@@ -24,9 +25,9 @@ from napari_resample.pipeline.run import (
 )
 
 
-def run_job(job: Job) -> dict[str, Any]:
+def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Resample one file of a dataset and describe what happened (never raises for the file's
-    own problems: they are the record's ``error``)."""
+    own problems: they are the record's ``error``); *progress* hears the fraction done."""
     from napari_resample.version import __version__
 
     start = time.perf_counter()
@@ -43,6 +44,7 @@ def run_job(job: Job) -> dict[str, Any]:
                 series=job.series,
                 max_memory=job.max_memory,
                 check_disk=job.check_disk,
+                progress=progress,
             )
             before, after, used = result.before, result.after, result.interpolation
         info = dict(result.info, streamed=result.streamed)

@@ -52,8 +52,8 @@ def atomic_output(path: str, suffix: str) -> Iterator[str]:
         fsync_folder(folder)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if (full := disk_full_error(exc, path, folder)) is not None:
-            raise full from exc
+        if (plain := write_error(exc, path)) is not exc:
+            raise plain from exc
         raise
     finally:
         end_temp(tmp)
@@ -74,18 +74,44 @@ def end_temp(tmp: str) -> None:
     _IN_PROGRESS.discard(tmp)
 
 
-def disk_full_error(exc: BaseException, path: str, folder: str) -> OSError | None:
-    """What a write to *path* (in *folder*) that failed with *exc* raises when the disk or quota
-    is full: an OSError with the same errno naming the path and the free space; else None."""
-    if not (isinstance(exc, OSError) and exc.errno in _DISK_FULL):
-        return None
-    return OSError(
-        exc.errno, f"no space left to write {path!r}: {_free_space(folder)} free in {folder!r}"
-    )
+def write_error(exc: BaseException, path: str) -> BaseException:
+    """What a write to *path* that failed with *exc* raises: the one place where the errors of
+    the operating system become one sentence naming the folder and the reason.
+
+    A full disk or quota, a folder without write permission, a read-only file system, or a
+    folder gone or not a folder give an exception of *exc*'s own type and errno whose message
+    is that sentence (``cannot write into '/out': permission denied``; never the name of a
+    temporary file); any other *exc* is returned as is.
+
+    Examples
+    --------
+    >>> str(write_error(PermissionError(13, "Permission denied", "/out/.x.tmp"), "/out/x.nii"))
+    "cannot write into '/out': permission denied"
+    """
+    if not isinstance(exc, OSError) or exc.errno not in _WRITE_PROBLEMS:
+        return exc
+    folder = os.path.dirname(os.path.abspath(path))
+    if exc.errno in _DISK_FULL:
+        message = f"no space left to write {path!r}: {_free_space(folder)} free in {folder!r}"
+    else:
+        message = f"cannot write into {folder!r}: {_WRITE_PROBLEMS[exc.errno]}"
+    plain = type(exc)(message)
+    plain.errno = exc.errno
+    return plain
 
 
 #: errno values of a full disk or an exhausted quota.
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+#: errno values of a write that the folder refuses, and how a message says it.
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "no space left",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOENT: "the folder does not exist",
+    errno.ENOTDIR: "a part of its path is not a folder",
+}
 
 
 def fsync_folder(folder: str) -> None:
@@ -115,9 +141,9 @@ def _free_space(folder: str) -> str:
 _TMP_STEM_BYTES = 180
 #: A temporary file of :func:`atomic_output`: ``.<stem>.<host>-<pid>-<12 hex>.tmp<suffix>``, the
 #: suffix one of ``.nii.gz``, ``.nii`` (also the uncompressed stage of the isal path), ``.nrrd``
-#: and ``.mha`` (:func:`napari_resample.io.formats.save_itk`).
+#: and ``.mha`` (:func:`napari_resample.io.formats.save_itk`), or ``.hold`` (:func:`held_dirs`).
 _TMP_PATTERN = re.compile(
-    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz)?|nrrd|mha)$"
+    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz)?|nrrd|mha|hold)$"
 )
 
 
@@ -145,7 +171,9 @@ def temp_name(name: str, suffix: str) -> str:
     shortened in it (never the unique part) so that it is not too long where the final one
     is not (255 bytes is the usual limit on a name).
     """
-    stem = name.encode()[:_TMP_STEM_BYTES].decode(errors="ignore")
+    # In the file system's bytes (a name that is not UTF-8 keeps its bytes, as os.fsdecode
+    # gave them); a character cut in two becomes bytes of its own, still a valid name.
+    stem = os.fsdecode(os.fsencode(name)[:_TMP_STEM_BYTES])
     return f".{stem}.{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{suffix}"
 
 
@@ -212,6 +240,8 @@ def make_dirs(folder: str, created: list[str]) -> None:
                 os.mkdir(folder_)
             except FileExistsError:  # another process made it just now: not ours to remove
                 continue
+            except OSError as exc:
+                raise write_error(exc, folder_) from exc
             created.append(folder_)
 
 
@@ -223,3 +253,48 @@ def remove_empty_dirs(created: Sequence[str]) -> None:
             os.rmdir(folder)
         except OSError:  # gone already, or not empty (then neither are its parents)
             continue
+
+
+@contextlib.contextmanager
+def held_dirs(folders: Sequence[str], created: list[str]) -> Iterator[None]:
+    """Create *folders* (as :func:`make_dirs`, appending to *created*) and hold each one with
+    an empty hidden file for as long as the block runs; then remove the holds and the folders
+    of *created* that are empty.
+
+    A hold keeps another process's cleanup (which removes only the folders it created, and
+    only when empty: ``os.rmdir``, never a tree) from removing a folder this one is about to
+    write into: two runs sharing an output folder each keep the folders they use. A folder
+    removed by another process before its hold exists is made again. A hold left by a killed
+    process is stale like a temporary file (:func:`remove_stale_temps`).
+    """
+    holds: list[str] = []
+    try:
+        for folder in folders:
+            holds.append(_hold(folder, created))
+        yield
+    finally:
+        for hold in holds:
+            with contextlib.suppress(OSError):
+                os.unlink(hold)
+        remove_empty_dirs(created)
+
+
+#: Attempts at holding a folder that other processes keep removing.
+_HOLD_ATTEMPTS = 10
+
+
+def _hold(folder: str, created: list[str]) -> str:
+    """Make *folder* and an empty hold file in it; return the hold's path."""
+    name = temp_name("napari-resample", ".hold")
+    for attempt in range(_HOLD_ATTEMPTS):
+        make_dirs(folder, created)
+        path = os.path.join(folder, name)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return path
+        except FileNotFoundError as exc:  # removed by another process since make_dirs: again
+            if attempt == _HOLD_ATTEMPTS - 1:
+                raise write_error(exc, path) from exc
+        except OSError as exc:
+            raise write_error(exc, path) from exc
+    raise AssertionError("unreachable")  # pragma: no cover

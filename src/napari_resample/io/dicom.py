@@ -1,7 +1,8 @@
 """DICOM series: found by GDCM, read through SimpleITK with its C++ warnings muted.
 
 Which series a folder holds (:func:`list_dicom_series`, :func:`choose_series`), whether a folder
-looks like DICOM at all (:func:`looks_like_dicom_folder`, cheap), and the two pieces every
+is one series (:func:`is_dicom_series_folder`, the rule every door asks), and the two pieces
+every
 SimpleITK read here shares: :class:`quiet_itk` (its C++ warnings would reach the terminal with
 its build paths; we say what matters in our words) and :func:`itk_message`. The checks of each
 slice before a series is read are in :mod:`napari_resample.io.dicom_slices`.
@@ -9,15 +10,15 @@ slice before a series is read are in :mod:`napari_resample.io.dicom_slices`.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from typing import NamedTuple
-
-from napari_resample.io.names import volume_suffix
 
 #: DICOM tag of the series description (shown to tell series apart).
 SERIES_DESCRIPTION = "0008|103e"
-#: Files sniffed by :func:`looks_like_dicom_folder` before it gives up.
-_SNIFFED_FILES = 16
+#: Bytes read to tell a DICOM file (:func:`is_dicom_head`).
+HEAD_BYTES = 132
 
 
 class DicomSeries(NamedTuple):
@@ -144,36 +145,53 @@ def choose_series(folder: str, series: str | None) -> str:
     return series
 
 
-def looks_like_dicom_folder(folder: str | os.PathLike[str]) -> bool:
-    """Whether *folder* seems to hold DICOM files: cheap (no SimpleITK, a few short reads).
+def is_dicom_head(head: bytes) -> bool:
+    """Whether the first bytes of a file are DICOM's: the Part 10 marker ``DICM`` at byte 128,
+    or, for files without the preamble, a first element of group 0008."""
+    return head[128:132] == b"DICM" or head[:2] == b"\x08\x00"
 
-    Up to 16 of its files (hidden ones, DICOMDIR indexes and files with a volume suffix
-    skipped) are sniffed for the DICOM Part 10 marker (``DICM`` at byte 128) or, for files
-    without the preamble, a first element of group 0008. Whether they form an image series is
-    known only to GDCM (:func:`list_dicom_series`).
+
+def read_head(path: str) -> bytes:
+    """The first :data:`HEAD_BYTES` of a regular file, opened so that a FIFO or device put in
+    its place cannot block (OSError when *path* is not a regular file)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return os.read(fd, HEAD_BYTES)
+    finally:
+        os.close(fd)
+
+
+def is_dicom_series_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether *folder* is one input, a DICOM series: **the rule of DICOM folders**.
+
+    A folder is a DICOM series when it holds at least one DICOM file and nothing else: every
+    entry whose name does not start with ``.`` is a regular file (symbolic links followed)
+    that is a DICOM file (:func:`is_dicom_head`) or a ``DICOMDIR`` index. Any other folder (a
+    volume file, a note, a sub-folder or a FIFO beside DICOM files) is not: one stray DICOM
+    file never makes a folder of volumes a series (datasets group such loose files by series,
+    :mod:`napari_resample.dataset.plan`). Every front door (the file functions, the command
+    line, datasets, napari's reader) asks this one rule. Never raises.
+
+    Examples
+    --------
+    >>> is_dicom_series_folder("no/such/folder")
+    False
     """
     try:
-        entries = os.scandir(folder)
+        with os.scandir(folder) as scan:
+            entries = [e for e in scan if not e.name.startswith(".")]
     except OSError:
         return False
-    sniffed = 0
-    with entries:
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or name.upper().startswith("DICOMDIR"):
-                continue  # hidden, or an index of a whole file set (no voxels)
-            if volume_suffix(name) is not None:
-                continue
-            try:
-                if not entry.is_file():
-                    continue
-                with open(entry.path, "rb") as fh:
-                    head = fh.read(132)
-            except OSError:
-                continue
-            if head[128:132] == b"DICM" or head[:2] == b"\x08\x00":
-                return True
-            sniffed += 1
-            if sniffed >= _SNIFFED_FILES:
+    found = False
+    for entry in entries:
+        if entry.name.upper().startswith("DICOMDIR"):
+            continue  # an index of a whole file set (no voxels)
+        try:
+            if not is_dicom_head(read_head(entry.path)):
                 return False
-    return False
+        except OSError:
+            return False  # a sub-folder, a FIFO, a device, an unreadable file
+        found = True
+    return found

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from napari_resample.io.dicom import quiet_itk
+from napari_resample.io.dicom import is_dicom_head, quiet_itk
 from napari_resample.io.gzip import DEFLATE_MAX_RATIO
 
 #: Transfer syntaxes whose pixel data is stored uncompressed (implicit / explicit VR little
@@ -208,7 +208,7 @@ def sniff_series_uid(path: str) -> str | None:
     DICOM library (little endian, explicit or implicit VR), None when not found."""
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
-    if head[128:132] != b"DICM" and head[:2] != b"\x08\x00":
+    if not is_dicom_head(head):
         return None
     at = head.find(b"\x20\x00\x0e\x00")
     if at < 0 or at + 8 > len(head):

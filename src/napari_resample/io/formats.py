@@ -33,9 +33,9 @@ from napari_resample.io.dicom import (
     DicomSeries,
     choose_series,
     describe_series,
+    is_dicom_series_folder,
     itk_message,
     list_dicom_series,
-    looks_like_dicom_folder,
     quiet_itk,
 )
 from napari_resample.io.dicom_slices import check_no_slice_dropped, check_slices, read_slice_info
@@ -51,10 +51,10 @@ __all__ = [
     "SERIES_DESCRIPTION",
     "DicomSeries",
     "describe_series",
+    "is_dicom_series_folder",
     "is_volume_input",
     "list_dicom_series",
     "load_volume",
-    "looks_like_dicom_folder",
     "read_itk_information",
     "save_itk",
 ]
@@ -278,8 +278,8 @@ def _load_dicom(folder: str, series: str | None, max_memory: int | None) -> Nift
 
 def is_volume_input(path: str | os.PathLike[str]) -> bool:
     """Whether *path* is something :func:`load_volume` reads: an existing file with a volume
-    suffix, or a folder that looks like it holds DICOM files (:func:`looks_like_dicom_folder`;
-    a folder of NIfTI files is a dataset, not a series). Cheap; never raises.
+    suffix, or a folder that is one DICOM series by the rule of DICOM folders
+    (:func:`napari_resample.io.dicom.is_dicom_series_folder`). Cheap; never raises.
 
     Examples
     --------
@@ -288,7 +288,7 @@ def is_volume_input(path: str | os.PathLike[str]) -> bool:
     """
     try:
         if os.path.isdir(path):
-            return looks_like_dicom_folder(path)
+            return is_dicom_series_folder(path)
         return volume_suffix(path) is not None and os.path.isfile(path)
     except (OSError, TypeError, ValueError):
         return False

@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample.io.atomic import begin_temp, disk_full_error, end_temp, fsync_folder
+from napari_resample.io.atomic import begin_temp, end_temp, fsync_folder, write_error
 from napari_resample.io.gzip import gzip_writer
 from napari_resample.io.names import nifti_suffix
 from napari_resample.io.nifti import image_to_write, spatial_shape
@@ -114,8 +114,10 @@ class PlaneWriter:
         self._tmp = begin_temp(path, suffix)
         try:
             self._raw = open(self._tmp, "xb")  # closed by close() or abort()
-        except BaseException:
+        except BaseException as exc:
             end_temp(self._tmp)
+            if (plain := write_error(exc, path)) is not exc:
+                raise plain from exc
             raise
         self._thread = threading.Thread(
             target=_compress,
@@ -182,8 +184,7 @@ class PlaneWriter:
     def _failed(self, exc: BaseException) -> BaseException:
         """Abort; what the caller raises for *exc* (a full disk named as save_nifti does)."""
         self.abort()
-        full = disk_full_error(exc, self.path, self._folder)
-        return exc if full is None else full
+        return write_error(exc, self.path)
 
     def close(self) -> str:
         """Finish the file and rename it over *path*; return *path*.

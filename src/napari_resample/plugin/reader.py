@@ -22,9 +22,9 @@ import numpy as np
 
 from napari_resample.io.formats import (
     DicomSeries,
+    is_dicom_series_folder,
     list_dicom_series,
     load_volume,
-    looks_like_dicom_folder,
 )
 from napari_resample.io.names import ITK_SUFFIXES, nifti_suffix, volume_name, volume_suffix
 from napari_resample.io.nifti import NiftiVolume, load_nifti
@@ -42,7 +42,7 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
     for folders in which GDCM finds a DICOM series; None otherwise, so napari can try other
     readers or say the file was not found. Never raises, and cheap: files are judged by name
     and one ``stat``; a folder's files are sniffed for the DICOM marker
-    (:func:`napari_resample.io.formats.looks_like_dicom_folder`) and only a folder that has it is
+    (:func:`napari_resample.io.dicom.is_dicom_series_folder`) and only a folder that has it is
     scanned by GDCM. napari passes a list of several paths only to stack them into one layer,
     which this reader does not do: such lists get None too (a one-path list is that path).
     """
@@ -65,7 +65,7 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
 
 
 def _holds_dicom_series(folder: str) -> bool:
-    return looks_like_dicom_folder(folder) and bool(list_dicom_series(folder))
+    return is_dicom_series_folder(folder) and bool(list_dicom_series(folder))
 
 
 def read_nifti(path: str | list[str]) -> list[LayerData]:
