@@ -14,7 +14,10 @@ DICOM folders (``dicom`` as a 4th argument) are copies of pydicom's 5-slice CT t
 with one or two slices edited by pydicom: sizes, bits, samples and frames claimed, orientation
 and position changed or garbled, a slice truncated, duplicated or removed.
 
-Usage: ``python _itk_fuzz.py CASES SEED FOLDER [dicom]``
+With ``napari`` as an argument, each case goes through the napari reader instead, in the same
+process (what napari does when a user drops the file): it must never raise.
+
+Usage: ``python _itk_fuzz.py CASES SEED FOLDER [dicom] [napari]``
 """
 
 from __future__ import annotations
@@ -156,20 +159,31 @@ def make_dicom_case(folder: Path, n: int, rng: random.Random) -> Path:
     return case
 
 
-def run(cases: int, seed: int, folder: Path, dicom: bool = False) -> dict:
-    """Counts of the outcomes of *cases* fuzz cases."""
+def run(cases: int, seed: int, folder: Path, dicom: bool = False, napari: bool = False) -> dict:
+    """Counts of the outcomes of *cases* fuzz cases: through ``load_volume``, or with *napari*
+    through the napari reader in this process (``get_reader``, then its reader), which must
+    return layers or ``[(None,)]`` and never raise."""
     from napari_resample.io.formats import load_volume
+    from napari_resample.plugin.reader import get_reader
 
     rng = random.Random(seed)
-    counts = {"read": 0, "refused": 0, "undocumented": []}
+    counts: dict = {"read": 0, "refused": 0, "undocumented": []}
     for n in range(cases):
         path = make_dicom_case(folder, n, rng) if dicom else make_case(folder, n, rng)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # uneven slices: read, noted
+                if napari:
+                    reader = get_reader(str(path))
+                    layers = reader(str(path)) if reader is not None else [(None,)]
+                    read = layers[0][0] is not None
+                    counts["read" if read else "refused"] += 1
+                    continue
                 load_volume(path)
             counts["read"] += 1
         except (ValueError, OSError, MemoryError):
+            if napari:  # the reader shows errors as notifications: raising is a bug
+                raise
             counts["refused"] += 1
         except Exception as exc:  # the contract is broken: report it
             counts["undocumented"].append(f"{path.name}: {exc!r}")
@@ -178,4 +192,5 @@ def run(cases: int, seed: int, folder: Path, dicom: bool = False) -> dict:
 
 if __name__ == "__main__":
     cases, seed, folder = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
-    print(json.dumps(run(cases, seed, folder, sys.argv[4:] == ["dicom"])))
+    modes = sys.argv[4:]
+    print(json.dumps(run(cases, seed, folder, "dicom" in modes, "napari" in modes)))

@@ -458,3 +458,14 @@ def test_the_file_doors_bound_the_read_of_other_formats_by_max_memory(tmp_path):
     with pytest.raises(MemoryError, match=r"a\.mha.*over max_memory"):
         resample_to_spacing(str(path), str(tmp_path / "out"), (2, 2, 2), max_memory=100_000)
     assert not (tmp_path / "out").exists()
+
+
+def test_fuzzed_files_through_the_napari_reader_in_process(tmp_path):
+    # What napari does when a user drops the file: the reader must return layers or nothing,
+    # show its errors as notifications, and never take the process down.
+    (tmp_path / "h").mkdir()
+    (tmp_path / "d").mkdir()
+    counts = fuzz(tmp_path / "h", 300, 18, "napari")
+    assert counts["read"] > 5 and counts["refused"] > 50
+    counts = fuzz(tmp_path / "d", 30, 7, "dicom", "napari")
+    assert counts["read"] > 1 and counts["refused"] > 5
