@@ -105,21 +105,38 @@ def test_a_budget_too_small_for_the_held_output_makes_a_first_pass(tmp_path, mon
 
 
 def test_auto_decides_like_the_in_memory_rule_in_its_first_pass(tmp_path, monkeypatch) -> None:
-    labels = np.zeros((40, 40, 40), np.int16)
-    labels[5:30, 8:35, 4:36] = 3
-    labels[20:, :, 20:] = 9
-    src = _write(tmp_path / "seg.nii.gz", labels)
-    # within the default budget: in memory (one read)
+    def segmentation(n: int) -> np.ndarray:
+        labels = np.zeros((n, n, n), np.int16)
+        labels[n // 8 : 3 * n // 4, n // 5 : 7 * n // 8, n // 10 : 9 * n // 10] = 3
+        labels[n // 2 :, :, n // 2 :] = 9
+        return labels
+
+    # small: held whole while the rule counts it (one read), then streamed
+    src = _write(tmp_path / "seg.nii.gz", segmentation(40))
     small = resample_file(
         src, str(tmp_path / "a.nii.gz"), SizeTarget((20, 20, 20)), interpolation="auto"
     )
-    assert (small.interpolation, small.streamed) == ("label", False)
-    # too big for memory: streamed, the first pass decides
+    assert (small.interpolation, small.streamed, small.first_pass) == ("label", True, False)
+    # more than a quarter of the budget and too big for memory: the first pass decides
+    src = _write(tmp_path / "big.nii.gz", segmentation(160))
     s, m, a, b = _both(
-        tmp_path, monkeypatch, src, SizeTarget((20, 20, 20)), "auto", "auto", max_memory="2M"
+        tmp_path, monkeypatch, src, SizeTarget((40, 40, 40)), "auto", "auto", max_memory="4M"
     )
     assert (a.interpolation, a.streamed, a.first_pass) == ("label", True, True)
     assert b.interpolation == "label" and s == m
+
+
+def test_auto_on_an_image_whose_first_planes_are_air_streams_in_one_read(tmp_path) -> None:
+    # A CT's first planes may hold air alone (few values): the rule reads on, holding blocks,
+    # until more than MAX_LABELS values make it an image, instead of reading the file twice.
+    data = np.full((64, 64, 64), -1024, np.int16)
+    rng = np.random.default_rng(0)
+    data[:, :, 24:] = rng.integers(-1000, 2000, (64, 64, 40), dtype=np.int16)
+    src = _write(tmp_path / "ct.nii.gz", data)
+    result = resample_file(
+        src, str(tmp_path / "o.nii.gz"), SizeTarget((32, 32, 32)), interpolation="auto"
+    )
+    assert (result.interpolation, result.streamed, result.first_pass) == ("bspline", True, False)
 
 
 def test_non_finite_floats_are_resampled_in_memory(tmp_path) -> None:

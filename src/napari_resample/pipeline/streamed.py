@@ -14,11 +14,13 @@ What the engine needs to know before the first output plane:
   held and finished once the whole input was seen (one read of the file); otherwise a **first
   pass** over the file finds the range;
 - for ``interpolation="auto"``, whether the volume is a label map, by the one rule
-  (:mod:`napari_resample.pipeline.rules`): the header decides when it can; over 256 values in
-  the first block of planes make an image at once (the count only grows); otherwise the first
-  pass counts distinct values and equal neighbours plane by plane (the same numbers as in
-  memory). For an explicit ``"bspline"`` or ``"linear"`` the same counts are taken as the planes
-  pass, and the rule's warning comes once the file is written.
+  (:mod:`napari_resample.pipeline.rules`): the header decides when it can; else the first
+  blocks of planes are held and counted (up to a quarter of the budget, at most 64 MiB) until
+  over 256 values make an image (the count only grows) or the whole volume was counted, and
+  the held blocks stream on (one read); otherwise the first pass counts distinct values and
+  equal neighbours plane by plane (the same numbers as in memory). For an explicit
+  ``"bspline"`` or ``"linear"`` the same counts are taken as the planes pass, and the rule's
+  warning comes once the file is written.
 
 Whether a file is streamed at all is decided in one place, :func:`decide_stream`: float volumes
 with NaN or Inf, grids that are oblique, swap axes or read k backwards, and ``"auto"`` needing
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_resample.engine.labels import MAX_LABELS, count_distinct, pair_counts, sampled_planes
+from napari_resample.engine.labels import MAX_LABELS, pair_counts, sampled_planes
 from napari_resample.engine.memory import format_bytes
 from napari_resample.engine.options import AutoInterpolation, Interpolation
 from napari_resample.engine.progress import CancelSignal, ProgressCallback, cancel_check
@@ -96,7 +98,11 @@ class _Stats:
         if not labels_only:
             self._add_range(block)
         if self.count_labels and self.distinct <= MAX_LABELS:  # beyond: an image, stop
-            found = np.unique(block)
+            # A strided sample with more than MAX_LABELS values settles it (the count only
+            # grows) without sorting the whole block: an image pays one small sort.
+            found = np.unique(block.reshape(-1, order="A")[:: max(1, block.size // 100_000)])
+            if found.size <= MAX_LABELS:
+                found = np.unique(block)
             self.seen = found if self.seen is None else np.union1d(self.seen, found)
             for t in range(block.shape[2]):
                 if k0 + t in self.sampled:
@@ -193,13 +199,13 @@ def decide_stream(
     elif not voxels_decide(facts):
         mode = choose_interpolation("auto", facts, _unasked)  # the header decides
     else:
-        # Over MAX_LABELS values in the first block make an image whatever the rest holds (the
-        # count only grows): the rule answers at once, and the volume streams.
-        first = next(blocks)
-        distinct = count_distinct(first[1], MAX_LABELS + 1)
-        if distinct > MAX_LABELS:
-            mode = choose_interpolation("auto", facts, lambda: (distinct, _unasked_fraction))
-            blocks = itertools.chain([first], blocks)
+        held, seen, whole = _held_until_decided(reader, blocks, min(HOLD_CAP, budget // 4))
+        if seen.distinct > MAX_LABELS or whole:
+            # Over MAX_LABELS values make an image whatever the rest holds (the count only
+            # grows): the rule answers once they are seen, and the volume streams; a volume
+            # held whole was counted whole.
+            mode = choose_interpolation("auto", facts, seen.counts)
+            blocks = itertools.chain(held, blocks)
         elif in_memory_need(Source.of_reader(reader), grid, ("label", "bspline")) <= budget:
             return None  # one read, in memory (within the budget, either mode), instead of two
         else:
@@ -334,6 +340,25 @@ def _unasked() -> Counts:
 
 def _unasked_fraction() -> float:
     raise AssertionError("over MAX_LABELS values: no fraction asked")  # pragma: no cover
+
+
+def _held_until_decided(
+    reader: PlaneReader, blocks: Iterator[Block], cap: int
+) -> tuple[list[Block], _Stats, bool]:
+    """The first blocks of *reader*, read until the Labels rule's counts settle ``auto`` (more
+    than MAX_LABELS values: an image) or *cap* bytes are held (a CT's first planes may be air
+    alone), their counts, and whether they are the whole volume."""
+    seen = _Stats(count_labels=True, sampled=_sampled(reader.shape))
+    held: list[Block] = []
+    size = 0
+    for k0, block in blocks:
+        held.append((k0, block))
+        seen.add(k0, block, labels_only=True)
+        size += block.nbytes
+        if seen.distinct > MAX_LABELS or size >= cap:
+            break
+    whole = bool(held) and held[-1][0] + held[-1][1].shape[2] == reader.shape[2]
+    return held, seen, whole
 
 
 def _counts_wanted(interpolation: str, facts: VolumeFacts) -> bool:
