@@ -100,13 +100,13 @@ def test_cli_batch_shows_progress_and_a_summary(tmp_path, capsys):
 def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
     # Whatever goes wrong with one file (here an error of an unexpected type) is reported on
     # one line, without a traceback, and the next file is still processed.
-    from napari_resample.pipeline import run as _pipeline
+    from napari_resample.dataset import task as _task
 
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a", "b"):
         _write(src / f"{name}.nii.gz", np.ones((4, 4, 4), np.uint8), np.eye(4))
-    real = _pipeline.resample_array
+    real = _task.resample_file
     calls = []
 
     def flaky(*args, **kwargs):
@@ -115,7 +115,7 @@ def test_cli_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, capsys
             raise RuntimeError("simulated")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_pipeline, "resample_array", flaky)
+    monkeypatch.setattr(_task, "resample_file", flaky)
     args = ["--size", "2", "2", "2", "--quiet", "--workers", "1"]
     assert main([str(src), str(tmp_path / "out"), *args]) == 1
     assert sorted(os.listdir(tmp_path / "out")) == [
@@ -211,7 +211,7 @@ def test_cli_default_interpolation_keeps_a_label_map_s_labels(tmp_path):
 
 def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
     # resampling() and the CLI both go through _pipeline.resample_file, with the same default
-    # ("auto"): in memory (one read) on a small volume whose voxels decide.
+    # ("auto"): streamed in one read on a small volume whose voxels decide (held and counted).
     from napari_resample import api as _api
     from napari_resample import resampling
     from napari_resample.dataset import task as _task
@@ -230,7 +230,7 @@ def test_every_front_door_runs_the_one_pipeline(tmp_path, monkeypatch):
     resampling(src, tmp_path / "o1", (2, 2, 2))
     assert main([src, str(tmp_path / "o2"), "--size", "2", "2", "2", "--quiet"]) == 0
     # one value: a label map, by the core's rule
-    assert calls == [("auto", "label", False)] * 2
+    assert calls == [("auto", "label", True)] * 2
 
 
 def test_cli_version_and_usage_name_the_arguments(capsys):

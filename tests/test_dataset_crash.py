@@ -36,7 +36,9 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def uninterrupted(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "out"
-    assert cli(dataset, out, "--workers", "1").wait(TIMEOUT) == 1  # the broken file
+    proc = cli(dataset, out, "--workers", "1")
+    assert proc.wait(TIMEOUT) == 1  # the broken file
+    proc.stderr.close()
     return {k: v for k, v in tree_digest(out).items() if k != MANIFEST_NAME}
 
 
@@ -100,6 +102,7 @@ def test_sigkill_at_random_moments_then_rerun(dataset, uninterrupted, tmp_path, 
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait(TIMEOUT)
+        proc.stderr.close()
     assert kills >= 2
     finish(dataset, out, workers)
     check_like_uninterrupted(out, uninterrupted)
@@ -120,6 +123,7 @@ def test_interrupt_stops_cleanly(dataset, uninterrupted, tmp_path, sig, code, wo
     returned = proc.wait(TIMEOUT)
     stopped = time.monotonic() - sent
     err = proc.stderr.read().decode()
+    proc.stderr.close()
     assert returned == code, err
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("napari-resample: error: "), err

@@ -87,8 +87,14 @@ def _show_warning(
     file: TextIO | None = None,
     line: str | None = None,
 ) -> None:
+    if not issubclass(category, UserWarning):  # a library's own warning: its usual form
+        _python_showwarning(message, category, filename, lineno, file, line)
+        return
     with contextlib.suppress(OSError, ValueError, AttributeError):  # no stderr: nobody to tell
         print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+
+
+_python_showwarning = warnings.showwarning
 
 
 def say(text: str) -> None:

@@ -254,7 +254,10 @@ def _compress(
     """The writing thread: *head*, then every block of *inbox* until END, into *raw* (through
     gzip when *gz*), then fsync; a failure is appended to *failure*."""
     try:
-        stream = gzip_writer(raw) if gz else raw
+        gzipped = gzip_writer(raw) if gz else None
+        # isal's output depends on how its input is cut: fed in fixed pieces, the same volume
+        # gives the same bytes whatever the blocks were (the memory budget, the worker count)
+        stream = _Pieces(gzipped) if gzipped is not None else raw
         stream.write(head)
         while True:
             try:
@@ -268,12 +271,41 @@ def _compress(
             if stop.is_set():
                 return
             stream.write(item)
-        if gz:
-            stream.close()  # the gzip trailer; *raw* stays open
+        if gzipped is not None:
+            stream.flush()
+            gzipped.close()  # the gzip trailer; *raw* stays open
         raw.flush()
         os.fsync(raw.fileno())
     except BaseException as exc:
         failure.append(exc)
+
+
+class _Pieces:
+    """A writer passing its data on to *stream* in pieces of exactly *size* bytes (the last
+    one at :meth:`flush`), however the data arrives."""
+
+    def __init__(self, stream: Any, size: int = 1 << 20) -> None:
+        self.stream, self.size, self.pending = stream, size, bytearray()
+
+    def write(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        if self.pending:
+            take = min(self.size - len(self.pending), len(view))
+            self.pending += view[:take]
+            view = view[take:]
+            if len(self.pending) < self.size:
+                return
+            self.stream.write(self.pending)
+            self.pending = bytearray()
+        whole = len(view) - len(view) % self.size
+        for start in range(0, whole, self.size):
+            self.stream.write(view[start : start + self.size])
+        self.pending += view[whole:]
+
+    def flush(self) -> None:
+        if self.pending:
+            self.stream.write(self.pending)
+            self.pending = bytearray()
 
 
 def _header_bytes(header: nib.Nifti1Header, slope: float, inter: float) -> bytes:
