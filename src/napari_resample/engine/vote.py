@@ -10,8 +10,10 @@ Examples
 --------
 >>> labels = np.array([5, 3], dtype=np.int16).reshape(2, 1, 1)
 >>> from napari_resample.engine.geometry import grid_positions
+>>> from napari_resample.engine.operators import linear_weights
 >>> at = grid_positions(labels.shape, (4, 1, 1), "origin")
->>> resample_labels(labels, at, None).ravel().tolist()  # at 0.5: a tie
+>>> taps = tuple(linear_weights(n, x) for n, x in zip(labels.shape, at, strict=True))
+>>> vote_taps(labels, taps).ravel().tolist()  # at 0.5: a tie
 [5, 3, 3, 3]
 """
 
@@ -26,39 +28,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample.engine.geometry import Positions
-from napari_resample.engine.operators import linear_weights
 from napari_resample.engine.progress import Ticker
 from napari_resample.engine.threads import engine_threads, slab_thickness
 
 if TYPE_CHECKING:
     from napari_resample.engine.progress import ProgressCallback
-
-
-def resample_labels(
-    arr: NDArray,
-    positions: Positions,
-    progress: ProgressCallback | None,
-    check: Callable[[], None] | None = None,
-) -> NDArray:
-    """Per-label voting: each output voxel takes the label with the largest trilinear weight.
-
-    This is the result of resampling every label's indicator linearly and keeping the largest
-    (ties go to the smallest label, NaN last), computed without one pass per label: trilinear
-    weights only involve the 8 input voxels around a sample point, so each output voxel votes
-    among the labels of its 8 corners. Where the 8 corners agree (inside regions: most voxels)
-    that label is the answer; only the others are scored.
-
-    The slabs read rows of *arr* with ``take``, which copies a whole array that is not
-    C-contiguous on every call (nibabel reads Fortran-ordered volumes): such input is made
-    C-contiguous once. (Voting on the transposed view instead would be free but would change
-    float32 near-ties with the memory layout; the result must depend on the values only.)
-
-    *progress* gets the fraction of slabs done after each slab; *check* is called before each
-    slab and may raise to stop the work (a cancel).
-    """
-    taps = [linear_weights(n, x) for n, x in zip(arr.shape, positions, strict=True)]
-    return vote_taps(arr, (taps[0], taps[1], taps[2]), progress, check)
 
 
 #: The linear taps ``(j0, j1, t)`` of one axis
@@ -72,9 +46,19 @@ def vote_taps(
     progress: ProgressCallback | None = None,
     check: Callable[[], None] | None = None,
 ) -> NDArray:
-    """:func:`resample_labels` with the taps of each axis given: the streamed engine votes on a
-    window of planes with the window's indices (``j0 - lo``, ``j1 - lo``) and the same weights,
-    so each voxel's vote is the in-memory one exactly."""
+    """Per-label voting on *arr* with the linear taps of each axis: each output voxel takes the
+    label with the largest trilinear weight.
+
+    This is the result of resampling every label's indicator linearly and keeping the largest
+    (ties go to the smallest label, NaN last), computed without one pass per label: trilinear
+    weights only involve the 8 input voxels around a sample point, so each output voxel votes
+    among the labels of its 8 corners. Where the 8 corners agree (inside regions: most voxels)
+    that label is the answer; only the others are scored. The streamed engine votes on a
+    window of planes with the window's indices (``j0 - lo``, ``j1 - lo``) and the same weights.
+
+    *progress* gets the fraction of slabs done after each slab; *check* is called before each
+    slab and may raise to stop the work (a cancel).
+    """
     if check is not None:
         check()
     arr = np.ascontiguousarray(arr)
