@@ -94,10 +94,10 @@ def resample_array(
         Ignored for ``"nearest"`` and ``"label"``.
     progress : callable, optional
         Called with the fraction of the work done (0 to 1) as the work proceeds: after every
-        slab, monotone, 1.0 at the end. Called from the thread that called this function.
+        chunk of output planes, monotone, 1.0 at the end. Called from the calling thread.
     cancel : threading.Event or callable returning bool, optional
-        Checked before the work and between slabs; once set (or returning True) the call stops
-        within one slab and raises :class:`ResamplingCancelled`. Set it from another thread.
+        Checked before the work and between chunks; once set (or returning True) the call stops
+        within one chunk and raises :class:`ResamplingCancelled`. Set it from another thread.
     out : (X', Y', Z') array-like, optional
         Where to write the result (a numpy array, zarr, h5py dataset, memmap, ...), a chunk of
         k-planes at a time; returned as the first value. Its shape must be *desired_volume*;
@@ -133,8 +133,9 @@ def resample_array(
 
     Notes
     -----
-    Float data with NaN or Inf is resampled in memory (its non-finite voxels are filled from
-    their 3D nearest finite neighbours), so it must fit *max_memory*.
+    Float data with NaN or Inf is read into memory (its non-finite voxels are filled from
+    their 3D nearest finite neighbours, a rule over the whole volume) before the engine runs
+    over its planes, so it must fit *max_memory*.
 
     Non-finite voxels (NaN, +-Inf) in float data do not spread: they are replaced by their
     nearest finite neighbour for interpolation, and each output voxel whose nearest input voxel

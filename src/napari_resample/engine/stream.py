@@ -1,21 +1,23 @@
-"""The streamed engine: k-planes in, k-planes out, memory bounded by a window of planes.
+"""The engine: planes in, planes out, memory bounded by a window of planes. The only one.
 
-NIfTI stores k slowest, so a file (or any array that slices along its last axis) delivers
-whole (i, j) planes in k order. Every operator here is separable and banded (the truncated
-B-spline, linear and Gaussian operators of :mod:`napari_resample.engine.operators`), so output
-plane ``k'`` needs only the input planes ``lo[k'] .. hi[k']`` of its operator row. The streamed
-engine applies, in the order the in-memory engine would (its plan:
-:mod:`napari_resample.engine.stream_plan`):
+A NIfTI file stores k slowest, so it delivers whole (i, j) planes in k order; an array in memory
+(or a memmap, zarr, dask array) is read along its own slowest axis (:func:`stream_axes`: i for
+a C-ordered array, k otherwise), so each plane is contiguous. Every operator here is separable
+and banded (the truncated B-spline, linear and Gaussian operators of
+:mod:`napari_resample.engine.operators`), so output plane ``k'`` needs only the input planes
+``lo[k'] .. hi[k']`` of its operator row. The engine applies, in the order its plan chose
+(:mod:`napari_resample.engine.stream_plan`, in the streamed frame: the streamed axis last):
 
-- the in-plane operators that come before the k operator, to each input plane as it arrives;
-- the k operator's rows of a chunk of output planes, to the window of planes they read (kept in
-  a ring, :mod:`napari_resample.engine.ring`: at most the window's width of planes is held);
+- the in-plane operators that come before the streamed axis's operator, to each input plane as
+  it arrives (as dense blocks of their band: :class:`napari_resample.engine.operators.Banded`);
+- the streamed axis's operator rows of a chunk of output planes, to the window of planes they
+  read (kept in a ring, :mod:`napari_resample.engine.ring`: at most the window's width of
+  planes is held);
 - the in-plane operators that come after, and the finish (clamp, round, cast), to each chunk.
 
-Each output value is the same sum of the same products in the same order as in memory: the
-streamed output equals :func:`napari_resample.resample_array`'s **bit for bit**, for every mode,
-data type and anchor (tested). Label voting and nearest neighbour read windows of input planes
-with the same taps and indices.
+In memory and streamed are one computation: the same array read along the same axis gives the
+same result **bit for bit**, for every mode, data type and anchor (tested); a C- and a
+Fortran-ordered copy of the same values may differ in a float's last bit when interpolated.
 
 The clamp range of the finish is the input's [min, max] (the rules of
 :mod:`napari_resample.engine.clamp`): when the caller does not know it (a file read once), the
@@ -23,8 +25,11 @@ unfinished output is held (in the working type) and finished once the last input
 seen; otherwise (a first pass found it) each chunk is finished and emitted at once, so memory is
 independent of the number of planes.
 
-Non-finite float input is not streamed (the in-memory engine fills it from its 3D nearest
-finite neighbours): :class:`NonFiniteInput` tells the caller to use the in-memory engine.
+Non-finite float input (NaN, Inf) is the one exception: its rule fills each non-finite voxel
+from its 3D nearest finite neighbour (a Euclidean distance transform, not a plane-local rule),
+so the whole volume is read into memory, filled, and then run through this same engine
+(:func:`napari_resample.engine.resample.sample_grid`); met while streaming,
+:class:`NonFiniteInput` tells the caller to do that.
 """
 
 from __future__ import annotations
@@ -237,9 +242,10 @@ class _Runner:
             from napari_resample.engine.vote import vote_taps
 
             tx, ty, (z0, z1, tz) = plan.taps
-            window = self._planes(lo, hi).transpose(1, 2, 0)
-            window_taps = (z0[a:b] - lo, z1[a:b] - lo, tz[a:b])
-            self.emit(a, vote_taps(window, (tx, ty, window_taps)))
+            window = self._planes(lo, hi)  # planes first: (streamed, frame 0, frame 1)
+            taps = ((z0[a:b] - lo, z1[a:b] - lo, tz[a:b]), tx, ty)
+            axes = (plan.axes[2], plan.axes[0], plan.axes[1])
+            self.emit(a, vote_taps(window, taps, axes=axes).transpose(1, 2, 0))
         else:
             self._interpolate(a, b, lo, hi)
 
@@ -314,7 +320,7 @@ def resample_planes(
     finished at once. A decreasing streamed axis (a flipped grid) is run increasing and its
     output flipped back."""
     native = arr.dtype.newbyteorder("=")
-    axis = stream_axes(arr, interpolation)[2]
+    axis = stream_axes(arr)[2]
     # the result in the array's layout: its streamed planes contiguous
     result = np.empty(tuple(x.size for x in positions), native, order="F" if axis == 2 else "C")
     x = positions[axis]
@@ -338,18 +344,18 @@ def resample_planes(
     return result
 
 
-def stream_axes(data: object, interpolation: str) -> tuple[int, int, int]:
-    """The axes of *data* as the engine streams them, the streamed axis last: the
-    interpolating modes stream a C-ordered numpy array along i (its planes ``data[i]`` are
-    contiguous), anything else along k (the order of NIfTI files and of Fortran-ordered
-    arrays): :func:`napari_resample.engine.stream_plan.stream_frame`. The same array streams
-    the same way in memory or not, so the results are equal bit for bit. Label voting and
-    nearest neighbour always stream along k: their results are the values' only, whatever the
-    layout."""
+def stream_axes(data: object) -> tuple[int, int, int]:
+    """The axes of *data* as the engine streams them, the streamed axis last: a C-ordered
+    numpy array along i (its planes ``data[i]`` are contiguous), anything else along k (the
+    order of NIfTI files and of Fortran-ordered arrays):
+    :func:`napari_resample.engine.stream_plan.stream_frame`. The same array streams the same
+    way in memory or not, so the results are equal bit for bit. (Label voting multiplies its
+    weights in (i, j, k) order whatever the frame, and nearest neighbour only copies values:
+    their results are the values' only, whatever the layout.)"""
     c_order = (
         isinstance(data, np.ndarray) and data.flags.c_contiguous and not data.flags.f_contiguous
     )
-    return stream_frame(interpolation, c_order and interpolation in ("bspline", "linear"))
+    return stream_frame(c_order)
 
 
 def array_blocks(
@@ -363,13 +369,8 @@ def array_blocks(
 
 
 def value_range_of(data: object, shape: tuple[int, int, int], dtype: np.dtype) -> ValueRange:
-    """The [min, max] of a non-empty array-like, read plane block by plane block (a first pass).
-
-    Raises
-    ------
-    NonFiniteInput
-        For float data holding NaN or Inf.
-    """
+    """The [min, max] of a non-empty array-like, read plane block by plane block (a first
+    pass); :class:`NonFiniteInput` for float data holding NaN or Inf."""
     seen = RunningRange()
     for _, block in array_blocks(data, shape, blocks_planes(shape, dtype.itemsize)):
         note_finite_range(seen, block)
@@ -408,7 +409,7 @@ def stream_array(
     """
     from napari_resample.engine.memory import format_bytes
 
-    axes = stream_axes(data, interpolation)
+    axes = stream_axes(data)
     plan = plan_stream(shape, dtype, positions, interpolation, antialias, axes)
     if plan is None:
         raise ValueError(f"axis {axes[2]} sampled in decreasing order cannot be streamed")

@@ -115,7 +115,7 @@ def plan_stream(
     """The streamed plan of a resampling whose input planes come along ``axes[2]`` (default:
     k, :func:`stream_frame`), or None when it cannot be streamed (output planes that read input
     planes in decreasing order: a flipped streamed axis)."""
-    axes = stream_frame(interpolation) if axes is None else axes
+    axes = stream_frame() if axes is None else axes
     plan = _plan_frame(
         (in_shape[axes[0]], in_shape[axes[1]], in_shape[axes[2]]),
         dtype,
@@ -128,15 +128,11 @@ def plan_stream(
     return plan
 
 
-def stream_frame(interpolation: str, along_i: bool = False) -> tuple[int, int, int]:
-    """The axes of the streamed frame (the streamed one last): along i ``(1, 2, 0)``; along k
-    ``(1, 0, 2)`` for the interpolating modes (a k-plane of a Fortran-ordered array, or of a
-    NIfTI file, is a C-ordered (j, i) plane: no gather) and ``(0, 1, 2)`` for label voting and
-    nearest neighbour (their results must not depend on the layout: see
-    :func:`napari_resample.engine.stream.stream_axes`)."""
-    if along_i:
-        return (1, 2, 0)
-    return (1, 0, 2) if interpolation in ("bspline", "linear") else (0, 1, 2)
+def stream_frame(along_i: bool = False) -> tuple[int, int, int]:
+    """The axes of the streamed frame (the streamed one last): along i ``(1, 2, 0)`` (a plane
+    of a C-ordered array), along k ``(1, 0, 2)`` (a k-plane of a Fortran-ordered array, or of a
+    NIfTI file, is a C-ordered (j, i) plane: no gather)."""
+    return (1, 2, 0) if along_i else (1, 0, 2)
 
 
 def _plan_frame(
