@@ -11,6 +11,7 @@ import pytest
 from napari_resample import ResamplingCancelled, resample_array
 from napari_resample.engine import stream_plan as _stream_plan
 from napari_resample.engine import threads as _threads
+from napari_resample.engine.stream import stream_axes
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.pipeline.run import resample_volume
 
@@ -22,7 +23,7 @@ def _volume(shape=(40, 36, 30), dtype=np.int16) -> np.ndarray:
 
 @pytest.mark.parametrize("interpolation", ["bspline", "linear", "label"])
 def test_progress_is_reported_per_slab_and_is_monotone(monkeypatch, interpolation) -> None:
-    monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)  # one index per slab: many slabs
+    monkeypatch.setattr(_stream_plan, "CHUNK_BYTES", 1)  # one output plane per chunk
     data = _volume()
     seen: list[float] = []
     out, _ = resample_array(data, (30, 50, 20), interpolation=interpolation, progress=seen.append)
@@ -77,12 +78,14 @@ def test_resample_volume_passes_the_cancel_on() -> None:
 def test_streamed_progress_is_the_one_formula_per_chunk(monkeypatch, interpolation) -> None:
     # One Ticker for every engine: after chunk n of N output planes, n / (N + 1); 1.0 at the
     # end (the in-memory engine counts slabs with the same formula).
+    # The planes counted are those of the streamed axis: i for a C-ordered array interpolated.
     monkeypatch.setattr(_stream_plan, "CHUNK_BYTES", 1)  # one output plane per chunk
     size = (30, 50, 20)
     seen: list[float] = []
     out = np.empty(size, np.int16)
     resample_array(_volume(), size, interpolation=interpolation, out=out, progress=seen.append)
-    assert seen == [n / (size[2] + 1) for n in range(1, size[2] + 1)] + [1.0]
+    planes = size[stream_axes(_volume())[2]]
+    assert seen == [n / (planes + 1) for n in range(1, planes + 1)] + [1.0]
     expected, _ = resample_array(_volume(), size, interpolation=interpolation)
     np.testing.assert_array_equal(out, expected)
 
@@ -99,4 +102,4 @@ def test_cancel_stops_a_streamed_run_after_the_chunk_in_hand(monkeypatch) -> Non
     out = np.zeros((30, 50, 20), np.int16)
     with pytest.raises(ResamplingCancelled):
         resample_array(_volume(), out.shape, out=out, progress=progress, cancel=stop)
-    assert seen == [1 / 21]
+    assert seen == [1 / (out.shape[stream_axes(_volume())[2]] + 1)]

@@ -202,17 +202,17 @@ def test_local_pools_do_not_oversubscribe_the_cores():
 
 def test_engine_threads_follow_the_limit(monkeypatch):
     from napari_resample import resample_array
-    from napari_resample.engine import separable as _separable
+    from napari_resample.engine import stream as _stream
     from napari_resample.engine.threads import limit_engine_threads
 
     seen = []
-    real = _separable.ThreadPoolExecutor
+    real = _stream.ThreadPoolExecutor
 
     def spy(max_workers):
         seen.append(max_workers)
         return real(max_workers=max_workers)
 
-    monkeypatch.setattr(_separable, "ThreadPoolExecutor", spy)
+    monkeypatch.setattr(_stream, "ThreadPoolExecutor", spy)
     with limit_engine_threads(1):
         resample_array(np.ones((6, 6, 6), np.float32), (3, 4, 5))
     assert seen == [1]

@@ -49,7 +49,6 @@ def test_discovery_finds_the_modules_with_examples():
         "engine.labels",
         "engine.resample",
         "engine.operators",
-        "engine.separable",
         "engine.vote",
         "io.nifti",
         "io.phantom",

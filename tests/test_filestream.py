@@ -98,7 +98,7 @@ def test_streamed_reference_grid_with_fill_equals_in_memory(tmp_path, monkeypatc
 def test_a_budget_too_small_for_the_held_output_makes_a_first_pass(tmp_path, monkeypatch) -> None:
     src = _write(tmp_path / "in.nii.gz", _volume((40, 40, 40), np.int16))
     s, m, a, _ = _both(
-        tmp_path, monkeypatch, src, SizeTarget((80, 80, 80)), "bspline", "big", max_memory="3M"
+        tmp_path, monkeypatch, src, SizeTarget((80, 80, 80)), "bspline", "big", max_memory="2500K"
     )
     assert a.streamed and a.first_pass
     assert s == m
@@ -166,7 +166,7 @@ def test_max_memory_at_the_front_doors(tmp_path, capsys) -> None:
     with pytest.raises(ValueError, match="max_memory must be a positive size"):
         resampling(src, tmp_path / "never", (10, 10, 10), max_memory="lots")
     with pytest.raises(MemoryError, match="even streamed plane by plane"):
-        resample_to_spacing(src, tmp_path / "never", (0.1, 0.1, 0.1), max_memory="1M")
+        resample_to_spacing(src, tmp_path / "never", (0.01, 0.01, 0.1), max_memory="1M")
     assert not (tmp_path / "never").exists()
     with pytest.raises(SystemExit) as bad_usage:
         main([src, str(tmp_path / "cli"), "--size", "8", "8", "8", "--max-memory", "x"])

@@ -84,7 +84,7 @@ ENGINE = {
     "scipy.sparse",
     "scipy.linalg",
     "scipy.ndimage",
-    "napari_resample.engine.separable",
+    "napari_resample.engine.stream",
     "napari_resample.engine.vote",
     "napari_resample.engine.operators",
     "tqdm",
@@ -112,4 +112,4 @@ def test_sanity_the_engine_is_seen_once_used() -> None:
     used = loaded_after(
         "import numpy as np, napari_resample as n; n.resample_array(np.ones((4, 4, 4)), (2, 2, 2))"
     )
-    assert {"scipy.sparse", "napari_resample.engine.separable"} <= used
+    assert {"scipy.sparse", "napari_resample.engine.stream"} <= used

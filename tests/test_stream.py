@@ -20,7 +20,7 @@ import zarr
 from napari_resample import resample_array
 from napari_resample.engine import stream_plan as _stream_plan
 from napari_resample.engine.geometry import grid_positions
-from napari_resample.engine.stream import NonFiniteInput, array_blocks, run_stream
+from napari_resample.engine.stream import NonFiniteInput, array_blocks, run_stream, stream_axes
 from napari_resample.engine.stream_plan import plan_stream
 
 CASES = [
@@ -45,29 +45,34 @@ def _data(shape, dtype, seed=0):
 
 
 def _streamed(data, size, mode, anchor, antialias, planes, known_range):
-    shape = data.shape
-    plan = plan_stream(shape, data.dtype, grid_positions(shape, size, anchor), mode, antialias)
-    assert plan is not None
+    """run_stream over *data*'s planes along the axis the engine streams it (k, or i for a
+    C-ordered array interpolated)."""
+    axes = stream_axes(data)
+    positions = grid_positions(data.shape, size, anchor)
+    plan = plan_stream(data.shape, data.dtype, positions, mode, antialias, axes)
+    assert plan is not None and plan.size == size
     out = np.full(size, 99, dtype=data.dtype.newbyteorder("="))
+    axis = axes[2]
     written = []
 
     def emit(k0, block):
         assert k0 == (written[-1] if written else 0)  # in order, no gap
-        out[:, :, k0 : k0 + block.shape[2]] = block
-        written.append(k0 + block.shape[2])
+        n = block.shape[axis]
+        out[tuple(slice(k0, k0 + n) if a == axis else slice(None) for a in range(3))] = block
+        written.append(k0 + n)
 
     value_range = None
     if known_range and data.dtype != np.bool_:
         kind = int if data.dtype.kind in "iu" else float
         value_range = (kind(data.min()), kind(data.max()))
     run_stream(
-        array_blocks(data, shape, planes),
+        array_blocks(data, data.shape, planes, axis),
         plan,
         emit,
         out_dtype=data.dtype,
         value_range=value_range,
     )
-    assert written[-1] == size[2]
+    assert written[-1] == size[axis]
     return out
 
 
@@ -76,15 +81,16 @@ def _streamed(data, size, mode, anchor, antialias, planes, known_range):
 @pytest.mark.parametrize("mode", MODES)
 def test_streamed_equals_in_memory_bit_for_bit(shape, size, dtype, mode, monkeypatch) -> None:
     monkeypatch.setattr(_stream_plan, "CHUNK_BYTES", 1)  # one output plane per chunk
-    data = _data(shape, dtype)
-    for anchor in ("origin", "center"):
-        for antialias in (False, True) if mode in ("bspline", "linear") else (False,):
-            ref, _ = resample_array(
-                data, size, interpolation=mode, anchor=anchor, antialias=antialias
-            )
-            for planes, known in ((1, False), (3, True), (shape[2], False)):
-                got = _streamed(data, size, mode, anchor, antialias, planes, known)
-                np.testing.assert_array_equal(got, ref, err_msg=f"{anchor} {antialias} {planes}")
+    # A C-ordered array streams along i, a Fortran-ordered one along k: in memory too.
+    for data in (_data(shape, dtype), np.asfortranarray(_data(shape, dtype))):
+        for anchor in ("origin", "center"):
+            for antialias in (False, True) if mode in ("bspline", "linear") else (False,):
+                ref, _ = resample_array(
+                    data, size, interpolation=mode, anchor=anchor, antialias=antialias
+                )
+                for planes, known in ((1, False), (3, True), (data.shape[2], False)):
+                    got = _streamed(data, size, mode, anchor, antialias, planes, known)
+                    np.testing.assert_array_equal(got, ref, err_msg=f"{anchor} {antialias}")
 
 
 def test_chunks_of_many_planes_give_the_same_bits() -> None:
@@ -167,8 +173,9 @@ def test_resample_array_streams_zarr_to_zarr(tmp_path, mode) -> None:
         src, size, interpolation=mode, out=dst, affine=np.diag([2.0, 1.0, 0.5, 1.0])
     )
     assert got is dst
+    # A zarr array streams along k (its chunks' order), as the same values Fortran-ordered do.
     ref, ref_affine = resample_array(
-        data, size, interpolation=mode, affine=np.diag([2.0, 1.0, 0.5, 1.0])
+        np.asfortranarray(data), size, interpolation=mode, affine=np.diag([2.0, 1.0, 0.5, 1.0])
     )
     np.testing.assert_array_equal(zarr.open_array(tmp_path / "out.zarr", mode="r")[...], ref)
     np.testing.assert_array_equal(affine, ref_affine)
@@ -239,3 +246,23 @@ def test_peak_memory_stays_within_the_budget(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     extra = int(result.stdout.split("EXTRA")[1].split()[0])
     assert extra < 96 * 2**20, f"peak RSS grew by {extra / 2**20:.0f} MiB over a 96 MiB budget"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_a_memmap_streams_along_its_own_slowest_axis_as_in_memory(tmp_path, mode, order):
+    # One engine: a memmap (read a block of planes at a time, into out=, within a small
+    # budget) and the same array in memory read along the same axis give the same bits.
+    data = np.asarray(_data((33, 28, 19), np.int16, seed=5), order=order)
+    mm = np.lib.format.open_memmap(tmp_path / "in.npy", "w+", np.int16, data.shape, order == "F")
+    mm[...] = data
+    mm.flush()
+    source = np.load(tmp_path / "in.npy", mmap_mode="r")
+    assert isinstance(source, np.memmap) and source.flags[f"{order}_CONTIGUOUS"]
+    size = (21, 40, 12)
+    out = np.zeros(size, np.int16)
+    resample_array(source, size, interpolation=mode, out=out, max_memory="2M")
+    ref, _ = resample_array(data, size, interpolation=mode)
+    np.testing.assert_array_equal(out, ref)
+    # read along i for C order, k for F order
+    assert stream_axes(source)[2] == (0 if order == "C" else 2)

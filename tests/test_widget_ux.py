@@ -39,7 +39,7 @@ def test_progress_moves_slab_by_slab_in_the_widget_and_the_activity_dock(
     monkeypatch.setattr(_threads, "SLAB_ELEMENTS", 1)  # one index per slab: many slabs
     seen = _spy_progress(monkeypatch, widget)
     widget.layer.value = viewer.add_image(_ct(), name="ct")
-    widget.target_size.value = (30, 40, 16)
+    widget.target_size.value = (30, 40, 24)  # the engine ticks once per output plane
     _run(qtbot, widget)
     assert len(seen) >= 20, seen  # one call per whole percent the engine passed
     bar_values = [v for _, v in seen]

@@ -3,10 +3,14 @@
 :func:`resample_array` checks its arguments, computes the new affine
 (:mod:`napari_resample.engine.geometry`) and dispatches on the interpolation mode:
 
-- ``"bspline"`` and ``"linear"``: the separable engine (:mod:`napari_resample.engine.separable`),
-  one 1-D operator per axis (:mod:`napari_resample.engine.operators`);
-- ``"nearest"``: here, by pure indexing (:func:`_resample_nearest`, with the one nearest-index
-  rule :func:`napari_resample.engine.geometry.nearest_index`), exact and in the input's type; it
+- one engine for every mode: the streamed engine (:mod:`napari_resample.engine.stream`) over the
+  array's own contiguous planes in memory (:func:`napari_resample.engine.stream.resample_planes`),
+  over blocks of planes read from an array-like or a file otherwise, so the result is the same
+  bit for bit;
+- ``"bspline"`` and ``"linear"``: one 1-D operator per axis
+  (:mod:`napari_resample.engine.operators`);
+- ``"nearest"``: by pure indexing (the one nearest-index rule
+  :func:`napari_resample.engine.geometry.nearest_index`), exact and in the input's type; it
   holds the edge value past the last voxel;
 - ``"label"``: label voting (:mod:`napari_resample.engine.vote`).
 
@@ -33,7 +37,6 @@ from napari_resample.engine.geometry import (
     grid_positions,
     inside_positions,
     is_identity,
-    nearest_index,
     resampled_affine,
 )
 from napari_resample.engine.memory import check_memory, default_budget, format_bytes, parse_bytes
@@ -91,10 +94,10 @@ def resample_array(
         Ignored for ``"nearest"`` and ``"label"``.
     progress : callable, optional
         Called with the fraction of the work done (0 to 1) as the work proceeds: after every
-        slab, monotone, 1.0 at the end. Called from the thread that called this function.
+        chunk of output planes, monotone, 1.0 at the end. Called from the calling thread.
     cancel : threading.Event or callable returning bool, optional
-        Checked before the work and between slabs; once set (or returning True) the call stops
-        within one slab and raises :class:`ResamplingCancelled`. Set it from another thread.
+        Checked before the work and between chunks; once set (or returning True) the call stops
+        within one chunk and raises :class:`ResamplingCancelled`. Set it from another thread.
     out : (X', Y', Z') array-like, optional
         Where to write the result (a numpy array, zarr, h5py dataset, memmap, ...), a chunk of
         k-planes at a time; returned as the first value. Its shape must be *desired_volume*;
@@ -130,8 +133,9 @@ def resample_array(
 
     Notes
     -----
-    Float data with NaN or Inf is resampled in memory (its non-finite voxels are filled from
-    their 3D nearest finite neighbours), so it must fit *max_memory*.
+    Float data with NaN or Inf is read into memory (its non-finite voxels are filled from
+    their 3D nearest finite neighbours, a rule over the whole volume) before the engine runs
+    over its planes, so it must fit *max_memory*.
 
     Non-finite voxels (NaN, +-Inf) in float data do not spread: they are replaced by their
     nearest finite neighbour for interpolation, and each output voxel whose nearest input voxel
@@ -305,7 +309,12 @@ def estimate_memory(
     # a slab is a piece of one full-size array: a small volume's never reach SLAB_ELEMENTS
     slab = min(slab, max(math.prod(din), math.prod(dout), *one_axis))
     if interpolation == "label":
-        return total + threads * slab * (9 * item + _SLAB_OVERHEAD)
+        # the streamed engine's chunks are cut to CHUNK_BYTES, its votes included; the ring
+        # holds a few input planes
+        from napari_resample.engine.stream_plan import CHUNK_BYTES
+
+        votes = min(threads * slab * (9 * item + _SLAB_OVERHEAD), CHUNK_BYTES)
+        return total + votes + 8 * din[0] * din[1] * item
     dtype = np.dtype(in_dtype)
     work = work_dtype(dtype).itemsize
     if len(changed) > 1:
@@ -326,35 +335,28 @@ def _resample_values(
     progress: ProgressCallback | None,
     check: Callable[[], None] | None = None,
 ) -> NDArray:
+    # Imported here: scipy.sparse costs 0.25 s, and napari imports the reader (which needs
+    # none of the engine) on every file open.
+    from napari_resample.engine.stream import resample_planes
+
     native = arr.dtype.newbyteorder("=")
     if all(is_identity(n, x) for n, x in zip(arr.shape, positions, strict=True)):
         return np.array(arr, dtype=native, copy=True)
-    if interpolation == "nearest":
-        return _resample_nearest(arr, positions).astype(native, copy=False)
-    if interpolation == "label":
-        from napari_resample.engine.vote import resample_labels
-
-        return resample_labels(arr, positions, progress, check)
-    nonfinite = None
-    source = arr
-    if arr.dtype.kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.any():  # nothing to interpolate: every voxel keeps its nearest's value
-            return _resample_nearest(arr, positions).astype(native, copy=False)
-        if not finite.all():
-            nonfinite = ~finite
-            source = fill_nonfinite(arr, finite)
-    # Imported here: scipy.sparse costs 0.25 s, and napari imports the reader (which needs
-    # none of the engine) on every file open.
-    from napari_resample.engine.separable import resample_separable
-
+    if interpolation in ("nearest", "label") or arr.dtype.kind != "f":
+        return resample_planes(arr, positions, interpolation, antialias, progress, check)
+    finite = np.isfinite(arr)
+    if finite.all():
+        return resample_planes(arr, positions, interpolation, antialias, progress, check)
+    if not finite.any():  # nothing to interpolate: every voxel keeps its nearest's value
+        return resample_planes(arr, positions, "nearest", False, progress, check)
     if check is not None:
         check()
-    out = resample_separable(source, positions, interpolation, antialias, native, progress, check)
-    if nonfinite is not None:
-        # Non-finite voxels go back where they were, by nearest neighbour, instead of spreading.
-        hit = _resample_nearest(nonfinite, positions)
-        out[hit] = _resample_nearest(arr, positions)[hit]
+    out = resample_planes(
+        fill_nonfinite(arr, finite), positions, interpolation, antialias, progress, check
+    )
+    # Non-finite voxels go back where they were, by nearest neighbour, instead of spreading.
+    hit = resample_planes((~finite).view(np.uint8), positions, "nearest", False).view(bool)
+    out[hit] = resample_planes(arr, positions, "nearest", False)[hit]
     return out
 
 
@@ -401,16 +403,3 @@ def sample_grid(
     job.before_step()
     job.finished()
     return out
-
-
-# --------------------------------------------------------------------------- nearest
-
-
-def _resample_nearest(arr: NDArray, positions: Positions) -> NDArray:
-    """Nearest-neighbour resampling by pure indexing: exact, in the input's type."""
-    out = arr
-    # One axis at a time, shrinking first and growing last: whole-row copies, no 3D fancy index.
-    for axis in sorted(range(3), key=lambda a: positions[a].size / arr.shape[a]):
-        if not is_identity(arr.shape[axis], positions[axis]):
-            out = out.take(nearest_index(arr.shape[axis], positions[axis]), axis=axis)
-    return out if out is not arr else arr.copy()

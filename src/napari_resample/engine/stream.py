@@ -1,21 +1,23 @@
-"""The streamed engine: k-planes in, k-planes out, memory bounded by a window of planes.
+"""The engine: planes in, planes out, memory bounded by a window of planes. The only one.
 
-NIfTI stores k slowest, so a file (or any array that slices along its last axis) delivers
-whole (i, j) planes in k order. Every operator here is separable and banded (the truncated
-B-spline, linear and Gaussian operators of :mod:`napari_resample.engine.operators`), so output
-plane ``k'`` needs only the input planes ``lo[k'] .. hi[k']`` of its operator row. The streamed
-engine applies, in the order the in-memory engine would (its plan:
-:mod:`napari_resample.engine.stream_plan`):
+A NIfTI file stores k slowest, so it delivers whole (i, j) planes in k order; an array in memory
+(or a memmap, zarr, dask array) is read along its own slowest axis (:func:`stream_axes`: i for
+a C-ordered array, k otherwise), so each plane is contiguous. Every operator here is separable
+and banded (the truncated B-spline, linear and Gaussian operators of
+:mod:`napari_resample.engine.operators`), so output plane ``k'`` needs only the input planes
+``lo[k'] .. hi[k']`` of its operator row. The engine applies, in the order its plan chose
+(:mod:`napari_resample.engine.stream_plan`, in the streamed frame: the streamed axis last):
 
-- the in-plane operators that come before the k operator, to each input plane as it arrives;
-- the k operator's rows of a chunk of output planes, to the window of planes they read (kept in
-  a ring, :mod:`napari_resample.engine.ring`: at most the window's width of planes is held);
+- the in-plane operators that come before the streamed axis's operator, to each input plane as
+  it arrives (as dense blocks of their band: :class:`napari_resample.engine.operators.Banded`);
+- the streamed axis's operator rows of a chunk of output planes, to the window of planes they
+  read (kept in a ring, :mod:`napari_resample.engine.ring`: at most the window's width of
+  planes is held);
 - the in-plane operators that come after, and the finish (clamp, round, cast), to each chunk.
 
-Each output value is the same sum of the same products in the same order as in memory: the
-streamed output equals :func:`napari_resample.resample_array`'s **bit for bit**, for every mode,
-data type and anchor (tested). Label voting and nearest neighbour read windows of input planes
-with the same taps and indices.
+In memory and streamed are one computation: the same array read along the same axis gives the
+same result **bit for bit**, for every mode, data type and anchor (tested); a C- and a
+Fortran-ordered copy of the same values may differ in a float's last bit when interpolated.
 
 The clamp range of the finish is the input's [min, max] (the rules of
 :mod:`napari_resample.engine.clamp`): when the caller does not know it (a file read once), the
@@ -23,8 +25,11 @@ unfinished output is held (in the working type) and finished once the last input
 seen; otherwise (a first pass found it) each chunk is finished and emitted at once, so memory is
 independent of the number of planes.
 
-Non-finite float input is not streamed (the in-memory engine fills it from its 3D nearest
-finite neighbours): :class:`NonFiniteInput` tells the caller to use the in-memory engine.
+Non-finite float input (NaN, Inf) is the one exception: its rule fills each non-finite voxel
+from its 3D nearest finite neighbour (a Euclidean distance transform, not a plane-local rule),
+so the whole volume is read into memory, filled, and then run through this same engine
+(:func:`napari_resample.engine.resample.sample_grid`); met while streaming,
+:class:`NonFiniteInput` tells the caller to do that.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from napari_resample.engine.clamp import Finisher, RunningRange, ValueRange
+from napari_resample.engine.clamp import Finisher, RunningRange, ValueRange, value_range
 from napari_resample.engine.geometry import Positions
+from napari_resample.engine.operators import Banded
 from napari_resample.engine.progress import ProgressCallback, Ticker
 from napari_resample.engine.ring import PlaneRing
 from napari_resample.engine.stream_plan import (
@@ -47,6 +53,7 @@ from napari_resample.engine.stream_plan import (
     chunk_planes,
     plan_stream,
     stream_budget,
+    stream_frame,
 )
 from napari_resample.engine.threads import engine_threads
 
@@ -130,6 +137,7 @@ class _Runner:
         chunk_bytes: int | None,
     ) -> None:
         self.plan, self.out_dtype, self._emit, self.ticker = plan, out_dtype, emit, ticker
+        self.back = tuple(int(a) for a in np.argsort(plan.axes))
         self.have = -1
         self.next = 0
         self.held: list[tuple[int, NDArray]] = []
@@ -147,14 +155,15 @@ class _Runner:
             self.finish = Finisher(value_range[0], value_range[1], out_dtype)
 
     def emit(self, k0: int, block: NDArray) -> None:
-        """Hand a finished chunk on, with the fill value outside the input's field of view."""
+        """Hand a finished chunk on, with the fill value outside the input's field of view, in
+        the input's axis order."""
         if self.plan.fill is not None:
             value, (mi, mj, mk) = self.plan.fill
             block = np.array(block, copy=True) if not block.flags.writeable else block
             block[~mi] = value
             block[:, ~mj] = value
             block[:, :, ~mk[k0 : k0 + block.shape[2]]] = value
-        self._emit(k0, block)
+        self._emit(k0, block.transpose(self.back))
 
     def _keep(self) -> int:
         return int(self.keep_from[self.next]) if self.next < self.keep_from.size else 1 << 62
@@ -162,7 +171,9 @@ class _Runner:
     # ---------------------------------------------------------------- input side
 
     def add(self, k0: int, block: NDArray) -> None:
-        """Take input planes k0.. (in order), computing what they complete as they come in."""
+        """Take input planes k0.. (in order, in the input's axis order, sliced along the
+        streamed axis), computing what they complete as they come in."""
+        block = block.transpose(self.plan.axes)
         if k0 != self.have + 1:
             raise ValueError(
                 f"planes must come in order: expected plane {self.have + 1}, got {k0}"
@@ -172,7 +183,7 @@ class _Runner:
             self.chunk = chunk_planes(plan, block.dtype, self.chunk_bytes)
             elems = self.shape[0] * self.shape[1]
             self.ring = PlaneRing(plan.capacity(self.chunk), elems, plan.ring_dtype(block.dtype))
-        if plan.mode == "separable":
+        if plan.mode == "separable" and self.finish is None:
             note_finite_range(self.seen, block)
         n = block.shape[2]
         group = engine_threads()
@@ -231,9 +242,10 @@ class _Runner:
             from napari_resample.engine.vote import vote_taps
 
             tx, ty, (z0, z1, tz) = plan.taps
-            window = self._planes(lo, hi).transpose(1, 2, 0)
-            window_taps = (z0[a:b] - lo, z1[a:b] - lo, tz[a:b])
-            self.emit(a, vote_taps(window, (tx, ty, window_taps)))
+            window = self._planes(lo, hi)  # planes first: (streamed, frame 0, frame 1)
+            taps = ((z0[a:b] - lo, z1[a:b] - lo, tz[a:b]), tx, ty)
+            axes = (plan.axes[2], plan.axes[0], plan.axes[1])
+            self.emit(a, vote_taps(window, taps, axes=axes).transpose(1, 2, 0))
         else:
             self._interpolate(a, b, lo, hi)
 
@@ -249,11 +261,11 @@ class _Runner:
             planes = [result[t].reshape(shape) for t in range(b - a)]
         if plan.post:
             planes = self._map(lambda p: plane_steps(p, plan.post), planes)
-        chunk = np.stack(planes, axis=2)
+        chunk = np.stack(planes)  # planes first: each plane contiguous to the end
         if self.finish is None:
             self.held.append((a, chunk))
             return
-        self.emit(a, self._finished(chunk))
+        self.emit(a, self._finished(chunk).transpose(1, 2, 0))
 
     def _z_product(self, rows: sparse.csr_matrix, flat: NDArray) -> NDArray:
         """``rows @ flat``, its columns cut between the threads (same sums per value)."""
@@ -284,32 +296,81 @@ class _Runner:
         self.finish = Finisher(*self.seen.range, self.out_dtype)
         while self.held:
             a, chunk = self.held.pop(0)
-            self.emit(a, self._finished(chunk))
+            self.emit(a, self._finished(chunk).transpose(1, 2, 0))
 
 
-def plane_steps(plane: NDArray, steps: list[tuple[int, sparse.csr_matrix]]) -> NDArray:
-    """The in-plane operators applied to one (I, J) plane, as the in-memory engine applies
-    them to its slabs (the same products: each value is the same sum in the same order)."""
+def plane_steps(plane: NDArray, steps: list[tuple[int, Banded]]) -> NDArray:
+    """The in-plane operators applied to one (I, J) plane, each as dense blocks of its band
+    (:class:`napari_resample.engine.operators.Banded`): the same products for every array."""
     for axis, op in steps:
-        plane = np.asarray(op @ plane) if axis == 0 else np.asarray(op @ plane.T).T
+        plane = op.left(plane) if axis == 0 else op.right(plane)
     return np.ascontiguousarray(plane)
 
 
-def array_blocks(data: object, shape: tuple[int, int, int], planes: int) -> Iterator[Block]:
-    """``(k0, block)`` of an array-like that slices along its last axis (numpy memmap, zarr,
-    h5py, dask), *planes* planes at a time, as numpy arrays."""
-    for k0 in range(0, shape[2], planes):
-        yield k0, np.asarray(data[:, :, k0 : k0 + planes])  # type: ignore[index]
+def resample_planes(
+    arr: NDArray,
+    positions: Positions,
+    interpolation: str,
+    antialias: bool,
+    progress: ProgressCallback | None = None,
+    check: Callable[[], None] | None = None,
+) -> NDArray:
+    """An in-memory (finite) *arr* sampled at *positions*: :func:`stream_array` over the
+    array's own contiguous planes (:func:`stream_axes`), its value range known, so each chunk is
+    finished at once. A decreasing streamed axis (a flipped grid) is run increasing and its
+    output flipped back."""
+    native = arr.dtype.newbyteorder("=")
+    axis = stream_axes(arr)[2]
+    # the result in the array's layout: its streamed planes contiguous
+    result = np.empty(tuple(x.size for x in positions), native, order="F" if axis == 2 else "C")
+    x = positions[axis]
+    flip = x.size > 1 and bool(x[1] < x[0])
+    at = list(positions)
+    if flip:
+        at[axis] = x[::-1]
+    stream_array(
+        arr,
+        (arr.shape[0], arr.shape[1], arr.shape[2]),
+        arr.dtype,
+        (at[0], at[1], at[2]),
+        interpolation=interpolation,
+        antialias=antialias,
+        out=np.flip(result, axis) if flip else result,
+        budget=None,
+        progress=progress,
+        check=check,
+        value_range=value_range(arr) if interpolation in ("bspline", "linear") else None,
+    )
+    return result
+
+
+def stream_axes(data: object) -> tuple[int, int, int]:
+    """The axes of *data* as the engine streams them, the streamed axis last: a C-ordered
+    numpy array along i (its planes ``data[i]`` are contiguous), anything else along k (the
+    order of NIfTI files and of Fortran-ordered arrays):
+    :func:`napari_resample.engine.stream_plan.stream_frame`. The same array streams the same
+    way in memory or not, so the results are equal bit for bit. (Label voting multiplies its
+    weights in (i, j, k) order whatever the frame, and nearest neighbour only copies values:
+    their results are the values' only, whatever the layout.)"""
+    c_order = (
+        isinstance(data, np.ndarray) and data.flags.c_contiguous and not data.flags.f_contiguous
+    )
+    return stream_frame(c_order)
+
+
+def array_blocks(
+    data: object, shape: tuple[int, int, int], planes: int, axis: int = 2
+) -> Iterator[Block]:
+    """``(k0, block)`` of an array-like that slices (numpy memmap, zarr, h5py, dask), *planes*
+    planes along *axis* at a time, as numpy arrays."""
+    for k0 in range(0, shape[axis], planes):
+        where = tuple(slice(k0, k0 + planes) if a == axis else slice(None) for a in range(3))
+        yield k0, np.asarray(data[where])  # type: ignore[index]
 
 
 def value_range_of(data: object, shape: tuple[int, int, int], dtype: np.dtype) -> ValueRange:
-    """The [min, max] of a non-empty array-like, read plane block by plane block (a first pass).
-
-    Raises
-    ------
-    NonFiniteInput
-        For float data holding NaN or Inf.
-    """
+    """The [min, max] of a non-empty array-like, read plane block by plane block (a first
+    pass); :class:`NonFiniteInput` for float data holding NaN or Inf."""
     seen = RunningRange()
     for _, block in array_blocks(data, shape, blocks_planes(shape, dtype.itemsize)):
         note_finite_range(seen, block)
@@ -326,12 +387,15 @@ def stream_array(
     interpolation: str,
     antialias: bool,
     out: object,
-    budget: int,
+    budget: int | None,
     progress: ProgressCallback | None = None,
     check: Callable[[], None] | None = None,
+    value_range: ValueRange | None = None,
 ) -> None:
-    """Resample an array-like (sliced along its last axis) into the array-like *out*, plane
-    chunk by plane chunk, within *budget* bytes (beyond what *out* itself holds).
+    """Resample an array-like into the array-like *out*, plane chunk by plane chunk along the
+    axis :func:`stream_axes` chooses, within *budget* bytes (beyond what *out* itself holds;
+    None: no bound, for arrays already in memory). *value_range*: the input's [min, max] when
+    known (else held output or a first pass finds it).
 
     Raises
     ------
@@ -341,29 +405,36 @@ def stream_array(
     NonFiniteInput
         For float data with NaN or Inf (nothing is written to *out*).
     ValueError
-        When the k axis is read backwards (no streamed plan).
+        When the streamed axis is read backwards (no streamed plan).
     """
     from napari_resample.engine.memory import format_bytes
 
-    plan = plan_stream(shape, dtype, positions, interpolation, antialias)
+    axes = stream_axes(data)
+    plan = plan_stream(shape, dtype, positions, interpolation, antialias, axes)
     if plan is None:
-        raise ValueError("a k axis sampled in decreasing order cannot be streamed")
+        raise ValueError(f"axis {axes[2]} sampled in decreasing order cannot be streamed")
     native = np.dtype(dtype).newbyteorder("=")
-    need, held, chunk_bytes = stream_budget(plan, np.dtype(dtype), budget)
-    if need > budget:
-        raise MemoryError(
-            f"resampling a {shape} {dtype} volume to {plan.out_shape} ({interpolation}) needs "
-            f"{format_bytes(need)} even streamed plane by plane (window of "
-            f"{plan.window_planes()} planes), over the budget of {format_bytes(budget)}"
-        )
-    value_range = None  # held output, finished at the end (NaN found before any write)
-    if plan.needs_range and (need + held > budget or held > HOLD_CAP):
-        value_range = value_range_of(data, shape, np.dtype(dtype))  # a first pass
+    chunk_bytes = None
+    if budget is not None:
+        need, held, chunk_bytes = stream_budget(plan, np.dtype(dtype), budget)
+        if need > budget:
+            raise MemoryError(
+                f"resampling a {shape} {dtype} volume to {plan.size} ({interpolation}) "
+                f"needs {format_bytes(need)} even streamed plane by plane (window of "
+                f"{plan.window_planes()} planes), over the budget of {format_bytes(budget)}"
+            )
+        if value_range is None and plan.needs_range and (need + held > budget or held > HOLD_CAP):
+            value_range = value_range_of(data, shape, np.dtype(dtype))  # a first pass
+    axis = axes[2]
 
     def emit(k0: int, block: NDArray) -> None:
-        out[:, :, k0 : k0 + block.shape[2]] = block  # type: ignore[index]
+        where = tuple(
+            slice(k0, k0 + block.shape[axis]) if a == axis else slice(None) for a in range(3)
+        )
+        out[where] = block  # type: ignore[index]
 
-    blocks = array_blocks(data, shape, blocks_planes(shape, np.dtype(dtype).itemsize, budget))
+    per_block = blocks_planes(plan.in_shape, np.dtype(dtype).itemsize, budget)
+    blocks = array_blocks(data, shape, per_block, axis)
     run_stream(
         blocks,
         plan,

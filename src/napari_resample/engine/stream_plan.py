@@ -1,7 +1,7 @@
 """What a streamed resampling will do and hold: its plan, its chunks and its memory.
 
 :func:`plan_stream` turns a resampling into a :class:`StreamPlan`: the mode, the operators in
-the order the in-memory engine applies them (:func:`napari_resample.engine.separable.step_order`),
+the order of least work (:func:`step_order`),
 split around the k operator (those before it run on each input plane as it arrives, those
 after it on each chunk of output planes), and for every output plane ``k'`` the input planes
 ``lo[k'] .. hi[k']`` it reads. The sizes here (planes per chunk, per input block, the ring's
@@ -11,6 +11,7 @@ capacity, the bytes held) only change how the work is cut, never the result.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -18,10 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from napari_resample.engine import threads
 from napari_resample.engine.clamp import work_dtype
 from napari_resample.engine.geometry import Positions, inside_positions, is_identity, nearest_index
-from napari_resample.engine.operators import build_ops, linear_weights
-from napari_resample.engine.separable import step_order
+from napari_resample.engine.operators import Banded, build_ops, linear_weights
 from napari_resample.engine.threads import engine_threads
 
 #: Bytes of the window stack a chunk of output planes may read at once (read at call time by
@@ -41,7 +42,9 @@ VOTE_BYTES = 200
 class StreamPlan:
     """Everything the streamed engine needs to resample one volume (from :func:`plan_stream`).
 
-    ``lo[k']`` and ``hi[k']`` are the first and last input planes output plane ``k'`` reads.
+    The plan works in the streamed frame: the input's axes ``axes`` (the streamed one last), so
+    ``in_shape``, ``out_shape`` and the operators are in that order; ``lo[k']`` and ``hi[k']``
+    are the first and last input planes output plane ``k'`` reads.
     """
 
     in_shape: tuple[int, int, int]
@@ -50,14 +53,24 @@ class StreamPlan:
     work: np.dtype
     lo: NDArray[np.int64]
     hi: NDArray[np.int64]
-    pre: list[tuple[int, sparse.csr_matrix]] = field(default_factory=list)
+    pre: list[tuple[int, Banded]] = field(default_factory=list)
     zop: sparse.csr_matrix | None = None
-    post: list[tuple[int, sparse.csr_matrix]] = field(default_factory=list)
+    post: list[tuple[int, Banded]] = field(default_factory=list)
     taps: tuple = ()
     index: tuple = ()
     #: ``(value, (inside_i, inside_j, inside_k))``: output voxels outside the input's field of
     #: view along some axis get *value* (:func:`with_fill`); None: the edge rules hold there.
     fill: tuple | None = None
+    #: The input's axes in the streamed frame's order (:func:`stream_frame`).
+    axes: tuple[int, int, int] = (0, 1, 2)
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """The output's shape in the input's axis order."""
+        back = [0, 0, 0]
+        for n, a in zip(self.out_shape, self.axes, strict=True):
+            back[a] = n
+        return back[0], back[1], back[2]
 
     @property
     def needs_range(self) -> bool:
@@ -97,9 +110,38 @@ def plan_stream(
     positions: Positions,
     interpolation: str,
     antialias: bool = False,
+    axes: tuple[int, int, int] | None = None,
 ) -> StreamPlan | None:
-    """The streamed plan of a resampling, or None when it cannot be streamed (output planes
-    that read input planes in decreasing k order: a flipped k axis)."""
+    """The streamed plan of a resampling whose input planes come along ``axes[2]`` (default:
+    k, :func:`stream_frame`), or None when it cannot be streamed (output planes that read input
+    planes in decreasing order: a flipped streamed axis)."""
+    axes = stream_frame() if axes is None else axes
+    plan = _plan_frame(
+        (in_shape[axes[0]], in_shape[axes[1]], in_shape[axes[2]]),
+        dtype,
+        (positions[axes[0]], positions[axes[1]], positions[axes[2]]),
+        interpolation,
+        antialias,
+    )
+    if plan is not None:
+        plan.axes = axes
+    return plan
+
+
+def stream_frame(along_i: bool = False) -> tuple[int, int, int]:
+    """The axes of the streamed frame (the streamed one last): along i ``(1, 2, 0)`` (a plane
+    of a C-ordered array), along k ``(1, 0, 2)`` (a k-plane of a Fortran-ordered array, or of a
+    NIfTI file, is a C-ordered (j, i) plane: no gather)."""
+    return (1, 2, 0) if along_i else (1, 0, 2)
+
+
+def _plan_frame(
+    in_shape: tuple[int, int, int],
+    dtype: np.dtype,
+    positions: Positions,
+    interpolation: str,
+    antialias: bool,
+) -> StreamPlan | None:
     size = (positions[0].size, positions[1].size, positions[2].size)
     z = positions[2]
     if z.size > 1 and np.any(np.diff(z) < 0):
@@ -121,19 +163,43 @@ def plan_stream(
         at = order.index(2)
         zop = sparse.csr_matrix(ops[2])
         lo, hi = _row_span(zop)
-        pre = [(a, ops[a]) for a in order[:at]]
-        post = [(a, ops[a]) for a in order[at + 1 :]]
+        pre = [(a, Banded(ops[a])) for a in order[:at]]
+        post = [(a, Banded(ops[a])) for a in order[at + 1 :]]
     else:
         zop = None
         lo = hi = np.arange(n_z, dtype=np.int64)
-        pre, post = [(a, ops[a]) for a in order], []
+        pre, post = [(a, Banded(ops[a])) for a in order], []
     return StreamPlan(in_shape, size, "separable", work, lo, hi, pre, zop, post)
+
+
+#: The weight of a multiply-add of the k operator (a sparse product over a window of planes)
+#: against one of an in-plane operator (dense blocks of its band, BLAS): measured.
+K_COST = 4.0
+
+
+def step_order(
+    shape: tuple[int, ...], size: tuple[int, ...], ops: dict[int, sparse.csr_matrix]
+) -> list[int]:
+    """The resampled axes in the order of least work: a step costs its operator's non-zeros
+    times the lines it is applied to (the k operator's weighted by :data:`K_COST`); a tie
+    (within 2 %) goes to the order found first (axis 0 first)."""
+    best: tuple[float, list[int]] | None = None
+    for order in itertools.permutations(ops):
+        dims = list(shape)
+        cost = 0.0
+        for a in order:
+            cost += ops[a].nnz * math.prod(dims) / dims[a] * (K_COST if a == 2 else 1.0)
+            dims[a] = size[a]
+        if best is None or cost < best[0] * 0.98:
+            best = (cost, list(order))
+    return [] if best is None else best[1]
 
 
 def with_fill(plan: StreamPlan, positions: Positions, value: float | int) -> StreamPlan:
     """*plan* writing *value* outside the input's field of view (as
     :func:`napari_resample.engine.resample.sample_grid` with ``fill_value``)."""
-    masks = tuple(inside_positions(n, x) for n, x in zip(plan.in_shape, positions, strict=True))
+    at = [positions[a] for a in plan.axes]
+    masks = tuple(inside_positions(n, x) for n, x in zip(plan.in_shape, at, strict=True))
     if all(m.all() for m in masks):
         return plan
     plan.fill = (value, masks)
@@ -161,7 +227,10 @@ def chunk_planes(plan: StreamPlan, in_dtype: np.dtype, chunk_bytes: int | None =
     per_plane = plan.step * ring + 3 * out
     if plan.mode == "label":
         per_plane += plan.out_shape[0] * plan.out_shape[1] * VOTE_BYTES
-    return max(1, min(plan.out_shape[2], int(chunk_bytes // max(per_plane, 1))))
+    # and at most 8 slabs' worth of output voxels (threads.SLAB_ELEMENTS, read at call time:
+    # tests shrink it for many progress steps)
+    most = max(1, 8 * threads.SLAB_ELEMENTS // max(plan.out_shape[0] * plan.out_shape[1], 1))
+    return max(1, min(plan.out_shape[2], most, int(chunk_bytes // max(per_plane, 1))))
 
 
 def stream_memory(plan: StreamPlan, in_dtype: np.dtype, chunk: int, block_planes: int) -> int:
@@ -180,8 +249,10 @@ def stream_memory(plan: StreamPlan, in_dtype: np.dtype, chunk: int, block_planes
     total += chunk * oi * oj * (3 * work + item)  # results, post steps, finish
     if plan.mode == "label":
         total += chunk * oi * oj * VOTE_BYTES
-    ops = [op for _, op in plan.pre + plan.post] + ([plan.zop] if plan.zop is not None else [])
-    return total + sum(op.data.nbytes + op.indices.nbytes + op.indptr.nbytes for op in ops)
+    total += sum(op.nbytes for _, op in plan.pre + plan.post)
+    if plan.zop is not None:
+        total += plan.zop.data.nbytes + plan.zop.indices.nbytes + plan.zop.indptr.nbytes
+    return total
 
 
 def blocks_planes(shape: tuple[int, int, int], itemsize: int, budget: int | None = None) -> int:

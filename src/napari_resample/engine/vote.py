@@ -10,8 +10,10 @@ Examples
 --------
 >>> labels = np.array([5, 3], dtype=np.int16).reshape(2, 1, 1)
 >>> from napari_resample.engine.geometry import grid_positions
+>>> from napari_resample.engine.operators import linear_weights
 >>> at = grid_positions(labels.shape, (4, 1, 1), "origin")
->>> resample_labels(labels, at, None).ravel().tolist()  # at 0.5: a tie
+>>> taps = tuple(linear_weights(n, x) for n, x in zip(labels.shape, at, strict=True))
+>>> vote_taps(labels, taps).ravel().tolist()  # at 0.5: a tie
 [5, 3, 3, 3]
 """
 
@@ -26,39 +28,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample.engine.geometry import Positions
-from napari_resample.engine.operators import linear_weights
 from napari_resample.engine.progress import Ticker
 from napari_resample.engine.threads import engine_threads, slab_thickness
 
 if TYPE_CHECKING:
     from napari_resample.engine.progress import ProgressCallback
-
-
-def resample_labels(
-    arr: NDArray,
-    positions: Positions,
-    progress: ProgressCallback | None,
-    check: Callable[[], None] | None = None,
-) -> NDArray:
-    """Per-label voting: each output voxel takes the label with the largest trilinear weight.
-
-    This is the result of resampling every label's indicator linearly and keeping the largest
-    (ties go to the smallest label, NaN last), computed without one pass per label: trilinear
-    weights only involve the 8 input voxels around a sample point, so each output voxel votes
-    among the labels of its 8 corners. Where the 8 corners agree (inside regions: most voxels)
-    that label is the answer; only the others are scored.
-
-    The slabs read rows of *arr* with ``take``, which copies a whole array that is not
-    C-contiguous on every call (nibabel reads Fortran-ordered volumes): such input is made
-    C-contiguous once. (Voting on the transposed view instead would be free but would change
-    float32 near-ties with the memory layout; the result must depend on the values only.)
-
-    *progress* gets the fraction of slabs done after each slab; *check* is called before each
-    slab and may raise to stop the work (a cancel).
-    """
-    taps = [linear_weights(n, x) for n, x in zip(arr.shape, positions, strict=True)]
-    return vote_taps(arr, (taps[0], taps[1], taps[2]), progress, check)
 
 
 #: The linear taps ``(j0, j1, t)`` of one axis
@@ -71,10 +45,24 @@ def vote_taps(
     taps: tuple[Taps, Taps, Taps],
     progress: ProgressCallback | None = None,
     check: Callable[[], None] | None = None,
+    axes: tuple[int, int, int] = (0, 1, 2),
 ) -> NDArray:
-    """:func:`resample_labels` with the taps of each axis given: the streamed engine votes on a
-    window of planes with the window's indices (``j0 - lo``, ``j1 - lo``) and the same weights,
-    so each voxel's vote is the in-memory one exactly."""
+    """Per-label voting on *arr* with the linear taps of each axis: each output voxel takes the
+    label with the largest trilinear weight.
+
+    This is the result of resampling every label's indicator linearly and keeping the largest
+    (ties go to the smallest label, NaN last), computed without one pass per label: trilinear
+    weights only involve the 8 input voxels around a sample point, so each output voxel votes
+    among the labels of its 8 corners. Where the 8 corners agree (inside regions: most voxels)
+    that label is the answer; only the others are scored. The streamed engine votes on a
+    window of planes with the window's indices (``j0 - lo``, ``j1 - lo``) and the same weights.
+
+    *axes*: the volume's axis of each axis of *arr* (the streamed engine votes on windows of
+    planes in its streamed frame): the weights are multiplied and the corners scored in the
+    volume's (i, j, k) order whatever the frame, so the votes (float near-ties included) depend
+    on the values only. *progress* gets the fraction of slabs done after each slab; *check* is
+    called before each slab and may raise to stop the work (a cancel).
+    """
     if check is not None:
         check()
     arr = np.ascontiguousarray(arr)
@@ -90,7 +78,7 @@ def vote_taps(
         r1 = min(r0 + rows, size[0])
         (x0, x1, tx), (y0, y1, ty), (z0, z1, tz) = taps
         # The 8 corner labels of every output voxel of the slab, by whole-row takes.
-        corners = [
+        frame = [
             a.take(z, axis=2)
             for a in (
                 b.take(y, axis=1)
@@ -99,6 +87,7 @@ def vote_taps(
             )
             for z in (z0, z1)
         ]
+        corners = [frame[_frame_index(t, axes)] for t in _CORNERS]
         block = corners[0].astype(native, copy=True)
         mixed = np.zeros(block.shape, dtype=bool)
         for c in corners[1:]:
@@ -108,11 +97,12 @@ def vote_taps(
             where = np.unravel_index(flat, mixed.shape)
             weights = [(1.0 - t, t) for t in (tx[r0:r1], ty, tz)]
             labels = [c.reshape(-1)[flat] for c in corners]
+            d = [axes.index(a) for a in range(3)]  # the axis of arr of each volume axis
             w = [
-                weights[0][cx][where[0]] * weights[1][cy][where[1]] * weights[2][cz][where[2]]
-                for cx in (0, 1)
-                for cy in (0, 1)
-                for cz in (0, 1)
+                weights[d[0]][t0][where[d[0]]]
+                * weights[d[1]][t1][where[d[1]]]
+                * weights[d[2]][t2][where[d[2]]]
+                for t0, t1, t2 in _CORNERS
             ]
             score = [wc.copy() for wc in w]
             for a, b in itertools.combinations(range(8), 2):
@@ -131,6 +121,16 @@ def vote_taps(
         for _ in pool.map(run, starts):
             ticker.step_done()
     return out
+
+
+#: The 8 corners of a cell, as (i, j, k) offsets, in the order they are scored.
+_CORNERS = list(itertools.product((0, 1), repeat=3))
+
+
+def _frame_index(corner: tuple[int, ...], axes: tuple[int, int, int]) -> int:
+    """The index among the corners taken in *arr*'s axis order of the volume corner *corner*."""
+    c = [corner[a] for a in axes]
+    return c[0] * 4 + c[1] * 2 + c[2]
 
 
 def _same_label(a: NDArray, b: NDArray) -> NDArray[np.bool_]:

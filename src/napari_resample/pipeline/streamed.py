@@ -241,7 +241,7 @@ def _planned(
     need, held, chunk_bytes = stream_budget(plan, reader.dtype, budget)
     if need > budget:
         raise MemoryError(
-            f"resampling {path!r} ({reader.shape} {reader.dtype}) to {plan.out_shape} "
+            f"resampling {path!r} ({reader.shape} {reader.dtype}) to {plan.size} "
             f"({mode}) needs {format_bytes(need)} even streamed plane by plane, over the "
             f"budget of {format_bytes(budget)}"
         )
@@ -321,7 +321,7 @@ def stream_file(
         return StreamResult(
             header,
             grid.affine,
-            decision.plan.out_shape,
+            decision.plan.size,
             source.dtype,
             decision.mode,
             decision.stats is not None,
