@@ -255,6 +255,12 @@ def test_architecture_page_names_every_module_and_each_rule_home_exists():
         if path.name not in ("__init__.py", "__main__.py") and path.name not in page
     ]
     assert not missing, f"docs/architecture.md does not name {missing}"
+    tree = page[page.index("```\nsrc/napari_resample/") : page.index("## The layers")]
+    named = set(re.findall(r"(\w+\.py)", tree))
+    existing = {path.name for path in package.rglob("*.py")}
+    assert named <= existing, (
+        f"docs/architecture.md names modules that do not exist: {named - existing}"
+    )
     rules = page[page.index("## Where each rule lives") : page.index("## The path of one file")]
     for home, names in re.findall(
         r"`((?:engine|io|pipeline|plugin|dataset|cli)/\w+\.py)`([^|]*)", rules
