@@ -59,7 +59,10 @@ ct_volume, machine, table, sitk_resampler = (
 SIZE = (224, 224, 128)
 LABEL_INTENT = 1002  # NIFTI_INTENT_LABEL
 RUNS = ("ref", "ours1", "oursN", "resume")
+#: With ``--against CHECKOUT``: ``workers=None`` from that checkout's ``src`` (an A/B in one run).
+AGAINST = "againstN"
 TITLES = {
+    AGAINST: "the `--against` checkout, `workers=None`",
     "ref": "reference: SimpleITK read + B-spline + write, sequential",
     "ours1": "ours, `workers=1`",
     "oursN": "ours, `workers=None`",
@@ -69,6 +72,7 @@ TITLES = {
 TARGET_VS_REF = 10.0
 TARGET_N_VS_1 = 1.5
 TARGET_RESUME = 0.05
+TARGET_VS_AGAINST = 1.2  # issue 19: throughput >= 1.2x the main it started from
 
 
 def log(msg: str) -> None:
@@ -236,6 +240,15 @@ def reference_run(
     return done
 
 
+def cpu_seconds() -> float:
+    """User + system CPU-seconds of this process and its reaped children (the pool's workers)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def child(kind: str, folder: str, out: str) -> None:
     """Run one configuration in this fresh process; print a JSON line with its figures."""
     import SimpleITK  # noqa: F401  (same imports, so the same baseline, in every run)
@@ -248,6 +261,7 @@ def child(kind: str, folder: str, out: str) -> None:
     base = sampler.me.memory_info().rss
     sampler.start()
     per_file: dict[str, float] = {}
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     if kind == "ref":
         done = reference_run(paths, out, SIZE, per_file)
@@ -255,19 +269,33 @@ def child(kind: str, folder: str, out: str) -> None:
         workers = 1 if kind == "ours1" else None
         done = resampling_dataset(folder, out, SIZE, workers=workers, progress=False)
     seconds = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
     mem = sampler.finish()
-    if kind != "ref" and kind != "resume":
-        from napari_resample.dataset.manifest import MANIFEST_NAME, read_manifest
-
-        for rec in read_manifest(os.path.join(out, MANIFEST_NAME)).values():
-            per_file[os.path.basename(rec["input"])] = rec["seconds"]
-    result = {"seconds": seconds, "done": len(done), "base": base, "per_file": per_file}
+    if kind in ("ours1", "oursN"):
+        # The manifest's JSON lines, read directly: the same in every checkout `--against` names.
+        with open(os.path.join(out, "resampling_manifest.jsonl"), encoding="utf-8") as fh:
+            for line in fh:
+                rec = json.loads(line)
+                if rec.get("status") == "done" and "seconds" in rec:
+                    per_file[os.path.basename(rec["input"])] = rec["seconds"]
+    result = {
+        "seconds": seconds,
+        "cpu": cpu,
+        "done": len(done),
+        "base": base,
+        "per_file": per_file,
+    }
     print(json.dumps({**result, **mem}))
 
 
-def measure(kind: str, folder: str, out: str) -> dict[str, Any]:
+def measure(kind: str, folder: str, out: str, against: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, folder, out]
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+    env = None
+    if kind == AGAINST:
+        # The other checkout's package comes first on the path; the child runs `oursN`'s call.
+        env = {**os.environ, "PYTHONPATH": os.path.join(os.path.abspath(str(against)), "src")}
+        cmd[-3] = "oursN"
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -396,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folder", help="use (or generate into, if empty) this dataset folder")
     p.add_argument("--repeat", type=int, default=1, help="rounds, order alternating (median)")
     p.add_argument("--no-breakdown", action="store_true", help="skip the per-stage timing")
+    p.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="also time `workers=None` from another checkout's src/ (A/B in the same run, "
+        "interleaved with ours), e.g. a `git worktree` of an older commit",
+    )
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -416,14 +450,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         results: dict[str, list[dict[str, Any]]] = {k: [] for k in RUNS}
         units = [["ref"], ["ours1"], ["oursN", "resume"]]
+        if args.against:
+            results[AGAINST] = []
+            units.insert(2, [AGAINST])
         ok, verdict = True, ""
         seconds_by: dict[str, dict[str, list[float]]] = {}
         for r in range(args.repeat):
-            outs = {k: os.path.join(work, f"out-{k}-{r}") for k in ("ref", "ours1", "oursN")}
+            outs = {
+                k: os.path.join(work, f"out-{k}-{r}") for k in ("ref", "ours1", "oursN", AGAINST)
+            }
             outs["resume"] = outs["oursN"]
             for unit in units if r % 2 == 0 else units[::-1]:
                 for kind in unit:
-                    res = measure(kind, folder, outs[kind])
+                    res = measure(kind, folder, outs[kind], args.against)
                     results[kind].append(res)
                     log(
                         f"[{time.perf_counter() - started:.0f} s] round {r + 1}: {kind} "
@@ -437,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             log(verdict)
             seconds_by = {k: manifest_seconds(outs[k]) for k in ("ours1", "oursN")}
             if not args.keep:
-                for k in ("ref", "ours1", "oursN"):
+                for k in ("ref", "ours1", "oursN", AGAINST):
                     shutil.rmtree(outs[k], ignore_errors=True)
 
         bd = []
@@ -512,6 +551,31 @@ def report(args, info, results, seconds_by, bd, startup, verdict) -> None:
     hdr = ["run", "wall", "files/s", "MB/s on disk", "MB/s uncompressed", "speed-up", "target"]
     print(table(hdr, rows))
 
+    cpu = {k: statistics.median(r["cpu"] for r in v) for k, v in results.items()}
+    print(
+        "\nCPU-seconds of each run (user + system, the main process and its pool workers, "
+        "`getrusage`): "
+        + ", ".join(f"{TITLES[k]} {cpu[k]:.1f} s ({cpu[k] / n:.2f} s per file)" for k in cpu)
+        + "."
+    )
+    if AGAINST in med:
+        print(f"\n## A/B against `{args.against}` (same run, interleaved)\n")
+        print(
+            table(
+                ["run", "wall", "files/s", "CPU-s", "CPU-s per file"],
+                [
+                    [
+                        TITLES[k],
+                        f"{med[k]:.1f} s",
+                        f"{n / med[k]:.2f}",
+                        f"{cpu[k]:.1f}",
+                        f"{cpu[k] / n:.3f}",
+                    ]
+                    for k in (AGAINST, "oursN")
+                ],
+            )
+        )
+
     vs_ref = med["ref"] / med["oursN"]
     n_vs_1 = med["ours1"] / med["oursN"]
     resume = med["resume"] / med["oursN"]
@@ -557,6 +621,19 @@ def report(args, info, results, seconds_by, bd, startup, verdict) -> None:
                     f"{100 * resume:.1f} %",
                     "yes" if resume <= TARGET_RESUME else "**no**",
                 ],
+                *(
+                    [
+                        [
+                            f"throughput >= {TARGET_VS_AGAINST}x the `--against` checkout's",
+                            f"{med[AGAINST] / med['oursN']:.2f}x",
+                            "yes"
+                            if med[AGAINST] / med["oursN"] >= TARGET_VS_AGAINST
+                            else "**no**",
+                        ]
+                    ]
+                    if AGAINST in med
+                    else []
+                ),
             ],
         )
     )

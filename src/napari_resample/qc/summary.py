@@ -1,0 +1,277 @@
+"""What quality control knows of one volume: :class:`VolumeSummary`, gathered plane by plane.
+
+A :class:`Summarizer` is fed the stored (unscaled) voxels of a volume as they pass, in blocks of
+whole k-planes ``(I, J, n)`` from plane ``k0`` (the blocks a streamed run reads or writes anyway,
+or one block holding a whole in-memory volume), and keeps only what the checks and the pictures
+need: the finite value range, the count of NaN and infinite values, each label's voxel count
+(label maps only) and the three mid-planes, reduced to thumbnail size. Nothing it keeps grows
+with the volume. :func:`summarize_file` reads a file's planes for a finished run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import NDArray
+
+from napari_resample.engine.grid import voxel_spacing
+
+#: The longest side of a kept mid-plane, in pixels (a thumbnail's resolution).
+THUMB_PIXELS = 256
+#: Which axes each mid-plane spans, named by the axis it cuts (NIfTI voxel order i, j, k).
+MID_PLANES = {"i": (1, 2), "j": (0, 2), "k": (0, 1)}
+
+
+@dataclass
+class VolumeSummary:
+    """One volume as the QC checks see it: header facts, value facts and three mid-planes.
+
+    Attributes
+    ----------
+    path : str
+    shape : (3,) tuple of int
+    dtype : str
+        The stored type's name.
+    slope, inter : float
+        The stored scaling; every value below is a stored value, scale it to compare files.
+    affine : (4, 4) ndarray
+        nibabel's best affine (sform when its code is set, else qform, else pixdim).
+    qform, sform : (4, 4) ndarray or None
+        The forms whose code is not 0 (None: unset).
+    qform_code, sform_code : int
+    label_map : bool
+        Whether the run treated the volume as a label map (labels counted).
+    lo, hi : float or None
+        The finite stored minimum and maximum (None: no finite voxel, or not seen).
+    nan, inf : int
+        NaN and infinite voxels.
+    labels : dict of int to int or None
+        Voxel count of each stored value of a label map (None for other volumes).
+    mids : dict of str to 2-D ndarray
+        The mid-plane cutting axis ``"i"``, ``"j"`` and ``"k"`` (see :data:`MID_PLANES`), in
+        stored values, every ``step``-th voxel along each of its axes.
+    steps : dict of str to (2,) tuple of int
+        The stride each mid-plane was taken with along its two axes.
+    """
+
+    path: str
+    shape: tuple[int, int, int]
+    dtype: str
+    slope: float = 1.0
+    inter: float = 0.0
+    affine: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
+    qform: NDArray[np.float64] | None = None
+    sform: NDArray[np.float64] | None = None
+    qform_code: int = 0
+    sform_code: int = 0
+    label_map: bool = False
+    lo: float | None = None
+    hi: float | None = None
+    nan: int = 0
+    inf: int = 0
+    labels: dict[int, int] | None = None
+    mids: dict[str, NDArray[Any]] = field(default_factory=dict)
+    steps: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size (mm) along i, j, k."""
+        s = voxel_spacing(self.affine)
+        return float(s[0]), float(s[1]), float(s[2])
+
+    def scaled(self, value: float | None) -> float | None:
+        """*value* (stored) with the file's scaling applied."""
+        return None if value is None else value * self.slope + self.inter
+
+    def mid_spacing(self, cut: str) -> tuple[float, float]:
+        """Millimetres per pixel of mid-plane *cut* along its two axes (for true aspect)."""
+        a, b = MID_PLANES[cut]
+        sa, sb = self.steps.get(cut, (1, 1))
+        return self.spacing[a] * sa, self.spacing[b] * sb
+
+    def facts(self) -> dict[str, Any]:
+        """The JSON-able facts (no mid-planes), for ``qc.json``."""
+        return {
+            "path": self.path,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "spacing": [round(v, 6) for v in self.spacing],
+            "slope": self.slope,
+            "inter": self.inter,
+            "affine": np.round(self.affine, 6).tolist(),
+            "qform_code": self.qform_code,
+            "sform_code": self.sform_code,
+            "axcodes": "".join(nib.aff2axcodes(self.affine)),
+            "label_map": self.label_map,
+            "min": self.scaled(self.lo),
+            "max": self.scaled(self.hi),
+            "nan": self.nan,
+            "inf": self.inf,
+            "labels": None if self.labels is None else {str(k): v for k, v in self.labels.items()},
+        }
+
+
+def header_summary(
+    path: str | os.PathLike[str], header: Any, shape: tuple[int, int, int]
+) -> VolumeSummary:
+    """A summary holding *header*'s facts (a NIfTI header, or None for a volume read from
+    NRRD, MetaImage or DICOM, whose affine is then *header*-less: use :func:`with_affine`)."""
+    path = os.fspath(path)
+    summary = VolumeSummary(path, shape, "")
+    if header is None:
+        return summary
+    slope, inter = header.get_slope_inter()
+    summary.slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    summary.inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    qform, qcode = header.get_qform(coded=True)
+    sform, scode = header.get_sform(coded=True)
+    summary.qform = None if qform is None else np.asarray(qform, dtype=np.float64)
+    summary.sform = None if sform is None else np.asarray(sform, dtype=np.float64)
+    summary.qform_code, summary.sform_code = int(qcode or 0), int(scode or 0)
+    summary.affine = np.asarray(header.get_best_affine(), dtype=np.float64)
+    summary.dtype = np.dtype(header.get_data_dtype()).newbyteorder("=").name
+    return summary
+
+
+class Summarizer:
+    """Gathers a :class:`VolumeSummary` from blocks of k-planes (see the module's docstring).
+
+    Parameters
+    ----------
+    summary : VolumeSummary
+        The header facts; its value facts and mid-planes are filled in as blocks come.
+    """
+
+    def __init__(self, summary: VolumeSummary) -> None:
+        self.summary = summary
+        self._rows: dict[str, list[NDArray[Any]]] = {"i": [], "j": []}
+        shape = summary.shape
+        self._steps = {cut: _steps(shape, cut) for cut in MID_PLANES}
+        self._counts: NDArray[np.int64] | None = None
+        self._offset = 0
+
+    def begin(self, dtype: np.dtype, label_map: bool) -> None:
+        """The stored type of the blocks to come, and whether labels are to be counted."""
+        self.summary.dtype = np.dtype(dtype).newbyteorder("=").name
+        self.summary.label_map = bool(label_map)
+
+    def add(self, k0: int, block: NDArray[Any]) -> None:
+        """Take planes ``k0 .. k0 + n - 1`` (*block*: ``(I, J, n)``, stored values)."""
+        s = self.summary
+        if not s.dtype:
+            s.dtype = block.dtype.newbyteorder("=").name
+        self._range(block)
+        if s.label_map:
+            self._count(block)
+        (ai, bi), (aj, bj) = self._steps["i"], self._steps["j"]
+        ks = np.arange(k0, k0 + block.shape[2])
+        take = ks % bi == 0  # the same k stride for the i and j cuts
+        if take.any():
+            self._rows["i"].append(block[s.shape[0] // 2, ::ai][:, take])
+            self._rows["j"].append(block[::aj, s.shape[1] // 2][:, take])
+        mid_k = s.shape[2] // 2
+        if k0 <= mid_k < k0 + block.shape[2]:
+            a, b = self._steps["k"]
+            s.mids["k"] = np.array(block[::a, ::b, mid_k - k0])
+
+    def finish(self) -> VolumeSummary:
+        """The summary, mid-planes joined and labels counted."""
+        s = self.summary
+        for cut, rows in self._rows.items():
+            if rows:
+                s.mids[cut] = np.concatenate(rows, axis=1)
+        s.steps = {cut: self._steps[cut] for cut in s.mids}
+        if s.label_map and self._counts is not None:
+            nz = np.flatnonzero(self._counts)
+            s.labels = {int(v + self._offset): int(self._counts[v]) for v in nz}
+        return s
+
+    def _range(self, block: NDArray[Any]) -> None:
+        s = self.summary
+        values = block
+        if block.dtype.kind == "f":
+            finite = np.isfinite(block)
+            if not finite.all():
+                nan = int(np.isnan(block).sum())
+                s.nan += nan
+                s.inf += int(block.size - finite.sum()) - nan
+                values = block[finite]
+        if values.size:
+            lo, hi = float(values.min()), float(values.max())
+            s.lo = lo if s.lo is None else min(s.lo, lo)
+            s.hi = hi if s.hi is None else max(s.hi, hi)
+
+    def _count(self, block: NDArray[Any]) -> None:
+        if block.dtype.kind not in "iub":
+            values, counts = np.unique(block[np.isfinite(block)], return_counts=True)
+            if np.all(values == np.round(values)):
+                self._add_counts(values.astype(np.int64), counts)
+            return
+        flat = block.reshape(-1, order="A")
+        lo = int(flat.min()) if flat.size else 0
+        if block.dtype.itemsize == 1 or int(flat.max()) - lo < 1 << 16:
+            counts = np.bincount((flat.astype(np.int64) - lo) if lo < 0 else flat)
+            base = min(lo, 0)
+            self._add_counts(np.flatnonzero(counts) + base, counts[counts > 0])
+        else:
+            values, counts = np.unique(flat, return_counts=True)
+            self._add_counts(values.astype(np.int64), counts)
+
+    def _add_counts(self, values: NDArray[np.int64], counts: NDArray[Any]) -> None:
+        if values.size == 0:
+            return
+        lo, hi = int(values.min()), int(values.max())
+        if self._counts is None:
+            self._offset, self._counts = lo, np.zeros(hi - lo + 1, dtype=np.int64)
+        if lo < self._offset or hi >= self._offset + self._counts.size:
+            new_lo = min(lo, self._offset)
+            new_hi = max(hi, self._offset + self._counts.size - 1)
+            grown = np.zeros(new_hi - new_lo + 1, dtype=np.int64)
+            grown[self._offset - new_lo : self._offset - new_lo + self._counts.size] = self._counts
+            self._offset, self._counts = new_lo, grown
+        np.add.at(self._counts, values - self._offset, counts)
+
+
+def _steps(shape: tuple[int, int, int], cut: str) -> tuple[int, int]:
+    """The strides that bring mid-plane *cut* to at most :data:`THUMB_PIXELS` a side, the same
+    stride for every axis so the aspect stays true (k shares the i and j cuts' stride)."""
+    step = max(1, -(-max(shape) // THUMB_PIXELS))
+    return step, step
+
+
+def summarize_file(path: str | os.PathLike[str], *, label_map: bool) -> VolumeSummary:
+    """The summary of the volume at *path* (NIfTI read plane by plane; NRRD, MetaImage and
+    DICOM read whole), for the checks of a finished run.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, OSError
+        As the readers of :mod:`napari_resample.io` do.
+    """
+    from napari_resample.io.formats import load_volume
+    from napari_resample.io.names import nifti_suffix
+    from napari_resample.io.plane_reader import open_planes
+
+    path = os.fspath(path)
+    if nifti_suffix(path) is not None:
+        with open_planes(path) as reader:
+            summary = header_summary(path, reader.header, reader.shape)
+            summary.affine = np.asarray(reader.affine, dtype=np.float64)
+            summarizer = Summarizer(summary)
+            summarizer.begin(reader.dtype, label_map)
+            for k0, block in reader:
+                summarizer.add(k0, block)
+            return summarizer.finish()
+    volume = load_volume(path)
+    data = volume.data.reshape(volume.data.shape[:3])
+    summary = header_summary(path, volume.header, (data.shape[0], data.shape[1], data.shape[2]))
+    summary.affine = np.asarray(volume.affine, dtype=np.float64)
+    summary.slope, summary.inter = volume.slope, volume.inter
+    summarizer = Summarizer(summary)
+    summarizer.begin(data.dtype, label_map)
+    summarizer.add(0, data)
+    return summarizer.finish()
