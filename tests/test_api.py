@@ -526,6 +526,7 @@ def test_public_api() -> None:
         "resampling",
         "resampling_dataset",
         "verify_dataset",
+        "qc_dataset",
     }
     for name in ("resample_array", "resampling"):
         doc = getattr(napari_resample, name).__doc__

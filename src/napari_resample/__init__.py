@@ -3,7 +3,8 @@
 The public API is :func:`resampling` (file in, file out: the contract of the project's
 specification), :func:`resample_to_spacing` and :func:`resample_to_reference` (the two other
 kinds of target grid), :func:`resampling_dataset` (a whole folder, parallel and resumable, with
-:func:`verify_dataset`) and :func:`resample_array` (array + affine in, array + affine out).
+:func:`verify_dataset` and the quality-control report :func:`qc_dataset`) and
+:func:`resample_array` (array + affine in, array + affine out).
 Importing this package imports neither napari, Qt nor SimpleITK.
 """
 
@@ -13,7 +14,7 @@ from napari_resample.version import __version__
 
 if TYPE_CHECKING:
     from napari_resample.api import resample_to_reference, resample_to_spacing, resampling
-    from napari_resample.dataset.run import resampling_dataset, verify_dataset
+    from napari_resample.dataset.run import qc_dataset, resampling_dataset, verify_dataset
     from napari_resample.engine.progress import ResamplingCancelled
     from napari_resample.engine.resample import resample_array
 
@@ -25,6 +26,7 @@ _HOMES = {
     "resample_to_reference": "napari_resample.api",
     "resampling_dataset": "napari_resample.dataset.run",
     "verify_dataset": "napari_resample.dataset.run",
+    "qc_dataset": "napari_resample.dataset.run",
     "ResamplingCancelled": "napari_resample.engine.progress",
     "resample_array": "napari_resample.engine.resample",
 }
@@ -35,6 +37,7 @@ __all__ = [
     "resample_array",
     "resample_to_reference",
     "resample_to_spacing",
+    "qc_dataset",
     "resampling",
     "resampling_dataset",
     "verify_dataset",

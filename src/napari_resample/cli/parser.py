@@ -29,7 +29,7 @@ def print_error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (exit code 2), not the usage text."""
 
     def error(self, message: str) -> NoReturn:
@@ -41,7 +41,8 @@ USAGE = """napari-resample INPUT OUTPUT_DIR --size X Y Z [options]
        napari-resample INPUT OUTPUT_DIR --spacing SX SY SZ [options]
        napari-resample INPUT OUTPUT_DIR --like REFERENCE [--fill-value V] [options]
        napari-resample --sample OUTPUT_DIR (--size X Y Z | --spacing SX SY SZ) [options]
-       napari-resample INPUT OUTPUT_DIR --verify"""
+       napari-resample INPUT OUTPUT_DIR --verify
+       napari-resample qc OUTPUT_DIR [--strict]"""
 
 #: Exit codes: success, a file failed, bad usage, Ctrl-C, SIGTERM.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -63,6 +64,8 @@ DATASET_OPTIONS = {
     "saving_mode": "--saving-mode",
     "recursive": "--recursive",
     "no_resume": "--no-resume",
+    "qc": "--qc",
+    "strict": "--strict",
 }
 
 
@@ -70,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     from napari_resample.version import __version__
 
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         usage=USAGE,
         description=(
@@ -219,6 +222,19 @@ def _add_dataset(parser: argparse.ArgumentParser) -> None:
         help="redo every file (default: skip the files the manifest records as done)",
     )
     group.add_argument(
+        "--qc",
+        action="store_true",
+        help="check every result as it is written (field of view, position, orientation, "
+        "qform/sform, value range, NaN, labels, image and label map on one grid) and write "
+        "OUTPUT_DIR/qc/index.html and qc/qc.json; `napari-resample qc OUTPUT_DIR` does it "
+        "for a finished run",
+    )
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        help="with --qc: exit with 1 when a check finds an error",
+    )
+    group.add_argument(
         "--verify",
         action="store_true",
         help="re-hash every input and output recorded in OUTPUT_DIR's manifest; recompute "
@@ -275,6 +291,8 @@ def check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         check_options_apply(target, given, OPTION_NAMES)
     except UnusedOptionError as exc:
         parser.error(str(exc))
+    if args.strict and not args.qc:
+        parser.error("--strict is the exit code of --qc's checks: give --qc too")
     if args.sample and args.like is not None:
         parser.error("--sample takes --size or --spacing, not --like")
     if args.sample and args.series is not None:

@@ -55,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["qc"]:  # the one sub-command (an INPUT named qc: write ./qc)
+        from napari_resample.cli.qc import qc_main
+
+        return qc_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     check_usage(parser, args)
@@ -192,10 +197,12 @@ def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
 def _dataset(source: Any, out_dir: str, args: argparse.Namespace, cancel: threading.Event) -> int:
     from napari_resample.dataset.plan import Skipped
     from napari_resample.dataset.report import Reporter, describe_entry, is_terminal
-    from napari_resample.dataset.run import run_dataset
+    from napari_resample.dataset.run import checked_as_they_pass, run_dataset, run_report
 
     entries: list[Skipped] = []
     jobs = _plan(source, out_dir, args, entries)
+    if args.qc:
+        jobs = checked_as_they_pass(jobs, out_dir)
     reporter = None
     if not args.quiet:
         reporter = Reporter(len(jobs), sys.stdout, sys.stderr if is_terminal(sys.stderr) else None)
@@ -242,7 +249,13 @@ def _dataset(source: Any, out_dir: str, args: argparse.Namespace, cancel: thread
         print_error(f"{what}: {records[job.key]['error']}")
     for entry in unusable:
         print_error(f"{entry.path}: {entry.reason}")
-    return EXIT_FAILED if failed or unusable else EXIT_OK
+    code = EXIT_FAILED if failed or unusable else EXIT_OK
+    if args.qc:
+        from napari_resample.cli.qc import qc_outcome
+
+        report = run_report(out_dir, jobs, records)
+        code = max(code, qc_outcome(report, strict=args.strict, quiet=args.quiet))
+    return code
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

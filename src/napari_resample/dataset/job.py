@@ -49,6 +49,7 @@ class Job:
     max_memory: int | None = None  # bytes per worker; None: a share of what is available
     series: str | None = None  # the DICOM series of a folder input
     check_disk: bool = True  # refuse a result over its folder's free space (resample_file)
+    qc_dir: str | None = None  # the run's output folder, when its files are checked as they pass
 
     @property
     def key(self) -> tuple[str, str | None]:

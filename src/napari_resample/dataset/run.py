@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -35,6 +36,7 @@ from napari_resample.dataset.report import ProgressReporter, describe_entry, std
 from napari_resample.dataset.task import job_record
 from napari_resample.engine.options import Anchor, AutoInterpolation, SavingMode
 from napari_resample.io.atomic import held_dirs, make_dirs, remove_empty_dirs, remove_stale_temps
+from napari_resample.qc.run import QCReport, qc_run
 
 
 def resampling_dataset(
@@ -58,6 +60,7 @@ def resampling_dataset(
     series: str | None = None,
     max_memory: int | str | None = None,
     check_disk: bool = True,
+    qc: bool = False,
 ) -> list[str]:
     """Resample every volume of a folder (or a list of them) to one target grid, into NIfTI.
 
@@ -143,6 +146,11 @@ def resampling_dataset(
     check_disk : bool
         Refuse each file whose result cannot fit its folder's free space, before it is computed
         (:func:`napari_resample.pipeline.limits.check_free_space`); False to skip the check.
+    qc : bool
+        Check every resampled pair as it passes (field of view, position, orientation, forms,
+        value range, NaN, labels; image and label map on one grid) and write the report
+        ``qc/index.html`` and ``qc/qc.json`` in *output_path* (see :func:`qc_dataset`, which
+        does the same for a finished run). Default False.
 
     Returns
     -------
@@ -196,6 +204,8 @@ def resampling_dataset(
     )
     if not check_disk:
         jobs = [replace(job, check_disk=False) for job in jobs]
+    if qc:
+        jobs = checked_as_they_pass(jobs, out_dir)
     reporter = stderr_reporter(len(jobs)) if progress else None
     if reporter is not None:
         for entry in skipped:
@@ -217,7 +227,47 @@ def resampling_dataset(
         for job in jobs:
             if records[job.key]["status"] == "done" and not records[job.key].get("skipped"):
                 print(f"Resampled image saved at: '{job.shown}'")
+    if qc:
+        report = run_report(out_dir, jobs, records)
+        if progress or debug:
+            print(report.summary(), file=sys.stderr)
     return [job.shown for job in jobs if records[job.key]["status"] == "done"]
+
+
+def checked_as_they_pass(jobs: Sequence[Job], out_dir: str) -> list[Job]:
+    """*jobs*, each to be checked by QC as it is resampled (the report goes in *out_dir*)."""
+    return [replace(job, qc_dir=os.path.abspath(out_dir)) for job in jobs]
+
+
+def run_report(
+    out_dir: str, jobs: Sequence[Job], records: dict[RecordKey, dict[str, Any]]
+) -> QCReport:
+    """The QC report of a run of *jobs* whose latest *records* :func:`run_dataset` returned."""
+    return qc_run(os.path.abspath(out_dir), [records[job.key] for job in jobs])
+
+
+def qc_dataset(output_path: str | os.PathLike[str]) -> QCReport:
+    """Check the results of a finished dataset run and write its report: ``qc/index.html``
+    (one page that opens offline: every file's status, flags, geometry before and after,
+    thumbnails and the check sentences) and ``qc/qc.json``, in *output_path*.
+
+    Files the run checked as it went (``qc=True``) keep their verdicts; the others are read
+    again (nothing is resampled). See the checks in the documentation (Quality control).
+
+    Raises
+    ------
+    FileNotFoundError
+        If *output_path* holds no manifest.
+    OSError
+        If the manifest is a symbolic link, or the report cannot be written.
+    """
+    out_dir = os.path.abspath(os.fspath(output_path))
+    manifest = os.path.join(out_dir, MANIFEST_NAME)
+    if not os.path.lexists(manifest):
+        raise FileNotFoundError(
+            f"no dataset run in {os.fspath(output_path)!r}: it holds no {MANIFEST_NAME}"
+        )
+    return qc_run(out_dir, read_manifest(manifest).values())
 
 
 def check_runner(workers: object, executor: Executor | None) -> None:

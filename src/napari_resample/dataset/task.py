@@ -23,6 +23,7 @@ from napari_resample.pipeline.run import (
     Target,
     resample_file,
 )
+from napari_resample.qc.run import FileWatch, failed, qc_file
 
 
 def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -33,6 +34,7 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any
     start = time.perf_counter()
     before = after = None
     used = None
+    watch = FileWatch(job.input, job.output) if job.qc_dir is not None else None
     try:
         with limit_engine_threads(job.threads), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -45,6 +47,7 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any
                 max_memory=job.max_memory,
                 check_disk=job.check_disk,
                 progress=progress,
+                observers=None if watch is None else watch.observers,
             )
             before, after, used = result.before, result.after, result.interpolation
         info = dict(result.info, streamed=result.streamed)
@@ -58,7 +61,7 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any
             "output_sha256": file_sha256(job.output),
             "input_sha256": file_sha256(job.input),
         }
-        return job_record(
+        record = job_record(
             job, time.perf_counter() - start, before, after, used, __version__, outcome
         )
     except Exception as exc:
@@ -66,6 +69,22 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any
         return job_record(
             job, time.perf_counter() - start, before, None, used, __version__, error=error
         )
+    if watch is not None and job.qc_dir is not None:
+        record["qc"] = file_qc(watch, record, job.qc_dir)
+    return record
+
+
+def file_qc(watch: FileWatch, record: dict[str, Any], output_dir: str) -> dict[str, Any]:
+    """The QC of a file just resampled (its FileQC as JSON); QC that fails says why in an
+    error finding, and never fails the file."""
+    start = time.perf_counter()
+    try:
+        inp, out = watch.summaries()
+        return qc_file(record, inp, out, output_dir).to_json()
+    except Exception as exc:  # the file is done: a QC problem is reported, not raised
+        return failed(record, "qc", f"{record['output']}: QC failed: {exc!r}").to_json()
+    finally:
+        record["qc_seconds"] = round(time.perf_counter() - start, 4)
 
 
 def job_target(job: Job) -> Target:

@@ -37,6 +37,7 @@ from napari_resample.io.names import nifti_suffix
 from napari_resample.io.nifti import NiftiVolume, save_volume, spatial_volume
 from napari_resample.pipeline.limits import check_free_space, check_in_memory
 from napari_resample.pipeline.oblique import sample_oblique
+from napari_resample.pipeline.observe import Observers, labels_counted
 from napari_resample.pipeline.rules import resolve_interpolation
 from napari_resample.pipeline.targets import (
     GridTarget,
@@ -225,9 +226,13 @@ def resample_file(
     progress: ProgressCallback | None = None,
     cancel: CancelSignal | None = None,
     check_disk: bool = True,
+    observers: Observers | None = None,
 ) -> FileResult:
     """Resample the volume at *path* onto *target* and write it to *out_file* (its folder must
     exist): the file pipeline of every front door that reads files.
+
+    *observers* (:class:`napari_resample.pipeline.observe.Observers`) see the stored voxels of
+    the input and of the output as they pass, without a second read.
 
     The target resolves once, from the header, into the grid both engines use. NIfTI files are
     **streamed** when :func:`napari_resample.pipeline.streamed.decide_stream` says so:
@@ -260,7 +265,9 @@ def resample_file(
         if check_disk:
             check_free_space(out_file, grid, source.dtype)
         check_in_memory(source, grid, interpolation, budget, _READ_WHOLE)
-        return _in_memory(volume, source, grid, out_file, interpolation, progress, cancel)
+        return _in_memory(
+            volume, source, grid, out_file, interpolation, progress, cancel, observers
+        )
     reader = streamed.open_planes(path)
     try:
         source = Source.of_reader(reader)
@@ -275,6 +282,7 @@ def resample_file(
             budget=budget,
             progress=progress,
             cancel=cancel,
+            observers=observers,
         )
     finally:
         reader.close()
@@ -284,7 +292,7 @@ def resample_file(
         return FileResult(before, after, done.interpolation, True, done.first_pass, _info(grid))
     check_in_memory(source, grid, interpolation, budget, _not_streamed(grid))
     volume = load_volume(path, series=series)
-    return _in_memory(volume, source, grid, out_file, interpolation, progress, cancel)
+    return _in_memory(volume, source, grid, out_file, interpolation, progress, cancel, observers)
 
 
 #: Why a volume is resampled in memory, for :func:`check_in_memory`'s message.
@@ -307,13 +315,23 @@ def _in_memory(
     interpolation: AutoInterpolation,
     progress: ProgressCallback | None,
     cancel: CancelSignal | None,
+    observers: Observers | None = None,
 ) -> FileResult:
-    """*volume* (read from *source*'s file) resampled in memory onto *grid* and saved."""
+    """*volume* (read from *source*'s file) resampled in memory onto *grid* and saved; the
+    *observers* see both volumes whole."""
     before = geometry(source.shape, source.affine, source.dtype)
     mode = resolve_interpolation(interpolation, volume)
+    if observers is not None:
+        labels = labels_counted(mode, source.dtype)
+        observers.input.begin(source.shape, source.affine, source.dtype, labels)
+        observers.input.add(0, volume.data.reshape(source.shape))
     result = resample_onto(volume, grid, mode, progress=progress, cancel=cancel)
     del volume
     save_volume(out_file, result)
+    if observers is not None:
+        data = result.data
+        observers.output.begin(data.shape, result.affine, data.dtype, labels)
+        observers.output.add(0, data.reshape(data.shape[:3]))
     after = geometry(result.data.shape, result.affine, result.data.dtype)
     return FileResult(before, after, mode, False, False, _info(grid))
 

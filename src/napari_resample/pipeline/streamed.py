@@ -53,6 +53,7 @@ from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.plane_reader import PlaneReader, open_planes
 from napari_resample.io.plane_writer import PlaneWriter
 from napari_resample.pipeline.limits import in_memory_need
+from napari_resample.pipeline.observe import Observers, labels_counted, observed
 from napari_resample.pipeline.rules import (
     Counts,
     VolumeFacts,
@@ -268,9 +269,11 @@ def stream_file(
     budget: int,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal | None = None,
+    observers: Observers | None = None,
 ) -> StreamResult | None:
     """Resample the NIfTI file open in *reader* onto *grid* into *out_file* (its folder must
-    exist), streamed; *reader* is closed.
+    exist), streamed; *reader* is closed. *observers* see the input's blocks as the engine
+    takes them and the output's as they are written.
 
     Returns None, having written nothing, when :func:`decide_stream` says the in-memory
     engines take it, or when the input holds NaN or Inf (found before anything is written).
@@ -305,11 +308,24 @@ def stream_file(
                 blocks = _counted(blocks, stats)
         header = grid.header.copy()
         set_stored_dtype(header, storable_dtype(source.dtype))
+        watch_output = None
+        if observers is not None:
+            labels = labels_counted(decision.mode, source.dtype)
+            observers.input.begin(source.shape, source.affine, source.dtype, labels)
+            observers.output.begin(decision.plan.size, grid.affine, source.dtype, labels)
+            blocks = observed(blocks, observers.input)
+            watch_output = observers.output
         with PlaneWriter(out_file, header, slope=source.slope, inter=source.inter) as writer:
+
+            def emit(k0: int, block: np.ndarray) -> None:
+                if watch_output is not None:
+                    watch_output.add(k0, block)
+                writer.write(block)
+
             run_stream(
                 blocks,
                 decision.plan,
-                lambda k0, block: writer.write(block),
+                emit,
                 out_dtype=source.dtype,
                 value_range=decision.value_range,
                 progress=progress,

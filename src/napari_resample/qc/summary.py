@@ -115,15 +115,9 @@ class VolumeSummary:
         }
 
 
-def header_summary(
-    path: str | os.PathLike[str], header: Any, shape: tuple[int, int, int]
-) -> VolumeSummary:
-    """A summary holding *header*'s facts (a NIfTI header, or None for a volume read from
-    NRRD, MetaImage or DICOM, whose affine is then *header*-less: use :func:`with_affine`)."""
-    path = os.fspath(path)
-    summary = VolumeSummary(path, shape, "")
-    if header is None:
-        return summary
+def add_header(summary: VolumeSummary, header: Any) -> None:
+    """Set *summary*'s scaling, forms and codes from a NIfTI *header* (its affine and shape
+    stay those the voxels came with)."""
     slope, inter = header.get_slope_inter()
     summary.slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
     summary.inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
@@ -132,55 +126,66 @@ def header_summary(
     summary.qform = None if qform is None else np.asarray(qform, dtype=np.float64)
     summary.sform = None if sform is None else np.asarray(sform, dtype=np.float64)
     summary.qform_code, summary.sform_code = int(qcode or 0), int(scode or 0)
-    summary.affine = np.asarray(header.get_best_affine(), dtype=np.float64)
-    summary.dtype = np.dtype(header.get_data_dtype()).newbyteorder("=").name
-    return summary
 
 
 class Summarizer:
     """Gathers a :class:`VolumeSummary` from blocks of k-planes (see the module's docstring).
 
+    Call :meth:`begin` (again to start over, as when a streamed run falls back to memory), then
+    :meth:`add` for every block in k order, then :meth:`finish`.
+
     Parameters
     ----------
-    summary : VolumeSummary
-        The header facts; its value facts and mid-planes are filled in as blocks come.
+    path : str
+        The volume's file, for the summary and its messages.
     """
 
-    def __init__(self, summary: VolumeSummary) -> None:
-        self.summary = summary
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.summary = VolumeSummary(os.fspath(path), (0, 0, 0), "")
         self._rows: dict[str, list[NDArray[Any]]] = {"i": [], "j": []}
-        shape = summary.shape
-        self._steps = {cut: _steps(shape, cut) for cut in MID_PLANES}
+        self._steps: dict[str, tuple[int, int]] = {}
         self._counts: NDArray[np.int64] | None = None
         self._offset = 0
 
-    def begin(self, dtype: np.dtype, label_map: bool) -> None:
-        """The stored type of the blocks to come, and whether labels are to be counted."""
-        self.summary.dtype = np.dtype(dtype).newbyteorder("=").name
-        self.summary.label_map = bool(label_map)
+    def begin(
+        self, shape: tuple[int, ...], affine: NDArray[Any], dtype: np.dtype, label_map: bool
+    ) -> None:
+        """Start (over): the volume's shape and affine, the stored type of the blocks to come,
+        and whether labels are to be counted."""
+        shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
+        self.summary = VolumeSummary(
+            self.summary.path,
+            shape3,
+            np.dtype(dtype).newbyteorder("=").name,
+            affine=np.asarray(affine, dtype=np.float64),
+            label_map=bool(label_map),
+        )
+        self._rows = {"i": [], "j": []}
+        self._steps = {cut: _steps(shape3, cut) for cut in MID_PLANES}
+        self._counts, self._offset = None, 0
 
     def add(self, k0: int, block: NDArray[Any]) -> None:
         """Take planes ``k0 .. k0 + n - 1`` (*block*: ``(I, J, n)``, stored values)."""
         s = self.summary
-        if not s.dtype:
-            s.dtype = block.dtype.newbyteorder("=").name
         self._range(block)
         if s.label_map:
             self._count(block)
-        (ai, bi), (aj, bj) = self._steps["i"], self._steps["j"]
-        ks = np.arange(k0, k0 + block.shape[2])
-        take = ks % bi == 0  # the same k stride for the i and j cuts
+        step = self._steps["k"][0]  # one stride on every axis (see _steps)
+        take = np.arange(k0, k0 + block.shape[2]) % step == 0
         if take.any():
-            self._rows["i"].append(block[s.shape[0] // 2, ::ai][:, take])
-            self._rows["j"].append(block[::aj, s.shape[1] // 2][:, take])
+            self._rows["i"].append(block[s.shape[0] // 2, ::step][:, take])
+            self._rows["j"].append(block[::step, s.shape[1] // 2][:, take])
         mid_k = s.shape[2] // 2
         if k0 <= mid_k < k0 + block.shape[2]:
             a, b = self._steps["k"]
             s.mids["k"] = np.array(block[::a, ::b, mid_k - k0])
 
-    def finish(self) -> VolumeSummary:
-        """The summary, mid-planes joined and labels counted."""
+    def finish(self, header: Any = None) -> VolumeSummary:
+        """The summary, mid-planes joined and labels counted; *header* (the file's NIfTI
+        header, if it has one) adds its forms, codes and scaling."""
         s = self.summary
+        if header is not None:
+            add_header(s, header)
         for cut, rows in self._rows.items():
             if rows:
                 s.mids[cut] = np.concatenate(rows, axis=1)
@@ -256,22 +261,17 @@ def summarize_file(path: str | os.PathLike[str], *, label_map: bool) -> VolumeSu
     from napari_resample.io.names import nifti_suffix
     from napari_resample.io.plane_reader import open_planes
 
-    path = os.fspath(path)
-    if nifti_suffix(path) is not None:
+    summarizer = Summarizer(path)
+    if nifti_suffix(os.fspath(path)) is not None:
         with open_planes(path) as reader:
-            summary = header_summary(path, reader.header, reader.shape)
-            summary.affine = np.asarray(reader.affine, dtype=np.float64)
-            summarizer = Summarizer(summary)
-            summarizer.begin(reader.dtype, label_map)
+            summarizer.begin(reader.shape, reader.affine, reader.dtype, label_map)
             for k0, block in reader:
                 summarizer.add(k0, block)
-            return summarizer.finish()
-    volume = load_volume(path)
+            return summarizer.finish(reader.header)
+    volume = load_volume(os.fspath(path))
     data = volume.data.reshape(volume.data.shape[:3])
-    summary = header_summary(path, volume.header, (data.shape[0], data.shape[1], data.shape[2]))
-    summary.affine = np.asarray(volume.affine, dtype=np.float64)
-    summary.slope, summary.inter = volume.slope, volume.inter
-    summarizer = Summarizer(summary)
-    summarizer.begin(data.dtype, label_map)
+    summarizer.begin(data.shape, volume.affine, data.dtype, label_map)
     summarizer.add(0, data)
-    return summarizer.finish()
+    summary = summarizer.finish(volume.header)
+    summary.slope, summary.inter = volume.slope, volume.inter
+    return summary

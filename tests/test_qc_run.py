@@ -1,0 +1,205 @@
+"""Quality control wired into the runs: summaries gathered as the voxels pass equal a second
+read, ``resampling_dataset(qc=True)``, :func:`napari_resample.qc_dataset` on a finished run,
+and the command line (``--qc``, ``--strict``, ``napari-resample qc``)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_resample import qc_dataset, resampling_dataset
+from napari_resample.cli import main
+from napari_resample.pipeline.observe import Observers
+from napari_resample.pipeline.run import SizeTarget, SpacingTarget, resample_file
+from napari_resample.qc.run import FileWatch
+from napari_resample.qc.summary import VolumeSummary, summarize_file
+
+
+def _write(path, data, affine, intent=0):
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    if intent:
+        img.header.set_intent(intent)
+    nib.save(img, str(path))
+    return str(path)
+
+
+def _ct(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    z = np.linspace(-1, 1, shape[0])[:, None, None]
+    y = np.linspace(-1, 1, shape[1])[None, :, None]
+    x = np.linspace(-1, 1, shape[2])[None, None, :]
+    body = (z**2 + y**2 + 0.5 * x**2) < 0.7
+    data = np.where(body, 40.0, -1000.0) + rng.normal(0, 20, shape)
+    return data.astype(np.int16)
+
+
+def _labels(shape):
+    data = np.zeros(shape, np.uint8)
+    data[5:20, 6:18, 4:14] = 1
+    data[20:30, 10:25, 8:20] = 2
+    return data
+
+
+def _same(a: VolumeSummary, b: VolumeSummary) -> None:
+    assert a.facts() == b.facts()
+    assert a.mids.keys() == b.mids.keys() == {"i", "j", "k"}
+    for cut in a.mids:
+        np.testing.assert_array_equal(a.mids[cut], b.mids[cut])
+
+
+@pytest.mark.parametrize("budget", [None, "4M"])
+@pytest.mark.parametrize("kind", ["image", "labels", "float_nan"])
+def test_watched_summaries_equal_a_second_read(tmp_path, kind, budget) -> None:
+    """What the observers gather while the file is resampled (streamed, or in memory for a
+    float volume with NaN) is what reading input and output again gives."""
+    affine = np.diag([0.8, 0.9, 2.0, 1.0])
+    if kind == "image":
+        data = _ct((40, 36, 30))
+    elif kind == "labels":
+        data = _labels((40, 36, 30))
+    else:
+        data = _ct((40, 36, 30)).astype(np.float32)
+        data[3, 4, 5] = np.nan
+    src = _write(tmp_path / "in.nii.gz", data, affine, 1002 if kind == "labels" else 0)
+    out = str(tmp_path / "out.nii.gz")
+    watch = FileWatch(src, out)
+    result = resample_file(
+        src,
+        out,
+        SizeTarget((20, 30, 17)),
+        interpolation="auto",
+        max_memory=budget,
+        observers=watch.observers,
+    )
+    inp, res = watch.summaries()
+    labels = kind == "labels"
+    assert inp.label_map is res.label_map is labels
+    assert result.streamed is (kind != "float_nan")
+    _same(inp, summarize_file(src, label_map=labels))
+    _same(res, summarize_file(out, label_map=labels))
+    if labels:
+        assert set(inp.labels) == {0, 1, 2}
+        assert sum(inp.labels.values()) == data.size
+    if kind == "float_nan":
+        assert inp.nan == 1
+
+
+def test_observers_start_over_when_a_stream_falls_back(tmp_path) -> None:
+    """A streamed run that finds NaN late starts over in memory: the summaries count once."""
+    data = _ct((30, 30, 40)).astype(np.float32)
+    data[:, :, -1] = np.nan  # found by the stream's last block
+    src = _write(tmp_path / "in.nii.gz", data, np.eye(4))
+    out = str(tmp_path / "out.nii.gz")
+    watch = FileWatch(src, out)
+    resample_file(
+        src,
+        out,
+        SpacingTarget((2.0, 2.0, 2.0)),
+        interpolation="bspline",
+        max_memory="4M",
+        observers=watch.observers,
+    )
+    inp, _ = watch.summaries()
+    assert inp.nan == 30 * 30
+    _same(inp, summarize_file(src, label_map=False))
+
+
+def _dataset(folder):
+    os.makedirs(folder, exist_ok=True)
+    affine = np.diag([0.9, 0.9, 1.5, 1.0])
+    for n in range(2):
+        _write(folder / f"case{n}.nii.gz", _ct((40, 36, 30), seed=n), affine)
+        _write(folder / f"case{n}_seg.nii.gz", _labels((40, 36, 30)), affine, 1002)
+    return folder
+
+
+def test_dataset_qc_writes_the_report(tmp_path) -> None:
+    src = _dataset(tmp_path / "in")
+    out = tmp_path / "out"
+    done = resampling_dataset(src, out, (20, 18, 15), workers=1, qc=True, progress=False)
+    assert len(done) == 4
+    page, report = out / "qc" / "index.html", out / "qc" / "qc.json"
+    assert page.is_file() and report.is_file()
+    data = json.loads(report.read_text())
+    assert data["counts"] == {"ok": 4, "warning": 0, "error": 0}, data["files"]
+    by_name = {os.path.basename(f["output"]): f for f in data["files"]}
+    seg = by_name["case0_seg_resampled.nii.gz"]
+    assert seg["paired_image"].endswith("case0_resampled.nii.gz")
+    assert any(f["check"] == "pairing" and f["severity"] == "ok" for f in seg["findings"])
+    for entry in data["files"]:
+        for role in entry["thumbs"].values():
+            for rel in role.values():
+                assert (out / "qc" / rel).is_file()
+    # every record of the manifest carries its verdict and what it cost
+    lines = (out / "resampling_manifest.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert all("qc" in r and r["qc_seconds"] >= 0 for r in records)
+
+
+def test_qc_of_a_finished_run_gives_the_same_verdicts(tmp_path) -> None:
+    """``qc_dataset`` reads a run made without QC again: the verdicts and facts are those of
+    a run checked as it went."""
+    src = _dataset(tmp_path / "in")
+    live, later = tmp_path / "live", tmp_path / "later"
+    resampling_dataset(src, live, (20, 18, 15), workers=1, qc=True, progress=False)
+    resampling_dataset(src, later, (20, 18, 15), workers=1, progress=False)
+    assert not (later / "qc").exists()
+    report = qc_dataset(later)
+    assert report.counts == {"ok": 4, "warning": 0, "error": 0}
+    a = {os.path.basename(f["output"]): f for f in _files(live)}
+    b = {os.path.basename(f["output"]): f for f in _files(later)}
+    assert a.keys() == b.keys()
+    for name in a:
+        assert [f["check"] for f in a[name]["findings"]] == [
+            f["check"] for f in b[name]["findings"]
+        ]
+        for side in ("before", "after"):
+            fa, fb = dict(a[name][side]), dict(b[name][side])
+            fa.pop("path"), fb.pop("path")
+            assert fa == fb
+
+
+def _files(out):
+    return json.loads((out / "qc" / "qc.json").read_text())["files"]
+
+
+def test_cli_qc_strict_finds_a_seeded_fault(tmp_path, capsys) -> None:
+    src = _dataset(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main([str(src), str(out), "--size", "20", "18", "15", "--workers", "1", "--qc"]) == 0
+    assert "QC report:" in capsys.readouterr().out
+    assert main(["qc", str(out), "--strict"]) == 0
+    # an all-zero output: the run's own records are stale now, so check the files again
+    victim = out / "case1_resampled.nii.gz"
+    img = nib.load(str(victim))
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.int16), img.affine, img.header), victim)
+    lines = [json.loads(x) for x in (out / "resampling_manifest.jsonl").read_text().splitlines()]
+    with open(out / "resampling_manifest.jsonl", "w") as fh:
+        for record in lines:
+            record.pop("qc", None)
+            fh.write(json.dumps(record) + "\n")
+    capsys.readouterr()
+    assert main(["qc", str(out)]) == 0  # without --strict, errors are reported, not an exit
+    assert main(["qc", str(out), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "case1_resampled.nii.gz" in err and "napari-resample: error: qc:" in err
+
+
+def test_cli_qc_usage_errors(tmp_path, capsys) -> None:
+    src = _dataset(tmp_path / "in")
+    with pytest.raises(SystemExit) as exc:
+        main([str(src), str(tmp_path / "o"), "--size", "8", "8", "8", "--strict"])
+    assert exc.value.code == 2
+    assert "--strict" in capsys.readouterr().err
+    assert main(["qc", str(tmp_path / "in")]) == 1
+    err = capsys.readouterr().err
+    assert "holds no resampling_manifest.jsonl" in err and str(tmp_path / "in") in err
+    single = src / "case0.nii.gz"
+    assert main([str(single), str(tmp_path / "o"), "--size", "8", "8", "8", "--qc"]) == 2
+    assert "--qc applies to a folder of volumes" in capsys.readouterr().err
