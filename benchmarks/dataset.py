@@ -61,7 +61,10 @@ LABEL_INTENT = 1002  # NIFTI_INTENT_LABEL
 RUNS = ("ref", "ours1", "oursN", "resume")
 #: With ``--against CHECKOUT``: ``workers=None`` from that checkout's ``src`` (an A/B in one run).
 AGAINST = "againstN"
+#: With ``--qc``: ``workers=None, qc=True`` (every file checked and drawn as it passes).
+WITH_QC = "oursNqc"
 TITLES = {
+    WITH_QC: "ours, `workers=None, qc=True` (checks, thumbnails and the report)",
     AGAINST: "the `--against` checkout, `workers=None`",
     "ref": "reference: SimpleITK read + B-spline + write, sequential",
     "ours1": "ours, `workers=1`",
@@ -73,6 +76,7 @@ TARGET_VS_REF = 10.0
 TARGET_N_VS_1 = 1.5
 TARGET_RESUME = 0.05
 TARGET_VS_AGAINST = 1.2  # issue 19: throughput >= 1.2x the main it started from
+TARGET_QC_COST = 0.05  # issue 20: QC during a run costs at most 5 % of the run's time
 
 
 def log(msg: str) -> None:
@@ -267,11 +271,12 @@ def child(kind: str, folder: str, out: str) -> None:
         done = reference_run(paths, out, SIZE, per_file)
     else:
         workers = 1 if kind == "ours1" else None
-        done = resampling_dataset(folder, out, SIZE, workers=workers, progress=False)
+        qc = {"qc": True} if kind == WITH_QC else {}
+        done = resampling_dataset(folder, out, SIZE, workers=workers, progress=False, **qc)
     seconds = time.perf_counter() - t0
     cpu = cpu_seconds() - cpu0
     mem = sampler.finish()
-    if kind in ("ours1", "oursN"):
+    if kind in ("ours1", "oursN", WITH_QC):
         # The manifest's JSON lines, read directly: the same in every checkout `--against` names.
         with open(os.path.join(out, "resampling_manifest.jsonl"), encoding="utf-8") as fh:
             for line in fh:
@@ -430,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also time `workers=None` from another checkout's src/ (A/B in the same run, "
         "interleaved with ours), e.g. a `git worktree` of an older commit",
     )
+    p.add_argument(
+        "--qc",
+        action="store_true",
+        help="also time `workers=None, qc=True` (QC's cost: target <= 5 %% of the run)",
+    )
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -453,11 +463,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.against:
             results[AGAINST] = []
             units.insert(2, [AGAINST])
+        if args.qc:
+            results[WITH_QC] = []
+            units.insert(2, [WITH_QC])
         ok, verdict = True, ""
         seconds_by: dict[str, dict[str, list[float]]] = {}
         for r in range(args.repeat):
             outs = {
-                k: os.path.join(work, f"out-{k}-{r}") for k in ("ref", "ours1", "oursN", AGAINST)
+                k: os.path.join(work, f"out-{k}-{r}")
+                for k in ("ref", "ours1", "oursN", AGAINST, WITH_QC)
             }
             outs["resume"] = outs["oursN"]
             for unit in units if r % 2 == 0 else units[::-1]:
@@ -476,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             log(verdict)
             seconds_by = {k: manifest_seconds(outs[k]) for k in ("ours1", "oursN")}
             if not args.keep:
-                for k in ("ref", "ours1", "oursN", AGAINST):
+                for k in ("ref", "ours1", "oursN", AGAINST, WITH_QC):
                     shutil.rmtree(outs[k], ignore_errors=True)
 
         bd = []
@@ -576,6 +590,25 @@ def report(args, info, results, seconds_by, bd, startup, verdict) -> None:
             )
         )
 
+    if WITH_QC in med:
+        wall_cost = med[WITH_QC] / med["oursN"] - 1
+        cpu_cost = cpu[WITH_QC] / cpu["oursN"] - 1
+        print("\n## Quality control's cost (`qc=True`, same run, interleaved)\n")
+        print(
+            table(
+                ["run", "wall", "CPU-s", "cost over `workers=None`"],
+                [
+                    [TITLES["oursN"], f"{med['oursN']:.2f} s", f"{cpu['oursN']:.1f}", "-"],
+                    [
+                        TITLES[WITH_QC],
+                        f"{med[WITH_QC]:.2f} s",
+                        f"{cpu[WITH_QC]:.1f}",
+                        f"wall {100 * wall_cost:+.1f} %, CPU {100 * cpu_cost:+.1f} %",
+                    ],
+                ],
+            )
+        )
+
     vs_ref = med["ref"] / med["oursN"]
     n_vs_1 = med["ours1"] / med["oursN"]
     resume = med["resume"] / med["oursN"]
@@ -632,6 +665,19 @@ def report(args, info, results, seconds_by, bd, startup, verdict) -> None:
                         ]
                     ]
                     if AGAINST in med
+                    else []
+                ),
+                *(
+                    [
+                        [
+                            f"`qc=True` costs <= {100 * TARGET_QC_COST:.0f} % of the run's wall",
+                            f"{100 * (med[WITH_QC] / med['oursN'] - 1):+.1f} %",
+                            "yes"
+                            if med[WITH_QC] / med["oursN"] - 1 <= TARGET_QC_COST
+                            else "**no**",
+                        ]
+                    ]
+                    if WITH_QC in med
                     else []
                 ),
             ],
