@@ -10,12 +10,19 @@ voxel and write them to a new ``.nii.gz``, by ``load_nifti`` + ``save_nifti`` (t
 in memory) and by ``open_planes`` + ``PlaneWriter`` (blocks of planes, decompression and
 compression in background threads). Then the peak traced memory (tracemalloc) of each, once.
 Prints markdown; read the ratio, not the absolute times.
+
+``--decompress`` measures instead what parallel decompression of one gzip stream would give
+(issue 19): reading every byte of the same file with python-isal (what ``open_planes`` uses,
+CRC-32 and length checked) against ``rapidgzip`` (PyPI; ``pip install rapidgzip``) with one and
+two threads, wall time and CPU-seconds (``getrusage``), interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -56,16 +63,73 @@ def traced_peak(fn, *args) -> int:
         tracemalloc.stop()
 
 
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def read_all(opener) -> None:
+    with opener() as fh:
+        while fh.read(1 << 22):
+            pass
+
+
+def decompress(src: str, repeat: int) -> None:
+    """isal against rapidgzip on one gzip stream: wall and CPU-seconds, medians."""
+    from isal import igzip
+
+    ways = {
+        "python-isal `igzip` (ours; CRC-32 and length checked)": lambda: igzip.open(src, "rb"),
+        "`open_planes` (ours: isal in a thread, every block)": None,
+    }
+    try:
+        import rapidgzip
+
+        for n in (1, 2):
+            ways[f"rapidgzip, parallelization={n}"] = lambda n=n: rapidgzip.open(
+                src, parallelization=n
+            )
+    except ImportError:
+        print("rapidgzip is not installed: `pip install rapidgzip`", file=sys.stderr)
+    figures: dict[str, list[tuple[float, float]]] = {k: [] for k in ways}
+    for r in range(repeat):
+        for name in ways if r % 2 == 0 else list(ways)[::-1]:
+            t0, c0 = time.perf_counter(), cpu_seconds()
+            if ways[name] is None:
+                with open_planes(src) as reader:
+                    for _ in reader:
+                        pass
+            else:
+                read_all(ways[name])
+            figures[name].append((time.perf_counter() - t0, cpu_seconds() - c0))
+    base = statistics.median(w for w, _ in figures[next(iter(ways))])
+    print(f"{machine()}; load average {os.getloadavg()[0]:.2f}\n")
+    print(
+        f"Reading every byte of {os.path.getsize(src) / 2**20:.0f} MiB of gzip, "
+        f"median of {repeat}:\n"
+    )
+    print("| reader | wall (s) | CPU (s) | wall / isal |")
+    print("|---|---|---|---|")
+    for name, got in figures.items():
+        wall = statistics.median(w for w, _ in got)
+        cpu = statistics.median(c for _, c in got)
+        print(f"| {name} | {wall:.3f} | {cpu:.3f} | {wall / base:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--shape", default="512,512,300")
+    parser.add_argument("--decompress", action="store_true", help="isal against rapidgzip")
     args = parser.parse_args(argv)
     shape = tuple(int(n) for n in args.shape.split(","))
     with tempfile.TemporaryDirectory() as folder:
         src = os.path.join(folder, "ct.nii.gz")
         data = ct_volume(shape, "int16")  # type: ignore[arg-type]
         nib.save(nib.Nifti1Image(data, np.diag([0.5, 0.5, 1.0, 1.0])), src)
+        if args.decompress:
+            decompress(src, args.repeat)
+            return
         out_a, out_b = os.path.join(folder, "a.nii.gz"), os.path.join(folder, "b.nii.gz")
         print(f"progress: {src} {os.path.getsize(src) / 2**20:.1f} MiB", file=sys.stderr)
         streamed(src, out_b)  # warm-up (imports, page cache)
