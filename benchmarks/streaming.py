@@ -311,6 +311,23 @@ def rounds(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[
     return times
 
 
+#: Issue 19's targets for a file: wall and CPU of ``resampling()`` over the floor's.
+TARGET_WALL, TARGET_CPU = 1.10, 1.4
+#: Why figures of "case A" differ, and the one definition this benchmark keeps.
+CASE_A_DEFINITION = """\
+*One definition of case A's file figure.* The input is `run.ct_volume((512, 512, 300), "int16")`
+(seed 0: air, a textured body, bones, Gaussian noise of 25 HU) written by nibabel (gzip level 1,
+qform = sform, code 1): 157 MB of voxels, about 82 MB on disk. The figure is `resampling()`'s
+wall time and CPU-seconds over the **faster** of two floors measured in the same rounds (the
+same file read and the same output written, no resampling). Figures quoted elsewhere differ
+for three reasons: the content (a smooth volume without the noise compresses 5-10x better, so
+its read costs less and the same engine is a larger share: the ratio moves), the method (over
+the sequential floor, `load_nifti` + `save_nifti`, the ratio is lower than over the overlapped
+one, `open_planes` + `PlaneWriter`), and the load (a second job on the other core takes the
+overlap away: wall ratios rise, CPU-seconds barely move). Quote this table's ratios.
+"""
+
+
 def overlap(folder: str, repeat: int) -> str:
     import nibabel as nib
     import SimpleITK as sitk
@@ -415,7 +432,9 @@ def overlap(folder: str, repeat: int) -> str:
             f"ours {med['sitk'] / med['ours']:.1f}x faster",
         ],
     ]
-    met = "met" if ratio <= 1.05 else "NOT met"
+    met = "met" if ratio <= TARGET_WALL else "NOT met"
+    cpu_ratio = cpu["ours"] / cpu[floor_key]
+    cpu_met = "met" if cpu_ratio <= TARGET_CPU else "NOT met"
     text = [
         "## 1. I/O overlap, case A (512 x 512 x 300 int16 .nii.gz -> 224 x 224 x 128, B-spline)\n",
         f"Median of {repeat} interleaved rounds; load average {load_before} before the rounds, "
@@ -431,11 +450,12 @@ def overlap(folder: str, repeat: int) -> str:
             ],
             rows,
         ),
-        f"\n`resampling()` / floor = **{ratio:.3f}** (target <= 1.05: {met}); "
-        f"the floor is {floor_name[floor_key]}. CPU: user + system seconds of the process "
-        f"(all threads): ours needs {cpu['ours'] / cpu[floor_key]:.1f}x the floor's CPU, so on "
-        f"2 cores it cannot take less than {cpu['ours'] / 2:.2f} s of wall time however well "
+        f"\n`resampling()` / floor = **{ratio:.3f}** wall (target <= {TARGET_WALL}: {met}) "
+        f"and **{cpu_ratio:.2f}** CPU (target <= {TARGET_CPU}: {cpu_met}); the floor is "
+        f"{floor_name[floor_key]}. CPU: user + system seconds of the process (all threads); on "
+        f"2 cores ours cannot take less than {cpu['ours'] / 2:.2f} s of wall time however well "
         "it overlaps.\n",
+        CASE_A_DEFINITION,
     ]
     text.append(where_time_goes(src, work, out_data, out_header, repeat))
     return "\n".join(text)
