@@ -320,7 +320,7 @@ CASE_A_DEFINITION = """\
 qform = sform, code 1): 157 MB of voxels, about 82 MB on disk. The figure is `resampling()`'s
 wall time and CPU-seconds over the **faster** of two floors measured in the same rounds (the
 same file read and the same output written, no resampling). Figures quoted elsewhere differ
-for three reasons: the content (a smooth volume without the noise compresses 5-10x better, so
+for three reasons: the content (the same volume without its noise compresses 15x, not 1.8x, so
 its read costs less and the same engine is a larger share: the ratio moves), the method (over
 the sequential floor, `load_nifti` + `save_nifti`, the ratio is lower than over the overlapped
 one, `open_planes` + `PlaneWriter`), and the load (a second job on the other core takes the
