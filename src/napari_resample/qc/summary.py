@@ -167,7 +167,7 @@ class Summarizer:
         self._range(block)
         if s.label_map:
             self._count(block)
-        (ai, bi), (aj, bj) = self._steps["i"], self._steps["j"]
+        (ai, bi), (aj, _) = self._steps["i"], self._steps["j"]
         ks = np.arange(k0, k0 + block.shape[2])
         take = ks % bi == 0  # the same k stride for the i and j cuts
         if take.any():
@@ -267,8 +267,9 @@ def summarize_file(path: str | os.PathLike[str], *, label_map: bool) -> VolumeSu
                 summarizer.add(k0, block)
             return summarizer.finish()
     volume = load_volume(path)
-    data = volume.data.reshape(volume.data.shape[:3])
-    summary = header_summary(path, volume.header, (data.shape[0], data.shape[1], data.shape[2]))
+    i, j, k = (int(n) for n in volume.data.shape[:3])
+    data = volume.data.reshape((i, j, k))
+    summary = header_summary(path, volume.header, (i, j, k))
     summary.affine = np.asarray(volume.affine, dtype=np.float64)
     summary.slope, summary.inter = volume.slope, volume.inter
     summarizer = Summarizer(summary)
