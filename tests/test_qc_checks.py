@@ -167,6 +167,14 @@ def test_overlap_severity(qc_corpus: Path, overlap: float | None, severity: str)
     assert finding is not None and finding.severity == severity
 
 
+def test_a_reference_gone_is_a_warning_not_a_verdict(qc_corpus: Path, tmp_path: Path) -> None:
+    record = dict(records(qc_corpus / "reference")["phantom_resampled_to_ref.nii.gz"])
+    record["params"] = {**record["params"], "reference": str(tmp_path / "gone.nii.gz")}
+    findings = findings_of(record)
+    assert problems(findings) == [("orientation_kept", "warning")]
+    assert "gone.nii.gz' cannot be read" in message(findings, "orientation_kept", "warning")
+
+
 @pytest.mark.parametrize("anchor", ["origin", "center"])
 def test_the_other_anchors_rule_is_a_position_error(qc_corpus: Path, anchor: str) -> None:
     # A clean output checked against the anchor it was not made with: at these factors the

@@ -139,8 +139,12 @@ def check_position_kept(
         )
     anchor = (record.get("params") or {}).get("anchor") or "origin"
     was, now = anchor_point(inp, anchor), anchor_point(out, anchor)
-    # The shift in output voxels along each output axis (exact for oblique and sheared grids).
-    shift = np.linalg.solve(out.affine[:3, :3], now - was)
+    try:  # the shift in output voxels along each output axis (oblique and sheared grids too)
+        shift = np.linalg.solve(out.affine[:3, :3], now - was)
+    except np.linalg.LinAlgError:
+        return Finding(
+            "position_kept", "error", f"{name}: the output's affine is singular, no position."
+        )
     worst = float(np.max(np.abs(shift)))
     point = "centre of voxel (0, 0, 0)" if anchor == "origin" else "corner of the field of view"
     kept = worst <= POSITION_TOL_VOXELS
@@ -153,14 +157,19 @@ def check_position_kept(
     )
 
 
+def axcodes(affine: NDArray[np.float64]) -> str:
+    """The axis codes of *affine* (``"RAS"``), ``?`` for an axis of zero length."""
+    return "".join(code or "?" for code in nib.aff2axcodes(affine))
+
+
 @functools.lru_cache(maxsize=16)
-def _reference_axcodes(path: str, stamp: tuple[int, int]) -> tuple[str, ...]:
+def _reference_axcodes(path: str, stamp: tuple[int, int]) -> str:
     from napari_resample.pipeline.reference import reference_grid
 
-    return tuple(nib.aff2axcodes(reference_grid(path).affine))
+    return axcodes(reference_grid(path).affine)
 
 
-def reference_axcodes(path: str) -> tuple[str, ...]:
+def reference_axcodes(path: str) -> str:
     """The axis codes of the reference grid at *path* (its header read once per version of
     the file).
 
@@ -180,11 +189,11 @@ def check_orientation_kept(
     reference grid the reference's (read from ``params["reference"]``; a warning when it
     cannot be read any more)."""
     name = file_name(out)
-    now = "".join(nib.aff2axcodes(out.affine))
+    now = axcodes(out.affine)
     if target_kind(record) == "reference":
         ref = os.fspath(record["params"]["reference"])
         try:
-            want, whose = "".join(reference_axcodes(ref)), f"those of the reference {ref!r}"
+            want, whose = reference_axcodes(ref), f"those of the reference {ref!r}"
         except (OSError, ValueError) as exc:
             return Finding(
                 "orientation_kept",
@@ -193,7 +202,7 @@ def check_orientation_kept(
                 f"read ({exc}).",
             )
     else:
-        want, whose = "".join(nib.aff2axcodes(inp.affine)), "the input's"
+        want, whose = axcodes(inp.affine), "the input's"
     kept = now == want
     return Finding(
         "orientation_kept",
@@ -221,10 +230,10 @@ def check_forms_agree(inp: VolumeSummary, out: VolumeSummary, record: dict[str, 
     the input already disagreed (inherited)."""
     name = file_name(out)
     gap_out, gap_in = form_disagreement(out), form_disagreement(inp)
-    was = "only one form" if gap_in is None else f"{gap_in:.4g} mm"
+    was = "not both set" if gap_in is None else f"{gap_in:.4g} mm"
     severity: Severity
     if gap_out is None:
-        severity, how = "ok", "the output sets only one of them"
+        severity, how = "ok", "the output does not set both"
     elif gap_out <= FORMS_TOL_MM:
         severity, how = "ok", f"they agree ({gap_out:.2g} mm)"
     elif gap_in is not None and gap_in > FORMS_TOL_MM:

@@ -105,7 +105,9 @@ def check_value_range(
     else:
         side = f"minimum {out_lo:g} is below" if low else f"maximum {out_hi:g} is above"
         why = f"{side} {whose} {lo if low else hi:g}" + (
-            f" (an {out.dtype} wrap)" if integer else ""
+            f" ({'an' if out.dtype.startswith('int') else 'a'} {out.dtype} wrap)"
+            if integer
+            else ""
         )
     return Finding(
         "value_range",
@@ -214,7 +216,10 @@ def check_labels_kept(
 def covers(out: VolumeSummary, inp: VolumeSummary) -> bool:
     """Whether the output's field of view holds the input's, but for
     :data:`COVER_TOL_VOXELS` (no label cropped by a reference grid)."""
-    index = np.linalg.solve(out.affine, inp.affine @ box_corners(inp.shape))[:3]
+    try:
+        index = np.linalg.solve(out.affine, inp.affine @ box_corners(inp.shape))[:3]
+    except np.linalg.LinAlgError:  # no grid to hold anything (position_kept says so)
+        return False
     shape = np.asarray(out.shape, dtype=np.float64)[:, None]
     low, high = -0.5 - COVER_TOL_VOXELS, shape - 0.5 + COVER_TOL_VOXELS
     return bool(np.all(index >= low) and np.all(index <= high))
