@@ -424,6 +424,24 @@ def test_pairing_follows_the_stated_name_convention(outputs: list[str], pairs: d
 # --------------------------------------------------------------- the test suite's own cases
 
 
+def test_other_formats_in_a_real_ct_and_an_oblique_nrrd(tmp_path: Path) -> None:
+    # pydicom's real CT series and an oblique NRRD: clean, then the NRRD's output shifted by
+    # half a voxel (their world position comes from their own headers, not from NIfTI codes).
+    from _formats import CT, OBLIQUE, write_sitk
+
+    nrrd = write_sitk(tmp_path / "oblique.nrrd", phantom_volumes()["phantom"].data, *OBLIQUE)
+    resampling_dataset([CT, nrrd], tmp_path / "out", [12, 10, 7], progress=False)
+    done = records(tmp_path / "out")
+    assert sorted(done) == ["CT5N_resampled.nii.gz", "oblique_resampled.nii.gz"]
+    for record in done.values():
+        assert problems(findings_of(record)) == []
+    record = done["oblique_resampled.nii.gz"]
+    shifted = tmp_path / "oblique_resampled.nii.gz"
+    rewrite(Path(record["output"]), shifted, **half_voxel_shift(nib.load(record["output"])))
+    found = findings_of({**record, "output": str(shifted)})
+    assert problems(found) == [("position_kept", "error")]
+
+
 @pytest.mark.parametrize(
     "target",
     [

@@ -22,6 +22,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
+from napari_resample.io.names import nifti_suffix
 from napari_resample.pipeline.targets import LOW_OVERLAP
 from napari_resample.qc.model import Finding, Severity
 from napari_resample.qc.summary import VolumeSummary
@@ -123,14 +124,14 @@ def check_position_kept(
     """The world position kept by the anchor rule (``params["anchor"]``, default
     ``"origin"``), within :data:`POSITION_TOL_VOXELS` output voxel; None for a reference grid.
 
-    An input without qform and sform (codes 0) has no world position (nibabel centres it on
-    its field of view): the check says so and passes.
+    A NIfTI input without qform and sform (codes 0) has no world position (nibabel centres it
+    on its field of view): the check says so and passes.
     """
     kind = target_kind(record)
     if kind not in ("size", "spacing"):
         return None
     name = file_name(out)
-    if inp.qform_code == 0 and inp.sform_code == 0:
+    if nifti_suffix(inp.path) is not None and inp.qform_code == 0 and inp.sform_code == 0:
         return Finding(
             "position_kept",
             "ok",
