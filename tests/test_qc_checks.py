@@ -96,7 +96,7 @@ def problems(findings: list[Finding]) -> list[tuple[str, str]]:
 def qc_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real dataset runs of the phantom: one folder per target of :data:`RUNS`, a reference
     grid (``reference``: the size run's image grid) and a reference grid the input covers 30%
-    of (``partial``)."""
+    of, filled with -2000 (``partial``)."""
     root = tmp_path_factory.mktemp("qc")
     write_phantom(root / "in")
     for name, target in RUNS.items():
@@ -112,6 +112,7 @@ def qc_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root / "partial",
         progress=False,
         reference=root / "far.nii.gz",
+        fill_value=-2000,  # below the input's -1024: the fill is not a value out of range
     )
     return root
 
@@ -155,6 +156,7 @@ def test_partial_reference_overlap_is_a_warning_with_its_number(qc_corpus: Path)
     assert record["overlap"] == pytest.approx(0.3, abs=0.02)
     findings = findings_of(record)
     assert problems(findings) == [("overlap", "warning")]
+    assert summarize_file(record["output"], label_map=False).lo == -2000
     (overlap,) = [f for f in findings if f.check == "overlap"]
     assert f"{record['overlap']:.1%}" in overlap.message
 
