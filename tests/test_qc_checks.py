@@ -363,6 +363,16 @@ def test_a_label_smaller_than_an_output_voxel_is_reported_lost_not_wrong(tmp_pat
     assert "lost, smaller than an output voxel (40 mm^3): 5 (0.625 mm^3)" in text
 
 
+def test_a_label_map_summarised_without_counts_says_its_labels_are_unchecked(
+    qc_corpus: Path,
+) -> None:
+    record = records(qc_corpus / "size_origin")["phantom_labels_resampled.nii.gz"]
+    inp, out = (summarize_file(record[k], label_map=False) for k in ("input", "output"))
+    findings = run_checks(inp, out, record)
+    assert problems(findings) == [("labels_kept", "warning")]
+    assert "not counted" in message(findings, "labels_kept", "warning")
+
+
 def test_label_map_on_another_grid_than_its_image_is_a_pairing_error(
     qc_corpus: Path, tmp_path: Path
 ) -> None:

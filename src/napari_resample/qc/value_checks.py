@@ -171,7 +171,14 @@ def check_labels_kept(
         return []
     name = file_name(out)
     if inp.labels is None or out.labels is None:
-        return [Finding("labels_kept", "warning", f"{name}: the labels were not counted.")]
+        return [
+            Finding(
+                "labels_kept",
+                "warning",
+                f"{name}: a label map whose labels were not counted (a summary made with "
+                "label_map=True counts them), so its label set is not checked.",
+            )
+        ]
     fill = fill_value(record)
     invented = sorted(set(out.labels) - set(inp.labels) - ({fill} if fill is not None else set()))
     lost = sorted(set(inp.labels) - set(out.labels))
