@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import html
+import importlib.util
 import json
 import os
 import re
@@ -164,8 +165,8 @@ def test_table_sorted_by_severity_with_flags(run) -> None:
     flags = [re.findall(r'class="flag (\w+)">(\w+)<', cells) for _, _, cells in rows]
     assert flags == [[("error", "not_constant")], [("warning", "label_volumes")], []]
     # the geometry columns: before -> after (32 x 32 x 24 from 40 x 48 x 20, FOV kept)
-    assert "40×48×20 &rarr; 32×32×24" in rows[0][2]
-    assert "40×60×60 &rarr; 40×60×60" in rows[0][2]
+    assert "40×48×20<br>&rarr; 32×32×24" in rows[0][2]
+    assert '<td class="geo">40.0×60.0×60.0<br>&rarr; 40.0×60.0×60.0' in rows[0][2]
     # the sections follow the same order, and the page can re-sort (its inline script)
     ids = re.findall(r'<section class="file (\w+)"', page)
     assert ids == ["error", "warning", "ok"]
@@ -342,3 +343,24 @@ def test_page_in_headless_chromium(run, tmp_path) -> None:
     for colour in (PALETTE[0], PALETTE[1]):  # the label outlines over the image
         close = np.abs(rgb - np.array(colour)).max(axis=1) <= 8
         assert close.sum() > 30, colour
+
+
+def test_readme_screenshot_script(tmp_path) -> None:
+    """docs/make_qc_screenshot.py still runs: its seeded faults are on the page, drawn."""
+    chromium()
+    script = Path(__file__).resolve().parents[1] / "docs" / "make_qc_screenshot.py"
+    spec = importlib.util.spec_from_file_location("make_qc_screenshot", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _, files = module.make_run(tmp_path / "run")
+    statuses = {os.path.basename(f.output): f.status for f in files}
+    assert statuses["case01_ct_resampled.nii.gz"] == "error"  # all zero
+    assert statuses["case02_ct_resampled.nii.gz"] == "error"  # wrapped integers
+    assert statuses["case03_seg_resampled.nii.gz"] != "ok"  # ventricles lost
+    assert statuses["case03_ct_resampled.nii.gz"] != "error"
+    shot = module.make_screenshot(tmp_path / "qc.png")
+    with Image.open(shot) as im:
+        assert im.size == module.WINDOW
+        assert len(im.convert("RGB").getcolors(1 << 16) or []) > 50
+    assert shot.stat().st_size < 300_000

@@ -39,6 +39,8 @@ PLANE_NAMES = {"R": "sagittal", "L": "sagittal", "A": "coronal", "P": "coronal"}
 CUTS = ("i", "j", "k")
 #: The geometry columns of the table (before -> after), read from the volumes' facts.
 GEOMETRY = ("shape", "spacing (mm)", "FOV (mm)", "dtype", "axcodes")
+#: The columns a resampling keeps: a change is shown in bold (FOV to 0.1 mm, as shown).
+KEPT = ("FOV (mm)", "dtype", "axcodes")
 
 
 def write_report(
@@ -226,7 +228,7 @@ def _geometry(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, A
     rows = []
     for title in GEOMETRY:
         b, a = _fact(before, title), _fact(after, title)
-        rows.append({"title": title, "before": b, "after": a, "changed": b != a})
+        rows.append({"title": title, "before": b, "after": a, "changed": title in KEPT and b != a})
     return rows
 
 
@@ -239,7 +241,7 @@ def _fact(facts: dict[str, Any], title: str) -> str:
             return "×".join(_number(s) for s in facts["spacing"])
         if title == "FOV (mm)":
             fov = (n * s for n, s in zip(facts["shape"], facts["spacing"], strict=True))
-            return "×".join(_number(v) for v in fov)
+            return "×".join(f"{v:.1f}" for v in fov)
         return str(facts["dtype" if title == "dtype" else "axcodes"])
     except (KeyError, TypeError, ValueError):
         return "–"
