@@ -157,7 +157,11 @@ def _fov(summary: VolumeSummary) -> str:
 
 def screenshot(page: str | Path, png: str | Path, window: tuple[int, int] = WINDOW) -> Path:
     """Draw *page* with headless Chromium into *png* (the top *window* = (width, height))."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
     if chromium is None:
         raise FileNotFoundError("Debian's chromium is needed: apt-get install chromium")
     with tempfile.TemporaryDirectory() as profile:

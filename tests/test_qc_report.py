@@ -78,7 +78,7 @@ def qc_of(inp: Path, out: Path, label_map: bool, findings: list[Finding], qc_dir
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> dict:
+def reported(tmp_path_factory) -> dict:
     """Three resampled files (an image, its label map, another image) and their report."""
     root = tmp_path_factory.mktemp("qc_report")
     src, dst = root / "in", root / "out"
@@ -109,20 +109,20 @@ def run(tmp_path_factory) -> dict:
     return {"dst": dst, "files": files, "html": html_path, "json": json_path, "out": out}
 
 
-def test_report_paths_and_counts(run) -> None:
-    assert run["html"] == os.path.join(run["dst"], "qc", "index.html")
-    assert run["json"] == os.path.join(run["dst"], "qc", "qc.json")
-    document = json.loads(Path(run["json"]).read_text())
+def test_report_paths_and_counts(reported) -> None:
+    assert reported["html"] == os.path.join(reported["dst"], "qc", "index.html")
+    assert reported["json"] == os.path.join(reported["dst"], "qc", "qc.json")
+    document = json.loads(Path(reported["json"]).read_text())
     assert document["version"] == 1
     assert document["counts"] == {"ok": 1, "warning": 1, "error": 1}
     assert document["pairing"] == "by case prefix"
-    assert not [n for n in os.listdir(run["dst"] / "qc") if n.startswith(".")]  # no temp left
+    assert not [n for n in os.listdir(reported["dst"] / "qc") if n.startswith(".")]  # no temp left
 
 
-def test_json_round_trips_and_lists_errors_first(run) -> None:
-    document = json.loads(Path(run["json"]).read_text())
+def test_json_round_trips_and_lists_errors_first(reported) -> None:
+    document = json.loads(Path(reported["json"]).read_text())
     assert [f["status"] for f in document["files"]] == ["error", "warning", "ok"]
-    by_output = {f.output: f for f in run["files"]}
+    by_output = {f.output: f for f in reported["files"]}
     for entry in document["files"]:
         back = FileQC.from_json(entry)
         assert back == by_output[entry["output"]]
@@ -132,8 +132,8 @@ def test_json_round_trips_and_lists_errors_first(run) -> None:
     assert set(label.thumbs["outline_output"]) == {"i", "j", "k"}
 
 
-def test_page_is_self_contained(run) -> None:
-    page = Path(run["html"]).read_text(encoding="utf-8")
+def test_page_is_self_contained(reported) -> None:
+    page = Path(reported["html"]).read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page)
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)
     assert "<link" not in page and "<script src" not in page and "@import" not in page
@@ -142,11 +142,11 @@ def test_page_is_self_contained(run) -> None:
     assert page.count("data:image/png;base64,") == 3 * 2 * 2 + 6
 
 
-def test_page_shows_every_file_and_finding_escaped(run) -> None:
-    page = Path(run["html"]).read_text(encoding="utf-8")
+def test_page_shows_every_file_and_finding_escaped(reported) -> None:
+    page = Path(reported["html"]).read_text(encoding="utf-8")
     assert page.count('<section class="file') == 3
-    for fq in run["files"]:
-        assert html.escape(os.path.relpath(fq.output, run["dst"])) in page
+    for fq in reported["files"]:
+        assert html.escape(os.path.relpath(fq.output, reported["dst"])) in page
         for finding in fq.findings:
             assert html.escape(finding.message, quote=False) in page
     assert TRICKY not in page  # escaped, not markup
@@ -154,8 +154,8 @@ def test_page_shows_every_file_and_finding_escaped(run) -> None:
     assert "3 files:" in page and "1 error<" in page and "1 warning<" in page
 
 
-def test_table_sorted_by_severity_with_flags(run) -> None:
-    page = Path(run["html"]).read_text(encoding="utf-8")
+def test_table_sorted_by_severity_with_flags(reported) -> None:
+    page = Path(reported["html"]).read_text(encoding="utf-8")
     rows = re.findall(r'<tr data-rank="(\d)" data-name="([^"]+)">(.*?)</tr>', page, re.S)
     assert [(rank, name) for rank, name, _ in rows] == [
         ("0", "case2_t1_resampled.nii.gz"),
@@ -173,9 +173,9 @@ def test_table_sorted_by_severity_with_flags(run) -> None:
     assert 'data-sort="rank"' in page and 'data-sort="name"' in page
 
 
-def test_label_map_outlines_over_its_paired_image(run) -> None:
-    page = Path(run["html"]).read_text(encoding="utf-8")
-    files = run["files"]
+def test_label_map_outlines_over_its_paired_image(reported) -> None:
+    page = Path(reported["html"]).read_text(encoding="utf-8")
+    files = reported["files"]
     section = page.split('<section class="file warning"')[1].split("</section>")[0]
     assert "outlines drawn over the paired image case1_t1_resampled.nii.gz" in section
     assert section.count('<div class="outline png') == 6
@@ -186,24 +186,24 @@ def test_label_map_outlines_over_its_paired_image(run) -> None:
     assert files[0].thumbs["input"]["k"] != files[1].thumbs["input"]["k"]
 
 
-def test_thumbnails_have_the_true_aspect_ratio(run) -> None:
+def test_thumbnails_have_the_true_aspect_ratio(reported) -> None:
     """In a volume of 1 x 1.25 x 3 mm voxels, each thumbnail's width / height is its plane's
     extent in mm (RAS: i horizontal in the k cut, j horizontal in the i cut, i in the j cut),
     and the output (field of view kept) draws at the same size as the input."""
-    qc_dir = run["dst"] / "qc"
+    qc_dir = reported["dst"] / "qc"
     fov = [n * s for n, s in zip(SHAPE, SPACING, strict=True)]  # 40, 60, 60 mm
     expected = {"i": (fov[1], fov[2]), "j": (fov[0], fov[2]), "k": (fov[0], fov[1])}
     scale = max(fov) / THUMB_SIDE
     for role in ("input", "output"):
         for cut, (w_mm, h_mm) in expected.items():
-            with Image.open(qc_dir / run["files"][0].thumbs[role][cut]) as im:
+            with Image.open(qc_dir / reported["files"][0].thumbs[role][cut]) as im:
                 width, height = im.size
             assert abs(width - w_mm / scale) <= 1 and abs(height - h_mm / scale) <= 1, (role, cut)
 
 
-def test_label_outlines_are_transparent_but_at_boundaries(run) -> None:
-    qc_dir = run["dst"] / "qc"
-    seg = run["files"][1]
+def test_label_outlines_are_transparent_but_at_boundaries(reported) -> None:
+    qc_dir = reported["dst"] / "qc"
+    seg = reported["files"][1]
     with Image.open(qc_dir / seg.thumbs["outline_output"]["k"]) as im:
         outline = np.asarray(im.convert("RGBA"))
     with Image.open(qc_dir / seg.thumbs["output"]["k"]) as im:
@@ -296,7 +296,7 @@ def test_template_is_package_data() -> None:
     assert "napari_resample/qc/templates/report.html.j2" in names
 
 
-def test_failed_write_leaves_nothing_half_written(run, tmp_path, monkeypatch) -> None:
+def test_failed_write_leaves_nothing_half_written(reported, tmp_path, monkeypatch) -> None:
     """A write that fails (a full disk on renaming the page) raises the one-sentence error and
     leaves no temporary file; a qc folder it created and left empty is removed."""
     real_replace = os.replace
@@ -318,20 +318,24 @@ def test_failed_write_leaves_nothing_half_written(run, tmp_path, monkeypatch) ->
 
 
 def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    path = (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
     if path is None:
-        pytest.skip("Debian's chromium is not installed (bash .ci/run installs it)")
+        pytest.skip("no chromium (nor google-chrome) on PATH: bash .ci/run installs Debian's chromium")
     return path
 
 
-def test_page_in_headless_chromium(run, tmp_path) -> None:
+def test_page_in_headless_chromium(reported, tmp_path) -> None:
     """A real browser draws the page: the thumbnails' grey levels and the label outlines'
     colours are in its screenshot."""
     shot = tmp_path / "shot.png"
     command = [
         chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-        "--window-size=1280,2000", Path(run["html"]).as_uri(),
+        "--window-size=1280,2000", Path(reported["html"]).as_uri(),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, timeout=120, check=False)
     assert shot.is_file(), done.stderr.decode(errors="replace")[-2000:]
