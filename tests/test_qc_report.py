@@ -324,7 +324,7 @@ def chromium() -> str:
         or shutil.which("google-chrome")
     )
     if path is None:
-        pytest.skip("no chromium (nor google-chrome) on PATH: bash .ci/run installs Debian's chromium")
+        pytest.skip("no chromium on PATH (bash .ci/run installs Debian's chromium)")
     return path
 
 
