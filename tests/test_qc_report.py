@@ -241,27 +241,50 @@ def pixels(fq: FileQC, qc_dir: Path, role: str, cut: str) -> np.ndarray:
 
 
 def test_thumbnails_in_world_orientation_whatever_the_voxel_order(tmp_path) -> None:
-    """One volume stored RAS and stored LPS (i and j reversed, affine to match) draws the same
-    pictures: right on the right, anterior and superior up."""
+    """One volume stored RAS, LPS (i and j reversed) and with permuted axes (S, R, A), each
+    affine to match, draws the same pictures of each anatomical plane: right on the right,
+    anterior and superior up."""
     data = np.zeros((30, 20, 10), dtype=np.float32)
-    data[25:29, 15:19, :] = 1000.0  # right (high i) and anterior (high j), every slice
+    data[25:29, 15:19, :] = 1000.0  # right and anterior, every slice: axial, top right
+    data[14:16, 2:5, 7:10] = 1000.0  # posterior and superior: sagittal, top left
+    data[2:5, 9:11, 7:10] = 1000.0  # left and superior: coronal, top left
     ras = np.diag([1.0, 1.0, 2.0, 1.0])
     lps = ras.copy()
     lps[:2, :2] *= -1
     lps[:2, 3] = [29.0, 19.0]
-    flipped = data[::-1, ::-1, :].copy()
-    pictures = []
-    for volume, affine, stem in ((data, ras, "ras"), (flipped, lps, "lps")):
+    sra = ras.copy()
+    sra[:, :3] = ras[:, [2, 0, 1]]  # voxel axes 0, 1, 2 run S, R, A
+    stored = {"sagittal": "i", "coronal": "j", "axial": "k"}
+    copies = {
+        "ras": (data, ras, stored),
+        "lps": (data[::-1, ::-1, :].copy(), lps, stored),
+        "sra": (
+            data.transpose(2, 0, 1).copy(),
+            sra,
+            {"sagittal": "j", "coronal": "k", "axial": "i"},
+        ),
+    }
+    pictures = {}
+    for stem, (volume, affine, cuts) in copies.items():
         summary = summary_of(volume, affine)
         fq = FileQC("in", "out", None)
         render_thumbs(fq, summary, summary, str(tmp_path), stem)
-        pictures.append({cut: pixels(fq, tmp_path, "input", cut) for cut in "ijk"})
-    for cut in "ijk":
-        np.testing.assert_array_equal(pictures[0][cut], pictures[1][cut])
-    axial = pictures[0]["k"]
-    h, w = axial.shape
-    assert axial[: h // 3, -w // 4 :].max() == 255  # bright at the top right (anterior, right)
-    assert axial[h // 2 :, :].max() == 0 and axial[:, : w // 2].max() == 0
+        pictures[stem] = {plane: pixels(fq, tmp_path, "input", c) for plane, c in cuts.items()}
+    for stem in ("lps", "sra"):
+        for plane, picture in pictures[stem].items():
+            np.testing.assert_array_equal(picture, pictures["ras"][plane], err_msg=stem + plane)
+    for plane, (top, right) in {"axial": (True, True), "sagittal": (True, False)}.items():
+        picture = pictures["ras"][plane]
+        h, w = picture.shape
+        rows = slice(0, h // 2) if top else slice(h // 2, h)
+        cols = slice(w // 2, w) if right else slice(0, w // 2)
+        assert picture[rows, cols].max() == 255 and picture.max() == picture[rows, cols].max()
+        other = picture.copy()
+        other[rows, cols] = 0
+        assert other.max() == 0, plane  # nothing bright outside the expected quarter
+    coronal = pictures["ras"]["coronal"]
+    h, w = coronal.shape
+    assert coronal[: h // 2, : w // 2].max() == 255 and coronal[h // 2 :].max() == 0
 
 
 def test_output_drawn_with_the_inputs_window(tmp_path) -> None:
@@ -306,7 +329,7 @@ def test_failed_write_leaves_nothing_half_written(reported, tmp_path, monkeypatc
             raise OSError(errno.ENOSPC, "No space left on device", str(src))
         real_replace(src, dst)
 
-    monkeypatch.setattr(report_module.os, "replace", full_disk)
+    monkeypatch.setattr(os, "replace", full_disk)  # the rename of atomic_output
     files = [FileQC("a.nii.gz", str(tmp_path / "a_out.nii.gz"), None)]
     with pytest.raises(OSError, match=r"no space left to write .*index\.html"):
         write_report(tmp_path, files)
