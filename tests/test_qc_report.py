@@ -391,3 +391,15 @@ def test_readme_screenshot_script(tmp_path) -> None:
         assert im.size == module.WINDOW
         assert len(im.convert("RGB").getcolors(1 << 16) or []) > 50
     assert shot.stat().st_size < 300_000
+
+
+def test_missing_thumbnail_says_so(tmp_path) -> None:
+    """A thumbnail gone from disk (or not a PNG) leaves a note on the page, not a broken one."""
+    (tmp_path / "qc" / "thumbs").mkdir(parents=True)
+    (tmp_path / "qc" / "thumbs" / "x_output_k.png").write_bytes(b"not a png")
+    fq = FileQC("a.nii.gz", str(tmp_path / "a_out.nii.gz"), None, [Finding("fov", "ok", "kept")])
+    fq.thumbs = {"input": {"k": "thumbs/gone.png"}, "output": {"k": "thumbs/x_output_k.png"}}
+    html_path, _ = write_report(tmp_path, [fq])
+    page = Path(html_path).read_text(encoding="utf-8")
+    assert "no picture before" in page and "no picture after" in page
+    assert "data:image/png" not in page
