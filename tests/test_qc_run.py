@@ -203,3 +203,29 @@ def test_cli_qc_usage_errors(tmp_path, capsys) -> None:
     single = src / "case0.nii.gz"
     assert main([str(single), str(tmp_path / "o"), "--size", "8", "8", "8", "--qc"]) == 2
     assert "--qc applies to a folder of volumes" in capsys.readouterr().err
+
+
+def test_a_killed_report_writer_leaves_nothing_behind(tmp_path) -> None:
+    """Temporary thumbnails, pages and JSON of a writer that died are removed by the next
+    report; a live process's are not."""
+    import subprocess
+    import sys
+
+    src = _dataset(tmp_path / "in")
+    out = tmp_path / "out"
+    resampling_dataset(src, out, (20, 18, 15), workers=1, qc=True, progress=False)
+    thumbs = out / "qc" / "thumbs"
+    code = (
+        "from napari_resample.io.atomic import temp_name; import os, sys; "
+        "[open(os.path.join(sys.argv[i], temp_name(n, '.' + n.split('.')[-1])), 'w').close() "
+        "for i, n in ((1, 'a.png'), (2, 'index.html'), (2, 'qc.json'))]"
+    )
+    subprocess.run([sys.executable, "-c", code, str(thumbs), str(out / "qc")], check=True)
+    mine = out / "qc" / ".live.tmp"
+    before = set(os.listdir(thumbs)) | set(os.listdir(out / "qc"))
+    assert sum(".tmp." in name for name in before) == 3
+    mine.write_text("")
+    qc_dataset(out)
+    after = set(os.listdir(thumbs)) | set(os.listdir(out / "qc"))
+    assert not [name for name in after if ".tmp." in name]
+    assert mine.exists()  # not a temporary name of ours: never touched

@@ -143,7 +143,7 @@ _TMP_STEM_BYTES = 180
 #: suffix one of ``.nii.gz``, ``.nii`` (also the uncompressed stage of the isal path), ``.nrrd``
 #: and ``.mha`` (:func:`napari_resample.io.formats.save_itk`), or ``.hold`` (:func:`held_dirs`).
 _TMP_PATTERN = re.compile(
-    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz)?|nrrd|mha|hold)$"
+    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz)?|nrrd|mha|hold|png|html|json)$"
 )
 
 

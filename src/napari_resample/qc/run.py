@@ -19,6 +19,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from napari_resample.io.atomic import remove_stale_temps
 from napari_resample.io.names import nifti_suffix, strip_nifti_suffix
 from napari_resample.pipeline.observe import Observers, labels_counted
 from napari_resample.qc.checks import run_checks
@@ -132,6 +133,8 @@ def qc_run(output_dir: str | os.PathLike[str], records: Iterable[Mapping[str, An
     :func:`qc_record`; label maps paired with their images (:data:`PAIRING_RULE`); then
     ``qc/index.html`` and ``qc/qc.json`` (:func:`napari_resample.qc.report.write_report`)."""
     output_dir = os.fspath(output_dir)
+    for folder in (qc_folder(output_dir), os.path.join(qc_folder(output_dir), "thumbs")):
+        remove_stale_temps(folder)  # left by a killed writer of an earlier report
     files = []
     for record in records:
         if record.get("status") not in ("done", "failed"):
