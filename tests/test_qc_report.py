@@ -380,12 +380,14 @@ def test_readme_screenshot_script(tmp_path) -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    _, files = module.make_run(tmp_path / "run")
-    statuses = {os.path.basename(f.output): f.status for f in files}
-    assert statuses["case01_ct_resampled.nii.gz"] == "error"  # all zero
-    assert statuses["case02_ct_resampled.nii.gz"] == "error"  # wrapped integers
-    assert statuses["case03_seg_resampled.nii.gz"] != "ok"  # ventricles lost
-    assert statuses["case03_ct_resampled.nii.gz"] != "error"
+    page = module.make_run(tmp_path / "run")
+    files = json.loads((page.parent / "qc.json").read_text())["files"]
+    statuses = {os.path.basename(f["output"]): f["status"] for f in files}
+    assert statuses["case01_resampled.nii.gz"] == "error"  # all zero
+    assert statuses["case02_resampled.nii.gz"] == "error"  # wrapped integers
+    assert statuses["case03_seg_resampled.nii.gz"] == "warning"  # ventricles lost
+    assert statuses["case03_resampled.nii.gz"] == "ok"
+    assert statuses["case01_seg_resampled.nii.gz"] == "ok"  # paired with its image, one grid
     shot = module.make_screenshot(tmp_path / "qc.png")
     with Image.open(shot) as im:
         assert im.size == module.WINDOW
