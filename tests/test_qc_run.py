@@ -13,7 +13,6 @@ import pytest
 
 from napari_resample import qc_dataset, resampling_dataset
 from napari_resample.cli import main
-from napari_resample.pipeline.observe import Observers
 from napari_resample.pipeline.run import SizeTarget, SpacingTarget, resample_file
 from napari_resample.qc.run import FileWatch
 from napari_resample.qc.summary import VolumeSummary, summarize_file

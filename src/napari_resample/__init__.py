@@ -34,10 +34,10 @@ _HOMES = {
 __all__ = [
     "ResamplingCancelled",
     "__version__",
+    "qc_dataset",
     "resample_array",
     "resample_to_reference",
     "resample_to_spacing",
-    "qc_dataset",
     "resampling",
     "resampling_dataset",
     "verify_dataset",
