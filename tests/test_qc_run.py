@@ -228,3 +228,21 @@ def test_a_killed_report_writer_leaves_nothing_behind(tmp_path) -> None:
     after = set(os.listdir(thumbs)) | set(os.listdir(out / "qc"))
     assert not [name for name in after if ".tmp." in name]
     assert mine.exists()  # not a temporary name of ours: never touched
+
+
+def test_qc_of_a_metaimage_input_as_the_run_goes(tmp_path) -> None:
+    """A volume read whole by SimpleITK (here MetaImage) is watched on the in-memory path: its
+    summary is what a second read gives, and the pair passes every check."""
+    import SimpleITK as sitk
+
+    src = tmp_path / "in"
+    src.mkdir()
+    image = sitk.GetImageFromArray(_ct((30, 36, 40)).transpose(2, 1, 0).copy())
+    image.SetSpacing((0.9, 0.8, 1.5))
+    image.SetOrigin((10.0, -20.0, 5.0))
+    sitk.WriteImage(image, str(src / "scan.mha"))
+    out = tmp_path / "out"
+    resampling_dataset(src, out, (20, 18, 15), workers=1, qc=True, progress=False)
+    (entry,) = _files(out)
+    assert entry["status"] == "ok", entry["findings"]
+    assert entry["before"] == summarize_file(str(src / "scan.mha"), label_map=False).facts()
