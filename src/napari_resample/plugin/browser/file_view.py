@@ -1,15 +1,25 @@
 """The viewer side of the browser: one file's layers at a time, read in a worker thread.
 
-A request removes the layers of the file shown before anything of the next is read, so the
-viewer and this process hold the voxels of one file at a time (plus the one being read). One
-read runs at a time; requests made meanwhile collapse into the latest, read when it ends, so
-holding PageDown reads no file in between.
+The next file's voxels replace the shown file's in the same two layers (an input, an output)
+as soon as they are read: the viewer holds one file, this process at most two (the one shown
+and the one being read). One read runs at a time; requests made meanwhile collapse into the
+latest, read when it ends, so holding PageDown reads no file in between.
+
+Why the layers are kept rather than removed and added anew, and why the grid is off while
+layers come and go: napari (0.9) rebuilds its grid of views whenever the number of layers
+changes the grid's shape, and the views it drops stay referenced with what they showed:
+removing two layers and adding two in grid mode kept about one file's voxels each time
+(measured as tests/test_qc_browser.py measures). A layer is replaced only when its kind
+changes (an image after a label map) or the user removed it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
 
 from napari_resample.plugin.browser.load import Loaded, load_entry
 from napari_resample.plugin.browser.model import Entry
@@ -17,6 +27,44 @@ from napari_resample.plugin.browser.model import Entry
 #: The output's opacity when overlaid on the input (an image; a label map's output becomes
 #: outlines instead).
 OVERLAY_OPACITY = 0.5
+
+
+@contextmanager
+def grid_paused(viewer: Any) -> Iterator[None]:
+    """napari's grid off while layers come and go, then as it was: a grid of the same shape is
+    kept, not rebuilt (napari rebuilds it when the number of layers changes its shape, and
+    the views it drops keep what they showed)."""
+    enabled = viewer.canvas.grid.enabled
+    viewer.canvas.grid.enabled = False
+    try:
+        yield
+    finally:
+        viewer.canvas.grid.enabled = enabled
+
+
+def refill(layer: Any, data: Any, kwargs: dict[str, Any], kind: str) -> bool:
+    """Give *layer* the data and every attribute the reader sets (its geometry, name,
+    metadata, an image's contrast); False (nothing changed) when *layer* is not of *kind* or
+    has another number of axes."""
+    from napari.layers import Image, Labels
+
+    if type(layer) is not {"image": Image, "labels": Labels}.get(kind) or layer.ndim != data.ndim:
+        return False
+    identity = np.eye(data.ndim)
+    layer.data = data
+    layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+    layer.rotate = kwargs.get("rotate", identity)
+    layer.shear = kwargs.get("shear", identity)
+    layer.units, layer.axis_labels = kwargs["units"], kwargs["axis_labels"]
+    layer.name, layer.metadata = kwargs["name"], kwargs["metadata"]
+    if kind == "image":  # as a new layer sets them: the data's range, or the reader's
+        limits = kwargs.get("contrast_limits")
+        if limits is None:
+            layer.reset_contrast_limits(mode="data")
+            limits = tuple(layer.contrast_limits)
+        layer.contrast_limits_range = limits
+        layer.contrast_limits = limits
+    return True
 
 
 class FileView:
@@ -62,9 +110,8 @@ class FileView:
         return self.worker is not None or self._pending is not None
 
     def request(self, entry: Entry, folder: str) -> None:
-        """Show *entry* (paths relative to *folder* looked up there): the layers shown go now,
-        the new ones come when read."""
-        self.clear()
+        """Show *entry* (paths relative to *folder* looked up there): its voxels replace the
+        ones shown when read."""
         self._pending = (entry, folder)
         if self.worker is None:
             self._start_next()
@@ -72,9 +119,10 @@ class FileView:
     def clear(self) -> None:
         """Remove the layers of the file shown (those the user removed already are skipped)."""
         layers, self.layers = self.layers, []
-        for layer in layers:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
+        with grid_paused(self.viewer):
+            for layer in layers:
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
 
     def _start_next(self) -> None:
         from napari.qt.threading import create_worker
@@ -94,13 +142,8 @@ class FileView:
     def _returned(self, loaded: Loaded) -> None:
         if self.detached or self._pending is not None:
             return  # another file was asked for meanwhile: this one is dropped unseen
-        from napari.layers import Layer
-
         try:
-            self.clear()
-            self.layers = [Layer.create(*data) for data in loaded.layers]
-            for layer in self.layers:
-                self.viewer.add_layer(layer)
+            self.show(loaded)
             self.arrange(self.overlay)
             if self.layers:
                 self.viewer.reset_view()
@@ -108,6 +151,33 @@ class FileView:
             self.on_error(exc)
             return
         self.on_loaded(loaded)
+
+    def show(self, loaded: Loaded) -> None:
+        """Put the layers of *loaded* in the viewer, in the shown file's layers where they fit
+        (:func:`refill`); the shown file's layers left over are removed."""
+        from napari.layers import Layer
+
+        with grid_paused(self.viewer):
+            self.layers = self._refill_or_replace(loaded, Layer.create)
+
+    def _refill_or_replace(self, loaded: Loaded, create: Callable[..., Any]) -> list[Any]:
+        shown: list[Any] = []
+        old = [layer for layer in self.layers if layer in self.viewer.layers]
+        for data, kwargs, kind in loaded.layers:
+            layer = old.pop(0) if old else None
+            if layer is not None and refill(layer, data, kwargs, kind):
+                shown.append(layer)
+                continue
+            new = create(data, kwargs, kind)
+            if layer is None:
+                self.viewer.add_layer(new)
+            else:  # in its place (napari's canvas follows insertions and removals only)
+                self.viewer.layers.insert(self.viewer.layers.index(layer), new)
+                self.viewer.layers.remove(layer)
+            shown.append(new)
+        for layer in old:
+            self.viewer.layers.remove(layer)
+        return shown
 
     def _errored(self, exc: Exception) -> None:
         if not self.detached:
