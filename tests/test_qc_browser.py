@@ -25,6 +25,7 @@ from napari_resample.plugin.browser.load import load_entry
 from napari_resample.plugin.browser.model import (
     FAILED,
     NOT_CHECKED,
+    QC_JSON,
     Cursor,
     Entry,
     read_listing,
@@ -136,7 +137,7 @@ def test_listing_from_qc_json_puts_errors_first_keeping_file_order(qc_folder):
     assert "case07 moved by 3.1 mm" in listing.entries[1].sentences
     (seg,) = [e for e in listing.entries if "_seg" in e.name]
     assert seg.is_label_map and seg.paired_image is not None
-    assert listing.summary.startswith("10 files (2 error, 1 warning, 7 ok)")
+    assert listing.summary == f"10 files (2 error, 1 warning, 7 ok) from {QC_JSON}"
 
 
 def test_listing_falls_back_to_the_manifest(run_folder, tmp_path):
@@ -423,7 +424,7 @@ def test_the_manifest_alone_lists_files_not_checked(viewer, qtbot, run_folder):
     assert browser.file_list.item(0).text().startswith("not checked  case00")
     assert "Not checked" in browser.status_line.findings.text()
     _assert_shows(viewer, browser, browser.entries[0])
-    assert browser.status_line.summary.text().startswith("10 files (10 not checked) from ")
+    assert browser.status_line.summary.text() == f"10 files (10 not checked) from {MANIFEST_NAME}"
 
 
 def test_errors_are_shown_in_the_dock_and_the_list_keeps_working(
@@ -457,3 +458,26 @@ def test_errors_are_shown_in_the_dock_and_the_list_keeps_working(
 def _qc(folder: Path, run: Path) -> Path:
     write_qc_json(folder, run)
     return folder
+
+
+def test_screenshot_script_makes_a_small_non_blank_picture(make_napari_viewer, tmp_path):
+    import importlib.util
+
+    from PIL import Image
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "make_browser_screenshot.py"
+    spec = importlib.util.spec_from_file_location("make_browser_screenshot", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    viewer = make_napari_viewer(show=True)
+    path = module.make_screenshot(tmp_path / "shot.png", viewer=viewer)
+    assert [type(layer).__name__ for layer in viewer.layers] == ["Labels", "Labels"]
+    assert path.stat().st_size < 300_000
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB"), dtype=float)
+    height, width = pixels.shape[:2]
+    assert height >= 400 and width >= 600
+    assert pixels.mean(axis=2).std() > 20, "screenshot is (nearly) uniform"
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
+    committed = script.parent / "images" / "qc-browser.png"
+    assert committed.is_file() and committed.stat().st_size < 300_000

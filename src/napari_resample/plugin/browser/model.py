@@ -118,7 +118,8 @@ class Listing:
             for status in STATUS_ORDER
             if (n := sum(e.status == status for e in self.entries))
         ]
-        return f"{len(self.entries)} files ({', '.join(counts) or 'none'}) from {self.source}"
+        source = os.path.relpath(self.source, self.folder)
+        return f"{len(self.entries)} files ({', '.join(counts) or 'none'}) from {source}"
 
 
 def errors_first(entries: list[Entry]) -> tuple[Entry, ...]:
