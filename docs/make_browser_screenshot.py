@@ -67,9 +67,7 @@ def _seed(path: Path, fault) -> None:
     nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
 
 
-def make_screenshot(
-    path: str | Path = DEFAULT_PATH, viewer=None, timeout: float = 120.0
-) -> Path:
+def make_screenshot(path: str | Path = DEFAULT_PATH, viewer=None, timeout: float = 120.0) -> Path:
     """Open the browser on the run, show its first label map (errors first) and save a window
     screenshot (a palette PNG) at *path*.
 
@@ -95,7 +93,9 @@ def make_screenshot(
             viewer.window.resize(1500, 900)
             _, browser = viewer.window.add_plugin_dock_widget("napari-resample", "QC browser")
             if browser.open_folder(str(out)) is None:
-                raise RuntimeError(f"the browser refused the run: {browser.status_line.status.text()}")
+                raise RuntimeError(
+                    f"the browser refused the run: {browser.status_line.status.text()}"
+                )
             # a neutral folder in the picture, not one of the machine that made it
             browser.folder_row.show_path("~/resampled")
             browser.show_file(next(n for n, e in enumerate(browser.entries) if e.is_label_map))

@@ -407,6 +407,22 @@ def test_requests_made_while_reading_collapse_into_the_latest(viewer, qtbot, qc_
     _assert_shows(viewer, browser, entries[4])
 
 
+def test_a_file_of_the_folder_opened_before_is_never_shown(
+    viewer, qtbot, qc_folder, run_folder, tmp_path
+):
+    browser = _browser(viewer, qtbot)
+    browser.open_folder(str(qc_folder))  # its first file is being read...
+    assert browser.loading
+    assert browser.open_folder(str(tmp_path / "nowhere")) is None  # ...when another is opened
+    _settle(qtbot, browser)
+    assert len(viewer.layers) == 0 and browser.current is None
+    browser.open_folder(str(qc_folder))
+    browser.open_folder(str(run_folder))
+    _settle(qtbot, browser)
+    assert browser.listing.source.endswith(MANIFEST_NAME)
+    _assert_shows(viewer, browser, browser.entries[0])
+
+
 def test_a_layer_the_user_removed_comes_back_with_the_next_file(viewer, qtbot, qc_folder):
     browser = _browser(viewer, qtbot, qc_folder)
     viewer.layers.remove(browser.view.layers[1])

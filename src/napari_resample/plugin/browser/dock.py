@@ -23,6 +23,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_resample.plugin.browser.file_list import FileList
 from napari_resample.plugin.browser.file_view import FileView
+from napari_resample.plugin.browser.folder_row import FolderRow
 from napari_resample.plugin.browser.load import Loaded
 from napari_resample.plugin.browser.messages import Messages
 from napari_resample.plugin.browser.model import Cursor, Entry, Listing, read_listing
@@ -56,8 +57,6 @@ class QCBrowser(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
-        from napari_resample.plugin.browser.folder_row import FolderRow
-
         self.viewer = napari_viewer
         self.listing: Listing | None = None
         self.place = Cursor(0)

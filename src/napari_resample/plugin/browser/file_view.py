@@ -101,6 +101,7 @@ class FileView:
         self.layers: list[Any] = []
         self.overlay = False
         self.worker: Any = None
+        self.wanted: Entry | None = None
         self.detached = False
         self._pending: tuple[Entry, str] | None = None
 
@@ -112,12 +113,15 @@ class FileView:
     def request(self, entry: Entry, folder: str) -> None:
         """Show *entry* (paths relative to *folder* looked up there): its voxels replace the
         ones shown when read."""
+        self.wanted = entry
         self._pending = (entry, folder)
         if self.worker is None:
             self._start_next()
 
     def clear(self) -> None:
-        """Remove the layers of the file shown (those the user removed already are skipped)."""
+        """Remove the layers of the file shown (those the user removed already are skipped);
+        a file being read is not shown."""
+        self.wanted, self._pending = None, None
         layers, self.layers = self.layers, []
         with grid_paused(self.viewer):
             for layer in layers:
@@ -140,8 +144,8 @@ class FileView:
         worker.start()
 
     def _returned(self, loaded: Loaded) -> None:
-        if self.detached or self._pending is not None:
-            return  # another file was asked for meanwhile: this one is dropped unseen
+        if self.detached or loaded.entry is not self.wanted:
+            return  # another file (or folder) was asked for meanwhile: dropped unseen
         try:
             self.show(loaded)
             self.arrange(self.overlay)
