@@ -45,7 +45,7 @@ def test_every_command_does_what_its_contribution_promises(manifest, tmp_path):
         c.id.removeprefix("napari-resample."): import_python_name(c.python_name)
         for c in manifest.contributions.commands or []
     }
-    assert len(commands) == 7
+    assert len(commands) == 8
     source = tmp_path / "volume.nii.gz"
     nib.save(nib.Nifti1Image(np.arange(60, dtype=np.int16).reshape(3, 4, 5), np.eye(4)), source)
     read = commands["get_reader"]
@@ -62,6 +62,7 @@ def test_every_command_does_what_its_contribution_promises(manifest, tmp_path):
         ((again, _, _),) = read(written)(written)
         np.testing.assert_array_equal(np.asarray(again), np.asarray(data), err_msg=command)
     assert issubclass(commands["resample_widget"], QWidget | Widget)
+    assert issubclass(commands["qc_browser"], QWidget | Widget)
     assert [layer[2] for layer in commands["sample_phantom"]()] == ["image", "labels"]
 
 

@@ -1,0 +1,131 @@
+"""Make ``docs/images/qc-browser.png``: napari with the "QC browser" dock on a small dataset run
+with seeded faults, showing a flagged file's input and output side by side.
+
+Run under a display (``xvfb-run -a python docs/make_browser_screenshot.py [OUT.png]``); the test
+suite calls :func:`make_screenshot` too and checks that the picture is not blank.
+
+The dataset is the built-in head phantom, three cases of CT and label map, resampled with the
+library to 128 x 128 x 64; then faults are seeded as a broken tool would leave them: case 2's
+CT output all zero, case 3's label map without its ventricles (label 3). When the package has
+``qc_dataset`` the finished run is checked (``qc/qc.json``, as ``napari-resample qc OUTPUT_DIR``
+writes it) and the browser lists its findings, errors first; without it the browser lists the
+run's manifest (files "not checked"). The picture shows the first label map of the list: input
+and output as Labels layers, side by side.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_PATH = Path(__file__).with_name("images") / "qc-browser.png"
+#: The target of the run and the phantom's grid (a thick-slice CT).
+TARGET = (128, 128, 64)
+SHAPE, SPACING = (176, 208, 48), (0.45, 0.45, 3.0)
+#: The picture stays small (< 300 KB): a palette of this many colours.
+COLOURS = 160
+
+
+def make_run(folder: Path) -> Path:
+    """Write the dataset into *folder*/in, resample it into *folder*/out, seed the faults and
+    check the run when the package can; return the output folder."""
+    import nibabel as nib
+    import numpy as np
+
+    import napari_resample
+    from napari_resample.io.phantom import make_phantom
+
+    src, dst = folder / "in", folder / "out"
+    src.mkdir(parents=True)
+    for case, seed in (("case01", 0), ("case02", 1), ("case03", 2)):
+        image, labels, affine = make_phantom(SHAPE, SPACING, seed=seed)
+        for name, data in ((case, image), (f"{case}_seg", labels)):
+            img = nib.Nifti1Image(data, affine)
+            img.set_qform(affine, code=1)
+            img.set_sform(affine, code=1)
+            if name.endswith("_seg"):
+                img.header["intent_code"] = 1002  # NIFTI_INTENT_LABEL
+            nib.save(img, src / f"{name}.nii.gz")
+    napari_resample.resampling_dataset(src, dst, TARGET, workers=1, progress=False)
+    _seed(dst / "case02_resampled.nii.gz", np.zeros_like)
+    _seed(dst / "case03_seg_resampled.nii.gz", lambda d: np.where(d == 3, 2, d))
+    check = getattr(napari_resample, "qc_dataset", None)
+    if check is not None:
+        check(dst)
+    return dst
+
+
+def _seed(path: Path, fault) -> None:
+    """Rewrite the output at *path* with *fault* applied to its voxels (header kept)."""
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.load(path)
+    data = fault(np.asarray(img.dataobj)).astype(img.get_data_dtype())
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
+
+
+def make_screenshot(path: str | Path = DEFAULT_PATH, viewer=None, timeout: float = 120.0) -> Path:
+    """Open the browser on the run, show its first label map (errors first) and save a window
+    screenshot (a palette PNG) at *path*.
+
+    Parameters
+    ----------
+    path : str or Path
+    viewer : napari.Viewer, optional
+        A shown viewer to use (tests pass their own); a new one is made and closed otherwise.
+    timeout : float
+        Seconds to wait for the browser to read a file before giving up.
+    """
+    import napari
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication, QWidget
+
+    own = viewer is None
+    if own:
+        viewer = napari.Viewer(show=True)
+    path = Path(path)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = make_run(Path(tmp))
+            viewer.window.resize(1500, 900)
+            _, browser = viewer.window.add_plugin_dock_widget("napari-resample", "QC browser")
+            if browser.open_folder(str(out)) is None:
+                raise RuntimeError(
+                    f"the browser refused the run: {browser.status_line.status.text()}"
+                )
+            # a neutral folder in the picture, not one of the machine that made it
+            browser.folder_row.show_path("~/resampled")
+            browser.show_file(next(n for n, e in enumerate(browser.entries) if e.is_label_map))
+            deadline = time.monotonic() + timeout
+            while browser.loading:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the browser did not read a file within {timeout} s")
+                QApplication.processEvents()
+                time.sleep(0.01)
+            # Coronal slice through the centre, superior up: the 3 mm slices of the input
+            # beside the output's.
+            viewer.dims.order = (1, 0, 2)
+            viewer.scene.camera.orientation2d = ("up", "right")
+            viewer.reset_view()
+            for toast in viewer.window._qt_window.findChildren(QWidget):
+                if type(toast).__name__ == "NapariQtNotification":  # toasts hide the canvas
+                    toast.hide()
+            QApplication.processEvents()
+            raw = Path(tmp) / "raw.png"
+            viewer.screenshot(str(raw), canvas_only=False)
+            with Image.open(raw) as im:
+                small = im.convert("RGB").quantize(COLOURS, method=Image.Quantize.MEDIANCUT)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            small.save(path, optimize=True)
+        return path
+    finally:
+        if own:
+            viewer.close()
+
+
+if __name__ == "__main__":
+    shot = make_screenshot(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_PATH)
+    print(f"{shot}: {shot.stat().st_size // 1024} KiB")
