@@ -265,6 +265,7 @@ def child(kind: str, folder: str, out: str) -> None:
     base = sampler.me.memory_info().rss
     sampler.start()
     per_file: dict[str, float] = {}
+    qc_seconds = 0.0
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     if kind == "ref":
@@ -283,7 +284,9 @@ def child(kind: str, folder: str, out: str) -> None:
                 rec = json.loads(line)
                 if rec.get("status") == "done" and "seconds" in rec:
                     per_file[os.path.basename(rec["input"])] = rec["seconds"]
+                    qc_seconds += rec.get("qc_seconds", 0.0)
     result = {
+        "qc_seconds": qc_seconds,
         "seconds": seconds,
         "cpu": cpu,
         "done": len(done),
@@ -607,6 +610,14 @@ def report(args, info, results, seconds_by, bd, startup, verdict) -> None:
                     ],
                 ],
             )
+        )
+        checks = statistics.median(r["qc_seconds"] for r in results[WITH_QC])
+        jobs = statistics.median(sum(r["per_file"].values()) for r in results[WITH_QC])
+        print(
+            f"\nThe checks and thumbnails alone (the manifest's `qc_seconds`, summed over the "
+            f"files): {checks:.2f} s, {100 * checks / jobs:.1f} % of the files' job seconds "
+            f"({jobs:.1f} s; reading the voxels as they pass is inside the job seconds, so the "
+            "wall and CPU rows above are the whole cost)."
         )
 
     vs_ref = med["ref"] / med["oursN"]
