@@ -6,11 +6,10 @@ suite calls :func:`make_screenshot` too and checks that the picture is not blank
 
 The dataset is the built-in head phantom, three cases of CT and label map, resampled with the
 library to 128 x 128 x 64; then faults are seeded as a broken tool would leave them: case 2's
-CT output all zero, case 3's label map without its ventricles (label 3). When the package has
-``qc_dataset`` the finished run is checked (``qc/qc.json``, as ``napari-resample qc OUTPUT_DIR``
-writes it) and the browser lists its findings, errors first; without it the browser lists the
-run's manifest (files "not checked"). The picture shows the first label map of the list: input
-and output as Labels layers, side by side.
+CT output all zero, case 3's label map without its ventricles (label 3); the finished run is
+checked (``qc/qc.json``, as ``napari-resample qc OUTPUT_DIR`` writes it) and the browser lists
+its findings, errors first (``faulty_run.py`` makes the run). The picture shows the first label
+map of the list: input and output as Labels layers, side by side.
 """
 
 from __future__ import annotations
@@ -21,50 +20,23 @@ import time
 from pathlib import Path
 
 DEFAULT_PATH = Path(__file__).with_name("images") / "qc-browser.png"
-#: The target of the run and the phantom's grid (a thick-slice CT).
-TARGET = (128, 128, 64)
-SHAPE, SPACING = (176, 208, 48), (0.45, 0.45, 3.0)
 #: The picture stays small (< 300 KB): a palette of this many colours.
 COLOURS = 160
 
 
 def make_run(folder: Path) -> Path:
-    """Write the dataset into *folder*/in, resample it into *folder*/out, seed the faults and
-    check the run when the package can; return the output folder."""
-    import nibabel as nib
-    import numpy as np
+    """The run of :mod:`faulty_run` with two faults (case 2's CT all zero, case 3's label map
+    without its ventricles), checked; return the output folder."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # faulty_run, beside this script
+    from faulty_run import FAULTS, faulty_run
 
-    import napari_resample
-    from napari_resample.io.phantom import make_phantom
-
-    src, dst = folder / "in", folder / "out"
-    src.mkdir(parents=True)
-    for case, seed in (("case01", 0), ("case02", 1), ("case03", 2)):
-        image, labels, affine = make_phantom(SHAPE, SPACING, seed=seed)
-        for name, data in ((case, image), (f"{case}_seg", labels)):
-            img = nib.Nifti1Image(data, affine)
-            img.set_qform(affine, code=1)
-            img.set_sform(affine, code=1)
-            if name.endswith("_seg"):
-                img.header["intent_code"] = 1002  # NIFTI_INTENT_LABEL
-            nib.save(img, src / f"{name}.nii.gz")
-    napari_resample.resampling_dataset(src, dst, TARGET, workers=1, progress=False)
-    _seed(dst / "case02_resampled.nii.gz", np.zeros_like)
-    _seed(dst / "case03_seg_resampled.nii.gz", lambda d: np.where(d == 3, 2, d))
-    check = getattr(napari_resample, "qc_dataset", None)
-    if check is not None:
-        check(dst)
-    return dst
-
-
-def _seed(path: Path, fault) -> None:
-    """Rewrite the output at *path* with *fault* applied to its voxels (header kept)."""
-    import nibabel as nib
-    import numpy as np
-
-    img = nib.load(path)
-    data = fault(np.asarray(img.dataobj)).astype(img.get_data_dtype())
-    nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
+    return faulty_run(
+        folder,
+        {
+            "case02_resampled.nii.gz": FAULTS["all_zero"],
+            "case03_seg_resampled.nii.gz": FAULTS["lost_label"],
+        },
+    )
 
 
 def make_screenshot(path: str | Path = DEFAULT_PATH, viewer=None, timeout: float = 120.0) -> Path:

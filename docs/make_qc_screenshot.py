@@ -21,53 +21,30 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 from PIL import Image
 
-from napari_resample import qc_dataset, resampling_dataset
-from napari_resample.io.phantom import make_phantom
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # faulty_run, beside this script
+from faulty_run import FAULTS, faulty_run
 
 DEFAULT_PATH = Path(__file__).with_name("images") / "qc-report.png"
-#: The target of the run and the phantom's grid (a thick-slice CT, smaller than the default).
-TARGET = (128, 128, 64)
-SHAPE, SPACING = (176, 208, 48), (0.45, 0.45, 3.0)
 #: The page's width in the picture, and the part of it kept (the table and the first cases).
 WINDOW = (1280, 1480)
 #: The README's picture stays small: a palette of this many colours.
 COLOURS = 160
-#: Case 2's CT is multiplied by this in 32 bits and cast back to int16 (a unit mistake): air and
-#: bone wrap round.
-WRAP = 40
 
 
 def make_run(folder: Path) -> Path:
-    """Write the dataset into *folder*/in, resample it into *folder*/out as a dataset, seed the
-    faults into three outputs and write the run's report with :func:`napari_resample.qc_dataset`
-    (the outputs are read again, as for any finished run); return the page's path."""
-    src, dst = folder / "in", folder / "out"
-    src.mkdir(parents=True)
-    for case, seed in (("case01", 0), ("case02", 1), ("case03", 2)):
-        image, labels, affine = make_phantom(SHAPE, SPACING, seed=seed)
-        for name, data in ((case, image), (f"{case}_seg", labels)):
-            img = nib.Nifti1Image(data, affine)
-            img.set_qform(affine, code=1)
-            img.set_sform(affine, code=1)
-            if name.endswith("_seg"):
-                img.header["intent_code"] = 1002  # NIFTI_INTENT_LABEL
-            nib.save(img, src / f"{name}.nii.gz")
-    resampling_dataset(src, dst, TARGET, workers=1, progress=False)
-    _seed(dst / "case01_resampled.nii.gz", np.zeros_like)
-    _seed(dst / "case02_resampled.nii.gz", lambda d: (d.astype(np.int32) * WRAP).astype(d.dtype))
-    _seed(dst / "case03_seg_resampled.nii.gz", lambda d: np.where(d == 3, 2, d))
-    return Path(qc_dataset(dst).html)
-
-
-def _seed(path: Path, fault) -> None:
-    """Rewrite the output at *path* with *fault* applied to its voxels (header kept)."""
-    img = nib.load(path)
-    data = fault(np.asarray(img.dataobj)).astype(img.get_data_dtype())
-    nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
+    """The run of :mod:`faulty_run` with three faults: case 1's CT all zero, case 2's CT
+    wrapped, case 3's label map without its ventricles; return its page's path."""
+    dst = faulty_run(
+        folder,
+        {
+            "case01_resampled.nii.gz": FAULTS["all_zero"],
+            "case02_resampled.nii.gz": FAULTS["wrapped"],
+            "case03_seg_resampled.nii.gz": FAULTS["lost_label"],
+        },
+    )
+    return dst / "qc" / "index.html"
 
 
 def screenshot(page: str | Path, png: str | Path, window: tuple[int, int] = WINDOW) -> Path:
