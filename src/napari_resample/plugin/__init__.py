@@ -1,1 +1,1 @@
-"""The napari side: reader, writers, layer layout, sample data and the widget."""
+"""The napari side: reader, writers, layer layout, sample data, the widget and the QC browser."""
