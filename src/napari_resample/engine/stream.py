@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample.engine.clamp import Finisher, RunningRange, ValueRange, value_range
+from napari_resample.engine.clamp import Finisher, RunningRange, ValueRange
 from napari_resample.engine.geometry import Positions
 from napari_resample.engine.products import plane_steps, step_buffers
 from napari_resample.engine.progress import ProgressCallback, Ticker
@@ -140,7 +140,8 @@ class _Runner:
         self.back = tuple(int(a) for a in np.argsort(plan.axes))
         self.have = -1
         self.next = 0
-        self.held: list[tuple[int, NDArray]] = []
+        self.held: list[tuple[int, NDArray, float, float]] = []  # (k0, chunk, min, max)
+        self.early = False  # whether held chunks may be finished early (integer input)
         self.seen = RunningRange()
         self.pool: ThreadPoolExecutor | None = None
         self.ring: PlaneRing | None = None
@@ -183,6 +184,7 @@ class _Runner:
             self.group = group_planes(plan, self.chunk_bytes)
             capacity, elems = plan.capacity(self.chunk, self.group), math.prod(self.shape)
             self.ring = PlaneRing(capacity, elems, plan.ring_dtype(block.dtype))
+            self.early = block.dtype.kind in "iub"
         if plan.mode == "separable" and self.finish is None:
             note_finite_range(self.seen, block)
         stack = block.transpose(2, 0, 1)  # planes first
@@ -287,62 +289,39 @@ class _Runner:
             chunk = done[-1]
         # planes first: each plane contiguous to the end
         if self.finish is None:
-            self.held.append((a, chunk))
+            self.held.append((a, chunk, float(chunk.min()), float(chunk.max())))
+            self._release()
             return
-        self.emit(a, self._finished(chunk).transpose(1, 2, 0))
+        self.emit(a, self._finished(chunk, self.finish).transpose(1, 2, 0))
 
-    def _finished(self, chunk: NDArray) -> NDArray:
-        assert self.finish is not None
+    def _finished(self, chunk: NDArray, finish: Finisher) -> NDArray:
         dest = np.empty(chunk.shape, dtype=self.out_dtype)
-        self.finish(chunk, dest)
+        finish(chunk, dest)
         return dest
+
+    def _release(self) -> None:
+        """Finish and emit the held chunks, from the first, whose values lie within the range
+        of the input seen so far: the final range can only be wider, so their clamp changes
+        nothing (the same bits as at the end) and the writer need not wait for the last plane.
+        Integer input only: float input must emit nothing before a NaN can still come."""
+        if not self.early or self.seen.range is None:
+            return
+        now = Finisher(*self.seen.range, self.out_dtype)
+        if now.exact_lo is not None or now.exact_hi is not None:
+            return
+        while self.held and now.lo <= self.held[0][2] and self.held[0][3] <= now.hi:
+            a, chunk, _, _ = self.held.pop(0)
+            self.emit(a, self._finished(chunk, now).transpose(1, 2, 0))
 
     def flush(self) -> None:
         """Finish and emit the held output, with the value range seen (all planes are in)."""
         if not self.held:
             return
         assert self.seen.range is not None
-        self.finish = Finisher(*self.seen.range, self.out_dtype)
+        finish = Finisher(*self.seen.range, self.out_dtype)
         while self.held:
-            a, chunk = self.held.pop(0)
-            self.emit(a, self._finished(chunk).transpose(1, 2, 0))
-
-
-def resample_planes(
-    arr: NDArray,
-    positions: Positions,
-    interpolation: str,
-    antialias: bool,
-    progress: ProgressCallback | None = None,
-    check: Callable[[], None] | None = None,
-) -> NDArray:
-    """An in-memory (finite) *arr* sampled at *positions*: :func:`stream_array` over the
-    array's own contiguous planes (:func:`stream_axes`), its value range known, so each chunk is
-    finished at once. A decreasing streamed axis (a flipped grid) is run increasing and its
-    output flipped back."""
-    native = arr.dtype.newbyteorder("=")
-    axis = stream_axes(arr)[2]
-    # the result in the array's layout: its streamed planes contiguous
-    result = np.empty(tuple(x.size for x in positions), native, order="F" if axis == 2 else "C")
-    x = positions[axis]
-    flip = x.size > 1 and bool(x[1] < x[0])
-    at = list(positions)
-    if flip:
-        at[axis] = x[::-1]
-    stream_array(
-        arr,
-        (arr.shape[0], arr.shape[1], arr.shape[2]),
-        arr.dtype,
-        (at[0], at[1], at[2]),
-        interpolation=interpolation,
-        antialias=antialias,
-        out=np.flip(result, axis) if flip else result,
-        budget=None,
-        progress=progress,
-        check=check,
-        value_range=value_range(arr) if interpolation in ("bspline", "linear") else None,
-    )
-    return result
+            a, chunk, _, _ = self.held.pop(0)
+            self.emit(a, self._finished(chunk, finish).transpose(1, 2, 0))
 
 
 def stream_axes(data: object) -> tuple[int, int, int]:
