@@ -49,6 +49,7 @@ from napari_resample.engine.stream_plan import (
     stream_budget,
     with_fill,
 )
+from napari_resample.engine.threads import engine_threads, limit_engine_threads
 from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.plane_reader import PlaneReader, open_planes
 from napari_resample.io.plane_writer import PlaneWriter
@@ -305,7 +306,10 @@ def stream_file(
                 blocks = _counted(blocks, stats)
         header = grid.header.copy()
         set_stored_dtype(header, storable_dtype(source.dtype))
-        with PlaneWriter(out_file, header, slope=source.slope, inter=source.inter) as writer:
+        with (
+            PlaneWriter(out_file, header, slope=source.slope, inter=source.inter) as writer,
+            limit_engine_threads(max(1, engine_threads() - 1)),  # reading + writing: a core
+        ):
             run_stream(
                 blocks,
                 decision.plan,
