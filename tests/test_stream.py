@@ -104,6 +104,24 @@ def test_chunks_of_many_planes_give_the_same_bits() -> None:
     np.testing.assert_array_equal(_streamed(data, size, "bspline", "origin", False, 5, False), ref)
 
 
+def test_units_of_one_output_plane_give_the_same_values(monkeypatch) -> None:
+    # Big planes make units of one output plane (a sparse product): the same bits streamed
+    # and in memory, and the values of the dense units to within float32 rounding.
+    data = np.asfortranarray(_data((30, 26, 40), np.float32))
+    size = (13, 11, 17)
+    dense, _ = resample_array(data, size)
+    monkeypatch.setattr(_stream_plan, "UNIT_PLANES", 1)
+    plan = plan_stream(
+        data.shape, data.dtype, grid_positions(data.shape, size, "origin"), "bspline"
+    )
+    assert plan is not None and plan.units is not None and plan.unit_planes == 1
+    single, _ = resample_array(data, size)
+    np.testing.assert_array_equal(
+        _streamed(data, size, "bspline", "origin", False, 3, False), single
+    )
+    np.testing.assert_allclose(single, dense, rtol=0, atol=1e-5 * np.ptp(data))
+
+
 def test_a_flipped_k_axis_has_no_streamed_plan() -> None:
     x = np.arange(4.0)
     assert plan_stream((4, 4, 4), np.dtype(np.int16), (x, x, x[::-1]), "linear") is None

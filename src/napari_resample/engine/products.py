@@ -54,14 +54,14 @@ def step_buffers(
 
 @dataclass(frozen=True)
 class Unit:
-    """Output planes ``a:b`` read input planes ``lo..hi``: ``dense`` is that part of the
-    operator, applied ``piece`` columns at a time."""
+    """Output planes ``a:b`` read input planes ``lo..hi``: ``part`` is that part of the
+    operator, applied ``piece`` columns at a time: dense, or sparse for a unit of one plane."""
 
     a: int
     b: int
     lo: int
     hi: int
-    dense: NDArray
+    part: NDArray | sparse.csr_matrix
     piece: int
 
 
@@ -76,7 +76,10 @@ class AxisUnits:
     elems : int
         Values of one plane of the window (the ring's planes).
     planes : int
-        Output planes per unit (the last one may have fewer).
+        Output planes per unit (the last one may have fewer). Units of one plane (big planes)
+        stay sparse products, in 4 pieces: a dense one-row product is a BLAS matrix-vector
+        product, which OpenBLAS shares among its threads from 9216 values on, and the pieces
+        that would avoid it cost a Python call per few thousand values.
     """
 
     def __init__(self, op: sparse.csr_matrix, elems: int, planes: int = 1) -> None:
@@ -87,7 +90,11 @@ class AxisUnits:
             b = min(a + self.planes, n_out)
             cols = op[a:b].indices
             lo, hi = int(cols.min()), int(cols.max())
-            dense = np.ascontiguousarray(op[a:b, lo : hi + 1].toarray(), dtype=op.dtype)
+            part = sparse.csr_matrix(op[a:b, lo : hi + 1])
+            if self.planes == 1:
+                self.units.append(Unit(a, b, lo, hi, part, max(1, -(-elems // 4))))
+                continue
+            dense = np.ascontiguousarray(part.toarray(), dtype=op.dtype)
             self.units.append(Unit(a, b, lo, hi, dense, pieces(b - a, hi - lo + 1, elems)))
         self.ends = np.array([u.b for u in self.units], dtype=np.int64)
 
@@ -112,7 +119,11 @@ class AxisUnits:
                 p: int, q: int, u: Unit = u, rows: NDArray = rows, dest: NDArray = dest
             ) -> None:
                 for c in range(p * u.piece, min(q * u.piece, rows.shape[1]), u.piece):
-                    np.matmul(u.dense, rows[:, c : c + u.piece], out=dest[:, c : c + u.piece])
+                    at = slice(c, c + u.piece)
+                    if isinstance(u.part, np.ndarray):
+                        np.matmul(u.part, rows[:, at], out=dest[:, at])
+                    else:  # the same sums per value, however the columns are cut
+                        dest[:, at] = u.part @ rows[:, at]
 
             if each is None:
                 run(0, n)

@@ -281,9 +281,12 @@ def unit_planes(elems: int, itemsize: int) -> int:
 
 
 def group_planes(plan: StreamPlan, chunk_bytes: int | None = None) -> int:
-    """Input planes taken together: :data:`GROUP_PLANES` per engine thread, fewer when their
-    working copies (the plane in the working type and after each in-plane step) would pass
-    *chunk_bytes* (default :data:`CHUNK_BYTES`); at least one per thread."""
+    """Input planes taken together: :data:`GROUP_PLANES` per engine thread (one per thread for
+    the modes without in-plane steps), fewer when their working copies (the plane in the
+    working type and after each in-plane step) would pass *chunk_bytes* (default
+    :data:`CHUNK_BYTES`); at least one per thread."""
+    if plan.mode != "separable":  # nothing to prepare: the planes go straight to the ring
+        return engine_threads()
     if chunk_bytes is None:
         chunk_bytes = CHUNK_BYTES
     per_plane = 3 * plan.in_shape[0] * plan.in_shape[1] * plan.work.itemsize
