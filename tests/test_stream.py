@@ -104,6 +104,24 @@ def test_chunks_of_many_planes_give_the_same_bits() -> None:
     np.testing.assert_array_equal(_streamed(data, size, "bspline", "origin", False, 5, False), ref)
 
 
+def test_units_of_one_output_plane_give_the_same_values(monkeypatch) -> None:
+    # Big planes make units of one output plane (a sparse product): the same bits streamed
+    # and in memory, and the values of the dense units to within float32 rounding.
+    data = np.asfortranarray(_data((30, 26, 40), np.float32))
+    size = (13, 11, 17)
+    dense, _ = resample_array(data, size)
+    monkeypatch.setattr(_stream_plan, "UNIT_PLANES", 1)
+    plan = plan_stream(
+        data.shape, data.dtype, grid_positions(data.shape, size, "origin"), "bspline"
+    )
+    assert plan is not None and plan.units is not None and plan.unit_planes == 1
+    single, _ = resample_array(data, size)
+    np.testing.assert_array_equal(
+        _streamed(data, size, "bspline", "origin", False, 3, False), single
+    )
+    np.testing.assert_allclose(single, dense, rtol=0, atol=1e-5 * np.ptp(data))
+
+
 def test_a_flipped_k_axis_has_no_streamed_plan() -> None:
     x = np.arange(4.0)
     assert plan_stream((4, 4, 4), np.dtype(np.int16), (x, x, x[::-1]), "linear") is None
@@ -124,6 +142,38 @@ def test_non_finite_input_is_reported_before_anything_is_emitted() -> None:
             out_dtype=data.dtype,
         )
     assert emitted == []
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_integer_chunks_inside_the_range_seen_are_emitted_before_the_last_plane(dtype) -> None:
+    # Held output whose values lie within the input's range seen so far cannot change once the
+    # range is complete, so integer input emits it early (the writer compresses meanwhile), the
+    # same bits as finished at the end; float input emits nothing until all planes are in.
+    rng = np.random.default_rng(4)
+    data = np.asfortranarray((rng.normal(size=(20, 18, 60)) * 100).astype(dtype))
+    data[:, :, -1] = 4000  # the range's top arrives last (Fortran order: streamed along k)
+    size = (9, 8, 25)
+    plan = plan_stream(
+        data.shape, data.dtype, grid_positions(data.shape, size, "center"), "linear"
+    )
+    fed, first, out = [0], [], np.zeros(size, dtype)
+
+    def blocks():
+        for k0, block in array_blocks(data, data.shape, 2):
+            fed[0] = k0 + block.shape[2]
+            yield k0, block
+
+    def emit(k0, block):
+        first.append(fed[0])
+        out[:, :, k0 : k0 + block.shape[2]] = block
+
+    run_stream(blocks(), plan, emit, out_dtype=data.dtype)
+    ref, _ = resample_array(data, size, interpolation="linear", anchor="center")
+    np.testing.assert_array_equal(out, ref)
+    if dtype == np.int16:
+        assert first[0] < data.shape[2] // 2, first
+    else:
+        assert min(first) == data.shape[2], first
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.float32])

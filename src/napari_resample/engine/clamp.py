@@ -114,9 +114,10 @@ class Finisher:
         top = block > self.hi if self.exact_hi is not None else None
         bottom = block < self.lo if self.exact_lo is not None else None
         np.clip(block, self.lo, self.hi, out=block)
-        if self.rint:
-            np.rint(block, out=block)
-        dest[...] = block
+        if self.rint:  # rounded straight into the integer type: one pass less
+            np.rint(block, out=dest, casting="unsafe")
+        else:
+            dest[...] = block
         if top is not None:
             dest[top] = self.exact_hi
         if bottom is not None:

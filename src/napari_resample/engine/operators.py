@@ -229,6 +229,13 @@ def axis_matrix(
     return np.asarray(axis_operator(n_in, n_out, interpolation, anchor, antialias).toarray())
 
 
+#: The weights :func:`build_ops` drops, by working type: under float32's resolution (its
+#: epsilon, 1.2e-7) a weight changes a float32 sum less than the sum's own rounding, and
+#: dropping them shortens the B-spline rows by a quarter (30 to 23 weights at 512 -> 224);
+#: float64 work keeps the weights down to 1e-9 (docs/decisions.md, D25).
+TRUNCATE = {np.dtype(np.float32): float(np.finfo(np.float32).eps), np.dtype(np.float64): 1e-9}
+
+
 def _truncate(m: sparse.csr_matrix, tol: float = 1e-9) -> sparse.csr_matrix:
     """*m* without the weights too small to matter (the prefilter's inverse decays like
     0.27^distance), in place."""
@@ -246,21 +253,29 @@ def build_ops(
 ) -> dict[int, sparse.csr_matrix]:
     """The truncated operator of every axis that changes, in the working type *work*
     (:func:`napari_resample.engine.clamp.work_dtype`): one construction for the in-memory and
-    the streamed engine, so that both compute the same numbers."""
+    the streamed engine, so that both compute the same numbers. Weights under
+    :data:`TRUNCATE` of the working type are dropped."""
     changed = [a for a in range(3) if not is_identity(shape[a], positions[a])]
+    tol = TRUNCATE[np.dtype(work)]
     return {
-        a: _truncate(operator_at(shape[a], positions[a], interpolation, antialias)).astype(work)
+        a: _truncate(operator_at(shape[a], positions[a], interpolation, antialias), tol).astype(
+            work
+        )
         for a in changed
     }
 
 
 # --------------------------------------------------------------------------- banded products
 
-#: Output rows per dense block: measured on 512-voxel planes (16 is 3-6x faster than a sparse
-#: product; 8 pads less but calls BLAS twice as often, 32 pads too much).
-BLOCK = 16
-#: Most multiply-adds of one dense product (see :class:`Banded`).
-MAX_MNK = 1 << 19
+#: Output rows per dense block: measured on 512-voxel planes (512 -> 224, B-spline): 8 pads
+#: the band less than 16 (39 against 56 multiply-adds per output value) and, with the planes
+#: of a group in one call, costs no more calls to matter; 4 calls BLAS too often.
+BLOCK = 8
+#: Most multiply-adds of one dense product: OpenBLAS (0.3.31 here) shares a product among
+#: ``MNK / 2**18`` threads, so from 2**19 on it wakes its own threads, which then spin for the
+#: caller beside the engine's threads and the reader's (measured: a 16 x 64 x 512 product cost
+#: 20 ms of CPU instead of 15 us on a loaded machine). Under 2**18, always the calling thread.
+MAX_MNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -285,9 +300,11 @@ class Banded:
     (:class:`Block`), and applying the operator is one dense product per block: BLAS (numpy's
     ``matmul``) runs those at several times the speed of a sparse product, needs no transposed
     copy of its operand, and computes with the exact zeros of the padding. Each product does at
-    most :data:`MAX_MNK` multiply-adds: OpenBLAS runs such sizes on the calling thread
-    (measured: its own threads start between 0.66 and 1.3 million), so the engine's pool, and a
-    decompressing thread beside it, are not oversubscribed.
+    most :data:`MAX_MNK` multiply-adds, so OpenBLAS runs it on the calling thread.
+
+    A stack of planes ``(..., rows, columns)`` goes through in one call per block (numpy loops
+    over the stack without the GIL): each plane still gets the very same products, so a plane's
+    result does not depend on how many planes came with it.
 
     Parameters
     ----------
@@ -328,37 +345,46 @@ class Banded:
         return sum(2 * b.dense.nbytes for b in self.blocks)
 
     def left(self, x: NDArray, out: NDArray | None = None) -> NDArray:
-        """``op @ x`` for a 2D *x* (n_in, m): the operator along *x*'s first axis."""
-        m = x.shape[1]
+        """``op @ x`` for each (n_in, m) plane of *x* (..., n_in, m): the operator along the
+        planes' first axis."""
+        m = x.shape[-1]
         if out is None:
-            out = np.empty((self.shape[0], m), dtype=self.dtype)
+            out = np.empty((*x.shape[:-2], self.shape[0], m), dtype=self.dtype)
         for b in self.blocks:
             if b.e == b.s:
-                out[b.r0 : b.r1] = 0
+                out[..., b.r0 : b.r1, :] = 0
                 continue
-            step = _piece(b.r1 - b.r0, b.e - b.s, m)
+            step = pieces(b.r1 - b.r0, b.e - b.s, m)
             for c in range(0, m, step):
-                np.matmul(b.dense, x[b.s : b.e, c : c + step], out=out[b.r0 : b.r1, c : c + step])
+                part = out[..., b.r0 : b.r1, c : c + step]
+                np.matmul(b.dense, x[..., b.s : b.e, c : c + step], out=part)
         return out
 
     def right(self, x: NDArray, out: NDArray | None = None) -> NDArray:
-        """``x @ op.T`` for a 2D *x* (m, n_in): the operator along *x*'s second axis."""
-        m = x.shape[0]
+        """``x @ op.T`` for each (m, n_in) plane of *x* (..., m, n_in): the operator along the
+        planes' second axis."""
+        m = x.shape[-2]
         if out is None:
-            out = np.empty((m, self.shape[0]), dtype=self.dtype)
+            out = np.empty((*x.shape[:-1], self.shape[0]), dtype=self.dtype)
         for b in self.blocks:
             if b.e == b.s:
-                out[:, b.r0 : b.r1] = 0
+                out[..., b.r0 : b.r1] = 0
                 continue
-            step = _piece(b.r1 - b.r0, b.e - b.s, m)
+            step = pieces(b.r1 - b.r0, b.e - b.s, m)
             for c in range(0, m, step):
-                part = out[c : c + step, b.r0 : b.r1]
-                np.matmul(x[c : c + step, b.s : b.e], b.dense_t, out=part)
+                part = out[..., c : c + step, b.r0 : b.r1]
+                np.matmul(x[..., c : c + step, b.s : b.e], b.dense_t, out=part)
         return out
 
 
-def _piece(rows: int, width: int, m: int) -> int:
-    """Columns (of *m*) per product so that ``rows * width * piece <= MAX_MNK``, cut evenly."""
+def pieces(rows: int, width: int, m: int) -> int:
+    """Columns (of *m*) per product so that ``rows * width * piece <= MAX_MNK``, cut evenly.
+
+    Examples
+    --------
+    >>> pieces(8, 64, 1024)
+    512
+    """
     most = max(1, MAX_MNK // max(rows * width, 1))
     parts = -(-m // most)
     return max(1, -(-m // parts))

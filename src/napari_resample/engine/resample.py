@@ -4,7 +4,7 @@
 (:mod:`napari_resample.engine.geometry`) and dispatches on the interpolation mode:
 
 - one engine for every mode: the streamed engine (:mod:`napari_resample.engine.stream`) over the
-  array's own contiguous planes in memory (:func:`napari_resample.engine.stream.resample_planes`),
+  array's own contiguous planes in memory (:func:`resample_planes`),
   over blocks of planes read from an array-like or a file otherwise, so the result is the same
   bit for bit;
 - ``"bspline"`` and ``"linear"``: one 1-D operator per axis
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from napari_resample.engine.clamp import fill_nonfinite, work_dtype
+from napari_resample.engine.clamp import fill_nonfinite, value_range, work_dtype
 from napari_resample.engine.geometry import (
     Positions,
     grid_positions,
@@ -335,10 +335,6 @@ def _resample_values(
     progress: ProgressCallback | None,
     check: Callable[[], None] | None = None,
 ) -> NDArray:
-    # Imported here: scipy.sparse costs 0.25 s, and napari imports the reader (which needs
-    # none of the engine) on every file open.
-    from napari_resample.engine.stream import resample_planes
-
     native = arr.dtype.newbyteorder("=")
     if all(is_identity(n, x) for n, x in zip(arr.shape, positions, strict=True)):
         return np.array(arr, dtype=native, copy=True)
@@ -403,3 +399,45 @@ def sample_grid(
     job.before_step()
     job.finished()
     return out
+
+
+def resample_planes(
+    arr: NDArray,
+    positions: Positions,
+    interpolation: str,
+    antialias: bool,
+    progress: ProgressCallback | None = None,
+    check: Callable[[], None] | None = None,
+) -> NDArray:
+    """An in-memory (finite) *arr* sampled at *positions*: the engine's
+    :func:`~napari_resample.engine.stream.stream_array` over the array's own contiguous planes
+    (:func:`~napari_resample.engine.stream.stream_axes`), its value range known, so each chunk
+    is finished at once. A decreasing streamed axis (a flipped grid) is run increasing and its
+    output flipped back."""
+    # Imported here: scipy.sparse costs 0.25 s, and napari imports the reader (which needs
+    # none of the engine) on every file open.
+    from napari_resample.engine.stream import stream_array, stream_axes
+
+    native = arr.dtype.newbyteorder("=")
+    axis = stream_axes(arr)[2]
+    # the result in the array's layout: its streamed planes contiguous
+    result = np.empty(tuple(x.size for x in positions), native, order="F" if axis == 2 else "C")
+    x = positions[axis]
+    flip = x.size > 1 and bool(x[1] < x[0])
+    at = list(positions)
+    if flip:
+        at[axis] = x[::-1]
+    stream_array(
+        arr,
+        (arr.shape[0], arr.shape[1], arr.shape[2]),
+        arr.dtype,
+        (at[0], at[1], at[2]),
+        interpolation=interpolation,
+        antialias=antialias,
+        out=np.flip(result, axis) if flip else result,
+        budget=None,
+        progress=progress,
+        check=check,
+        value_range=value_range(arr) if interpolation in ("bspline", "linear") else None,
+    )
+    return result

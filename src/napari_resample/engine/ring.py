@@ -39,7 +39,8 @@ class PlaneRing:
             else:  # move the live rows to the front
                 self.buf[: self.count] = self.buf[self.start : self.start + self.count]
                 self.start = 0
-        self.buf[self.start + self.count] = plane.reshape(-1)
+        row = self.buf[self.start + self.count]
+        row.reshape(plane.shape)[...] = plane  # any layout, no temporary copy
         self.count += 1
 
     def drop_before(self, k: int) -> None:

@@ -3,47 +3,45 @@
 A NIfTI file stores k slowest, so it delivers whole (i, j) planes in k order; an array in memory
 (or a memmap, zarr, dask array) is read along its own slowest axis (:func:`stream_axes`: i for
 a C-ordered array, k otherwise), so each plane is contiguous. Every operator here is separable
-and banded (the truncated B-spline, linear and Gaussian operators of
-:mod:`napari_resample.engine.operators`), so output plane ``k'`` needs only the input planes
-``lo[k'] .. hi[k']`` of its operator row. The engine applies, in the order its plan chose
-(:mod:`napari_resample.engine.stream_plan`, in the streamed frame: the streamed axis last):
+and banded (:mod:`napari_resample.engine.operators`), so output plane ``k'`` needs only the
+input planes ``lo[k'] .. hi[k']`` of its operator row. The engine applies, in the order its plan
+chose (:mod:`napari_resample.engine.stream_plan`, in the streamed frame: the streamed axis last),
+with the products of :mod:`napari_resample.engine.products`:
 
-- the in-plane operators that come before the streamed axis's operator, to each input plane as
-  it arrives (as dense blocks of their band: :class:`napari_resample.engine.operators.Banded`);
-- the streamed axis's operator rows of a chunk of output planes, to the window of planes they
-  read (kept in a ring, :mod:`napari_resample.engine.ring`: at most the window's width of
-  planes is held);
+- the in-plane operators that come before the streamed axis's operator, to each group of input
+  planes as it arrives (shared among the threads);
+- the streamed axis's operator, a chunk of output planes (whole units of its rows) at a time, to
+  the window of planes they read (kept in a ring, :mod:`napari_resample.engine.ring`);
 - the in-plane operators that come after, and the finish (clamp, round, cast), to each chunk.
 
 In memory and streamed are one computation: the same array read along the same axis gives the
-same result **bit for bit**, for every mode, data type and anchor (tested); a C- and a
-Fortran-ordered copy of the same values may differ in a float's last bit when interpolated.
+same result **bit for bit**, however the work is cut (tested); a C- and a Fortran-ordered copy
+of the same values may differ in a float's last bit when interpolated.
 
-The clamp range of the finish is the input's [min, max] (the rules of
-:mod:`napari_resample.engine.clamp`): when the caller does not know it (a file read once), the
-unfinished output is held (in the working type) and finished once the last input plane has been
-seen; otherwise (a first pass found it) each chunk is finished and emitted at once, so memory is
-independent of the number of planes.
+The clamp range of the finish is the input's [min, max] (:mod:`napari_resample.engine.clamp`):
+when the caller does not know it (a file read once), the unfinished output is held (in the
+working type) and finished once the last input plane has been seen; otherwise each chunk is
+finished and emitted at once, so memory is independent of the number of planes.
 
 Non-finite float input (NaN, Inf) is the one exception: its rule fills each non-finite voxel
-from its 3D nearest finite neighbour (a Euclidean distance transform, not a plane-local rule),
-so the whole volume is read into memory, filled, and then run through this same engine
+from its 3D nearest finite neighbour (not a plane-local rule), so the whole volume is read into
+memory, filled, and run through this same engine
 (:func:`napari_resample.engine.resample.sample_grid`); met while streaming,
 :class:`NonFiniteInput` tells the caller to do that.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
 
-from napari_resample.engine.clamp import Finisher, RunningRange, ValueRange, value_range
+from napari_resample.engine.clamp import Finisher, RunningRange, ValueRange
 from napari_resample.engine.geometry import Positions
-from napari_resample.engine.operators import Banded
+from napari_resample.engine.products import plane_steps, step_buffers
 from napari_resample.engine.progress import ProgressCallback, Ticker
 from napari_resample.engine.ring import PlaneRing
 from napari_resample.engine.stream_plan import (
@@ -51,6 +49,8 @@ from napari_resample.engine.stream_plan import (
     StreamPlan,
     blocks_planes,
     chunk_planes,
+    filled,
+    group_planes,
     plan_stream,
     stream_budget,
     stream_frame,
@@ -109,8 +109,8 @@ def run_stream(
     native = np.dtype(out_dtype).newbyteorder("=")
     ticker = Ticker(plan.out_shape[2], progress, check)
     runner = _Runner(plan, native, value_range, emit, ticker, chunk_bytes)
-    with ThreadPoolExecutor(max_workers=engine_threads()) as pool:
-        runner.pool = pool
+    with ThreadPoolExecutor(max_workers=runner.threads) as pool:
+        runner.pool = pool if runner.threads > 1 else None
         for k0, block in blocks:
             ticker.before_step()
             runner.add(k0, block)
@@ -140,16 +140,22 @@ class _Runner:
         self.back = tuple(int(a) for a in np.argsort(plan.axes))
         self.have = -1
         self.next = 0
-        self.held: list[tuple[int, NDArray]] = []
+        self.held: list[tuple[int, NDArray, float, float]] = []  # (k0, chunk, min, max)
+        self.early = False  # whether held chunks may be finished early (integer input)
         self.seen = RunningRange()
         self.pool: ThreadPoolExecutor | None = None
         self.ring: PlaneRing | None = None
         self.shape = plan.ring_plane_shape()
-        self.chunk_bytes = chunk_bytes
-        self.chunk = 1
+        self.chunk_bytes, self.chunk, self.group = chunk_bytes, 1, 1
+        self.threads = engine_threads()
+        self.buffers: list[NDArray] = []  # a group in the working type, after each step
         # the first input plane still needed once output plane k' - 1 is done: min(lo[k':])
         lo = plan.lo
         self.keep_from = np.minimum.accumulate(lo[::-1])[::-1] if lo.size else lo
+        # where a chunk may end (the last plane of a unit) and the last input plane it needs
+        self.stops = np.arange(plan.out_shape[2]) if plan.units is None else plan.units.ends - 1
+        self.stop = 0
+        self.reach = np.maximum.accumulate(plan.hi) if plan.hi.size else plan.hi
         self.finish: Finisher | None = None
         if value_range is not None and plan.needs_range:
             self.finish = Finisher(value_range[0], value_range[1], out_dtype)
@@ -157,13 +163,7 @@ class _Runner:
     def emit(self, k0: int, block: NDArray) -> None:
         """Hand a finished chunk on, with the fill value outside the input's field of view, in
         the input's axis order."""
-        if self.plan.fill is not None:
-            value, (mi, mj, mk) = self.plan.fill
-            block = np.array(block, copy=True) if not block.flags.writeable else block
-            block[~mi] = value
-            block[:, ~mj] = value
-            block[:, :, ~mk[k0 : k0 + block.shape[2]]] = value
-        self._emit(k0, block.transpose(self.back))
+        self._emit(k0, filled(self.plan, k0, block).transpose(self.back))
 
     def _keep(self) -> int:
         return int(self.keep_from[self.next]) if self.next < self.keep_from.size else 1 << 62
@@ -172,7 +172,7 @@ class _Runner:
 
     def add(self, k0: int, block: NDArray) -> None:
         """Take input planes k0.. (in order, in the input's axis order, sliced along the
-        streamed axis), computing what they complete as they come in."""
+        streamed axis), computing what they complete as they come in, a group at a time."""
         block = block.transpose(self.plan.axes)
         if k0 != self.have + 1:
             raise ValueError(
@@ -181,45 +181,66 @@ class _Runner:
         plan = self.plan
         if self.ring is None:
             self.chunk = chunk_planes(plan, block.dtype, self.chunk_bytes)
-            elems = self.shape[0] * self.shape[1]
-            self.ring = PlaneRing(plan.capacity(self.chunk), elems, plan.ring_dtype(block.dtype))
+            self.group = group_planes(plan, self.chunk_bytes)
+            capacity, elems = plan.capacity(self.chunk, self.group), math.prod(self.shape)
+            self.ring = PlaneRing(capacity, elems, plan.ring_dtype(block.dtype))
+            self.early = block.dtype.kind in "iub"
         if plan.mode == "separable" and self.finish is None:
             note_finite_range(self.seen, block)
-        n = block.shape[2]
-        group = engine_threads()
-        for g in range(0, n, group):
-            planes = [block[:, :, t] for t in range(g, min(n, g + group))]
+        stack = block.transpose(2, 0, 1)  # planes first
+        for g in range(0, stack.shape[0], self.group):
+            planes = stack[g : g + self.group]
             if plan.mode == "separable":
-                planes = self._map(self._prepare, planes)
-            for t, plane in enumerate(planes):
-                self.ring.push(k0 + g + t, np.asarray(plane, order="C"), self._keep())
-            self.have = k0 + g + len(planes) - 1
+                planes = self._prepare(planes)
+            for t in range(planes.shape[0]):
+                self.ring.push(k0 + g + t, planes[t], self._keep())
+            self.have = k0 + g + planes.shape[0] - 1
             self.drain()
 
-    def _prepare(self, plane: NDArray) -> NDArray:
-        """An input plane in the working type, through the operators before k."""
-        out = np.array(plane, dtype=self.plan.work, order="C")
-        return plane_steps(out, self.plan.pre)
+    def _prepare(self, stack: NDArray) -> NDArray:
+        """Input planes (n, P0, P1) in the working type, through the operators before the
+        streamed axis: the planes shared among the threads, into buffers kept for the run."""
+        n = stack.shape[0]
+        if not self.buffers:
+            work, pre = self.plan.work, self.plan.pre
+            self.buffers = [np.empty((self.group, *stack.shape[1:]), work)]
+            self.buffers += step_buffers(self.group, stack.shape[1:], pre, work)
 
-    def _map(self, fn: Callable[[NDArray], NDArray], items: list[NDArray]) -> list[NDArray]:
-        if self.pool is None or len(items) < 2:
-            return [fn(x) for x in items]
-        return list(self.pool.map(fn, items))
+        def run(a: int, b: int) -> None:
+            np.copyto(self.buffers[0][a:b], stack[a:b], casting="unsafe")
+            plane_steps(self.buffers[0][a:b], self.plan.pre, [x[a:b] for x in self.buffers[1:]])
+
+        self._each(run, n)
+        return self.buffers[-1][:n]
+
+    def _each(self, fn: Callable[[int, int], None], n: int) -> None:
+        """``fn(a, b)`` over *n* planes cut evenly among the threads."""
+        parts = min(self.threads, n)
+        if self.pool is None or parts < 2:
+            fn(0, n)
+            return
+        cuts = [n * p // parts for p in range(parts + 1)]
+        list(self.pool.map(fn, cuts[:-1], cuts[1:]))
 
     # ---------------------------------------------------------------- output side
 
     def drain(self) -> None:
-        """Compute every chunk of output planes whose input window has arrived."""
-        plan = self.plan
-        n_out = plan.out_shape[2]
-        while self.next < n_out and plan.hi[self.next] <= self.have:
+        """Compute every chunk of output planes whose input window has arrived: whole units of
+        the streamed axis's operator, up to :attr:`chunk` planes."""
+        n_out = self.plan.out_shape[2]
+        stops, reach = self.stops, self.reach
+        while self.next < n_out and reach[stops[self.stop]] <= self.have:
             self.ticker.before_step()
-            a = self.next
-            b = a + 1
-            while b < n_out and b - a < self.chunk and plan.hi[b] <= self.have:
-                b += 1
+            a, j = self.next, self.stop
+            while (
+                j + 1 < stops.size
+                and stops[j + 1] + 1 - a <= self.chunk
+                and reach[stops[j + 1]] <= self.have
+            ):
+                j += 1
+            b = int(stops[j]) + 1
             self._compute(a, b)
-            self.next = b
+            self.next, self.stop = b, j + 1
             self.ticker.step_done(b - a)
 
     def _planes(self, lo: int, hi: int) -> NDArray:
@@ -252,96 +273,55 @@ class _Runner:
     def _interpolate(self, a: int, b: int, lo: int, hi: int) -> None:
         plan = self.plan
         assert self.ring is not None
-        shape = self.shape
-        if plan.zop is None:
-            planes = [self.ring.rows(k, k)[0].reshape(shape) for k in range(a, b)]
+        if plan.units is None:  # a copy: the ring's rows are overwritten later
+            chunk = np.array(self._planes(a, b - 1))
         else:
-            rows = sparse.csr_matrix(plan.zop[a:b, lo : hi + 1])
-            result = self._z_product(rows, self.ring.rows(lo, hi))
-            planes = [result[t].reshape(shape) for t in range(b - a)]
+            flat = np.empty((b - a, self.shape[0] * self.shape[1]), dtype=plan.work)
+            plan.units.apply(a, b, self.ring.rows(lo, hi), lo, flat, self._each)
+            chunk = flat.reshape(b - a, *self.shape)
         if plan.post:
-            planes = self._map(lambda p: plane_steps(p, plan.post), planes)
-        chunk = np.stack(planes)  # planes first: each plane contiguous to the end
+            done = step_buffers(chunk.shape[0], self.shape, plan.post, plan.work)
+
+            def run(p: int, q: int) -> None:
+                plane_steps(chunk[p:q], plan.post, [x[p:q] for x in done])
+
+            self._each(run, chunk.shape[0])
+            chunk = done[-1]
+        # planes first: each plane contiguous to the end
         if self.finish is None:
-            self.held.append((a, chunk))
+            self.held.append((a, chunk, float(chunk.min()), float(chunk.max())))
+            self._release()
             return
-        self.emit(a, self._finished(chunk).transpose(1, 2, 0))
+        self.emit(a, self._finished(chunk, self.finish).transpose(1, 2, 0))
 
-    def _z_product(self, rows: sparse.csr_matrix, flat: NDArray) -> NDArray:
-        """``rows @ flat``, its columns cut between the threads (same sums per value)."""
-        n = flat.shape[1]
-        parts = max(1, min(engine_threads(), n // 4096))
-        if parts == 1 or self.pool is None:
-            return np.asarray(rows @ flat)
-        cuts = np.linspace(0, n, parts + 1).astype(np.int64)
-        out = np.empty((rows.shape[0], n), dtype=flat.dtype)
-
-        def run(p: int) -> None:
-            out[:, cuts[p] : cuts[p + 1]] = rows @ flat[:, cuts[p] : cuts[p + 1]]
-
-        list(self.pool.map(run, range(parts)))
-        return out
-
-    def _finished(self, chunk: NDArray) -> NDArray:
-        assert self.finish is not None
+    def _finished(self, chunk: NDArray, finish: Finisher) -> NDArray:
         dest = np.empty(chunk.shape, dtype=self.out_dtype)
-        self.finish(chunk, dest)
+        finish(chunk, dest)
         return dest
+
+    def _release(self) -> None:
+        """Finish and emit the held chunks, from the first, whose values lie within the range
+        of the input seen so far: the final range can only be wider, so their clamp changes
+        nothing (the same bits as at the end) and the writer need not wait for the last plane.
+        Integer input only: float input must emit nothing before a NaN can still come."""
+        if not self.early or self.seen.range is None:
+            return
+        now = Finisher(*self.seen.range, self.out_dtype)
+        if now.exact_lo is not None or now.exact_hi is not None:
+            return
+        while self.held and now.lo <= self.held[0][2] and self.held[0][3] <= now.hi:
+            a, chunk, _, _ = self.held.pop(0)
+            self.emit(a, self._finished(chunk, now).transpose(1, 2, 0))
 
     def flush(self) -> None:
         """Finish and emit the held output, with the value range seen (all planes are in)."""
         if not self.held:
             return
         assert self.seen.range is not None
-        self.finish = Finisher(*self.seen.range, self.out_dtype)
+        finish = Finisher(*self.seen.range, self.out_dtype)
         while self.held:
-            a, chunk = self.held.pop(0)
-            self.emit(a, self._finished(chunk).transpose(1, 2, 0))
-
-
-def plane_steps(plane: NDArray, steps: list[tuple[int, Banded]]) -> NDArray:
-    """The in-plane operators applied to one (I, J) plane, each as dense blocks of its band
-    (:class:`napari_resample.engine.operators.Banded`): the same products for every array."""
-    for axis, op in steps:
-        plane = op.left(plane) if axis == 0 else op.right(plane)
-    return np.ascontiguousarray(plane)
-
-
-def resample_planes(
-    arr: NDArray,
-    positions: Positions,
-    interpolation: str,
-    antialias: bool,
-    progress: ProgressCallback | None = None,
-    check: Callable[[], None] | None = None,
-) -> NDArray:
-    """An in-memory (finite) *arr* sampled at *positions*: :func:`stream_array` over the
-    array's own contiguous planes (:func:`stream_axes`), its value range known, so each chunk is
-    finished at once. A decreasing streamed axis (a flipped grid) is run increasing and its
-    output flipped back."""
-    native = arr.dtype.newbyteorder("=")
-    axis = stream_axes(arr)[2]
-    # the result in the array's layout: its streamed planes contiguous
-    result = np.empty(tuple(x.size for x in positions), native, order="F" if axis == 2 else "C")
-    x = positions[axis]
-    flip = x.size > 1 and bool(x[1] < x[0])
-    at = list(positions)
-    if flip:
-        at[axis] = x[::-1]
-    stream_array(
-        arr,
-        (arr.shape[0], arr.shape[1], arr.shape[2]),
-        arr.dtype,
-        (at[0], at[1], at[2]),
-        interpolation=interpolation,
-        antialias=antialias,
-        out=np.flip(result, axis) if flip else result,
-        budget=None,
-        progress=progress,
-        check=check,
-        value_range=value_range(arr) if interpolation in ("bspline", "linear") else None,
-    )
-    return result
+            a, chunk, _, _ = self.held.pop(0)
+            self.emit(a, self._finished(chunk, finish).transpose(1, 2, 0))
 
 
 def stream_axes(data: object) -> tuple[int, int, int]:

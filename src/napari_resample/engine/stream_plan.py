@@ -23,6 +23,7 @@ from napari_resample.engine import threads
 from napari_resample.engine.clamp import work_dtype
 from napari_resample.engine.geometry import Positions, inside_positions, is_identity, nearest_index
 from napari_resample.engine.operators import Banded, build_ops, linear_weights
+from napari_resample.engine.products import AxisUnits
 from napari_resample.engine.threads import engine_threads
 
 #: Bytes of the window stack a chunk of output planes may read at once (read at call time by
@@ -34,6 +35,15 @@ CHUNK_BYTES = 32 << 20
 HOLD_CAP = 64 << 20
 #: Bytes of input read at a time from an array-like.
 READ_BYTES = 8 << 20
+#: Input planes one engine thread prepares in one go: their in-plane operators run as one
+#: product per block of the band for all of them
+#: (:class:`napari_resample.engine.operators.Banded`), so the engine's Python work and its
+#: threads' hand-offs are paid once per group, not per plane.
+GROUP_PLANES = 4
+#: Output planes of one unit of the streamed axis's operator (:func:`unit_planes`): one dense
+#: product over the window of planes they read, which a sparse product would read once per
+#: output plane.
+UNIT_PLANES = 8
 #: Bytes per output voxel of a chunk in label voting: its scores and weights of the 8 corners.
 VOTE_BYTES = 200
 
@@ -56,6 +66,8 @@ class StreamPlan:
     pre: list[tuple[int, Banded]] = field(default_factory=list)
     zop: sparse.csr_matrix | None = None
     post: list[tuple[int, Banded]] = field(default_factory=list)
+    #: ``zop`` as the engine applies it (:class:`napari_resample.engine.products.AxisUnits`).
+    units: AxisUnits | None = None
     taps: tuple = ()
     index: tuple = ()
     #: ``(value, (inside_i, inside_j, inside_k))``: output voxels outside the input's field of
@@ -86,6 +98,11 @@ class StreamPlan:
         """Input planes per output plane along k."""
         return self.in_shape[2] / max(self.out_shape[2], 1)
 
+    @property
+    def unit_planes(self) -> int:
+        """Output planes computed together at least: a unit of the streamed axis's operator."""
+        return 1 if self.units is None else self.units.planes
+
     def ring_plane_shape(self) -> tuple[int, int]:
         """The shape of one plane of the ring: the input plane after the operators before k
         (interpolating modes), else the input plane itself."""
@@ -99,9 +116,10 @@ class StreamPlan:
         """The type of the ring's planes: the working type, or the input's (native order)."""
         return self.work if self.mode == "separable" else np.dtype(in_dtype).newbyteorder("=")
 
-    def capacity(self, chunk: int) -> int:
-        """Planes the ring holds at most: a chunk's window and the threads' planes in flight."""
-        return self.window_planes() + math.ceil(chunk * self.step) + engine_threads() + 1
+    def capacity(self, chunk: int, group: int) -> int:
+        """Planes the ring holds at most: a chunk's window and a group of planes in flight
+        (:func:`group_planes`)."""
+        return self.window_planes() + math.ceil(chunk * self.step) + group + 1
 
 
 def plan_stream(
@@ -169,7 +187,11 @@ def _plan_frame(
         zop = None
         lo = hi = np.arange(n_z, dtype=np.int64)
         pre, post = [(a, Banded(ops[a])) for a in order], []
-    return StreamPlan(in_shape, size, "separable", work, lo, hi, pre, zop, post)
+    plan = StreamPlan(in_shape, size, "separable", work, lo, hi, pre, zop, post)
+    if zop is not None:
+        elems = math.prod(plan.ring_plane_shape())
+        plan.units = AxisUnits(zop, elems, unit_planes(elems, work.itemsize))
+    return plan
 
 
 #: The weight of a multiply-add of the k operator (a sparse product over a window of planes)
@@ -206,6 +228,19 @@ def with_fill(plan: StreamPlan, positions: Positions, value: float | int) -> Str
     return plan
 
 
+def filled(plan: StreamPlan, k0: int, block: NDArray) -> NDArray:
+    """Output planes ``k0..`` (streamed frame) with the plan's fill value outside the input's
+    field of view (:func:`with_fill`), in place when *block* is writeable."""
+    if plan.fill is None:
+        return block
+    value, (mi, mj, mk) = plan.fill
+    block = np.array(block, copy=True) if not block.flags.writeable else block
+    block[~mi] = value
+    block[:, ~mj] = value
+    block[:, :, ~mk[k0 : k0 + block.shape[2]]] = value
+    return block
+
+
 def _row_span(op: sparse.csr_matrix) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """First and last column of every row of *op* (rows always have an entry here)."""
     starts, ends = op.indptr[:-1], op.indptr[1:]
@@ -219,7 +254,8 @@ def _row_span(op: sparse.csr_matrix) -> tuple[NDArray[np.int64], NDArray[np.int6
 
 def chunk_planes(plan: StreamPlan, in_dtype: np.dtype, chunk_bytes: int | None = None) -> int:
     """Output planes computed together: the input planes their window adds and their results
-    within *chunk_bytes* (default :data:`CHUNK_BYTES`; at least one plane)."""
+    within *chunk_bytes* (default :data:`CHUNK_BYTES`; at least one plane, and at least a unit
+    of the streamed axis's operator: :attr:`StreamPlan.unit_planes`)."""
     if chunk_bytes is None:
         chunk_bytes = CHUNK_BYTES
     ring = math.prod(plan.ring_plane_shape()) * plan.ring_dtype(in_dtype).itemsize
@@ -230,22 +266,48 @@ def chunk_planes(plan: StreamPlan, in_dtype: np.dtype, chunk_bytes: int | None =
     # and at most 8 slabs' worth of output voxels (threads.SLAB_ELEMENTS, read at call time:
     # tests shrink it for many progress steps)
     most = max(1, 8 * threads.SLAB_ELEMENTS // max(plan.out_shape[0] * plan.out_shape[1], 1))
-    return max(1, min(plan.out_shape[2], most, int(chunk_bytes // max(per_plane, 1))))
+    fit = max(1, min(plan.out_shape[2], most, int(chunk_bytes // max(per_plane, 1))))
+    return max(fit, plan.unit_planes)
 
 
-def stream_memory(plan: StreamPlan, in_dtype: np.dtype, chunk: int, block_planes: int) -> int:
+def unit_planes(elems: int, itemsize: int) -> int:
+    """Output planes of one unit of the streamed axis's operator, for planes of *elems* values:
+    :data:`UNIT_PLANES`, fewer for big planes (a unit's results within a quarter of
+    :data:`CHUNK_BYTES`, and within the output values of a chunk of ``threads.SLAB_ELEMENTS``,
+    both read at call time: tests shrink them to one plane per chunk). It depends on the
+    plane alone, never on the memory budget, so that every run makes the same products."""
+    by_bytes = CHUNK_BYTES // (4 * max(elems * itemsize, 1))
+    return max(1, min(UNIT_PLANES, by_bytes, 8 * threads.SLAB_ELEMENTS // max(elems, 1)))
+
+
+def group_planes(plan: StreamPlan, chunk_bytes: int | None = None) -> int:
+    """Input planes taken together: :data:`GROUP_PLANES` per engine thread (one per thread for
+    the modes without in-plane steps), fewer when their working copies (the plane in the
+    working type and after each in-plane step) would pass *chunk_bytes* (default
+    :data:`CHUNK_BYTES`); at least one per thread."""
+    if plan.mode != "separable":  # nothing to prepare: the planes go straight to the ring
+        return engine_threads()
+    if chunk_bytes is None:
+        chunk_bytes = CHUNK_BYTES
+    per_plane = 3 * plan.in_shape[0] * plan.in_shape[1] * plan.work.itemsize
+    return engine_threads() * max(1, min(GROUP_PLANES, chunk_bytes // max(per_plane, 1)))
+
+
+def stream_memory(
+    plan: StreamPlan, in_dtype: np.dtype, chunk: int, block_planes: int, group: int
+) -> int:
     """Bytes the streamed engine holds at most, beyond the held output: the input block (and
     a decoded copy), the ring of planes (a window and the chunk's extra planes), the planes
-    being prepared on every thread, a chunk's results and finish, and the operators."""
+    being prepared (a group), a chunk's results and finish, and the operators."""
     i, j, _ = plan.in_shape
     oi, oj, _ = plan.out_shape
     item = np.dtype(in_dtype).itemsize
     ring = math.prod(plan.ring_plane_shape()) * plan.ring_dtype(in_dtype).itemsize
     work = plan.work.itemsize
     total = 2 * block_planes * i * j * item  # the block and the source's own decoded copy
-    total += plan.capacity(chunk) * ring  # the ring
-    # planes in flight on every thread: input, steps, result
-    total += engine_threads() * 3 * max(ring, i * j * work)
+    total += plan.capacity(chunk, group) * ring  # the ring
+    # the group of planes in flight: in the working type, after each step
+    total += group * 3 * max(ring, i * j * work)
     total += chunk * oi * oj * (3 * work + item)  # results, post steps, finish
     if plan.mode == "label":
         total += chunk * oi * oj * VOTE_BYTES
@@ -268,6 +330,6 @@ def stream_budget(plan: StreamPlan, in_dtype: np.dtype, budget: int) -> tuple[in
     chunk_bytes = max(1, min(CHUNK_BYTES, budget // 8))
     chunk = chunk_planes(plan, in_dtype, chunk_bytes)
     block = blocks_planes(plan.in_shape, in_dtype.itemsize, budget)
-    need = stream_memory(plan, in_dtype, chunk, block)
+    need = stream_memory(plan, in_dtype, chunk, block, group_planes(plan, chunk_bytes))
     held = math.prod(plan.out_shape) * plan.work.itemsize if plan.needs_range else 0
     return need, held, chunk_bytes

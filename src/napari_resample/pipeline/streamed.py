@@ -49,6 +49,7 @@ from napari_resample.engine.stream_plan import (
     stream_budget,
     with_fill,
 )
+from napari_resample.engine.threads import engine_threads, limit_engine_threads
 from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.plane_reader import PlaneReader, open_planes
 from napari_resample.io.plane_writer import PlaneWriter
@@ -315,7 +316,10 @@ def stream_file(
             observers.output.begin(decision.plan.size, grid.affine, source.dtype, labels)
             blocks = observed(blocks, observers.input)
             watch_output = observers.output
-        with PlaneWriter(out_file, header, slope=source.slope, inter=source.inter) as writer:
+        with (
+            PlaneWriter(out_file, header, slope=source.slope, inter=source.inter) as writer,
+            limit_engine_threads(max(1, engine_threads() - 1)),  # reading + writing: a core
+        ):
 
             def emit(k0: int, block: np.ndarray) -> None:
                 if watch_output is not None:
