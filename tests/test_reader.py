@@ -214,7 +214,7 @@ def test_label_rule_counts_without_copying_the_volume():
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("byteorder", ["<", ">"])
 def test_label_rule_counts_exactly(values, order, byteorder):
-    from napari_resample.engine.labels import count_distinct
+    from napari_resample.engine.labels import count_distinct, distinct_values
 
     data = (
         np.resize(values, 400_000)
@@ -222,6 +222,7 @@ def test_label_rule_counts_exactly(values, order, byteorder):
         .astype(np.dtype("int32").newbyteorder(byteorder), order=order)
     )
     assert count_distinct(data, 1000) == len(values)
+    np.testing.assert_array_equal(distinct_values(data), np.unique(data))
     # More than 32 values that change from voxel to voxel: not piecewise constant, an image.
     assert not is_label_volume(data)
 
@@ -459,3 +460,23 @@ def test_fuzzed_headers_either_notify_or_show_in_2d_and_3d(make_napari_viewer, t
         viewer.layers.clear()
         shown += 1
     assert shown >= 5  # the sample does exercise napari
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "uint16", "int64", "float32"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_distinct_values_is_numpy_unique(dtype, order):
+    """The linear-time table gives np.unique's answer on every integer type (wrapping ranges,
+    negative values, a span over 2**20 for int64) and floats pass through the sort."""
+    from napari_resample.engine.labels import distinct_values
+
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype) if dtype != "float32" else None
+    lo, hi = (info.min, info.max) if info is not None else (-1e6, 1e6)
+    if dtype == "int64":
+        lo, hi = -(1 << 40), 1 << 40
+    data = rng.integers(lo, hi, (40, 30, 20), endpoint=True).astype(dtype)
+    data.flat[:5] = [lo, hi, 0, 1, 1]
+    data = np.asarray(data, order=order)
+    got = distinct_values(data)
+    np.testing.assert_array_equal(got, np.unique(data))
+    assert got.dtype == data.dtype

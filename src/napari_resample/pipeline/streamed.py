@@ -37,7 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from napari_resample.engine.labels import MAX_LABELS, pair_counts, sampled_planes
+from napari_resample.engine.labels import (
+    MAX_LABELS,
+    distinct_values,
+    pair_counts,
+    sampled_planes,
+)
 from napari_resample.engine.memory import format_bytes
 from napari_resample.engine.options import AutoInterpolation, Interpolation
 from napari_resample.engine.progress import CancelSignal, ProgressCallback, cancel_check
@@ -104,7 +109,7 @@ class _Stats:
             # grows) without sorting the whole block: an image pays one small sort.
             found = np.unique(block.reshape(-1, order="A")[:: max(1, block.size // 100_000)])
             if found.size <= MAX_LABELS:
-                found = np.unique(block)
+                found = distinct_values(block)
             self.seen = found if self.seen is None else np.union1d(self.seen, found)
             for t in range(block.shape[2]):
                 if k0 + t in self.sampled:
