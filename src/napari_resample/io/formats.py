@@ -50,6 +50,7 @@ from napari_resample.io.names import (
     volume_suffix,
 )
 from napari_resample.io.nifti import NiftiVolume, apply_scaling, load_nifti, native, spatial_volume
+from napari_resample.io.niizarr_read import load_niizarr
 from napari_resample.io.untrusted import check_regular_file
 
 __all__ = [
@@ -78,8 +79,9 @@ def load_volume(
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.nii`` / ``.nii.gz`` file or a ``.nii.zarr`` folder (read by
-        :func:`napari_resample.io.nifti.load_nifti`, header kept), a ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd`` file, or a folder of DICOM files.
+        A ``.nii`` / ``.nii.gz`` file (read by :func:`napari_resample.io.nifti.load_nifti`) or a
+        ``.nii.zarr`` folder (:func:`napari_resample.io.niizarr_read.load_niizarr`), header
+        kept, a ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd`` file, or a folder of DICOM files.
     series : str, optional
         The SeriesInstanceUID to read when the folder holds several series.
     max_memory : int, optional
@@ -129,7 +131,7 @@ def load_volume(
     if series is not None:
         raise ValueError(f"series={series!r} applies to a folder of DICOM files, not {path!r}")
     if is_zarr_name(path):
-        return load_nifti(path)  # a NIfTI-Zarr folder
+        return load_niizarr(path)
     check_regular_file(path, "the input")
     if nifti_suffix(path) is not None:
         return load_nifti(path)
@@ -286,8 +288,9 @@ def _load_dicom(folder: str, series: str | None, max_memory: int | None) -> Nift
 
 def is_volume_input(path: str | os.PathLike[str]) -> bool:
     """Whether *path* is something :func:`load_volume` reads: an existing file with a volume
-    suffix, a ``.nii.zarr`` folder holding a Zarr group, or a folder that is one DICOM series by the rule of DICOM folders
-    (:func:`napari_resample.io.dicom.is_dicom_series_folder`). Cheap; never raises.
+    suffix, a ``.nii.zarr`` folder holding a Zarr group, or a folder that is one DICOM series
+    by the rule of DICOM folders (:func:`napari_resample.io.dicom.is_dicom_series_folder`).
+    Cheap; never raises.
 
     Examples
     --------

@@ -156,8 +156,8 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.nii`` or ``.nii.gz`` file, or a ``.nii.zarr`` folder (read by
-        :func:`napari_resample.io.niizarr_read.load_niizarr`).
+        A ``.nii`` or ``.nii.gz`` file (a ``.nii.zarr`` folder is
+        :func:`napari_resample.io.niizarr_read.load_niizarr`'s).
 
     Returns
     -------
@@ -176,10 +176,11 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         If the voxels do not fit in memory; the message names the file, shape and bytes.
     """
     path = os.fspath(path)
-    if nifti_suffix(path) == ".nii.zarr":
-        from napari_resample.io.niizarr_read import load_niizarr
-
-        return load_niizarr(path)
+    if nifti_suffix(path) == ".nii.zarr":  # its reader is above this module
+        raise ValueError(
+            f"{path!r} is a NIfTI-Zarr folder: read it with napari_resample.io.niizarr_read."
+            "load_niizarr (or napari_resample.io.formats.load_volume)"
+        )
     img = open_checked(path)
     header = img.header.copy()
     ignored = tuple(repair_unused_forms(header, path))
@@ -197,11 +198,6 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
 def load_nifti_grid(path: str | os.PathLike[str]) -> tuple[nib.Nifti1Header, NDArray[np.float64]]:
     """A NIfTI file's checked header and best affine, without reading its voxels (a reference
     grid needs only those); the exceptions of :func:`load_nifti`."""
-    if nifti_suffix(path) == ".nii.zarr":
-        from napari_resample.io.niizarr_read import read_niizarr_header
-
-        header = read_niizarr_header(os.fspath(path))[0]
-        return header, np.array(header.get_best_affine(), dtype=np.float64)
     img = open_checked(os.fspath(path))
     header = img.header.copy()
     repair_unused_forms(header, os.fspath(path))
@@ -284,7 +280,7 @@ def save_nifti(
     """
     path = os.fspath(path)
     suffix = nifti_suffix(path)
-    if suffix not in (".nii", ".nii.gz"):  # a .nii.zarr: napari_resample.io.writers
+    if suffix not in (".nii", ".nii.gz"):  # a .nii.zarr: napari_resample.io.volume_io
         raise ValueError(f"output file must end with .nii or .nii.gz, got {path!r}")
     img = image_to_write(data, header, slope, inter)
     with atomic_output(path, suffix) as tmp:

@@ -84,7 +84,7 @@ def multiscales(
     axis, its translation half a level-0 voxel per factor step (the centre of a window)."""
     spacing = np.asarray(spacing, dtype=np.float64)
     datasets = []
-    for level, shape in enumerate(shapes):
+    for level in range(len(shapes)):
         factor = np.array([_factor(shapes, level, axis) for axis in range(3)], dtype=np.float64)
         scale = (spacing * factor)[::-1]
         shift = ((factor - 1) / 2 * spacing)[::-1]
@@ -118,8 +118,8 @@ def halve(region: NDArray, halved: tuple[bool, bool, bool], labels: bool) -> NDA
 
     Examples
     --------
-    >>> region = np.array([[[1, 2, 2, 7]]], dtype=np.uint8)
-    >>> halve(region, (False, False, True), False).tolist(), halve(region, (False, False, True), True).tolist()
+    >>> region, along_x = np.array([[[1, 2, 2, 7]]], dtype=np.uint8), (False, False, True)
+    >>> halve(region, along_x, False).tolist(), halve(region, along_x, True).tolist()
     ([[[2, 4]]], [[[1, 2]]])
     """
     pad = [(0, n % 2 if h else 0) for n, h in zip(region.shape, halved, strict=True)]

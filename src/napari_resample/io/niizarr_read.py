@@ -71,14 +71,15 @@ def read_niizarr_header(path: str) -> tuple[nib.Nifti1Header, Any]:
         group = zarr.open_group(zarr.storage.LocalStore(path, read_only=True), mode="r")
         if "nifti" not in group:
             raise ValueError("no 'nifti' array: not a NIfTI-Zarr (an OME-Zarr without header?)")
-        blob = np.asarray(group["nifti"][:]).tobytes()
+        nifti: Any = group["nifti"]
+        blob = np.asarray(nifti[:]).tobytes()
         header = _parse_header(blob)
-        attrs = dict(group.attrs)
-        ome = attrs.get("ome", attrs).get("multiscales")
+        attrs: Any = dict(group.attrs)
+        ome: Any = attrs.get("ome", attrs).get("multiscales")
         if not ome:
             raise ValueError("no OME multiscales metadata")
-        names = [axis["name"] for axis in ome[0]["axes"]]
-        level0 = group[ome[0]["datasets"][0]["path"]]
+        names = [str(axis["name"]) for axis in ome[0]["axes"]]
+        level0: Any = group[str(ome[0]["datasets"][0]["path"])]
     repair_unused_forms(header, path)
     if float(header["vox_offset"]) < header.single_vox_offset:
         header["vox_offset"] = header.single_vox_offset  # no voxels follow a stored header
@@ -95,8 +96,7 @@ def read_niizarr_header(path: str) -> tuple[nib.Nifti1Header, Any]:
     check_voxel_type(np.dtype(level0.dtype), path)
     if np.dtype(level0.dtype).newbyteorder("=") != header.get_data_dtype().newbyteorder("="):
         raise ValueError(
-            f"level 0 of {path!r} holds {level0.dtype}, its header says "
-            f"{header.get_data_dtype()}"
+            f"level 0 of {path!r} holds {level0.dtype}, its header says {header.get_data_dtype()}"
         )
     return header, level0
 

@@ -144,7 +144,9 @@ class ZarrPlaneWriter:
             )
             nifti[:] = np.frombuffer(blob, dtype=np.uint8)
             i, j, k = self.shape
-            self._level0 = self._new_level(0, (k, j, i), level0_chunks(self.shape, self.dtype.itemsize))
+            self._level0 = self._new_level(
+                0, (k, j, i), level0_chunks(self.shape, self.dtype.itemsize)
+            )
         except BaseException as exc:
             self._open = False
             self._remove_temp()
@@ -204,7 +206,9 @@ class ZarrPlaneWriter:
             done = 0
             while done < data.shape[2]:
                 take = min(data.shape[2] - done, self._slab.shape[2] - self._filled)
-                self._slab[:, :, self._filled : self._filled + take] = data[:, :, done : done + take]
+                self._slab[:, :, self._filled : self._filled + take] = data[
+                    :, :, done : done + take
+                ]
                 self._filled += take
                 done += take
                 if self._filled == self._slab.shape[2]:
@@ -276,20 +280,26 @@ class ZarrPlaneWriter:
         block of chunks at a time."""
         out_zyx = after[::-1]
         target = self._new_level(level, out_zyx, level_chunks(out_zyx))
-        halved = tuple(b > 1 for b in before[::-1])
+        halved = (before[2] > 1, before[1] > 1, before[0] > 1)  # (z, y, x)
         cz, cy, cx = target.chunks
         across = max(1, REDUCE_VOXELS // (8 * cz * cy * cx))  # chunks along x per block
         bx = cx * across
         for z0 in range(0, out_zyx[0], cz):
             for y0 in range(0, out_zyx[1], cy):
                 for x0 in range(0, out_zyx[2], bx):
-                    stop = (min(z0 + cz, out_zyx[0]), min(y0 + cy, out_zyx[1]), min(x0 + bx, out_zyx[2]))
+                    stop = (
+                        min(z0 + cz, out_zyx[0]),
+                        min(y0 + cy, out_zyx[1]),
+                        min(x0 + bx, out_zyx[2]),
+                    )
                     window = tuple(
                         slice(a * (2 if h else 1), b * (2 if h else 1))
                         for a, b, h in zip((z0, y0, x0), stop, halved, strict=True)
                     )
                     region = np.asarray(source[window])
-                    target[z0 : stop[0], y0 : stop[1], x0 : stop[2]] = halve(region, halved, self.labels)
+                    target[z0 : stop[0], y0 : stop[1], x0 : stop[2]] = halve(
+                        region, halved, self.labels
+                    )
         return target
 
     def abort(self) -> None:

@@ -73,8 +73,7 @@ def open_planes(
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.nii``, ``.nii.gz`` or ``.nii.zarr`` holding one 3D volume (a 4D file with one
-        volume counts).
+        A ``.nii`` or ``.nii.gz`` file holding one 3D volume (a 4D file with one volume counts).
     block_bytes : int
         About how many bytes of voxels a block holds (whole planes, at least one).
     queue_blocks : int
@@ -92,13 +91,9 @@ def open_planes(
         voxel is read; ValueError also when the file holds more than one volume. A damaged
         voxel stream raises its ValueError from the iteration.
 
-    A ``.nii.zarr`` (a folder) is read by
-    :class:`~napari_resample.io.niizarr_read.ZarrPlaneReader`, with the same interface.
+    A ``.nii.zarr`` (a folder) is :func:`napari_resample.io.niizarr_read.open_zarr_planes`'s,
+    with the same interface (:func:`napari_resample.io.volume_io.open_volume_planes` picks).
     """
-    if nifti_suffix(path) == ".nii.zarr":
-        from napari_resample.io.niizarr_read import open_zarr_planes
-
-        return open_zarr_planes(path, block_bytes=block_bytes, queue_blocks=queue_blocks)
     return PlaneReader(path, block_bytes=block_bytes, queue_blocks=queue_blocks)
 
 

@@ -35,7 +35,7 @@ from napari_resample.engine.resample import resample_array, sample_grid
 from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.names import nifti_suffix
 from napari_resample.io.nifti import NiftiVolume, spatial_volume
-from napari_resample.io.writers import write_volume
+from napari_resample.io.volume_io import write_volume
 from napari_resample.pipeline.limits import check_free_space, check_in_memory
 from napari_resample.pipeline.oblique import sample_oblique
 from napari_resample.pipeline.observe import Observers, labels_counted

@@ -2,7 +2,7 @@
 
 The input's planes come from :func:`napari_resample.io.plane_reader.open_planes` (decompressed by a
 background thread), go through the streamed engine (:mod:`napari_resample.engine.stream`) and out
-through the output's writer (:func:`napari_resample.io.writers.open_writer`: ``.nii.gz``
+through the output's writer (:func:`napari_resample.io.volume_io.open_writer`: ``.nii.gz``
 compressed by another thread, ``.nii.zarr`` a slab of chunks at a time):
 reading, computing and writing run at the same time, and memory holds a window of planes, whatever
 the volume's size. The result is the in-memory pipeline's, bit for bit.
@@ -51,8 +51,9 @@ from napari_resample.engine.stream_plan import (
     with_fill,
 )
 from napari_resample.io.header import set_stored_dtype, storable_dtype
-from napari_resample.io.plane_reader import PlaneReader, open_planes
-from napari_resample.io.writers import open_writer, writer_need
+from napari_resample.io.plane_reader import PlaneReader
+from napari_resample.io.volume_io import open_volume_planes as open_planes
+from napari_resample.io.volume_io import open_writer, writer_need
 from napari_resample.pipeline.limits import in_memory_need
 from napari_resample.pipeline.observe import Observers, labels_counted, observed
 from napari_resample.pipeline.rules import (

@@ -1,10 +1,13 @@
-"""Which writer a NIfTI output gets: the one place where the output's format is chosen.
+"""Which reader and writer a NIfTI volume gets: the one place where its format is chosen.
 
 The suffix decides: ``.nii`` / ``.nii.gz`` go through
+:class:`~napari_resample.io.plane_reader.PlaneReader`,
 :class:`~napari_resample.io.plane_writer.PlaneWriter` and
-:func:`~napari_resample.io.nifti.save_volume`, ``.nii.zarr`` through
+:func:`~napari_resample.io.nifti.save_volume`; ``.nii.zarr`` (a folder) through
+:class:`~napari_resample.io.niizarr_read.ZarrPlaneReader`,
 :class:`~napari_resample.io.niizarr_write.ZarrPlaneWriter` and
 :func:`~napari_resample.io.niizarr_write.save_niizarr` (whose pyramid votes for a label map).
+Whole volumes of every format are read by :func:`napari_resample.io.formats.load_volume`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,33 @@ import os
 
 import nibabel as nib
 import numpy as np
+from numpy.typing import NDArray
 
 from napari_resample.io.names import is_zarr_name
-from napari_resample.io.nifti import NiftiVolume, save_volume
+from napari_resample.io.nifti import NiftiVolume, load_nifti_grid, save_volume
+from napari_resample.io.niizarr_read import open_zarr_planes, read_niizarr_header
 from napari_resample.io.niizarr_write import ZarrPlaneWriter, save_niizarr, writer_memory
+from napari_resample.io.plane_reader import BLOCK_BYTES, PlaneReader, open_planes
 from napari_resample.io.plane_writer import PlaneWriter
+
+
+def open_volume_planes(
+    path: str | os.PathLike[str], *, block_bytes: int = BLOCK_BYTES, queue_blocks: int = 2
+) -> PlaneReader:
+    """The planes of the NIfTI volume *path*, in k order
+    (:func:`~napari_resample.io.plane_reader.open_planes`, or
+    :func:`~napari_resample.io.niizarr_read.open_zarr_planes` for a ``.nii.zarr``)."""
+    if is_zarr_name(path):
+        return open_zarr_planes(path, block_bytes=block_bytes, queue_blocks=queue_blocks)
+    return open_planes(path, block_bytes=block_bytes, queue_blocks=queue_blocks)
+
+
+def load_grid(path: str | os.PathLike[str]) -> tuple[nib.Nifti1Header, NDArray[np.float64]]:
+    """The checked header and best affine of the NIfTI volume *path*, no voxel read."""
+    if is_zarr_name(path):
+        header = read_niizarr_header(os.fspath(path))[0]
+        return header, np.array(header.get_best_affine(), dtype=np.float64)
+    return load_nifti_grid(path)
 
 
 def open_writer(
@@ -36,7 +61,9 @@ def open_writer(
     return PlaneWriter(path, header, slope=slope, inter=inter)
 
 
-def write_volume(path: str | os.PathLike[str], volume: NiftiVolume, *, labels: bool = False) -> str:
+def write_volume(
+    path: str | os.PathLike[str], volume: NiftiVolume, *, labels: bool = False
+) -> str:
     """Write *volume* (with its header and scaling) to *path* atomically, in the format its
     suffix names; return *path* as a string."""
     if not is_zarr_name(path):
