@@ -302,15 +302,19 @@ def _classify(path: str, name: str) -> tuple[str, str]:
         mode = os.stat(path).st_mode
     except OSError as exc:
         return ("failed" if meant else "skip"), _stat_problem(path, exc)
-    if stat.S_ISDIR(mode) and not is_zarr_name(name):  # a .nii.zarr folder is one volume
+    zarr = stat.S_ISDIR(mode) and is_zarr_name(name)  # a NIfTI-Zarr folder: one volume
+    if stat.S_ISDIR(mode) and not zarr:
         return "folder", ""
-    if not stat.S_ISREG(mode):
+    if not (stat.S_ISREG(mode) or zarr):
         return ("failed" if meant else "skip"), (
             f"not a regular file but {_file_kind(mode)} (never opened)"
         )
     if meant:
         if is_output_name(name):
-            return "skip", "a result of this package (*_resampled*.nii.gz), not an input"
+            return (
+                "skip",
+                "a result of this package (*_resampled*.nii.gz or .nii.zarr), not an input",
+            )
         return "volume", ""
     if name.upper().startswith("DICOMDIR"):
         return "skip", "a DICOMDIR index (no voxels)"

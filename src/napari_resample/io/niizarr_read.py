@@ -50,9 +50,11 @@ from napari_resample.io.plane_queue import positive_int
 from napari_resample.io.plane_reader import BLOCK_BYTES, PlaneReader
 
 
-def read_niizarr_header(path: str) -> tuple[nib.Nifti1Header, Any]:
-    """The checked header of the NIfTI-Zarr *path* and its level-0 array, (z, y, x) axes only
-    (other axes of length 1 dropped); no voxel read.
+def read_niizarr_header(path: str) -> tuple[nib.Nifti1Header, Any, tuple[float, float]]:
+    """The checked header of the NIfTI-Zarr *path*, its level-0 array and its scaling
+    ``(slope, inter)``; no voxel read. The header is as nibabel's image of a ``.nii`` holds
+    it (``vox_offset`` 0, the scaling taken out: ``scl_slope`` and ``scl_inter`` NaN), so that
+    it is written back the same way.
 
     Raises
     ------
@@ -98,7 +100,10 @@ def read_niizarr_header(path: str) -> tuple[nib.Nifti1Header, Any]:
         raise ValueError(
             f"level 0 of {path!r} holds {level0.dtype}, its header says {header.get_data_dtype()}"
         )
-    return header, level0
+    scaling = _scaling(header)
+    header.set_data_offset(0)  # what nibabel's image of a file holds
+    header.set_slope_inter(None, None)
+    return header, level0, scaling
 
 
 def _parse_header(blob: bytes) -> nib.Nifti1Header:
@@ -131,14 +136,13 @@ def load_niizarr(path: str | os.PathLike[str]) -> NiftiVolume:
         The voxels do not fit in the memory available now (naming the sizes).
     """
     path = os.fspath(path)
-    header, level0 = read_niizarr_header(path)
+    header, level0, (slope, inter) = read_niizarr_header(path)
     dtype = np.dtype(level0.dtype).newbyteorder("=")
     shape = tuple(int(n) for n in header.get_data_shape())
     check_memory(int(np.prod(shape)) * dtype.itemsize, f"reading the voxel data of {path!r}")
     with wrap_read_errors(path):
         zyx = np.asarray(level0[...]).reshape(level0.shape[-3:])
     data = zyx.transpose(2, 1, 0).astype(dtype, copy=False).reshape(shape, order="F")
-    slope, inter = _scaling(header)
     affine = np.array(header.get_best_affine(), dtype=np.float64)
     ignored = tuple(ignored_header_fields(header, path))
     return NiftiVolume(data, affine, header, slope, inter, path, ignored)
@@ -171,11 +175,10 @@ class ZarrPlaneReader(PlaneReader):
         block_bytes = positive_int("block_bytes", block_bytes)
         positive_int("queue_blocks", queue_blocks)
         self.path = path = os.fspath(path)
-        self.header, self._level0 = read_niizarr_header(path)
+        self.header, self._level0, (self.slope, self.inter) = read_niizarr_header(path)
         self.affine = np.array(self.header.get_best_affine(), dtype=np.float64)
         self.shape = spatial_shape(self.header.get_data_shape(), path)
         self.dtype = np.dtype(self._level0.dtype).newbyteorder("=")
-        self.slope, self.inter = _scaling(self.header)
         self.ignored = tuple(ignored_header_fields(self.header, path))
         i, j, k = self.shape
         plane = i * j * self.dtype.itemsize

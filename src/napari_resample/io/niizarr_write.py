@@ -56,14 +56,29 @@ from napari_resample.io.plane_writer import exact_cast
 
 #: Memory a :class:`ZarrPlaneWriter` may add to its slab: chunks being compressed, a pyramid
 #: step's region and its float64 averages.
-WRITER_EXTRA = 96 << 20
+WRITER_EXTRA = 48 << 20
+
+
+#: Most bytes of level 0 handed to Zarr at once (it copies them, cut into chunks, and
+#: compresses the copies).
+PIECE_CAP = 8 << 20
 
 
 def writer_memory(shape: tuple[int, int, int], dtype: np.dtype) -> int:
-    """Bytes a :class:`ZarrPlaneWriter` of an (I, J, K) volume of *dtype* holds at most."""
+    """Bytes a :class:`ZarrPlaneWriter` of an (I, J, K) volume of *dtype* holds at most: its
+    slab of planes, Zarr's copies of a piece of it, and :data:`WRITER_EXTRA`."""
     itemsize = np.dtype(dtype).itemsize
-    depth = level0_chunks(shape, itemsize)[0]
-    return shape[0] * shape[1] * depth * itemsize + WRITER_EXTRA
+    depth, rows, _ = level0_chunks(shape, itemsize)
+    slab = shape[0] * shape[1] * depth * itemsize
+    piece = shape[0] * depth * _rows_per_write((depth, shape[1], shape[0]), rows, itemsize)
+    return slab + 3 * piece * itemsize + WRITER_EXTRA
+
+
+def _rows_per_write(zyx: tuple[int, ...], chunk_rows: int, itemsize: int) -> int:
+    """Rows (y) of a slab handed to Zarr at once: whole rows of chunks, within
+    :data:`PIECE_CAP` when one row of chunks is smaller."""
+    row = zyx[0] * zyx[2] * chunk_rows * itemsize
+    return chunk_rows * max(1, PIECE_CAP // max(1, row))
 
 
 def header_blob(header: nib.Nifti1Header, slope: float = 1.0, inter: float = 0.0) -> bytes:
@@ -224,10 +239,14 @@ class ZarrPlaneWriter:
         """Write the planes held in the slab (whole chunks along k but maybe the last)."""
         if not self._filled:
             return
-        k0 = self._flushed
-        # (I, J, n) in F order is (n, J, I) in C order: no copy
-        self._level0[k0 : k0 + self._filled] = self._slab[:, :, : self._filled].transpose(2, 1, 0)
-        self._flushed = k0 + self._filled
+        k0, k1 = self._flushed, self._flushed + self._filled
+        # (I, J, n) in F order is (n, J, I) in C order: no copy. Zarr copies what it is given
+        # (cut into chunks, then compressed): a few rows of chunks at a time bound that copy.
+        planes = self._slab[:, :, : self._filled].transpose(2, 1, 0)
+        rows = _rows_per_write(planes.shape, self._level0.chunks[1], planes.itemsize)
+        for y0 in range(0, planes.shape[1], rows):
+            self._level0[k0:k1, y0 : y0 + rows] = planes[:, y0 : y0 + rows]
+        self._flushed = k1
         self._filled = 0
 
     def _failed(self, exc: BaseException) -> BaseException:
