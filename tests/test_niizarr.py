@@ -112,11 +112,14 @@ def test_what_we_write_opens_with_the_reference_package(make_nifti, tmp_path, na
     ]
 
 
-@pytest.mark.parametrize("name", ["anisotropic", "big_endian", "scaled", "singleton_4d"])
-def test_what_the_reference_package_writes_opens_with_us(make_nifti, tmp_path, name):
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [("anisotropic", 3), ("big_endian", 3), ("scaled", 3), ("singleton_4d", 3), ("oblique", 2)],
+)
+def test_what_the_reference_package_writes_opens_with_us(make_nifti, tmp_path, name, version):
     src = _case_file(make_nifti, name)
     theirs = tmp_path / "theirs.nii.zarr"
-    niizarr.nii2zarr(str(src), str(theirs))
+    niizarr.nii2zarr(str(src), str(theirs), zarr_version=version)  # 2: OME-NGFF 0.4
     reference = load_nifti(src)
     volume = load_niizarr(theirs)
     assert np.array_equal(
