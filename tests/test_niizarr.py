@@ -335,3 +335,26 @@ def test_a_dataset_folder_takes_a_nii_zarr_as_one_input(make_nifti, tmp_path):
     ]
     a, b = (load_volume(p) for p in sorted(done))
     assert np.array_equal(a.data, b.data)
+
+
+def test_a_killed_writer_leaves_a_temporary_folder_the_next_run_removes(tmp_path):
+    from napari_resample.io.atomic import remove_stale_temps
+
+    code = f"""
+        import os
+        import nibabel as nib, numpy as np
+        from napari_resample.io.niizarr_write import ZarrPlaneWriter
+        header = nib.Nifti1Header()
+        header.set_data_shape((70, 8, 4))
+        header.set_data_dtype(np.uint8)
+        out = ZarrPlaneWriter({str(tmp_path / "a.nii.zarr")!r}, header)
+        out.write(np.ones((70, 8, 2), dtype=np.uint8))
+        os._exit(3)  # killed mid-write: no cleanup runs
+    """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], timeout=120)
+    assert done.returncode == 3
+    (left,) = os.listdir(tmp_path)
+    assert left.startswith(".a.nii.zarr.") and left.endswith(".tmp.nii.zarr")
+    assert (tmp_path / left / "nifti").is_dir()
+    assert remove_stale_temps(tmp_path) == [str(tmp_path / left)]
+    assert os.listdir(tmp_path) == []
