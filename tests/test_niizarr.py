@@ -358,3 +358,15 @@ def test_a_killed_writer_leaves_a_temporary_folder_the_next_run_removes(tmp_path
     assert (tmp_path / left / "nifti").is_dir()
     assert remove_stale_temps(tmp_path) == [str(tmp_path / left)]
     assert os.listdir(tmp_path) == []
+
+
+def test_quality_control_reads_nii_zarr_results(make_nifti, tmp_path):
+    from napari_resample import qc_dataset
+
+    for name in ("anisotropic", "labels"):
+        _case_file(make_nifti, name)
+    kwargs = {"progress": False, "workers": 1, "output_format": "nii.zarr"}
+    done = resampling_dataset(tmp_path / "in", tmp_path / "out", (12, 10, 9), qc=True, **kwargs)
+    assert len(done) == 2 and all(p.endswith(".nii.zarr") for p in done)
+    summary = qc_dataset(tmp_path / "out").summary()  # read again from the folders
+    assert "2 files: 0 with errors, 0 with warnings, 2 ok" in summary
