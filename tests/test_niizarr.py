@@ -211,6 +211,9 @@ def test_a_failed_write_leaves_nothing_and_keeps_the_old_result(tmp_path):
     ):
         out.write(np.full((8, 8, 1), 300))
     assert sorted(os.listdir(tmp_path)) == ["a.nii.zarr"]
+    write_volume(tmp_path / "a.nii.zarr", _volume(old + 1, header))  # complete: replaces
+    assert os.listdir(tmp_path) == ["a.nii.zarr"]
+    assert np.array_equal(load_niizarr(tmp_path / "a.nii.zarr").data, old + 1)
 
 
 def test_streamed_write_stays_within_the_budget(tmp_path):
