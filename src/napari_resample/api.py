@@ -22,11 +22,13 @@ from napari_resample.engine.options import (
 from napari_resample.io.atomic import make_dirs, remove_empty_dirs, remove_stale_temps
 from napari_resample.io.formats import is_volume_input
 from napari_resample.io.names import (
-    OUTPUT_SUFFIX,
-    REFERENCE_SUFFIX,
     VOLUME_SUFFIXES,
+    ZARR_SUFFIX,
+    OutputFormat,
+    check_output_format,
     nifti_suffix,
     output_name,
+    output_suffix,
     volume_suffix,
 )
 from napari_resample.pipeline.reference import reference_grid
@@ -51,6 +53,7 @@ def resampling(
     antialias: bool = False,
     max_memory: int | str | None = None,
     check_disk: bool = True,
+    output_format: OutputFormat = "nii.gz",
 ) -> None:
     """Resample a 3D ``.nii.gz`` volume to a target size, keeping its field of view.
 
@@ -63,7 +66,7 @@ def resampling(
     ----------
     nii_path : str or os.PathLike
         Input volume, a ``.nii.gz`` file holding a 3D image (a 4D file with a single volume
-        is accepted). It is never modified.
+        is accepted), or a ``.nii.zarr`` NIfTI-Zarr folder. It is never modified.
     output_path : str or os.PathLike
         Folder for the result; created (with parents) if missing, after the inputs are checked.
     desired_volume : (3,) sequence of int
@@ -92,6 +95,11 @@ def resampling(
         Refuse (OSError, before any work) a result whose uncompressed size is larger than the
         free space of *output_path* (default True); False writes anyway (a ``.nii.gz`` is often
         smaller than the bound).
+    output_format : {"nii.gz", "nii.zarr"}
+        ``"nii.gz"`` (default) writes ``<PREFIX>_resampled.nii.gz``; ``"nii.zarr"`` writes
+        ``<PREFIX>_resampled.nii.zarr``, a NIfTI-Zarr folder (the same header and voxels,
+        chunked, with a multiscale pyramid; docs/niizarr.md), chunk by chunk within
+        *max_memory*.
 
     Returns
     -------
@@ -128,7 +136,8 @@ def resampling(
     --------
     >>> resampling("scans/patient_001.nii.gz", "resampled/", (224, 224, 128))  # doctest: +SKIP
     """
-    path, out_dir, out_file = _check_paths(nii_path, output_path, OUTPUT_SUFFIX, ".nii.gz")
+    suffix = output_suffix(False, check_output_format(output_format))
+    path, out_dir, out_file = _check_paths(nii_path, output_path, suffix, (".nii.gz", ZARR_SUFFIX))
     size = validate_size(desired_volume)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
@@ -150,6 +159,7 @@ def resample_to_spacing(
     series: str | None = None,
     max_memory: int | str | None = None,
     check_disk: bool = True,
+    output_format: OutputFormat = "nii.gz",
 ) -> str:
     """Resample a 3D volume to a target voxel spacing, keeping its field of view.
 
@@ -162,7 +172,8 @@ def resample_to_spacing(
     Parameters
     ----------
     nii_path : str or os.PathLike
-        The 3D image, never modified: a NIfTI file (``.nii.gz``, ``.nii``; its header is kept),
+        The 3D image, never modified: a NIfTI volume (``.nii.gz``, ``.nii``, a ``.nii.zarr``
+        folder; its header is kept),
         a NRRD or MetaImage file (``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``) or a folder holding
         a DICOM series (PREFIX is the folder's name). A non-NIfTI input gives a NIfTI file with
         qform and sform code 1 (scanner) at the same world positions, LPS converted to RAS.
@@ -177,7 +188,7 @@ def resample_to_spacing(
     series : str, optional
         The SeriesInstanceUID to read when *nii_path* is a folder holding several DICOM series
         (the error without it lists them).
-    max_memory, check_disk
+    max_memory, check_disk, output_format
         As :func:`resampling`.
 
     Returns
@@ -203,7 +214,8 @@ def resample_to_spacing(
     Resampled image saved at: 'iso/ct_resampled.nii.gz'
     Spacing requested (1, 1, 1) mm, achieved (1.00112, 1.00112, 1) mm, size (358, 358, 300)
     """
-    path, out_dir, out_file = _check_paths(nii_path, output_path, OUTPUT_SUFFIX)
+    suffix = output_suffix(False, check_output_format(output_format))
+    path, out_dir, out_file = _check_paths(nii_path, output_path, suffix)
     target = validate_spacing(spacing)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     check_choice("anchor", anchor, ANCHORS)
@@ -234,6 +246,7 @@ def resample_to_reference(
     series: str | None = None,
     max_memory: int | str | None = None,
     check_disk: bool = True,
+    output_format: OutputFormat = "nii.gz",
 ) -> str:
     """Resample a 3D volume onto the grid of a reference image.
 
@@ -268,8 +281,8 @@ def resample_to_reference(
         The SeriesInstanceUID to read when *nii_path* is a folder holding several DICOM series.
     max_memory : int or str, optional
         As :func:`resampling` (an oblique reference grid is resampled in memory, within it).
-    check_disk : bool
-        As :func:`resampling`.
+    check_disk, output_format
+        As :func:`resampling` (``<PREFIX>_resampled_to_ref.nii.zarr`` for ``"nii.zarr"``).
 
     Returns
     -------
@@ -304,7 +317,8 @@ def resample_to_reference(
     >>> resample_to_reference("seg.nii.gz", "t1.nii.gz", "out/", "label")  # doctest: +SKIP
     'out/seg_resampled_to_ref.nii.gz'
     """
-    path, out_dir, out_file = _check_paths(nii_path, output_path, REFERENCE_SUFFIX)
+    suffix = output_suffix(True, check_output_format(output_format))
+    path, out_dir, out_file = _check_paths(nii_path, output_path, suffix)
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     if isinstance(fill_value, bool) or not isinstance(fill_value, numbers.Real):
         raise ValueError(f"fill_value must be a number, got {fill_value!r}")
@@ -330,11 +344,12 @@ def _check_paths(
     nii_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
     suffix: str,
-    only: str | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> tuple[str, str, str]:
-    """``(input, output folder, output file)`` checked: the input exists and is a NIfTI file
-    with *only* this suffix if given, else anything :func:`load_volume` reads (a volume file or
-    a DICOM folder); the output folder is not a file; the output is not the input."""
+    """``(input, output folder, output file)`` checked: the input exists and is a NIfTI volume
+    with one of the suffixes *only* if given, else anything :func:`load_volume` reads (a volume
+    file, a NIfTI-Zarr or a DICOM folder); the output folder is not a file; the output is not
+    the input."""
     path = os.fspath(nii_path)
     out_dir = os.fspath(output_path)
     if only is not None:
@@ -349,13 +364,21 @@ def _check_paths(
     return path, out_dir, out_file
 
 
-def _check_nifti_input(path: str, only: str) -> None:
+def _check_nifti_input(path: str, only: tuple[str, ...]) -> None:
+    suffix = nifti_suffix(path)
+    if suffix == ZARR_SUFFIX and suffix in only:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"input does not exist: {path!r}")
+        if not is_volume_input(path):
+            raise ValueError(f"input must be a NIfTI-Zarr folder (a Zarr group), got {path!r}")
+        return
     if not os.path.isfile(path):
         if os.path.exists(path):
             raise ValueError(f"nii_path must be a NIfTI file, got a folder: {path!r}")
         raise FileNotFoundError(f"input file does not exist: {path!r}")
-    if nifti_suffix(path) != only:
-        raise ValueError(f"input must be a {only} file, got {path!r}")
+    if suffix not in only:
+        also = f" (or a {' or '.join(only[1:])} folder)" if only[1:] else ""
+        raise ValueError(f"input must be a {only[0]} file, got {path!r}{also}")
 
 
 def _refuse_input(path: str) -> None:

@@ -20,6 +20,7 @@ from napari_resample.dataset.plan import (
     check_options_apply,
 )
 from napari_resample.engine.options import ANCHORS, AUTO_INTERPOLATIONS, SAVING_MODES
+from napari_resample.io.names import OUTPUT_FORMATS
 
 PROG = "napari-resample"
 
@@ -243,7 +244,13 @@ def _add_dataset(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
-    """What is printed."""
+    """What is written and printed."""
+    parser.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        help="nii.gz (default) or nii.zarr: <PREFIX>_resampled.nii.zarr, a NIfTI-Zarr folder "
+        "(chunked, with a multiscale pyramid)",
+    )
     parser.add_argument(
         "--debug", action="store_true", help="print \"Resampled image saved at: '<path>'\""
     )

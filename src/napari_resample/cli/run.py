@@ -30,6 +30,7 @@ from napari_resample.cli.parser import (
 )
 from napari_resample.dataset.job import DEFAULT_SAVING_MODE, UnusedOptionError
 from napari_resample.io.dicom import is_dicom_series_folder
+from napari_resample.io.names import is_zarr_name
 
 
 class _Terminated(BaseException):
@@ -147,9 +148,9 @@ def _run(args: argparse.Namespace, cancel: threading.Event) -> int:
     if args.sample:
         return _dataset(_write_sample(out_dir, quiet=args.quiet), out_dir, args, cancel)
     source = args.paths[0]
-    if os.path.isdir(source) and not is_dicom_series_folder(source):
+    if os.path.isdir(source) and not (is_dicom_series_folder(source) or is_zarr_name(source)):
         return _dataset(source, out_dir, args, cancel)
-    return _one_file(source, out_dir, args)  # a file, or a DICOM folder: one series
+    return _one_file(source, out_dir, args)  # a file, a NIfTI-Zarr, or a DICOM series
 
 
 def _one_file(path: str, out_dir: str, args: argparse.Namespace) -> int:
@@ -287,6 +288,7 @@ def _plan(
         series=args.series,
         names=OPTION_NAMES,
         skipped=entries,
+        output_format=args.output_format or "nii.gz",
     )
     if args.no_disk_check:
         jobs = [replace(job, check_disk=False) for job in jobs]

@@ -44,10 +44,11 @@ from napari_resample.engine.options import (
 from napari_resample.io.dicom import is_dicom_head, is_dicom_series_folder, read_head
 from napari_resample.io.formats import is_volume_input, list_dicom_series
 from napari_resample.io.names import (
-    OUTPUT_SUFFIX,
-    REFERENCE_SUFFIX,
     VOLUME_SUFFIXES,
+    check_output_format,
     is_output_name,
+    is_zarr_name,
+    output_suffix,
     volume_name,
     volume_suffix,
 )
@@ -102,6 +103,7 @@ def plan_dataset(
     series: str | None = None,
     names: Mapping[str, str] | None = None,
     skipped: list[Skipped] | None = None,
+    output_format: str = "nii.gz",
 ) -> tuple[list[Job], str]:
     """Check every argument and list the jobs, creating nothing. See
     :func:`napari_resample.resampling_dataset`.
@@ -130,6 +132,7 @@ def plan_dataset(
         raise ValueError(f"fill_value must be a number, got {fill_value!r}")
     budget = None if max_memory is None else parse_bytes(max_memory)
     check_choice("saving_mode", saving_mode, SAVING_MODES)
+    check_output_format(output_format)
     interpolation = "auto" if interpolation is None else interpolation
     check_choice("interpolation", interpolation, AUTO_INTERPOLATIONS)
     if anchor is not None:
@@ -152,7 +155,7 @@ def plan_dataset(
     inputs = list_inputs(nii_folder, out_dir, recursive, series, left_out)
     if skipped is not None:
         skipped.extend(left_out)
-    dicom = any(i.series is not None or os.path.isdir(i.path) for i in inputs) or any(
+    dicom = any(i.series is not None or _is_dicom_folder(i.path) for i in inputs) or any(
         s.reason.startswith(_OTHER_SERIES) for s in left_out
     )
     if series is not None and not dicom:
@@ -175,14 +178,16 @@ def plan_dataset(
         fill_value=float(fill_value or 0),
         max_memory=budget,
     )
-    return _jobs(inputs, out_dir, saving_mode, template), out_dir
+    return _jobs(inputs, out_dir, saving_mode, template, output_format), out_dir
 
 
-def _jobs(inputs: list[Input], out_dir: str, saving_mode: str, template: Job) -> list[Job]:
+def _jobs(
+    inputs: list[Input], out_dir: str, saving_mode: str, template: Job, output_format: str
+) -> list[Job]:
     """One job per input, from *template*; refuse two inputs that would write one output."""
     jobs: list[Job] = []
     claimed: dict[str, str] = {}
-    suffix = REFERENCE_SUFFIX if template.reference is not None else OUTPUT_SUFFIX
+    suffix = output_suffix(template.reference is not None, output_format)
     for item in inputs:
         parts = [item.rel] if item.rel else []
         if saving_mode == "case":
@@ -224,7 +229,7 @@ def list_inputs(
     that are not inputs appended to *skipped* (see the module docstring)."""
     if not isinstance(source, str | os.PathLike):
         return [
-            Input(p, "", series if os.path.isdir(p) else None, volume_name(p))
+            Input(p, "", series if _is_dicom_folder(p) else None, volume_name(p))
             for p in _listed_inputs(source)
         ]
     root = os.fspath(source)
@@ -297,15 +302,19 @@ def _classify(path: str, name: str) -> tuple[str, str]:
         mode = os.stat(path).st_mode
     except OSError as exc:
         return ("failed" if meant else "skip"), _stat_problem(path, exc)
-    if stat.S_ISDIR(mode):
+    zarr = stat.S_ISDIR(mode) and is_zarr_name(name)  # a NIfTI-Zarr folder: one volume
+    if stat.S_ISDIR(mode) and not zarr:
         return "folder", ""
-    if not stat.S_ISREG(mode):
+    if not (stat.S_ISREG(mode) or zarr):
         return ("failed" if meant else "skip"), (
             f"not a regular file but {_file_kind(mode)} (never opened)"
         )
     if meant:
         if is_output_name(name):
-            return "skip", "a result of this package (*_resampled*.nii.gz), not an input"
+            return (
+                "skip",
+                "a result of this package (*_resampled*.nii.gz or .nii.zarr), not an input",
+            )
         return "volume", ""
     if name.upper().startswith("DICOMDIR"):
         return "skip", "a DICOMDIR index (no voxels)"
@@ -316,6 +325,11 @@ def _classify(path: str, name: str) -> tuple[str, str]:
     if is_dicom_head(head):
         return "dicom", ""
     return "skip", f"not a volume file ({', '.join(VOLUME_SUFFIXES)}) nor a DICOM file"
+
+
+def _is_dicom_folder(path: str) -> bool:
+    """Whether the input *path* is a folder of DICOM files (a ``.nii.zarr`` is a volume)."""
+    return os.path.isdir(path) and not is_zarr_name(path)
 
 
 def _stat_problem(path: str, exc: OSError) -> str:

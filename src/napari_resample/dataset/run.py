@@ -36,6 +36,7 @@ from napari_resample.dataset.report import ProgressReporter, describe_entry, std
 from napari_resample.dataset.task import job_record
 from napari_resample.engine.options import Anchor, AutoInterpolation, SavingMode
 from napari_resample.io.atomic import held_dirs, make_dirs, remove_empty_dirs, remove_stale_temps
+from napari_resample.io.names import OutputFormat
 from napari_resample.qc.run import QCReport, qc_run
 
 
@@ -61,6 +62,7 @@ def resampling_dataset(
     max_memory: int | str | None = None,
     check_disk: bool = True,
     qc: bool = False,
+    output_format: OutputFormat = "nii.gz",
 ) -> list[str]:
     """Resample every volume of a folder (or a list of them) to one target grid, into NIfTI.
 
@@ -152,6 +154,10 @@ def resampling_dataset(
         ``qc/index.html`` and ``qc/qc.json`` in *output_path* (see :func:`qc_dataset`, which
         does the same for a finished run). Default False.
 
+    output_format : {"nii.gz", "nii.zarr"}
+        As :func:`napari_resample.resampling`: ``"nii.zarr"`` writes each result as a
+        NIfTI-Zarr folder (``<PREFIX>_resampled.nii.zarr``); a ``.nii.zarr`` input folder is
+        one volume.
     Returns
     -------
     list of str
@@ -201,6 +207,7 @@ def resampling_dataset(
         recursive=recursive,
         series=series,
         skipped=skipped,
+        output_format=output_format,
     )
     if not check_disk:
         jobs = [replace(job, check_disk=False) for job in jobs]

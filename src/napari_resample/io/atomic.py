@@ -140,10 +140,11 @@ def _free_space(folder: str) -> str:
 #: 255 bytes: ``.`` stem ``.`` host(32) ``-`` pid(10) ``-`` 12 hex ``.tmp.nii.gz``).
 _TMP_STEM_BYTES = 180
 #: A temporary file of :func:`atomic_output`: ``.<stem>.<host>-<pid>-<12 hex>.tmp<suffix>``, the
-#: suffix one of ``.nii.gz``, ``.nii`` (also the uncompressed stage of the isal path), ``.nrrd``
+#: suffix one of ``.nii.gz``, ``.nii.zarr`` (a folder), ``.nii`` (also the uncompressed stage
+#: of the isal path), ``.nrrd``
 #: and ``.mha`` (:func:`napari_resample.io.formats.save_itk`), or ``.hold`` (:func:`held_dirs`).
 _TMP_PATTERN = re.compile(
-    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz)?|nrrd|mha|hold|png|html|json)$"
+    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz|\.zarr)?|nrrd|mha|hold|png|html|json)$"
 )
 
 
@@ -156,7 +157,16 @@ def remove_files_in_progress() -> None:
     process at once (a pool worker told to stop), where no ``finally`` clause will run."""
     for path in list(_IN_PROGRESS):
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            remove_path(path)
+
+
+def remove_path(path: str) -> None:
+    """Remove the file, or the folder with everything in it (a NIfTI-Zarr being written), at
+    *path*; FileNotFoundError when there is none."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
 def _host_tag() -> str:
@@ -192,7 +202,7 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[str]:
             continue
         path = os.path.join(folder, name)
         try:
-            os.unlink(path)
+            remove_path(path)
         except FileNotFoundError:
             continue
         removed.append(path)

@@ -42,8 +42,15 @@ from napari_resample.io.dicom_slices import check_no_slice_dropped, check_slices
 from napari_resample.io.header import XFORM_SCANNER, storable
 from napari_resample.io.itk import array_from_image, image_from_array
 from napari_resample.io.itk_headers import check_itk_header
-from napari_resample.io.names import ITK_SUFFIXES, VOLUME_SUFFIXES, nifti_suffix, volume_suffix
+from napari_resample.io.names import (
+    ITK_SUFFIXES,
+    VOLUME_SUFFIXES,
+    is_zarr_name,
+    nifti_suffix,
+    volume_suffix,
+)
 from napari_resample.io.nifti import NiftiVolume, apply_scaling, load_nifti, native, spatial_volume
+from napari_resample.io.niizarr_read import load_niizarr
 from napari_resample.io.untrusted import check_regular_file
 
 __all__ = [
@@ -72,8 +79,9 @@ def load_volume(
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.nii`` / ``.nii.gz`` file (read by :func:`napari_resample.io.nifti.load_nifti`, header
-        kept), a ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd`` file, or a folder of DICOM files.
+        A ``.nii`` / ``.nii.gz`` file (read by :func:`napari_resample.io.nifti.load_nifti`) or a
+        ``.nii.zarr`` folder (:func:`napari_resample.io.niizarr_read.load_niizarr`), header
+        kept, a ``.nrrd`` / ``.nhdr`` / ``.mha`` / ``.mhd`` file, or a folder of DICOM files.
     series : str, optional
         The SeriesInstanceUID to read when the folder holds several series.
     max_memory : int, optional
@@ -115,13 +123,15 @@ def load_volume(
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file or folder: {path!r}")
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not is_zarr_name(path):
         volume = _load_dicom(path, series, max_memory)
         for note in volume.ignored:
             warnings.warn(note, UserWarning, stacklevel=2)
         return volume
     if series is not None:
         raise ValueError(f"series={series!r} applies to a folder of DICOM files, not {path!r}")
+    if is_zarr_name(path):
+        return load_niizarr(path)
     check_regular_file(path, "the input")
     if nifti_suffix(path) is not None:
         return load_nifti(path)
@@ -278,8 +288,9 @@ def _load_dicom(folder: str, series: str | None, max_memory: int | None) -> Nift
 
 def is_volume_input(path: str | os.PathLike[str]) -> bool:
     """Whether *path* is something :func:`load_volume` reads: an existing file with a volume
-    suffix, or a folder that is one DICOM series by the rule of DICOM folders
-    (:func:`napari_resample.io.dicom.is_dicom_series_folder`). Cheap; never raises.
+    suffix, a ``.nii.zarr`` folder holding a Zarr group, or a folder that is one DICOM series
+    by the rule of DICOM folders (:func:`napari_resample.io.dicom.is_dicom_series_folder`).
+    Cheap; never raises.
 
     Examples
     --------
@@ -288,6 +299,10 @@ def is_volume_input(path: str | os.PathLike[str]) -> bool:
     """
     try:
         if os.path.isdir(path):
+            if is_zarr_name(path):
+                return os.path.isfile(os.path.join(path, "zarr.json")) or os.path.isfile(
+                    os.path.join(path, ".zgroup")
+                )
             return is_dicom_series_folder(path)
         return volume_suffix(path) is not None and os.path.isfile(path)
     except (OSError, TypeError, ValueError):

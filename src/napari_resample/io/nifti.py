@@ -156,7 +156,8 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.nii`` or ``.nii.gz`` file.
+        A ``.nii`` or ``.nii.gz`` file (a ``.nii.zarr`` folder is
+        :func:`napari_resample.io.niizarr_read.load_niizarr`'s).
 
     Returns
     -------
@@ -175,6 +176,11 @@ def load_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
         If the voxels do not fit in memory; the message names the file, shape and bytes.
     """
     path = os.fspath(path)
+    if nifti_suffix(path) == ".nii.zarr":  # its reader is above this module
+        raise ValueError(
+            f"{path!r} is a NIfTI-Zarr folder: read it with napari_resample.io.niizarr_read."
+            "load_niizarr (or napari_resample.io.formats.load_volume)"
+        )
     img = open_checked(path)
     header = img.header.copy()
     ignored = tuple(repair_unused_forms(header, path))
@@ -274,7 +280,7 @@ def save_nifti(
     """
     path = os.fspath(path)
     suffix = nifti_suffix(path)
-    if suffix is None:
+    if suffix not in (".nii", ".nii.gz"):  # a .nii.zarr: napari_resample.io.volume_io
         raise ValueError(f"output file must end with .nii or .nii.gz, got {path!r}")
     img = image_to_write(data, header, slope, inter)
     with atomic_output(path, suffix) as tmp:

@@ -90,6 +90,9 @@ def open_planes(
         Those of :func:`~napari_resample.io.nifti.load_nifti` for the header, raised before any
         voxel is read; ValueError also when the file holds more than one volume. A damaged
         voxel stream raises its ValueError from the iteration.
+
+    A ``.nii.zarr`` (a folder) is :func:`napari_resample.io.niizarr_read.open_zarr_planes`'s,
+    with the same interface (:func:`napari_resample.io.volume_io.open_volume_planes` picks).
     """
     return PlaneReader(path, block_bytes=block_bytes, queue_blocks=queue_blocks)
 

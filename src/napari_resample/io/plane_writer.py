@@ -91,7 +91,7 @@ class PlaneWriter:
     ) -> None:
         self.path = path = os.fspath(path)
         suffix = nifti_suffix(path)
-        if suffix is None:
+        if suffix not in (".nii", ".nii.gz"):  # a .nii.zarr is ZarrPlaneWriter's
             raise ValueError(f"output file must end with .nii or .nii.gz, got {path!r}")
         gz = suffix == ".nii.gz"
         if compress is not None and bool(compress) != gz:
@@ -160,7 +160,7 @@ class PlaneWriter:
                 f"{self.path!r} holds {k} planes: {self.written} written, "
                 f"{block.shape[2]} more given"
             )
-        data = _exact_cast(block, self.stored, self.path).tobytes(order="F")
+        data = exact_cast(block, self.stored, self.path).tobytes(order="F")
         try:
             self._send(data)
         except BaseException as exc:
@@ -322,9 +322,10 @@ def _header_bytes(header: nib.Nifti1Header, slope: float, inter: float) -> bytes
     return out.getvalue()
 
 
-def _exact_cast(block: NDArray, stored: np.dtype, path: str) -> NDArray:
+def exact_cast(block: NDArray, stored: np.dtype, path: str) -> NDArray:
     """*block* in the on-disk type *stored*: numpy's safe casts, or values that are the same
-    after the cast (in range, integral for an integer type); ValueError otherwise."""
+    after the cast (in range, integral for an integer type); ValueError otherwise (naming
+    *path*, the value and where it is)."""
     if block.dtype == stored or np.can_cast(block.dtype, stored, "safe"):
         return block.astype(stored, copy=False)
     with np.errstate(invalid="ignore", over="ignore"):

@@ -26,8 +26,9 @@ from napari_resample.engine.grid import Grid
 from napari_resample.engine.options import AutoInterpolation, check_choice
 from napari_resample.engine.progress import CancelSignal, ProgressCallback
 from napari_resample.io.header import XFORM_SCANNER, header_for_affine
-from napari_resample.io.names import nifti_suffix
-from napari_resample.io.nifti import NiftiVolume, load_nifti_grid
+from napari_resample.io.names import is_zarr_name, nifti_suffix
+from napari_resample.io.nifti import NiftiVolume
+from napari_resample.io.volume_io import load_grid
 from napari_resample.pipeline.rules import resolve_interpolation
 from napari_resample.pipeline.run import METHODS, Method, resample_onto
 from napari_resample.pipeline.targets import (
@@ -60,14 +61,14 @@ def reference_grid(path: str | os.PathLike[str]) -> Grid:
         (they are listed).
     """
     p = os.fspath(path)
-    if os.path.isdir(p):
+    if os.path.isdir(p) and not is_zarr_name(p):
         from napari_resample.io.formats import load_volume
 
         volume = load_volume(p)
         shape = volume.data.shape
         return _scanner_grid((shape[0], shape[1], shape[2]), volume.affine, p)
     if nifti_suffix(p) is not None:
-        header, affine = load_nifti_grid(p)
+        header, affine = load_grid(p)  # a .nii.zarr's too
         shape = tuple(int(n) for n in header.get_data_shape())
         if len(shape) < 3 or any(n != 1 for n in shape[3:]):
             raise ValueError(f"the reference must be a 3D image, got shape {shape} in {p!r}")

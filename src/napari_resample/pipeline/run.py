@@ -34,7 +34,8 @@ from napari_resample.engine.progress import CancelSignal, ProgressCallback
 from napari_resample.engine.resample import resample_array, sample_grid
 from napari_resample.io.header import set_stored_dtype, storable_dtype
 from napari_resample.io.names import nifti_suffix
-from napari_resample.io.nifti import NiftiVolume, save_volume, spatial_volume
+from napari_resample.io.nifti import NiftiVolume, spatial_volume
+from napari_resample.io.volume_io import write_volume
 from napari_resample.pipeline.limits import check_free_space, check_in_memory
 from napari_resample.pipeline.oblique import sample_oblique
 from napari_resample.pipeline.observe import Observers, labels_counted
@@ -327,7 +328,7 @@ def _in_memory(
         observers.input.add(0, volume.data.reshape(source.shape))
     result = resample_onto(volume, grid, mode, progress=progress, cancel=cancel)
     del volume
-    save_volume(out_file, result)
+    write_volume(out_file, result, labels=labels_counted(mode, source.dtype))
     if observers is not None:
         data = result.data
         observers.output.begin(data.shape, result.affine, data.dtype, labels)

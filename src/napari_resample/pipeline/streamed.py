@@ -2,7 +2,8 @@
 
 The input's planes come from :func:`napari_resample.io.plane_reader.open_planes` (decompressed by a
 background thread), go through the streamed engine (:mod:`napari_resample.engine.stream`) and out
-through :class:`napari_resample.io.plane_writer.PlaneWriter` (compressed by another thread):
+through the output's writer (:func:`napari_resample.io.volume_io.open_writer`: ``.nii.gz``
+compressed by another thread, ``.nii.zarr`` a slab of chunks at a time):
 reading, computing and writing run at the same time, and memory holds a window of planes, whatever
 the volume's size. The result is the in-memory pipeline's, bit for bit.
 
@@ -56,8 +57,9 @@ from napari_resample.engine.stream_plan import (
 )
 from napari_resample.engine.threads import engine_threads, limit_engine_threads
 from napari_resample.io.header import set_stored_dtype, storable_dtype
-from napari_resample.io.plane_reader import PlaneReader, open_planes
-from napari_resample.io.plane_writer import PlaneWriter
+from napari_resample.io.plane_reader import PlaneReader
+from napari_resample.io.volume_io import open_volume_planes as open_planes
+from napari_resample.io.volume_io import open_writer, writer_need
 from napari_resample.pipeline.limits import in_memory_need
 from napari_resample.pipeline.observe import Observers, labels_counted, observed
 from napari_resample.pipeline.rules import (
@@ -301,7 +303,9 @@ def stream_file(
     check = cancel_check(cancel)
     decision = None
     try:
-        decision = decide_stream(reader, grid, interpolation, budget, check)
+        # a NIfTI-Zarr writer holds a slab of chunks: the engine gets the rest of the budget
+        held = writer_need(out_file, grid.shape, reader.dtype)
+        decision = decide_stream(reader, grid, interpolation, max(1, budget - held), check)
         if decision is None:
             return None
         source = decision.reader
@@ -315,14 +319,16 @@ def stream_file(
         header = grid.header.copy()
         set_stored_dtype(header, storable_dtype(source.dtype))
         watch_output = None
+        labels = labels_counted(decision.mode, source.dtype)
         if observers is not None:
-            labels = labels_counted(decision.mode, source.dtype)
             observers.input.begin(source.shape, source.affine, source.dtype, labels)
             observers.output.begin(decision.plan.size, grid.affine, source.dtype, labels)
             blocks = observed(blocks, observers.input)
             watch_output = observers.output
         with (
-            PlaneWriter(out_file, header, slope=source.slope, inter=source.inter) as writer,
+            open_writer(
+                out_file, header, slope=source.slope, inter=source.inter, labels=labels
+            ) as writer,
             limit_engine_threads(max(1, engine_threads() - 1)),  # reading + writing: a core
         ):
 

@@ -20,7 +20,8 @@ import nibabel as nib
 import numpy as np
 
 from napari_resample.io.atomic import remove_stale_temps
-from napari_resample.io.names import nifti_suffix, strip_nifti_suffix
+from napari_resample.io.names import is_zarr_name, nifti_suffix, strip_nifti_suffix
+from napari_resample.io.volume_io import load_grid
 from napari_resample.pipeline.observe import Observers, labels_counted
 from napari_resample.qc.checks import run_checks
 from napari_resample.qc.model import FileQC, Finding
@@ -57,6 +58,8 @@ def nifti_header(path: str) -> Any:
     """The NIfTI header of *path*, or None for another format."""
     if nifti_suffix(path) is None:
         return None
+    if is_zarr_name(path):
+        return load_grid(path)[0]  # the header a NIfTI-Zarr stores
     return nib.load(path).header
 
 

@@ -259,7 +259,7 @@ def summarize_file(path: str | os.PathLike[str], *, label_map: bool) -> VolumeSu
     """
     from napari_resample.io.formats import load_volume
     from napari_resample.io.names import nifti_suffix
-    from napari_resample.io.plane_reader import open_planes
+    from napari_resample.io.volume_io import open_volume_planes as open_planes
 
     summarizer = Summarizer(path)
     if nifti_suffix(os.fspath(path)) is not None:

@@ -1,0 +1,383 @@
+"""NIfTI-Zarr volumes (``.nii.zarr``) written plane by plane, with their pyramid.
+
+:class:`ZarrPlaneWriter` has the interface of
+:class:`~napari_resample.io.plane_writer.PlaneWriter`: (I, J, n) blocks of planes in k order,
+then :meth:`~ZarrPlaneWriter.close`. Level 0 is written a slab of chunks at a time as the planes
+arrive (Zarr compresses the chunks of a slab in parallel); the pyramid is then made level by
+level, each read back from the one before a few chunks at a time, so memory stays a slab and a
+few chunks whatever the volume's size. The whole group is written into a temporary folder beside
+the destination and renamed onto it only once complete (layout and choices:
+:mod:`napari_resample.io.niizarr_layout`).
+
+Examples
+--------
+>>> import os, shutil, tempfile
+>>> import nibabel as nib
+>>> folder = tempfile.mkdtemp()
+>>> header = nib.Nifti1Header()
+>>> header.set_data_shape((100, 4, 3))
+>>> header.set_data_dtype(np.uint8)
+>>> with ZarrPlaneWriter(os.path.join(folder, "ramp.nii.zarr"), header) as out:
+...     for k in range(3):
+...         out.write(np.full((100, 4, 1), k, dtype=np.uint8))
+>>> sorted(os.listdir(os.path.join(folder, "ramp.nii.zarr")))
+['0', '1', 'nifti', 'zarr.json']
+>>> shutil.rmtree(folder)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from types import TracebackType
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import NDArray
+
+from napari_resample.engine.grid import voxel_spacing
+from napari_resample.engine.labels import LABEL_INTENTS
+from napari_resample.io.atomic import begin_temp, end_temp, fsync_folder, remove_path, write_error
+from napari_resample.io.names import ZARR_SUFFIX, is_zarr_name, volume_name
+from napari_resample.io.nifti import image_to_write, spatial_shape
+from napari_resample.io.niizarr_layout import (
+    CHUNK,
+    REDUCE_VOXELS,
+    SLAB_CAP,
+    SPACE_UNITS,
+    halve,
+    level0_chunks,
+    level_chunks,
+    multiscales,
+    pyramid_shapes,
+)
+from napari_resample.io.plane_writer import exact_cast
+
+#: Memory a :class:`ZarrPlaneWriter` may add to its slab: chunks being compressed, a pyramid
+#: step's region and its float64 averages.
+WRITER_EXTRA = 48 << 20
+
+
+#: Most bytes of level 0 handed to Zarr at once (it copies them, cut into chunks, and
+#: compresses the copies).
+PIECE_CAP = 8 << 20
+
+
+def writer_memory(shape: tuple[int, int, int], dtype: np.dtype) -> int:
+    """Bytes a :class:`ZarrPlaneWriter` of an (I, J, K) volume of *dtype* holds at most: its
+    slab of planes, Zarr's copies of a piece of it, and :data:`WRITER_EXTRA`."""
+    itemsize = np.dtype(dtype).itemsize
+    depth, rows, _ = level0_chunks(shape, itemsize)
+    slab = shape[0] * shape[1] * depth * itemsize
+    piece = shape[0] * depth * _rows_per_write((depth, shape[1], shape[0]), rows, itemsize)
+    return slab + 3 * piece * itemsize + WRITER_EXTRA
+
+
+def _rows_per_write(zyx: tuple[int, ...], chunk_rows: int, itemsize: int) -> int:
+    """Rows (y) of a slab handed to Zarr at once: whole rows of chunks, within
+    :data:`PIECE_CAP` when one row of chunks is smaller."""
+    row = zyx[0] * zyx[2] * chunk_rows * itemsize
+    return chunk_rows * max(1, PIECE_CAP // max(1, row))
+
+
+def header_blob(header: nib.Nifti1Header, slope: float = 1.0, inter: float = 0.0) -> bytes:
+    """The ``nifti`` array of a NIfTI-Zarr: the header nibabel writes at the start of a ``.nii``
+    of *header* and scaling *slope*, *inter* (348 bytes, 540 for NIfTI-2), followed by the
+    extension flag and the extensions only when there are extensions."""
+    native = header.get_data_dtype().newbyteorder("=")
+    stand_in = np.broadcast_to(np.zeros((), dtype=native), header.get_data_shape())
+    img = image_to_write(stand_in, header, slope, inter)
+    img.update_header()  # what nibabel does before writing a file
+    out = io.BytesIO()
+    img.header.write_to(out)
+    blob = out.getvalue()
+    if not img.header.extensions:
+        blob = blob[: img.header.sizeof_hdr]
+    return blob
+
+
+class ZarrPlaneWriter:
+    """Write a NIfTI-Zarr volume plane by plane, in k order, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination ``.nii.zarr`` (a folder; an existing one is replaced when the new one is
+        complete); its parent folder must exist.
+    header : nibabel.Nifti1Header or nibabel.Nifti2Header
+        Stored byte for byte (as a ``.nii`` would start); its shape (one volume) says how many
+        planes are expected, its data type how they are stored.
+    slope, inter : float
+        Scaling written to ``scl_slope`` / ``scl_inter``; the planes are stored values.
+    labels : bool, optional
+        Whether the pyramid votes (a label map) instead of averaging; by default, whether the
+        header's intent is a label one (1002, 1003).
+
+    Raises
+    ------
+    ValueError
+        A *path* that is not ``.nii.zarr``, a header that is not NIfTI-1/2 or not one volume.
+    OSError
+        The temporary folder cannot be made (a missing folder: FileNotFoundError).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        header: nib.Nifti1Header,
+        *,
+        slope: float = 1.0,
+        inter: float = 0.0,
+        labels: bool | None = None,
+    ) -> None:
+        import zarr
+
+        self.path = path = os.fspath(path).rstrip("/" + os.sep) or os.fspath(path)
+        if not is_zarr_name(path):
+            raise ValueError(f"a NIfTI-Zarr output must end with .nii.zarr, got {path!r}")
+        if not isinstance(header, nib.Nifti1Header):  # a Nifti2Header is one
+            raise ValueError(f"header must be a NIfTI-1 or NIfTI-2 header, got {header!r}")
+        self.shape = spatial_shape(header.get_data_shape(), path)
+        self.stored = header.get_data_dtype()
+        self.dtype = self.stored.newbyteorder("=")
+        if labels is None:
+            labels = int(header["intent_code"]) in LABEL_INTENTS
+        self.labels = bool(labels)
+        self.written = 0
+        blob = header_blob(header, slope, inter)
+        self._spacing = voxel_spacing(header.get_best_affine())
+        self._unit = SPACE_UNITS.get(int(header["xyzt_units"]) & 7, "millimeter")
+        self._folder = os.path.dirname(os.path.abspath(path))
+        self._open = True
+        self._tmp = begin_temp(path, ZARR_SUFFIX)
+        try:
+            os.mkdir(self._tmp)
+            self._group = zarr.create_group(store=zarr.storage.LocalStore(self._tmp))
+            nifti = self._group.create_array(
+                "nifti", shape=(len(blob),), chunks=(len(blob),), dtype="u1", compressors=None
+            )
+            nifti[:] = np.frombuffer(blob, dtype=np.uint8)
+            i, j, k = self.shape
+            self._level0 = self._new_level(
+                0, (k, j, i), level0_chunks(self.shape, self.dtype.itemsize)
+            )
+        except BaseException as exc:
+            self._open = False
+            self._remove_temp()
+            if (plain := write_error(exc, path)) is not exc:
+                raise plain from exc
+            raise
+        depth = self._level0.chunks[0]
+        self._slab = np.empty((i, j, depth), dtype=self.dtype, order="F")
+        self._filled = self._flushed = 0
+
+    def _new_level(self, level: int, shape_zyx: tuple[int, ...], chunks: tuple[int, ...]) -> Any:
+        from zarr.codecs import BloscCodec
+
+        return self._group.create_array(
+            str(level),
+            shape=shape_zyx,
+            chunks=chunks,
+            dtype=self.dtype,
+            compressors=BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),
+            fill_value=0,
+            dimension_names=("z", "y", "x"),
+        )
+
+    @property
+    def planes(self) -> int:
+        """How many planes the volume holds (K)."""
+        return self.shape[2]
+
+    def write(self, block: NDArray) -> None:
+        """Append planes: *block* is (I, J, n), the next n planes in k order, cast exactly to
+        the header's type (:func:`~napari_resample.io.plane_writer.exact_cast`).
+
+        Raises
+        ------
+        ValueError
+            A block of the wrong shape, more planes than the header has, values the stored
+            type cannot hold exactly, or a writer that was closed already.
+        OSError
+            The chunks could not be written (a full disk: naming path and free space).
+        """
+        if not self._open:
+            raise ValueError(f"the writer of {self.path!r} is closed")
+        block = np.asarray(block)
+        i, j, k = self.shape
+        if block.ndim != 3 or block.shape[:2] != (i, j) or block.shape[2] < 1:
+            raise ValueError(
+                f"a block of planes for {self.path!r} must have shape ({i}, {j}, n), n >= 1, "
+                f"got {block.shape}"
+            )
+        if self.written + block.shape[2] > k:
+            raise ValueError(
+                f"{self.path!r} holds {k} planes: {self.written} written, "
+                f"{block.shape[2]} more given"
+            )
+        data = exact_cast(block, self.stored, self.path)
+        try:
+            done = 0
+            while done < data.shape[2]:
+                take = min(data.shape[2] - done, self._slab.shape[2] - self._filled)
+                self._slab[:, :, self._filled : self._filled + take] = data[
+                    :, :, done : done + take
+                ]
+                self._filled += take
+                done += take
+                if self._filled == self._slab.shape[2]:
+                    self._flush()
+        except BaseException as exc:
+            failure = self._failed(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self.written += block.shape[2]
+
+    def _flush(self) -> None:
+        """Write the planes held in the slab (whole chunks along k but maybe the last)."""
+        if not self._filled:
+            return
+        k0, k1 = self._flushed, self._flushed + self._filled
+        # (I, J, n) in F order is (n, J, I) in C order: no copy. Zarr copies what it is given
+        # (cut into chunks, then compressed): a few rows of chunks at a time bound that copy.
+        planes = self._slab[:, :, : self._filled].transpose(2, 1, 0)
+        rows = _rows_per_write(planes.shape, self._level0.chunks[1], planes.itemsize)
+        for y0 in range(0, planes.shape[1], rows):
+            self._level0[k0:k1, y0 : y0 + rows] = planes[:, y0 : y0 + rows]
+        self._flushed = k1
+        self._filled = 0
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        self.abort()
+        return write_error(exc, self.path)
+
+    def close(self) -> str:
+        """Write the last planes, the pyramid and the metadata, and rename the folder onto
+        *path*; return *path*.
+
+        Raises
+        ------
+        ValueError
+            Fewer planes than the header's K were written (the temporary folder is removed).
+        OSError
+            The data could not be written (a full disk: naming path and free space).
+        """
+        if not self._open:
+            raise ValueError(f"the writer of {self.path!r} is closed")
+        if self.written != self.planes:
+            self.abort()
+            raise ValueError(
+                f"{self.path!r} was not written: its header has {self.planes} planes of "
+                f"{self.shape[0]} x {self.shape[1]}, {self.written} were given"
+            )
+        try:
+            self._flush()
+            self._slab = np.empty((0, 0, 0), dtype=self.dtype)
+            shapes = pyramid_shapes(self.shape)
+            previous = self._level0
+            for level in range(1, len(shapes)):
+                previous = self._reduce(previous, shapes[level - 1], shapes[level], level)
+            name = volume_name(self.path)
+            self._group.attrs["ome"] = multiscales(shapes, self._spacing, self._unit, name)
+            _replace_folder(self._tmp, self.path)
+        except BaseException as exc:
+            failure = self._failed(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._open = False
+        end_temp(self._tmp)
+        fsync_folder(self._folder)
+        return self.path
+
+    def _reduce(
+        self, source: Any, before: tuple[int, int, int], after: tuple[int, int, int], level: int
+    ) -> Any:
+        """Level *level* (shape *after*, (I, J, K)) made from *source* (shape *before*), a
+        block of chunks at a time."""
+        out_zyx = after[::-1]
+        target = self._new_level(level, out_zyx, level_chunks(out_zyx))
+        halved = (before[2] > 1, before[1] > 1, before[0] > 1)  # (z, y, x)
+        cz, cy, cx = target.chunks
+        across = max(1, REDUCE_VOXELS // (8 * cz * cy * cx))  # chunks along x per block
+        bx = cx * across
+        for z0 in range(0, out_zyx[0], cz):
+            for y0 in range(0, out_zyx[1], cy):
+                for x0 in range(0, out_zyx[2], bx):
+                    stop = (
+                        min(z0 + cz, out_zyx[0]),
+                        min(y0 + cy, out_zyx[1]),
+                        min(x0 + bx, out_zyx[2]),
+                    )
+                    window = tuple(
+                        slice(a * (2 if h else 1), b * (2 if h else 1))
+                        for a, b, h in zip((z0, y0, x0), stop, halved, strict=True)
+                    )
+                    region = np.asarray(source[window])
+                    target[z0 : stop[0], y0 : stop[1], x0 : stop[2]] = halve(
+                        region, halved, self.labels
+                    )
+        return target
+
+    def abort(self) -> None:
+        """Stop writing and remove the temporary folder; *path* is left as it was."""
+        self._open = False
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        try:
+            remove_path(self._tmp)
+        except FileNotFoundError:
+            pass
+        end_temp(self._tmp)
+
+    def __enter__(self) -> ZarrPlaneWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._open:
+            self.close()
+
+
+def _replace_folder(tmp: str, path: str) -> None:
+    """Rename the complete folder *tmp* onto *path*: what is there already (a folder or a file)
+    is first renamed aside under a temporary name (removed at once, or by a later run if this
+    process dies in between), since a rename cannot replace a folder that holds files."""
+    if not os.path.lexists(path):
+        os.replace(tmp, path)
+        return
+    aside = begin_temp(path, ZARR_SUFFIX)
+    try:
+        os.replace(path, aside)
+        os.replace(tmp, path)
+        remove_path(aside)
+    finally:
+        end_temp(aside)
+
+
+def save_niizarr(
+    path: str | os.PathLike[str],
+    data: NDArray,
+    header: nib.Nifti1Header,
+    *,
+    slope: float = 1.0,
+    inter: float = 0.0,
+    labels: bool | None = None,
+) -> str:
+    """Write the (I, J, K) volume *data* (stored values) as the NIfTI-Zarr *path* with
+    *header*, atomically (:class:`ZarrPlaneWriter`, fed a slab at a time); return *path*."""
+    header = header.copy()
+    header.set_data_shape(data.shape)
+    volume = data.reshape(spatial_shape(data.shape, os.fspath(path)), order="A")
+    per = max(1, SLAB_CAP // max(1, volume.shape[0] * volume.shape[1] * volume.dtype.itemsize))
+    per = max(CHUNK, per - per % CHUNK) if per >= CHUNK else per
+    with ZarrPlaneWriter(path, header, slope=slope, inter=inter, labels=labels) as out:
+        for k0 in range(0, volume.shape[2], per):
+            out.write(volume[:, :, k0 : k0 + per])
+        return out.close()
