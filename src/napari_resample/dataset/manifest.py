@@ -14,6 +14,11 @@ A DICOM folder's fingerprint and SHA-256 are over its files (not sub-folders; hi
 volume files, which are never part of a series, left out): their sorted names, sizes and
 modification times and, for the fingerprint, the first and last 4 KiB of each; its size is their
 total, its modification time the latest.
+
+A NIfTI-Zarr result (``.nii.zarr``, a folder of chunk files in sub-folders) is described the
+same way over every file below it (:func:`output_stat`): its size is their total, its
+modification time the latest, and its SHA-256 that of the lines
+``<relative path> <size> <SHA-256 of the file>`` in sorted order.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import warnings
 from typing import Any, TextIO
 
 from napari_resample.io.atomic import write_error
-from napari_resample.io.names import volume_suffix
+from napari_resample.io.names import is_zarr_name, volume_suffix
 
 #: File name of the manifest in the output folder.
 MANIFEST_NAME = "resampling_manifest.jsonl"
@@ -216,10 +221,15 @@ def _folder_files(folder: str) -> list[tuple[str, os.stat_result]]:
 def _folder_fingerprint(folder: str) -> dict[str, Any]:
     digest = hashlib.blake2b(digest_size=16)
     total = latest = 0
-    for name, info in _folder_files(folder):
+    # a NIfTI-Zarr input: every file below it, by name, size and time (its chunks are many:
+    # none is read); a DICOM folder: its files, and the first and last 4 KiB of each
+    zarr = is_zarr_name(folder)
+    for name, info in _tree_files(folder) if zarr else _folder_files(folder):
         total += info.st_size
         latest = max(latest, info.st_mtime_ns)
         digest.update(os.fsencode(name) + f"\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+        if zarr:
+            continue
         with open_regular(os.path.join(folder, name)) as fh:
             digest.update(fh.read(_FINGERPRINT_BLOCK))
             if info.st_size > 2 * _FINGERPRINT_BLOCK:
@@ -228,9 +238,48 @@ def _folder_fingerprint(folder: str) -> dict[str, Any]:
     return {"size": total, "mtime_ns": latest, "sample_hash": digest.hexdigest()}
 
 
+def _tree_files(folder: str) -> list[tuple[str, os.stat_result]]:
+    """``(relative path, stat)`` of every regular file below a NIfTI-Zarr *folder*, sorted."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in files:
+            path = os.path.join(root, name)
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode):
+                found.append((os.path.relpath(path, folder), info))
+    return sorted(found, key=lambda item: item[0])
+
+
+def output_stat(path: str) -> tuple[int, int]:
+    """``(size, modification time in ns)`` of a result: its own for a file; for a NIfTI-Zarr
+    folder the total size and the latest time of the files below it.
+
+    Raises
+    ------
+    OSError
+        If *path* is gone.
+    """
+    if is_zarr_name(path) and os.path.isdir(path):
+        files = _tree_files(path)
+        return (
+            sum(info.st_size for _, info in files),
+            max((info.st_mtime_ns for _, info in files), default=0),
+        )
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns
+
+
 def file_sha256(path: str) -> str:
     """SHA-256 of a whole file, as hex; for a folder (a DICOM series), SHA-256 of the lines
-    ``<name> <size> <SHA-256 of the file>`` of its files (see the module docstring)."""
+    ``<name> <size> <SHA-256 of the file>`` of its files, and for a NIfTI-Zarr folder of
+    every file below it by relative path (see the module docstring)."""
+    if is_zarr_name(path) and os.path.isdir(path):
+        lines = hashlib.sha256()
+        for name, info in _tree_files(path):
+            file_digest = file_sha256(os.path.join(path, name))
+            lines.update(os.fsencode(name) + f"\0{info.st_size}\0{file_digest}\n".encode())
+        return lines.hexdigest()
     if os.path.isdir(path):
         lines = hashlib.sha256()
         for name, info in _folder_files(path):
@@ -261,13 +310,10 @@ def still_done(
     if recorded != fingerprint:
         return False
     try:
-        info = os.stat(output)
+        size, mtime_ns = output_stat(output)
     except OSError:
         return False
-    return (info.st_size, info.st_mtime_ns) == (
-        record.get("output_size"),
-        record.get("output_mtime_ns"),
-    )
+    return (size, mtime_ns) == (record.get("output_size"), record.get("output_mtime_ns"))
 
 
 def verify_manifest(output_path: str | os.PathLike[str]) -> tuple[int, list[str]]:
@@ -321,7 +367,9 @@ def _record_problems(record: dict[str, Any]) -> list[str]:
     problems = []
     for role in ("input", "output"):
         path = record[role]
-        present = os.path.isfile(path) or (role == "input" and os.path.isdir(path))
+        present = os.path.isfile(path) or (
+            os.path.isdir(path) and (role == "input" or is_zarr_name(path))
+        )
         if not present:
             problems.append(f"{role} missing: {path}")
             continue

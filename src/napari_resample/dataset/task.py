@@ -7,13 +7,12 @@ so the same task runs in this process, in a local process pool or on any
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from typing import Any
 
 from napari_resample.dataset.job import Job
-from napari_resample.dataset.manifest import file_sha256
+from napari_resample.dataset.manifest import file_sha256, output_stat
 from napari_resample.engine.progress import ProgressCallback
 from napari_resample.engine.threads import limit_engine_threads
 from napari_resample.pipeline.run import (
@@ -53,11 +52,11 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any
         info = dict(result.info, streamed=result.streamed)
         if caught:
             info["warnings"] = [str(w.message) for w in caught]
-        stat = os.stat(job.output)
+        size, mtime_ns = output_stat(job.output)
         outcome = {
             **info,
-            "output_size": stat.st_size,
-            "output_mtime_ns": stat.st_mtime_ns,
+            "output_size": size,
+            "output_mtime_ns": mtime_ns,
             "output_sha256": file_sha256(job.output),
             "input_sha256": file_sha256(job.input),
         }
