@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari_resample.dataset.job import Job
 from napari_resample.dataset.manifest import file_sha256, output_stat
@@ -22,7 +22,9 @@ from napari_resample.pipeline.run import (
     Target,
     resample_file,
 )
-from napari_resample.qc.run import FileWatch, failed, qc_file
+
+if TYPE_CHECKING:
+    from napari_resample.qc.run import FileWatch
 
 
 def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -33,7 +35,11 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any
     start = time.perf_counter()
     before = after = None
     used = None
-    watch = FileWatch(job.input, job.output) if job.qc_dir is not None else None
+    watch = None
+    if job.qc_dir is not None:
+        from napari_resample.qc.run import FileWatch  # QC's modules load only when asked for
+
+        watch = FileWatch(job.input, job.output)
     try:
         with limit_engine_threads(job.threads), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -76,6 +82,8 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> dict[str, Any
 def file_qc(watch: FileWatch, record: dict[str, Any], output_dir: str) -> dict[str, Any]:
     """The QC of a file just resampled (its FileQC as JSON); QC that fails says why in an
     error finding, and never fails the file."""
+    from napari_resample.qc.run import failed, qc_file
+
     start = time.perf_counter()
     try:
         inp, out = watch.summaries()

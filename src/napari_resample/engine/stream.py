@@ -90,9 +90,11 @@ def run_stream(
     progress: ProgressCallback | None = None,
     check: Callable[[], None] | None = None,
     chunk_bytes: int | None = None,
-) -> None:
+) -> ValueRange | None:
     """Resample the planes of *blocks* (in k order, every plane once) by *plan*, giving the
-    output planes to *emit* in k order, in chunks, finished in *out_dtype*.
+    output planes to *emit* in k order, in chunks, finished in *out_dtype*; return the input's
+    finite [min, max] when the finish used one (the interpolating modes: *value_range*, or the
+    range seen), else None.
 
     *value_range*: the input's [min, max] for the finish of the interpolating modes; None holds
     the unfinished output until the last input plane (then finished with the range seen).
@@ -121,6 +123,9 @@ def run_stream(
         runner.drain()
         runner.flush()
     ticker.finished()
+    if not plan.needs_range:
+        return None
+    return value_range if value_range is not None else runner.seen.range
 
 
 class _Runner:

@@ -20,13 +20,25 @@ from napari_resample.engine.stream import Block
 
 class BlockObserver(Protocol):
     """Sees one volume's stored voxels: :meth:`begin` (again when a run starts over), then
-    :meth:`add` for every block of whole k-planes ``(I, J, n)`` in k order."""
+    :meth:`add` for every block of whole k-planes ``(I, J, n)`` in k order, and
+    :meth:`value_range` when :meth:`begin` said the run would give it (the engine computes the
+    range anyway: an observer need not do it twice)."""
 
     def begin(
-        self, shape: tuple[int, ...], affine: Any, dtype: np.dtype, label_map: bool
+        self,
+        shape: tuple[int, ...],
+        affine: Any,
+        dtype: np.dtype,
+        label_map: bool,
+        *,
+        range_given: bool = False,
     ) -> None: ...
 
     def add(self, k0: int, block: np.ndarray) -> None: ...
+
+    def value_range(self, lo: float, hi: float) -> None:
+        """The volume's exact finite [min, max], as the engine found it (after every block;
+        promised by ``begin(..., range_given=True)``)."""
 
 
 @dataclass(frozen=True)

@@ -321,7 +321,13 @@ def stream_file(
         watch_output = None
         labels = labels_counted(decision.mode, source.dtype)
         if observers is not None:
-            observers.input.begin(source.shape, source.affine, source.dtype, labels)
+            observers.input.begin(
+                source.shape,
+                source.affine,
+                source.dtype,
+                labels,
+                range_given=decision.plan.needs_range,
+            )
             observers.output.begin(decision.plan.size, grid.affine, source.dtype, labels)
             blocks = observed(blocks, observers.input)
             watch_output = observers.output
@@ -337,7 +343,7 @@ def stream_file(
                     watch_output.add(k0, block)
                 writer.write(block)
 
-            run_stream(
+            seen = run_stream(
                 blocks,
                 decision.plan,
                 emit,
@@ -347,6 +353,8 @@ def stream_file(
                 check=check,
                 chunk_bytes=decision.chunk_bytes,
             )
+        if observers is not None and seen is not None:
+            observers.input.value_range(*seen)
         if interpolation != "auto":
             choose_interpolation(interpolation, facts, stats.counts)  # warns on a label map
         return StreamResult(

@@ -26,9 +26,7 @@ from napari_resample.pipeline.observe import Observers, labels_counted
 from napari_resample.qc.checks import run_checks
 from napari_resample.qc.model import FileQC, Finding
 from napari_resample.qc.pairs import PAIRING_RULE, check_pairing, pair_cases
-from napari_resample.qc.report import write_report
 from napari_resample.qc.summary import Summarizer, VolumeSummary, summarize_file
-from napari_resample.qc.thumbs import render_thumbs
 
 #: The report's folder inside a run's output folder.
 QC_DIR = "qc"
@@ -68,6 +66,8 @@ def qc_file(
 ) -> FileQC:
     """Check the resampled pair of *record* (a manifest record) summarised as *inp* and *out*,
     and draw its thumbnails into ``output_dir/qc/thumbs``."""
+    from napari_resample.qc.thumbs import render_thumbs  # Pillow: only where QC runs
+
     fq = FileQC(
         input=str(record["input"]),
         output=str(record["output"]),
@@ -135,6 +135,8 @@ def qc_run(output_dir: str | os.PathLike[str], records: Iterable[Mapping[str, An
     file's FileQC from its record when the run made one (its thumbnails present), else by
     :func:`qc_record`; label maps paired with their images (:data:`PAIRING_RULE`); then
     ``qc/index.html`` and ``qc/qc.json`` (:func:`napari_resample.qc.report.write_report`)."""
+    from napari_resample.qc.report import write_report  # jinja2: only where a report is made
+
     output_dir = os.fspath(output_dir)
     for folder in (qc_folder(output_dir), os.path.join(qc_folder(output_dir), "thumbs")):
         remove_stale_temps(folder)  # left by a killed writer of an earlier report

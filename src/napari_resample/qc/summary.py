@@ -146,12 +146,20 @@ class Summarizer:
         self._steps: dict[str, tuple[int, int]] = {}
         self._counts: NDArray[np.int64] | None = None
         self._offset = 0
+        self._range_needed = True
 
     def begin(
-        self, shape: tuple[int, ...], affine: NDArray[Any], dtype: np.dtype, label_map: bool
+        self,
+        shape: tuple[int, ...],
+        affine: NDArray[Any],
+        dtype: np.dtype,
+        label_map: bool,
+        *,
+        range_given: bool = False,
     ) -> None:
         """Start (over): the volume's shape and affine, the stored type of the blocks to come,
-        and whether labels are to be counted."""
+        whether labels are to be counted, and whether :meth:`value_range` will give the range
+        (then the blocks' range is not computed: the engine computed it)."""
         shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.summary = VolumeSummary(
             self.summary.path,
@@ -163,11 +171,18 @@ class Summarizer:
         self._rows = {"i": [], "j": []}
         self._steps = {cut: _steps(shape3, cut) for cut in MID_PLANES}
         self._counts, self._offset = None, 0
+        # the range comes from the run, or from the label counts: no pass over the voxels
+        self._range_needed = not range_given and not (label_map and np.dtype(dtype).kind in "iub")
+
+    def value_range(self, lo: float, hi: float) -> None:
+        """The volume's exact finite [min, max] (stored values), found by the run."""
+        self.summary.lo, self.summary.hi = float(lo), float(hi)
 
     def add(self, k0: int, block: NDArray[Any]) -> None:
         """Take planes ``k0 .. k0 + n - 1`` (*block*: ``(I, J, n)``, stored values)."""
         s = self.summary
-        self._range(block)
+        if self._range_needed:
+            self._range(block)
         if s.label_map:
             self._count(block)
         step = self._steps["k"][0]  # one stride on every axis (see _steps)
@@ -193,6 +208,8 @@ class Summarizer:
         if s.label_map and self._counts is not None:
             nz = np.flatnonzero(self._counts)
             s.labels = {int(v + self._offset): int(self._counts[v]) for v in nz}
+            if not self._range_needed and s.lo is None and s.labels:
+                s.lo, s.hi = float(min(s.labels)), float(max(s.labels))
         return s
 
     def _range(self, block: NDArray[Any]) -> None:
