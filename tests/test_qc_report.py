@@ -137,9 +137,11 @@ def test_page_is_self_contained(reported) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page)
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)
     assert "<link" not in page and "<script src" not in page and "@import" not in page
-    # every PNG shown embedded once: 3 cuts x (input, output) of the 2 images + 6 outlines (the
-    # paired label map is drawn as outlines over its image, its own fill pictures not shown)
-    assert page.count("data:image/png;base64,") == 3 * 2 * 2 + 6
+    # every picture shown embedded once: 3 cuts x (input, output) of the 2 images as JPEG, and
+    # 6 outlines as PNG (the paired label map is drawn as outlines over its image, its own fill
+    # pictures not shown)
+    assert page.count("data:image/jpeg;base64,") == 3 * 2 * 2
+    assert page.count("data:image/png;base64,") == 6
 
 
 def test_page_shows_every_file_and_finding_escaped(reported) -> None:
@@ -178,10 +180,10 @@ def test_label_map_outlines_over_its_paired_image(reported) -> None:
     files = reported["files"]
     section = page.split('<section class="file warning"')[1].split("</section>")[0]
     assert "outlines drawn over the paired image case1_t1_resampled.nii.gz" in section
-    assert section.count('<div class="outline png') == 6
+    assert section.count('<div class="outline img') == 6
     # the thumbnails under the outlines are the image's: same CSS classes as in its section
     image_section = page.split('<section class="file ok"')[1].split("</section>")[0]
-    classes = re.compile(r'<div class="thumb (png\d+)"')
+    classes = re.compile(r'<div class="thumb (img\d+)"')
     assert classes.findall(section) == classes.findall(image_section)
     assert files[0].thumbs["input"]["k"] != files[1].thumbs["input"]["k"]
 
@@ -404,4 +406,4 @@ def test_missing_thumbnail_says_so(tmp_path) -> None:
     html_path, _ = write_report(tmp_path, [fq])
     page = Path(html_path).read_text(encoding="utf-8")
     assert "no picture before" in page and "no picture after" in page
-    assert "data:image/png" not in page
+    assert "data:image/png" not in page and "data:image/jpeg" not in page

@@ -144,7 +144,7 @@ _TMP_STEM_BYTES = 180
 #: of the isal path), ``.nrrd``
 #: and ``.mha`` (:func:`napari_resample.io.formats.save_itk`), or ``.hold`` (:func:`held_dirs`).
 _TMP_PATTERN = re.compile(
-    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz|\.zarr)?|nrrd|mha|hold|png|html|json)$"
+    r"^\..*\.(?P<host>[A-Za-z0-9_]*)-(?P<pid>\d+)-[0-9a-f]{12}\.tmp\.(nii(\.gz|\.zarr)?|nrrd|mha|hold|png|jpg|html|json)$"
 )
 
 

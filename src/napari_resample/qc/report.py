@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import base64
 import importlib.resources
+import io
 import json
 import os
-import struct
 from collections.abc import Sequence
 from typing import Any
 
 import jinja2
+from PIL import Image
 
 from napari_resample.io.atomic import atomic_output, make_dirs, remove_empty_dirs
 from napari_resample.qc.model import SEVERITIES, FileQC
@@ -144,8 +145,13 @@ def load_template() -> jinja2.Template:
     return env.from_string(source)
 
 
+#: The image formats a thumbnail may be in, by their first bytes: PNG, JPEG.
+_IMAGE_KINDS = {b"\x89PN": "png", b"\xff\xd8\xff": "jpeg"}
+
+
 class _Images:
-    """The PNGs the page shows, each read and encoded once: path -> CSS class and size."""
+    """The thumbnails the page shows (PNG or JPEG), each read and encoded once: path -> CSS
+    class and size."""
 
     def __init__(self, qc_dir: str) -> None:
         self.qc_dir = qc_dir
@@ -153,7 +159,7 @@ class _Images:
         self._seen: dict[str, tuple[str, int, int] | None] = {}
 
     def get(self, rel: str | None) -> tuple[str, int, int] | None:
-        """(CSS class, width, height) of the PNG at *rel* (relative to the qc folder); None
+        """(CSS class, width, height) of the picture at *rel* (relative to the qc folder); None
         when there is none or it cannot be read (the page says so instead of breaking)."""
         if not rel:
             return None
@@ -167,11 +173,16 @@ class _Images:
                 data = fh.read()
         except OSError:
             return None
-        if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        kind = _IMAGE_KINDS.get(data[:3])
+        if kind is None:
             return None
-        width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
-        name = f"png{len(self.classes)}"
-        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        try:  # the header alone: Pillow does not decode the pixels for .size
+            with Image.open(io.BytesIO(data)) as picture:
+                width, height = picture.size
+        except (OSError, ValueError):
+            return None
+        name = f"img{len(self.classes)}"
+        uri = f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
         self.classes.append({"name": name, "uri": uri})
         return name, width, height
 

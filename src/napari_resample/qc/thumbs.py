@@ -1,4 +1,5 @@
-"""Thumbnails of the three mid-planes of a resampled pair, for the QC page (PNG, Pillow).
+"""Thumbnails of the three mid-planes of a resampled pair, for the QC page (Pillow: JPEG for
+grey images, PNG for label colours and outlines).
 
 Every thumbnail is drawn in world orientation, the same for input and output whatever their
 voxel order: of a plane's two world axes (from the affine's nearest axis codes, RAS order) the
@@ -38,6 +39,8 @@ THUMB_SIDE = 176
 MIN_SIDE, MAX_SIDE = 8, 2 * THUMB_SIDE
 #: zlib level of the PNGs: fast over small (the page costs at most a few percent of a run).
 PNG_LEVEL = 1
+#: JPEG quality of the grey thumbnails (85: no visible artefact at thumbnail size).
+JPEG_QUALITY = 85
 #: The folder of the PNGs inside the ``qc`` folder.
 THUMBS_DIR = "thumbs"
 #: Label colours (RGB), chosen by label value: distinct hues that show on grey and on black.
@@ -101,8 +104,11 @@ def render_thumbs(
             else:
                 pictures = {role: _grey(values, window, size)}
             for name, picture in pictures.items():
-                rel = f"{THUMBS_DIR}/{stem}_{name}_{cut}.png"
-                _save_png(picture, os.path.join(qc_dir, rel))
+                # grey pictures as JPEG (10x faster to write than PNG, smaller); colours and
+                # outlines as PNG (sharp edges, transparency)
+                ext = "png" if label_map else "jpg"
+                rel = f"{THUMBS_DIR}/{stem}_{name}_{cut}.{ext}"
+                _save_picture(picture, os.path.join(qc_dir, rel))
                 fq.thumbs.setdefault(name, {})[cut] = rel
 
 
@@ -208,15 +214,20 @@ def _outlines(labels: NDArray[np.int64]) -> Image.Image:
     return Image.fromarray(rgba)
 
 
-def _save_png(picture: Image.Image, path: str) -> None:
-    """Write *picture* to *path* through a temporary name (no half-written PNG under *path*).
+def _save_picture(picture: Image.Image, path: str) -> None:
+    """Write *picture* to *path* (PNG, or JPEG for a ``.jpg``) through a temporary name (no
+    half-written picture under *path*).
 
     No fsync: a thumbnail lost in a crash is drawn again by the next QC; the rename alone keeps
     a reader from seeing a partial file.
     """
-    tmp = begin_temp(path, ".png")
+    jpeg = path.endswith(".jpg")
+    tmp = begin_temp(path, ".jpg" if jpeg else ".png")
     try:
-        picture.save(tmp, format="PNG", compress_level=PNG_LEVEL)
+        if jpeg:
+            picture.save(tmp, format="JPEG", quality=JPEG_QUALITY)
+        else:
+            picture.save(tmp, format="PNG", compress_level=PNG_LEVEL)
         os.replace(tmp, path)
     except BaseException as exc:
         try:
