@@ -20,6 +20,7 @@ import zarr
 import napari_resample
 from _plugin_fixtures import AFFINES, coded_volume, write_nifti
 from napari_resample.io.nifti import load_nifti
+from napari_resample.io.niizarr_read import load_niizarr
 from napari_resample.io.niizarr_write import ZarrPlaneWriter
 from napari_resample.io.volume_io import write_volume
 from napari_resample.plugin.layer_volume import METADATA_KEY
@@ -145,6 +146,57 @@ def test_bounded_sample_reads_a_few_planes_of_a_large_level(tmp_path):
         zarr.open_array(str(tmp_path / "y.zarr"), mode="w", shape=(3, 4, 5), dtype=">i2")
     )
     assert small.shape == (3, 4, 5) and small.dtype.isnative
+
+
+# --------------------------------------------------------------------------- the writer
+@pytest.mark.parametrize(
+    ("layer_type", "affine"), [("image", "oblique"), ("labels", "lsa_permuted")]
+)
+def test_napari_saves_a_layer_as_niizarr_with_the_nii_gz_header(tmp_path, layer_type, affine):
+    from napari.layers import Layer
+    from napari.plugins.io import save_layers
+    from npe2 import PluginManager
+
+    PluginManager.instance().discover()  # what a viewer does at start-up
+    values = coded_volume(SHAPE, np.int32) // 3000 % 5 if layer_type == "labels" else None
+    data = coded_volume(SHAPE, np.int32) if values is None else (values * 50).astype(np.uint8)
+    source = write_nifti(
+        tmp_path / "src.nii.gz",
+        data,
+        AFFINES[affine],
+        slope=None,
+        descrip=b"kept",
+        units=("micron", "sec"),
+    )
+    ((layer_data),) = get_reader(str(source))(str(source))
+    layer = Layer.create(*layer_data)
+    assert layer_data[2] == layer_type
+    written = save_layers(str(tmp_path / "out.nii.zarr"), [layer], plugin=PLUGIN)
+    assert written == [str(tmp_path / "out.nii.zarr")]
+    again, ref = load_niizarr(written[0]), load_nifti(source)
+    np.testing.assert_array_equal(again.data, ref.data)
+    np.testing.assert_allclose(again.affine, ref.affine, atol=1e-6)
+    for field in ("qform_code", "sform_code", "xyzt_units", "descrip", "intent_code"):
+        assert again.header[field] == ref.header[field], field
+    top = zarr.open_array(str(tmp_path / "out.nii.zarr" / "1"), mode="r")[...]
+    if layer_type == "labels":  # voted: only labels of the volume
+        assert set(np.unique(top).tolist()) <= set(np.unique(data).tolist())
+    else:  # averaged: values between the stored ones appear
+        assert not set(np.unique(top).tolist()) <= set(np.unique(data).tolist())
+
+
+def test_a_multiscale_layer_is_refused_not_written_from_its_smallest_level(tmp_path):
+    from napari.layers import Layer
+
+    from napari_resample.plugin.writer import write_nifti
+
+    _, zr = _pair(tmp_path, "a", coded_volume(SHAPE, np.int32), "las")
+    ((layer_data),) = read_niizarr(str(zr))
+    data, meta, _ = Layer.create(*layer_data).as_layer_data_tuple()
+    assert type(data).__name__ == "MultiScaleData"
+    with pytest.raises(ValueError, match=r"multiscale layer as NIfTI \(2 levels\)"):
+        write_nifti(str(tmp_path / "out.nii.gz"), data, meta)
+    assert not (tmp_path / "out.nii.gz").exists()
 
 
 # --------------------------------------------------------------------------- laziness
