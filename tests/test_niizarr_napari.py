@@ -27,6 +27,9 @@ from napari_resample.plugin.layer_volume import METADATA_KEY
 from napari_resample.plugin.reader import get_reader, read_niizarr
 from napari_resample.plugin.zarr_layers import SAMPLE_VOXELS, bounded_sample
 
+# napari's note on oblique layers (2D slices are drawn in the layer's own grid; docs/layout)
+pytestmark = pytest.mark.filterwarnings("ignore:Non-orthogonal slicing:UserWarning")
+
 PLUGIN = "napari-resample"
 #: (I, J, K): a side over 64 voxels, so the pyramid has more than one level.
 SHAPE = (90, 70, 33)
