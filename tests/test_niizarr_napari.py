@@ -27,7 +27,7 @@ from napari_resample.plugin.layer_volume import METADATA_KEY
 from napari_resample.plugin.reader import get_reader, read_niizarr
 from napari_resample.plugin.zarr_layers import SAMPLE_VOXELS, bounded_sample
 
-# napari's note on oblique layers (2D slices are drawn in the layer's own grid; docs/layout)
+# napari's note on oblique layers (2D slices drawn in the layer's own grid: plugin/layout.py)
 pytestmark = pytest.mark.filterwarnings("ignore:Non-orthogonal slicing:UserWarning")
 
 PLUGIN = "napari-resample"
@@ -73,6 +73,20 @@ def test_niizarr_opens_multiscale_with_the_nii_gz_world(make_napari_viewer, tmp_
     # coarser levels show the same field of view, every axis longer than 1 halved
     half = tuple((n + 1) // 2 for n in plain.data.shape)
     assert [tuple(level.shape) for level in lazy.data] == [plain.data.shape, half]
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_what_nifti_zarr_writes_opens_with_the_nii_gz_world(make_napari_viewer, tmp_path, version):
+    niizarr = pytest.importorskip("niizarr")
+    viewer = make_napari_viewer()
+    gz = write_nifti(tmp_path / "src.nii.gz", coded_volume(SHAPE, np.int32), AFFINES["oblique"])
+    theirs = tmp_path / "theirs.nii.zarr"
+    niizarr.nii2zarr(str(gz), str(theirs), zarr_version=version)
+    lazy, plain = _open(viewer, theirs), _open(viewer, gz)
+    assert lazy.multiscale and lazy.data.shape == plain.data.shape
+    for corner in _corners(plain.data.shape):
+        np.testing.assert_allclose(lazy.data_to_world(corner), plain.data_to_world(corner))
+    np.testing.assert_array_equal(np.asarray(lazy.data[0]), np.asarray(plain.data))
 
 
 def test_label_maps_open_as_multiscale_labels(make_napari_viewer, tmp_path):
