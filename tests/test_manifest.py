@@ -82,12 +82,13 @@ def test_reader_and_writers_match_volume_names(manifest):
     assert set(reader.filename_patterns) == {
         "*.nii",
         "*.nii.gz",
+        "*.nii.zarr",
         "*.nrrd",
         "*.nhdr",
         "*.mha",
         "*.mhd",
     }
-    assert reader.accepts_directories  # DICOM series folders
+    assert reader.accepts_directories  # DICOM series folders, .nii.zarr folders
     pm = PluginManager.instance()
     pm.discover()
     for layer_type in ("image", "labels"):

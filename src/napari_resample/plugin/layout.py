@@ -376,6 +376,29 @@ def napari_from_stored(stored: NDArray, storage: StorageOrder) -> NDArray:
     return apply_orientation(native(stored), storage.ornt).transpose(2, 1, 0)
 
 
+def napari_view(stored_kji: Any, storage: StorageOrder) -> Any:
+    """(Z, Y, X) napari data showing the (I, J, K) voxels of a file, given in (K, J, I) order.
+
+    What :func:`napari_from_stored` does for numpy arrays, for any array with ``transpose`` and
+    reversed slicing (a dask array of a NIfTI-Zarr level, whose storage order is (k, j, i)): the
+    result stays a view, nothing is read. The flips and the permutation are nibabel's
+    ``apply_orientation``'s (flip each stored axis whose orientation is -1, then reorder the
+    axes to R, A, S).
+
+    Examples
+    --------
+    >>> lsa = StorageOrder(np.array([[0.0, -1.0], [2.0, 1.0], [1.0, 1.0]]))
+    >>> stored = np.arange(24).reshape(4, 2, 3)  # (I, J, K) = (L, S, A)
+    >>> view = napari_view(stored.transpose(2, 1, 0), lsa)
+    >>> view.shape, np.array_equal(view, napari_from_stored(stored, lsa))
+    ((2, 3, 4), True)
+    """
+    ijk = stored_kji.transpose(2, 1, 0)
+    flips = tuple(slice(None, None, -1 if sign < 0 else 1) for sign in storage.ornt[:, 1])
+    ras = ijk[flips].transpose(tuple(int(a) for a in np.argsort(storage.ornt[:, 0])))
+    return ras.transpose(2, 1, 0)
+
+
 def stored_shape(napari_shape: Sequence[int], storage: StorageOrder) -> tuple[int, ...]:
     """Spatial (I, J, K) size in file voxel order of a layer with *napari_shape*.
 

@@ -1,11 +1,13 @@
 """napari reader for 3D medical volumes: true world coordinates, stored data type.
 
-NIfTI (``.nii`` / ``.nii.gz``) through :func:`read_nifti`; NRRD (``.nrrd`` / ``.nhdr``),
-MetaImage (``.mha`` / ``.mhd``) and folders holding a DICOM series through :func:`read_volume`
-(:mod:`napari_resample.io.formats`). When a folder holds several series, a small dialog asks which
-one (:func:`choose_series`). Axis order and geometry come from :mod:`.layout`,
-so every format gives the same world coordinates: ``layer.data_to_world(index)[::-1]`` is RAS.
-This module only decides the layer type and assembles LayerData.
+NIfTI (``.nii`` / ``.nii.gz``) through :func:`read_nifti`; NIfTI-Zarr folders (``.nii.zarr``)
+lazily, as multiscale layers, through :func:`read_niizarr` (:mod:`.zarr_layers`); NRRD
+(``.nrrd`` / ``.nhdr``), MetaImage (``.mha`` / ``.mhd``) and folders holding a DICOM series
+through :func:`read_volume` (:mod:`napari_resample.io.formats`). When a folder holds several
+series, a small dialog asks which one (:func:`choose_series`). Axis order and geometry come
+from :mod:`.layout`, so every format gives the same world coordinates:
+``layer.data_to_world(index)[::-1]`` is RAS. This module only decides the layer type and
+assembles LayerData.
 
 Layer type: a label map (the core's rule, :mod:`napari_resample.engine.labels`) opens as a Labels
 layer, everything else as an Image layer.
@@ -26,11 +28,18 @@ from napari_resample.io.formats import (
     list_dicom_series,
     load_volume,
 )
-from napari_resample.io.names import ITK_SUFFIXES, nifti_suffix, volume_name, volume_suffix
+from napari_resample.io.names import (
+    ITK_SUFFIXES,
+    is_zarr_name,
+    nifti_suffix,
+    volume_name,
+    volume_suffix,
+)
 from napari_resample.io.nifti import NiftiVolume, load_nifti
 from napari_resample.pipeline.rules import is_label_map
 from napari_resample.plugin.layer_volume import METADATA_KEY
 from napari_resample.plugin.layout import napari_from_nifti
+from napari_resample.plugin.zarr_layers import is_niizarr_folder, niizarr_layer_data
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -38,7 +47,8 @@ LayerData = tuple[Any, dict[str, Any], str]
 def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
     """Return a reader if *path* names an existing volume file or a DICOM series folder.
 
-    :func:`read_nifti` for NIfTI files, :func:`read_volume` for NRRD and MetaImage files and
+    :func:`read_nifti` for NIfTI files, :func:`read_niizarr` for ``.nii.zarr`` folders holding a
+    Zarr group, :func:`read_volume` for NRRD and MetaImage files and
     for folders in which GDCM finds a DICOM series; None otherwise, so napari can try other
     readers or say the file was not found. Never raises, and cheap: files are judged by name
     and one ``stat``; a folder's files are sniffed for the DICOM marker
@@ -52,10 +62,12 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
             return None
         (one,) = paths
         if os.path.isdir(one):
+            if is_zarr_name(one):
+                return read_niizarr if is_niizarr_folder(one) else None
             return read_volume if _holds_dicom_series(one) else None
         if not os.path.isfile(one):
             return None
-        if nifti_suffix(one) is not None:
+        if nifti_suffix(one) is not None and not is_zarr_name(one):
             return read_nifti
         if volume_suffix(one) in ITK_SUFFIXES:
             return read_volume
@@ -76,7 +88,7 @@ def read_nifti(path: str | list[str]) -> list[LayerData]:
     a warning notification naming the file. When no file could be read, napari's "nothing to
     add" value ``[(None,)]`` is returned, so napari reports no second, generic error.
     """
-    layers = _read_each(path, lambda p: [load_nifti(p)])
+    layers = _read_each(path, _volume_layers(lambda p: [load_nifti(p)]))
     if layers:
         from napari_resample.plugin.default_reader import offer_default_reader
 
@@ -90,7 +102,15 @@ def read_volume(path: str | list[str]) -> list[LayerData]:
     Errors and notes are reported as by :func:`read_nifti`. A folder holding several DICOM
     series asks which one to open (:func:`choose_series`); cancelling opens nothing.
     """
-    return _read_each(path, _read_one) or [(None,)]  # type: ignore[list-item]
+    return _read_each(path, _volume_layers(_read_one)) or [(None,)]  # type: ignore[list-item]
+
+
+def read_niizarr(path: str | list[str]) -> list[LayerData]:
+    """Read NIfTI-Zarr folders (``.nii.zarr``) as lazy multiscale napari layers
+    (:func:`napari_resample.plugin.zarr_layers.niizarr_layer_data`); errors and notes are
+    reported as by :func:`read_nifti`."""
+    layers = _read_each(path, lambda p: [niizarr_layer_data(p)])
+    return layers or [(None,)]  # type: ignore[list-item]
 
 
 def _read_one(path: str) -> list[NiftiVolume | tuple[NiftiVolume, str]]:
@@ -105,11 +125,26 @@ def _read_one(path: str) -> list[NiftiVolume | tuple[NiftiVolume, str]]:
     return [load_volume(path)]
 
 
+def _volume_layers(
+    read: Callable[[str], Sequence[NiftiVolume | tuple[NiftiVolume, str]]],
+) -> Callable[[str], list[tuple[LayerData, Sequence[str]]]]:
+    """*read* (volumes of a path, alone or with a layer name) as LayerData and header notes."""
+
+    def layers(path: str) -> list[tuple[LayerData, Sequence[str]]]:
+        out: list[tuple[LayerData, Sequence[str]]] = []
+        for item in read(path):
+            volume, name = item if isinstance(item, tuple) else (item, None)
+            out.append((layer_data_from_volume(volume, name=name), volume.ignored))
+        return out
+
+    return layers
+
+
 def _read_each(
-    path: str | list[str], read: Callable[[str], Sequence[NiftiVolume | tuple[NiftiVolume, str]]]
+    path: str | list[str], read: Callable[[str], Sequence[tuple[LayerData, Sequence[str]]]]
 ) -> list[LayerData]:
-    """LayerData of the volumes *read* gives for each path (alone, or with a layer name); a
-    path that fails is an error notification, a volume's ignored header fields warnings."""
+    """LayerData that *read* gives for each path, with the notes on its header; a path that
+    fails is an error notification, the notes (ignored header fields) warnings."""
     from napari.utils.notifications import show_error, show_warning
 
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
@@ -122,10 +157,9 @@ def _read_each(
                 warnings.simplefilter("always", UserWarning)
                 items = list(read(os.fspath(p)))
             notes: list[str] = []
-            for item in items:
-                volume, name = item if isinstance(item, tuple) else (item, None)
-                layers.append(layer_data_from_volume(volume, name=name))
-                notes += [note for note in volume.ignored if note not in notes]
+            for layer, ignored in items:
+                layers.append(layer)
+                notes += [note for note in ignored if note not in notes]
             notes += [str(w.message) for w in caught if str(w.message) not in notes]
             for note in notes:
                 show_warning(f"napari-resample: {note}")

@@ -1,5 +1,5 @@
-"""napari writers: Image and Labels layers to NIfTI (``.nii.gz``, default, or ``.nii``), NRRD
-(``.nrrd``) and MetaImage (``.mha``).
+"""napari writers: Image and Labels layers to NIfTI (``.nii.gz``, default, ``.nii``, or a
+NIfTI-Zarr folder ``.nii.zarr``), NRRD (``.nrrd``) and MetaImage (``.mha``).
 
 The geometry is the layer's *current* one (scale, translate, rotate, shear, affine), converted
 by :mod:`napari_resample.plugin.layer_volume`; from the reader's metadata only the storage axis
@@ -11,29 +11,36 @@ written as (z, y, x) = (k, j, i) with its scale as spacing and its translate as 
 NRRD and MetaImage files are written by :func:`napari_resample.io.formats.save_itk` from the same
 (i, j, k) voxels and voxel -> RAS affine (converted to ITK's LPS there); they hold no NIfTI
 header, no scaling (the values shown are written) and no shear.
+
+A ``.nii.zarr`` gets the same header and voxels as a ``.nii.gz`` through
+:func:`napari_resample.io.volume_io.write_volume`, with its pyramid averaged for an Image layer
+and voted for a Labels layer (:func:`write_nifti_labels`). Multiscale layers (a ``.nii.zarr``
+opened here) are refused: writing one would load its full-resolution level whole.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from napari_resample.io.header import header_for_grid, set_stored_dtype, storable
 from napari_resample.io.names import nifti_suffix, volume_suffix
-from napari_resample.io.nifti import save_nifti
+from napari_resample.io.nifti import NiftiVolume
+from napari_resample.io.volume_io import write_volume
 from napari_resample.plugin.layer_volume import volume_from_layer
 
 
 def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
-    """Write one Image or Labels layer as NIfTI; npe2 single-layer writer.
+    """Write one Image (or Labels) layer as NIfTI; npe2 single-layer writer.
 
     Parameters
     ----------
     path : str
-        Destination; ``.nii.gz`` is appended when it has no NIfTI suffix.
+        Destination; ``.nii.gz`` is appended when it has no NIfTI suffix (``.nii.gz``,
+        ``.nii`` or ``.nii.zarr``). A ``.nii.zarr``'s pyramid is averaged.
     data : (Z, Y, X) or (T, Z, Y, X) array_like
         The layer's data.
     meta : mapping
@@ -48,8 +55,19 @@ def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
     Raises
     ------
     ValueError
-        For multiscale data, or data that is not 3D or 4D.
+        For multiscale data, or data that is not 3D or 4D (or, for a ``.nii.zarr``, not one
+        volume).
     """
+    return [_write_nifti(path, data, meta, labels=False)]
+
+
+def write_nifti_labels(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
+    """Write one Labels layer as NIfTI: :func:`write_nifti`, except that a ``.nii.zarr``'s
+    pyramid takes the most frequent label of each window instead of averaging."""
+    return [_write_nifti(path, data, meta, labels=True)]
+
+
+def _write_nifti(path: str, data: Any, meta: Mapping[str, Any], *, labels: bool) -> str:
     path = os.fspath(path)
     if nifti_suffix(path) is None:
         path += ".nii.gz"
@@ -61,7 +79,8 @@ def write_nifti(path: str, data: Any, meta: Mapping[str, Any]) -> list[str]:
         header.set_xyzt_units("mm", "sec")
     if values.ndim == 4:
         _set_time_step(header, meta, volume.header)
-    return [save_nifti(path, values, header, slope=volume.slope, inter=volume.inter)]
+    written = NiftiVolume(values, volume.affine, header, volume.slope, volume.inter)
+    return write_volume(path, written, labels=labels)
 
 
 def _set_time_step(header: Any, meta: Mapping[str, Any], template: Any) -> None:
@@ -128,7 +147,7 @@ def write_itk(path: str, data: Any, meta: Mapping[str, Any], default_suffix: str
 def _layer_array(data: Any, where: str) -> np.ndarray:
     """A layer's data as one 3D or 4D array, or ValueError saying why it cannot be written
     (*where*: ``"as NIfTI"``, ``"to 'x.nrrd'"``)."""
-    if isinstance(data, list | tuple):
+    if isinstance(data, Sequence) and not isinstance(data, str):  # a list, napari's MultiScaleData
         raise ValueError(
             f"cannot write a multiscale layer {where} ({len(data)} levels); "
             "write its first level instead"
