@@ -246,3 +246,27 @@ def test_qc_of_a_metaimage_input_as_the_run_goes(tmp_path) -> None:
     (entry,) = _files(out)
     assert entry["status"] == "ok", entry["findings"]
     assert entry["before"] == summarize_file(str(src / "scan.mha"), label_map=False).facts()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
+@pytest.mark.parametrize("labelled", [0.03, 0.9])
+def test_label_counts_are_exact(dtype, labelled) -> None:
+    """A label map's counts, gathered block by block (mostly background: only the 8-byte words
+    holding a label are counted), are np.unique's; odd sizes leave a tail of bytes."""
+    from napari_resample.qc.summary import Summarizer
+
+    rng = np.random.default_rng(7)
+    shape = (37, 29, 23)  # 24679 voxels per plane block of 1: not a multiple of 8
+    data = np.where(rng.random(shape) < labelled, rng.integers(1, 9, shape), 0).astype(dtype)
+    data[5, 6, 7] = 100
+    if dtype == np.int16:
+        data[1, 1, 1] = -3
+    data = np.asfortranarray(data)
+    summarizer = Summarizer("x.nii.gz")
+    summarizer.begin(data.shape, np.eye(4), data.dtype, True)
+    for k0 in range(0, shape[2], 5):
+        summarizer.add(k0, data[:, :, k0 : k0 + 5])
+    summary = summarizer.finish()
+    values, counts = np.unique(data, return_counts=True)
+    assert summary.labels == {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+    assert (summary.lo, summary.hi) == (float(values[0]), float(values[-1]))

