@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import os
-from types import TracebackType
 from typing import Any
 
 import nibabel as nib
@@ -52,7 +51,7 @@ from napari_resample.io.niizarr_layout import (
     multiscales,
     pyramid_shapes,
 )
-from napari_resample.io.plane_writer import exact_cast
+from napari_resample.io.plane_sink import PlaneSink
 
 #: Memory a :class:`ZarrPlaneWriter` may add to its slab: chunks being compressed, a pyramid
 #: step's region and its float64 averages.
@@ -97,7 +96,7 @@ def header_blob(header: nib.Nifti1Header, slope: float = 1.0, inter: float = 0.0
     return blob
 
 
-class ZarrPlaneWriter:
+class ZarrPlaneWriter(PlaneSink):
     """Write a NIfTI-Zarr volume plane by plane, in k order, atomically.
 
     Parameters
@@ -185,55 +184,16 @@ class ZarrPlaneWriter:
             dimension_names=("z", "y", "x"),
         )
 
-    @property
-    def planes(self) -> int:
-        """How many planes the volume holds (K)."""
-        return self.shape[2]
-
-    def write(self, block: NDArray) -> None:
-        """Append planes: *block* is (I, J, n), the next n planes in k order, cast exactly to
-        the header's type (:func:`~napari_resample.io.plane_writer.exact_cast`).
-
-        Raises
-        ------
-        ValueError
-            A block of the wrong shape, more planes than the header has, values the stored
-            type cannot hold exactly, or a writer that was closed already.
-        OSError
-            The chunks could not be written (a full disk: naming path and free space).
-        """
-        if not self._open:
-            raise ValueError(f"the writer of {self.path!r} is closed")
-        block = np.asarray(block)
-        i, j, k = self.shape
-        if block.ndim != 3 or block.shape[:2] != (i, j) or block.shape[2] < 1:
-            raise ValueError(
-                f"a block of planes for {self.path!r} must have shape ({i}, {j}, n), n >= 1, "
-                f"got {block.shape}"
-            )
-        if self.written + block.shape[2] > k:
-            raise ValueError(
-                f"{self.path!r} holds {k} planes: {self.written} written, "
-                f"{block.shape[2]} more given"
-            )
-        data = exact_cast(block, self.stored, self.path)
-        try:
-            done = 0
-            while done < data.shape[2]:
-                take = min(data.shape[2] - done, self._slab.shape[2] - self._filled)
-                self._slab[:, :, self._filled : self._filled + take] = data[
-                    :, :, done : done + take
-                ]
-                self._filled += take
-                done += take
-                if self._filled == self._slab.shape[2]:
-                    self._flush()
-        except BaseException as exc:
-            failure = self._failed(exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-        self.written += block.shape[2]
+    def put(self, data: NDArray) -> None:
+        """Copy the planes into the slab, writing it to Zarr whenever it is full."""
+        done = 0
+        while done < data.shape[2]:
+            take = min(data.shape[2] - done, self._slab.shape[2] - self._filled)
+            self._slab[:, :, self._filled : self._filled + take] = data[:, :, done : done + take]
+            self._filled += take
+            done += take
+            if self._filled == self._slab.shape[2]:
+                self._flush()
 
     def _flush(self) -> None:
         """Write the planes held in the slab (whole chunks along k but maybe the last)."""
@@ -249,48 +209,22 @@ class ZarrPlaneWriter:
         self._flushed = k1
         self._filled = 0
 
-    def _failed(self, exc: BaseException) -> BaseException:
-        self.abort()
-        return write_error(exc, self.path)
-
-    def close(self) -> str:
+    def finish(self) -> None:
         """Write the last planes, the pyramid and the metadata, and rename the folder onto
-        *path*; return *path*.
+        *path*."""
+        self._flush()
+        self._slab = np.empty((0, 0, 0), dtype=self.dtype)
+        shapes = pyramid_shapes(self.shape)
+        previous = self._level0
+        for level in range(1, len(shapes)):
+            previous = self._reduce(previous, shapes[level - 1], shapes[level], level)
+        name = volume_name(self.path)
+        self._group.attrs["ome"] = multiscales(shapes, self._spacing, self._unit, name)
+        _replace_folder(self._tmp, self.path)
 
-        Raises
-        ------
-        ValueError
-            Fewer planes than the header's K were written (the temporary folder is removed).
-        OSError
-            The data could not be written (a full disk: naming path and free space).
-        """
-        if not self._open:
-            raise ValueError(f"the writer of {self.path!r} is closed")
-        if self.written != self.planes:
-            self.abort()
-            raise ValueError(
-                f"{self.path!r} was not written: its header has {self.planes} planes of "
-                f"{self.shape[0]} x {self.shape[1]}, {self.written} were given"
-            )
-        try:
-            self._flush()
-            self._slab = np.empty((0, 0, 0), dtype=self.dtype)
-            shapes = pyramid_shapes(self.shape)
-            previous = self._level0
-            for level in range(1, len(shapes)):
-                previous = self._reduce(previous, shapes[level - 1], shapes[level], level)
-            name = volume_name(self.path)
-            self._group.attrs["ome"] = multiscales(shapes, self._spacing, self._unit, name)
-            _replace_folder(self._tmp, self.path)
-        except BaseException as exc:
-            failure = self._failed(exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-        self._open = False
+    def finished(self) -> None:
         end_temp(self._tmp)
         fsync_folder(self._folder)
-        return self.path
 
     def _reduce(
         self, source: Any, before: tuple[int, int, int], after: tuple[int, int, int], level: int
@@ -332,17 +266,6 @@ class ZarrPlaneWriter:
         except FileNotFoundError:
             pass
         end_temp(self._tmp)
-
-    def __enter__(self) -> ZarrPlaneWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif self._open:
-            self.close()
 
 
 def _replace_folder(tmp: str, path: str) -> None:

@@ -16,7 +16,6 @@ import os
 import queue
 import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import nibabel as nib
@@ -28,9 +27,10 @@ from napari_resample.io.gzip import gzip_writer
 from napari_resample.io.names import nifti_suffix
 from napari_resample.io.nifti import image_to_write, spatial_shape
 from napari_resample.io.plane_queue import END, POLL, drain, positive_int
+from napari_resample.io.plane_sink import PlaneSink
 
 
-class PlaneWriter:
+class PlaneWriter(PlaneSink):
     """Write a NIfTI volume plane by plane, in k order, atomically.
 
     The file is what :func:`~napari_resample.io.nifti.save_nifti` writes for the same voxels,
@@ -127,49 +127,6 @@ class PlaneWriter:
         )
         self._thread.start()
 
-    @property
-    def planes(self) -> int:
-        """How many planes the file holds (K)."""
-        return self.shape[2]
-
-    def write(self, block: NDArray) -> None:
-        """Append planes: *block* is (I, J, n), the next n planes in k order.
-
-        Its values are cast to the header's data type (and byte order); a type that does not
-        hold them all exactly is refused.
-
-        Raises
-        ------
-        ValueError
-            A block of the wrong shape, more planes than the header has, values the stored
-            type cannot hold exactly, or a writer that was closed already.
-        OSError
-            The compressing thread's failure to write (a full disk: naming path and free space).
-        """
-        if not self._open:
-            raise ValueError(f"the writer of {self.path!r} is closed")
-        block = np.asarray(block)
-        i, j, k = self.shape
-        if block.ndim != 3 or block.shape[:2] != (i, j) or block.shape[2] < 1:
-            raise ValueError(
-                f"a block of planes for {self.path!r} must have shape ({i}, {j}, n), n >= 1, "
-                f"got {block.shape}"
-            )
-        if self.written + block.shape[2] > k:
-            raise ValueError(
-                f"{self.path!r} holds {k} planes: {self.written} written, "
-                f"{block.shape[2]} more given"
-            )
-        data = exact_cast(block, self.stored, self.path).tobytes(order="F")
-        try:
-            self._send(data)
-        except BaseException as exc:
-            failure = self._failed(exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-        self.written += block.shape[2]
-
     def _send(self, item: object) -> None:
         """Put *item* for the compressing thread; raise its failure if it failed."""
         while True:
@@ -181,45 +138,22 @@ class PlaneWriter:
             except queue.Full:
                 continue
 
-    def _failed(self, exc: BaseException) -> BaseException:
-        """Abort; what the caller raises for *exc* (a full disk named as save_nifti does)."""
-        self.abort()
-        return write_error(exc, self.path)
+    def put(self, data: NDArray) -> None:
+        """Queue the planes' bytes for the compressing thread."""
+        self._send(data.tobytes(order="F"))
 
-    def close(self) -> str:
-        """Finish the file and rename it over *path*; return *path*.
+    def finish(self) -> None:
+        """End the stream, wait for the compressing thread and rename the file onto *path*."""
+        self._send(END)
+        self._thread.join()
+        if self._failure:
+            raise self._failure[0]
+        self._raw.close()
+        os.replace(self._tmp, self.path)
 
-        Raises
-        ------
-        ValueError
-            Fewer planes than the header's K were written (the temporary file is removed).
-        OSError
-            The data could not be written (a full disk: naming path and free space).
-        """
-        if not self._open:
-            raise ValueError(f"the writer of {self.path!r} is closed")
-        if self.written != self.planes:
-            self.abort()
-            raise ValueError(
-                f"{self.path!r} was not written: its header has {self.planes} planes of "
-                f"{self.shape[0]} x {self.shape[1]}, {self.written} were given"
-            )
-        try:
-            self._send(END)
-            self._thread.join()
-            if self._failure:
-                raise self._failure[0]
-            self._raw.close()
-            os.replace(self._tmp, self.path)
-        except BaseException as exc:
-            failure = self._failed(exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-        self._open = False
+    def finished(self) -> None:
         end_temp(self._tmp)
         fsync_folder(self._folder)
-        return self.path
 
     def abort(self) -> None:
         """Stop writing and remove the temporary file; *path* is left as it was."""
@@ -230,17 +164,6 @@ class PlaneWriter:
         self._raw.close()
         Path(self._tmp).unlink(missing_ok=True)
         end_temp(self._tmp)
-
-    def __enter__(self) -> PlaneWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif self._open:
-            self.close()
 
 
 def _compress(
@@ -320,26 +243,3 @@ def _header_bytes(header: nib.Nifti1Header, slope: float, inter: float) -> bytes
     hdr.write_to(out)
     out.write(bytes(hdr.get_data_offset() - out.tell()))
     return out.getvalue()
-
-
-def exact_cast(block: NDArray, stored: np.dtype, path: str) -> NDArray:
-    """*block* in the on-disk type *stored*: numpy's safe casts, or values that are the same
-    after the cast (in range, integral for an integer type); ValueError otherwise (naming
-    *path*, the value and where it is)."""
-    if block.dtype == stored or np.can_cast(block.dtype, stored, "safe"):
-        return block.astype(stored, copy=False)
-    with np.errstate(invalid="ignore", over="ignore"):
-        cast = block.astype(stored)
-        same = cast == block
-        if stored.kind in "iu":
-            info = np.iinfo(stored)
-            same &= (block >= info.min) & (block <= info.max)
-        elif block.dtype.kind == "f":
-            same |= np.isnan(block) & np.isnan(cast)
-    if not same.all():
-        where = tuple(int(n) for n in np.argwhere(~same)[0])
-        raise ValueError(
-            f"{block.dtype} values for {path!r} must be exactly representable as its stored "
-            f"type {stored}: got {block[where].item()!r} at {where} of the block"
-        )
-    return cast
