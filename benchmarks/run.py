@@ -254,18 +254,23 @@ def end_to_end(npy: str, folder: str, size, repeat: int) -> dict[str, float]:
 # --------------------------------------------------------------------------- report
 
 
-def machine() -> str:
-    import scipy
-    import SimpleITK as sitk
-
+def cores() -> str:
+    """``"2 cores (<CPU model>), Python 3.x.y"``: the start of every benchmark's machine line."""
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as fh:
             cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    return f"{len(os.sched_getaffinity(0))} cores ({cpu}), Python {platform.python_version()}"
+
+
+def machine() -> str:
+    import scipy
+    import SimpleITK as sitk
+
     return (
-        f"{len(os.sched_getaffinity(0))} cores ({cpu}), Python {platform.python_version()}, "
+        f"{cores()}, "
         f"numpy {np.__version__}, scipy {scipy.__version__}, "
         f"SimpleITK {sitk.Version_VersionString()} "
         f"({sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()} threads)"
