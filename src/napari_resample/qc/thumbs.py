@@ -182,6 +182,9 @@ def _grey(
 def _resized_labels(values: NDArray[Any], size: tuple[int, int]) -> NDArray[np.int64]:
     """Label values at thumbnail size (nearest neighbour: no label is invented)."""
     labels = np.rint(np.nan_to_num(np.asarray(values, dtype=np.float64))).astype(np.int64)
+    if labels.size and -(2**31) <= labels.min() and labels.max() < 2**31:  # Pillow's "I" mode
+        picture = Image.fromarray(labels.astype(np.int32)).resize(size, Image.Resampling.NEAREST)
+        return np.asarray(picture).astype(np.int64)
     uniques, codes = np.unique(labels, return_inverse=True)
     codes = codes.reshape(labels.shape).astype(np.int32)
     small = np.asarray(Image.fromarray(codes).resize(size, Image.Resampling.NEAREST))
@@ -189,9 +192,11 @@ def _resized_labels(values: NDArray[Any], size: tuple[int, int]) -> NDArray[np.i
 
 
 def _colour_table(labels: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
-    uniques, codes = np.unique(labels, return_inverse=True)
-    table = np.array([label_colour(int(v)) for v in uniques], dtype=np.uint8).reshape(-1, 3)
-    return codes.reshape(labels.shape), table
+    """Codes and a table such that ``table[codes]`` is :func:`label_colour` of every pixel
+    (computed on the array: no sort)."""
+    table = np.array([(0, 0, 0), *PALETTE], dtype=np.uint8)
+    codes = np.where(labels == 0, 0, (labels - 1) % len(PALETTE) + 1)
+    return codes, table
 
 
 def _colour_labels(labels: NDArray[np.int64]) -> Image.Image:
