@@ -135,15 +135,11 @@ class ZarrPlaneWriter(PlaneSink):
         self.path = path = os.fspath(path).rstrip("/" + os.sep) or os.fspath(path)
         if not is_zarr_name(path):
             raise ValueError(f"a NIfTI-Zarr output must end with .nii.zarr, got {path!r}")
-        if not isinstance(header, nib.Nifti1Header):  # a Nifti2Header is one
-            raise ValueError(f"header must be a NIfTI-1 or NIfTI-2 header, got {header!r}")
-        self.shape = spatial_shape(header.get_data_shape(), path)
-        self.stored = header.get_data_dtype()
+        self.take_header(header)
         self.dtype = self.stored.newbyteorder("=")
         if labels is None:
             labels = int(header["intent_code"]) in LABEL_INTENTS
         self.labels = bool(labels)
-        self.written = 0
         blob = header_blob(header, slope, inter)
         self._spacing = voxel_spacing(header.get_best_affine())
         self._unit = SPACE_UNITS.get(int(header["xyzt_units"]) & 7, "millimeter")

@@ -15,17 +15,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from types import TracebackType
 
+import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
 from napari_resample.io.atomic import write_error
+from napari_resample.io.nifti import spatial_shape
 
 
 class PlaneSink(ABC):
     """A volume written plane by plane, in k order, atomically (see the module docstring).
 
-    Subclasses set ``path``, ``shape`` (I, J, K), ``stored`` (the on-disk type), ``written``
-    (0) and ``_open`` (True) in their constructor.
+    Subclasses set ``path``, then call :meth:`take_header` (``shape``, ``stored``,
+    ``written``), and set ``_open`` (True) in their constructor.
     """
 
     path: str
@@ -33,6 +35,20 @@ class PlaneSink(ABC):
     stored: np.dtype
     written: int
     _open: bool
+
+    def take_header(self, header: object) -> None:
+        """Set ``shape``, ``stored`` and ``written`` from *header* (``path`` already set).
+
+        Raises
+        ------
+        ValueError
+            A header that is not NIfTI-1 or NIfTI-2, or that holds more than one volume.
+        """
+        if not isinstance(header, nib.Nifti1Header):  # a Nifti2Header is one
+            raise ValueError(f"header must be a NIfTI-1 or NIfTI-2 header, got {header!r}")
+        self.shape = spatial_shape(header.get_data_shape(), self.path)
+        self.stored = header.get_data_dtype()
+        self.written = 0
 
     @property
     def planes(self) -> int:

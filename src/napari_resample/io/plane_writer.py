@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from napari_resample.io.atomic import begin_temp, end_temp, fsync_folder, write_error
 from napari_resample.io.gzip import gzip_writer
 from napari_resample.io.names import nifti_suffix
-from napari_resample.io.nifti import image_to_write, spatial_shape
+from napari_resample.io.nifti import image_to_write
 from napari_resample.io.plane_queue import END, POLL, drain, positive_int
 from napari_resample.io.plane_sink import PlaneSink
 
@@ -99,12 +99,8 @@ class PlaneWriter(PlaneSink):
                 f"compress={compress!r} contradicts the suffix of {path!r} (readers decompress "
                 "exactly the .nii.gz files)"
             )
-        if not isinstance(header, nib.Nifti1Header):  # a Nifti2Header is one
-            raise ValueError(f"header must be a NIfTI-1 or NIfTI-2 header, got {header!r}")
+        self.take_header(header)
         queue_blocks = positive_int("queue_blocks", queue_blocks)
-        self.shape = spatial_shape(header.get_data_shape(), path)
-        self.stored = header.get_data_dtype()
-        self.written = 0
         head = _header_bytes(header, slope, inter)
         self._folder = os.path.dirname(os.path.abspath(path))
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_blocks)
