@@ -57,7 +57,7 @@ class FileQC:
         :meth:`napari_resample.qc.summary.VolumeSummary.facts` of input and output.
     thumbs : dict of str to dict of str to str
         Role (``"input"``, ``"output"``, and ``"outline_input"`` / ``"outline_output"`` for a
-        label map) -> mid-plane cut (``"i"``, ``"j"``, ``"k"``) -> PNG path relative to the
+        label map) -> mid-plane cut (``"i"``, ``"j"``, ``"k"``) -> picture path relative to the
         ``qc`` folder.
     paired_image : str or None
         For a label map paired with an image of the same case: that image's output path.

@@ -2,7 +2,7 @@
 
 The page is made from the jinja2 template ``templates/report.html.j2`` (autoescaped) and holds
 everything it shows: the thumbnails of :mod:`napari_resample.qc.thumbs` are embedded as base64
-``data:`` URIs (each PNG once, as a CSS class, however many times it is shown), the style and
+``data:`` URIs (each picture once, as a CSS class, however many times it is shown), the style and
 the small script that sorts the table are inline, so the file opens offline, mailed or copied
 alone. It shows a summary line, a table of every file (status, flags, geometry before and after;
 errors first, sortable by severity or by name) and, per file, the thumbnails of the three

@@ -41,7 +41,7 @@ MIN_SIDE, MAX_SIDE = 8, 2 * THUMB_SIDE
 PNG_LEVEL = 1
 #: JPEG quality of the grey thumbnails (85: no visible artefact at thumbnail size).
 JPEG_QUALITY = 85
-#: The folder of the PNGs inside the ``qc`` folder.
+#: The folder of the thumbnails inside the ``qc`` folder.
 THUMBS_DIR = "thumbs"
 #: Label colours (RGB), chosen by label value: distinct hues that show on grey and on black.
 PALETTE = (
@@ -73,19 +73,20 @@ def render_thumbs(
     fq : FileQC
         Its ``thumbs`` gets role (``"input"``, ``"output"``, and for a label map
         ``"outline_input"``, ``"outline_output"``) -> cut (``"i"``, ``"j"``, ``"k"``) -> path of
-        the PNG relative to *qc_dir*; a cut missing from a summary's ``mids`` is left out.
+        the picture (``.jpg`` grey, ``.png`` labels and outlines) relative to *qc_dir*; a
+        cut missing from a summary's ``mids`` is left out.
     inp, out : VolumeSummary
         The input and the output; a label map when ``out.label_map`` is set.
     qc_dir : str
-        The ``qc`` folder; the PNGs go to its ``thumbs`` folder (created), each written under a
-        temporary name and renamed into place, named ``<stem>_<role>_<cut>.png``.
+        The ``qc`` folder; the pictures go to its ``thumbs`` folder (created), each written under a
+        temporary name and renamed into place, named ``<stem>_<role>_<cut>.jpg`` or ``.png``.
     stem : str
         Unique per file within the run (a file name's characters).
 
     Raises
     ------
     OSError
-        When a PNG cannot be written (one sentence naming the folder and the reason, as
+        When a picture cannot be written (one sentence naming the folder and the reason, as
         :func:`napari_resample.io.atomic.write_error` words it).
     """
     label_map = bool(out.label_map or inp.label_map)
