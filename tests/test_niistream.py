@@ -454,14 +454,14 @@ def test_writer_refuses_what_it_cannot_write(tmp_path: Path) -> None:
 
 def test_disk_full_names_the_path_and_the_free_space(tmp_path: Path, monkeypatch) -> None:
     class Full:
-        def __init__(self, raw):
+        def __init__(self, raw, threads=1):
             self.raw = raw
 
         def write(self, data):
             self.raw.write(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_writer, "gzip_writer", Full)
+    monkeypatch.setattr(_writer, "GzipWriter", Full)
     dest = tmp_path / "result.nii.gz"
     with pytest.raises(OSError, match=r"no space left to write .*result\.nii\.gz.*free in") as err:
         with PlaneWriter(dest, _header((3, 3, 3), np.int16)) as out:

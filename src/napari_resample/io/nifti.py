@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from napari_resample.engine.memory import check_memory
+from napari_resample.engine.threads import engine_threads
 from napari_resample.io.atomic import atomic_output, make_dirs, remove_stale_temps
 from napari_resample.io.checks import (
     check_claimed_size,
@@ -31,7 +32,7 @@ from napari_resample.io.checks import (
     usable_scaling,
     wrap_read_errors,
 )
-from napari_resample.io.gzip import fastest_inflater, gunzip, gzip_writer, read_gz_fast
+from napari_resample.io.gzip import GzipWriter, fastest_inflater, gunzip, read_gz_fast
 from napari_resample.io.names import nifti_suffix
 
 
@@ -307,13 +308,14 @@ def image_to_write(
 
 
 def _write_image(img: Any, path: str, compress: bool) -> None:
-    """Write *img* to *path* as it is produced (compressed on the fly with isal's gzip at
-    nibabel's level 1, or zlib's without isal; no uncompressed stage on disk), then fsync."""
+    """Write *img* to *path* as it is produced (compressed on the fly at nibabel's level 1 by
+    :class:`~napari_resample.io.gzip.GzipWriter` on the engine's threads; no uncompressed stage
+    on disk), then fsync."""
     from nibabel.fileholders import FileHolder
 
     with open(path, "wb") as raw:
         if compress:
-            with gzip_writer(raw) as stream:
+            with GzipWriter(raw, engine_threads()) as stream:
                 holder = FileHolder(fileobj=stream)
                 img.to_file_map({"image": holder, "header": holder})
         else:

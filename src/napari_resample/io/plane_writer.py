@@ -11,6 +11,7 @@ same header bytes, same gzip level, a temporary file renamed into place only whe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import queue
@@ -22,8 +23,9 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
+from napari_resample.engine.threads import engine_threads
 from napari_resample.io.atomic import begin_temp, end_temp, fsync_folder, write_error
-from napari_resample.io.gzip import gzip_writer
+from napari_resample.io.gzip import GzipWriter
 from napari_resample.io.names import nifti_suffix
 from napari_resample.io.nifti import image_to_write
 from napari_resample.io.plane_queue import END, POLL, drain, positive_int
@@ -117,7 +119,7 @@ class PlaneWriter(PlaneSink):
             raise
         self._thread = threading.Thread(
             target=_compress,
-            args=(self._raw, gz, head, self._queue, self._stop, self._failure),
+            args=(self._raw, gz, head, self._queue, self._stop, self._failure, engine_threads()),
             name=f"write {path}",
             daemon=True,
         )
@@ -157,7 +159,8 @@ class PlaneWriter(PlaneSink):
         self._stop.set()
         drain(self._queue)
         self._thread.join()
-        self._raw.close()
+        with contextlib.suppress(OSError):  # the buffered rest of a file being removed
+            self._raw.close()
         Path(self._tmp).unlink(missing_ok=True)
         end_temp(self._tmp)
 
@@ -169,14 +172,16 @@ def _compress(
     inbox: queue.Queue[Any],
     stop: threading.Event,
     failure: list[BaseException],
+    threads: int,
 ) -> None:
     """The writing thread: *head*, then every block of *inbox* until END, into *raw* (through
-    gzip when *gz*), then fsync; a failure is appended to *failure*."""
+    gzip on *threads* threads when *gz*), then fsync; a failure is appended to *failure*."""
+    gzipped = None
     try:
-        gzipped = gzip_writer(raw) if gz else None
-        # isal's output depends on how its input is cut: fed in fixed pieces, the same volume
-        # gives the same bytes whatever the blocks were (the memory budget, the worker count)
-        stream = _Pieces(gzipped) if gzipped is not None else raw
+        # GzipWriter cuts the data in fixed blocks: the same volume gives the same bytes
+        # whatever the blocks were (the memory budget, the worker count, the thread count)
+        gzipped = GzipWriter(raw, threads) if gz else None
+        stream = gzipped if gzipped is not None else raw
         stream.write(head)
         while True:
             try:
@@ -191,40 +196,14 @@ def _compress(
                 return
             stream.write(item)
         if gzipped is not None:
-            stream.flush()
-            gzipped.close()  # the gzip trailer; *raw* stays open
+            gzipped.close()  # the last block and the gzip trailer; *raw* stays open
         raw.flush()
         os.fsync(raw.fileno())
     except BaseException as exc:
         failure.append(exc)
-
-
-class _Pieces:
-    """A writer passing its data on to *stream* in pieces of exactly *size* bytes (the last
-    one at :meth:`flush`), however the data arrives."""
-
-    def __init__(self, stream: Any, size: int = 1 << 20) -> None:
-        self.stream, self.size, self.pending = stream, size, bytearray()
-
-    def write(self, data: Any) -> None:
-        view = memoryview(data).cast("B")
-        if self.pending:
-            take = min(self.size - len(self.pending), len(view))
-            self.pending += view[:take]
-            view = view[take:]
-            if len(self.pending) < self.size:
-                return
-            self.stream.write(self.pending)
-            self.pending = bytearray()
-        whole = len(view) - len(view) % self.size
-        for start in range(0, whole, self.size):
-            self.stream.write(view[start : start + self.size])
-        self.pending += view[whole:]
-
-    def flush(self) -> None:
-        if self.pending:
-            self.stream.write(self.pending)
-            self.pending = bytearray()
+    finally:
+        if gzipped is not None and not gzipped.closed:
+            gzipped.discard()
 
 
 def _header_bytes(header: nib.Nifti1Header, slope: float, inter: float) -> bytes:

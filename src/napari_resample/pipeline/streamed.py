@@ -109,7 +109,7 @@ class _Stats:
         if self.count_labels and self.distinct <= MAX_LABELS:  # beyond: an image, stop
             # A strided sample with more than MAX_LABELS values settles it (the count only
             # grows) without sorting the whole block: an image pays one small sort.
-            found = np.unique(block.reshape(-1, order="A")[:: max(1, block.size // 100_000)])
+            found = _sample_values(block)
             if found.size <= MAX_LABELS:
                 found = distinct_values(block)
             self.seen = found if self.seen is None else np.union1d(self.seen, found)
@@ -390,14 +390,28 @@ def _held_until_decided(
     seen = _Stats(count_labels=True, sampled=_sampled(reader.shape))
     held: list[Block] = []
     size = 0
+    sampled: np.ndarray | None = None
     for k0, block in blocks:
         held.append((k0, block))
-        seen.add(k0, block, labels_only=True)
+        # Samples first (a CT's air holds few values, its body settles it on a sample): the
+        # held blocks are counted exactly only when the samples leave the answer open.
+        found = _sample_values(block)
+        sampled = found if sampled is None else np.union1d(sampled, found)
         size += block.nbytes
-        if seen.distinct > MAX_LABELS or size >= cap:
+        if sampled.size > MAX_LABELS or size >= cap:
             break
+    if sampled is not None and sampled.size > MAX_LABELS:
+        seen.seen = sampled  # over MAX_LABELS values: an image, whatever the rest holds
+    else:
+        for k0, block in held:
+            seen.add(k0, block, labels_only=True)
     whole = bool(held) and held[-1][0] + held[-1][1].shape[2] == reader.shape[2]
     return held, seen, whole
+
+
+def _sample_values(block: np.ndarray) -> np.ndarray:
+    """The distinct values of a strided sample of *block* (about 100,000 voxels)."""
+    return np.unique(block.reshape(-1, order="A")[:: max(1, block.size // 100_000)])
 
 
 def _counts_wanted(interpolation: str, facts: VolumeFacts) -> bool:
