@@ -19,9 +19,10 @@ same result **bit for bit**, however the work is cut (tested); a C- and a Fortra
 of the same values may differ in a float's last bit when interpolated.
 
 The clamp range of the finish is the input's [min, max] (:mod:`napari_resample.engine.clamp`):
-when the caller does not know it (a file read once), the unfinished output is held (in the
-working type) and finished once the last input plane has been seen; otherwise each chunk is
-finished and emitted at once, so memory is independent of the number of planes.
+when the caller does not know it (a file read once), the unfinished output is held
+(:class:`~napari_resample.engine.held.HeldOutput`) and finished once the last input plane has
+been seen, or earlier when it can; otherwise each chunk is finished and emitted at once, so
+memory is independent of the number of planes.
 
 Non-finite float input (NaN, Inf) is the one exception: its rule fills each non-finite voxel
 from its 3D nearest finite neighbour (not a plane-local rule), so the whole volume is read into
@@ -41,6 +42,7 @@ from numpy.typing import NDArray
 
 from napari_resample.engine.clamp import Finisher, RunningRange, ValueRange
 from napari_resample.engine.geometry import Positions
+from napari_resample.engine.held import HeldOutput
 from napari_resample.engine.products import plane_steps, step_buffers
 from napari_resample.engine.progress import ProgressCallback, Ticker
 from napari_resample.engine.ring import PlaneRing
@@ -145,9 +147,7 @@ class _Runner:
         self.back = tuple(int(a) for a in np.argsort(plan.axes))
         self.have = -1
         self.next = 0
-        self.held: list[tuple[int, NDArray]] = []  # (k0, chunk) in the working type
-        self.front: tuple[float, float] | None = None  # the first held chunk's min and max
-        self.held_rows: NDArray | None = None  # the held output, one array for the run
+        self.held = HeldOutput(plan.out_shape[2], plan.work, out_dtype, self._emit_planes)
         self.early = False  # whether held chunks may be finished early (integer input)
         self.seen = RunningRange()
         self.pool: ThreadPoolExecutor | None = None
@@ -296,63 +296,26 @@ class _Runner:
             chunk = done[-1]
         # planes first: each plane contiguous to the end
         if self.finish is None:
-            self.held.append((a, chunk))
-            self._release()
+            self.held.add(a, chunk, self.seen, early=self.early)
             return
-        self.emit(a, self._finished(chunk, self.finish).transpose(1, 2, 0))
+        dest = np.empty(chunk.shape, dtype=self.out_dtype)
+        self.finish(chunk, dest)
+        self._emit_planes(a, dest)
 
     def _rows(self, a: int, b: int) -> NDArray:
-        """Where output planes a:b are computed, (b - a, plane size): rows of the held output
-        when the output is held and nothing follows the streamed axis (allocated once, in huge
-        pages: a page fault per 4 KiB of the held output cost 4 % of a file's CPU), else new."""
+        """Where output planes a:b are computed, (b - a, plane size): the held output's rows
+        when it is held and nothing follows the streamed axis, else a new array."""
         elems = self.shape[0] * self.shape[1]
         if self.finish is not None or self.plan.post:
             return np.empty((b - a, elems), dtype=self.plan.work)
-        if self.held_rows is None:
-            self.held_rows = np.empty((self.plan.out_shape[2], elems), dtype=self.plan.work)
-        return self.held_rows[a:b]
+        return self.held.rows(a, b, elems)
 
-    def _finished(self, chunk: NDArray, finish: Finisher) -> NDArray:
-        dest = np.empty(chunk.shape, dtype=self.out_dtype)
-        finish(chunk, dest)
-        return dest
-
-    def _release(self) -> None:
-        """Finish and emit the held chunks, from the first, whose values lie within the range
-        of the input seen so far: the final range can only be wider, so their clamp changes
-        nothing (the same bits as at the end) and the writer need not wait for the last plane.
-        Integer input only: float input must emit nothing before a NaN can still come."""
-        if not self.early or self.seen.range is None:
-            return
-        now = Finisher(*self.seen.range, self.out_dtype)
-        if now.exact_lo is not None or now.exact_hi is not None:
-            return
-        while self.held:
-            # only the first chunk can go next: the others' ranges are taken when it has gone
-            if self.front is None:
-                first = self.held[0][1]
-                self.front = float(first.min()), float(first.max())
-            if not now.lo <= self.front[0] or not self.front[1] <= now.hi:
-                return
-            a, chunk = self.held.pop(0)
-            self.front = None
-            self.emit(a, self._finished(chunk, now).transpose(1, 2, 0))
+    def _emit_planes(self, k0: int, planes: NDArray) -> None:
+        self.emit(k0, planes.transpose(1, 2, 0))
 
     def flush(self) -> None:
         """Finish and emit the held output, with the value range seen (all planes are in)."""
-        if not self.held:
-            return
-        assert self.seen.range is not None
-        finish = Finisher(*self.seen.range, self.out_dtype)
-        k0 = self.held[0][0]
-        # one array for the finished planes (its pages faulted once), emitted chunk by chunk
-        plane = self.held[0][1].shape[1:]
-        dest = np.empty((self.plan.out_shape[2] - k0, *plane), dtype=self.out_dtype)
-        while self.held:
-            a, chunk = self.held.pop(0)
-            finish(chunk, dest[a - k0 : a - k0 + chunk.shape[0]])
-            self.emit(a, dest[a - k0 : a - k0 + chunk.shape[0]].transpose(1, 2, 0))
-        self.held_rows = None
+        self.held.flush(self.seen)
 
 
 def stream_axes(data: object) -> tuple[int, int, int]:
