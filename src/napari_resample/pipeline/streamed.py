@@ -108,7 +108,7 @@ class _Stats:
             self._add_range(block)
         if self.count_labels and self.distinct <= MAX_LABELS:  # beyond: an image, stop
             # A strided sample with more than MAX_LABELS values settles it (the count only
-            # grows) without sorting the whole block: an image pays one small sort.
+            # grows) without counting the whole block.
             found = _sample_values(block)
             if found.size <= MAX_LABELS:
                 found = distinct_values(block)
@@ -411,7 +411,7 @@ def _held_until_decided(
 
 def _sample_values(block: np.ndarray) -> np.ndarray:
     """The distinct values of a strided sample of *block* (about 100,000 voxels)."""
-    return np.unique(block.reshape(-1, order="A")[:: max(1, block.size // 100_000)])
+    return distinct_values(block.reshape(-1, order="A")[:: max(1, block.size // 100_000)])
 
 
 def _counts_wanted(interpolation: str, facts: VolumeFacts) -> bool:
