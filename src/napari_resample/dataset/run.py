@@ -37,7 +37,7 @@ from napari_resample.dataset.task import job_record
 from napari_resample.engine.options import Anchor, AutoInterpolation, SavingMode
 from napari_resample.io.atomic import held_dirs, make_dirs, remove_empty_dirs, remove_stale_temps
 from napari_resample.io.names import OutputFormat
-from napari_resample.qc.run import QCReport, qc_run
+from napari_resample.qc.run import QCReport, qc_run, warm_report
 
 
 def resampling_dataset(
@@ -242,7 +242,9 @@ def resampling_dataset(
 
 
 def checked_as_they_pass(jobs: Sequence[Job], out_dir: str) -> list[Job]:
-    """*jobs*, each to be checked by QC as it is resampled (the report goes in *out_dir*)."""
+    """*jobs*, each to be checked by QC as it is resampled (the report goes in *out_dir*);
+    the report's template is readied meanwhile (:func:`~napari_resample.qc.run.warm_report`)."""
+    warm_report()
     return [replace(job, qc_dir=os.path.abspath(out_dir)) for job in jobs]
 
 

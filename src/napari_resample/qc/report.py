@@ -13,6 +13,7 @@ sentences.
 from __future__ import annotations
 
 import base64
+import functools
 import importlib.resources
 import io
 import json
@@ -132,8 +133,10 @@ def render_page(
     )
 
 
+@functools.cache
 def load_template() -> jinja2.Template:
-    """The page template, read from the package (``importlib.resources``), autoescaped."""
+    """The page template, read from the package (``importlib.resources``), autoescaped;
+    compiled once a process (a compiled template renders from several threads)."""
     source = (
         importlib.resources.files("napari_resample.qc")
         .joinpath("templates", "report.html.j2")
