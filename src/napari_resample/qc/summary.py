@@ -238,10 +238,14 @@ class Summarizer:
                 self._add_counts(values.astype(np.int64), counts)
             return
         flat = block.reshape(-1, order="A")
+        if block.dtype == np.uint8 and flat.flags.c_contiguous and flat.size:
+            counts = _sparse_byte_counts(flat)  # unsigned: no minimum to find
+            self._add_counts(np.flatnonzero(counts), counts[counts > 0])
+            return
         lo = int(flat.min()) if flat.size else 0
         span = int(flat.max()) - lo + 1 if flat.size else 1
         if block.dtype.itemsize == 1 and lo == 0 and flat.flags.c_contiguous:
-            counts = _sparse_byte_counts(flat, span)
+            counts = _sparse_byte_counts(flat)
             self._add_counts(np.flatnonzero(counts), counts[counts > 0])
         elif block.dtype.itemsize == 1 or span <= 1 << 16:
             counts = _counts(flat, lo, span)
@@ -288,17 +292,21 @@ def _few_counts(flat: NDArray[Any], span: int) -> NDArray[np.int64]:
     return counts
 
 
-def _sparse_byte_counts(flat: NDArray[Any], span: int) -> NDArray[np.int64]:
-    """:func:`_counts` of contiguous one-byte labels whose background is 0: read as 8-byte
-    words, only the words holding a label are counted (a label map is mostly background: 3.6x
-    faster on the dataset benchmark's, 4 % labelled); the rest are 8 zeros each."""
+def _sparse_byte_counts(flat: NDArray[Any]) -> NDArray[np.int64]:
+    """:func:`_counts` of contiguous one-byte labels from 0 (0 the background, no value
+    below it), up to the largest: read as 8-byte words, only the words holding a label are
+    counted (a label map is mostly background: 3.6x faster on the dataset benchmark's, 4 %
+    labelled); the rest are 8 zeros each, and the largest value is found among the others."""
     whole = flat.size - flat.size % 8
     words = flat[:whole].view(np.uint64)
     busy = np.flatnonzero(words != 0)  # 6x faster than on the words themselves
     if busy.size * 2 > words.size:  # mostly labelled: no gain in the gather
-        return _counts(flat, 0, span)
-    counts = _few_counts(flat[:whole].reshape(-1, 8)[busy].reshape(-1), span)
-    counts += _few_counts(flat[whole:], span)
+        return _counts(flat, 0, int(flat.max()) + 1)
+    labelled = flat[:whole].reshape(-1, 8)[busy].reshape(-1)
+    tail = flat[whole:]
+    span = max(int(labelled.max()) if labelled.size else 0, int(tail.max(initial=0))) + 1
+    counts = _few_counts(labelled, span)
+    counts += _few_counts(tail, span)
     counts[0] += (words.size - busy.size) * 8
     return counts
 
