@@ -34,7 +34,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 SPACING = 0.5
 
 
-def _status(field: str) -> int:
+def status(field: str) -> int:
+    """A field of /proc/self/status, in bytes (VmRSS, VmHWM)."""
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(field):
@@ -88,7 +89,7 @@ def probe(path: str) -> None:
 
     viewer = napari.Viewer(show=True)
     viewer.screenshot(canvas_only=True)  # the empty canvas drawn once: GL set-up is not timed
-    base = _status("VmRSS")
+    base = status("VmRSS")
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # VmHWM := VmRSS
     t0 = time.perf_counter()
@@ -96,7 +97,7 @@ def probe(path: str) -> None:
     if layers:
         viewer.screenshot(canvas_only=True)
     seconds = time.perf_counter() - t0
-    peak = _status("VmHWM")
+    peak = status("VmHWM")
     result = {"seconds": seconds, "extra": peak - base, "base": base, "layers": len(layers)}
     if layers:
         layer = layers[0]

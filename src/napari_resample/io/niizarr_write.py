@@ -27,8 +27,11 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import nibabel as nib
@@ -37,6 +40,7 @@ from numpy.typing import NDArray
 
 from napari_resample.engine.grid import voxel_spacing
 from napari_resample.engine.labels import LABEL_INTENTS
+from napari_resample.engine.threads import engine_threads
 from napari_resample.io.atomic import begin_temp, end_temp, fsync_folder, remove_path, write_error
 from napari_resample.io.names import ZARR_SUFFIX, is_zarr_name, volume_name
 from napari_resample.io.nifti import image_to_write, spatial_shape
@@ -45,6 +49,7 @@ from napari_resample.io.niizarr_layout import (
     REDUCE_VOXELS,
     SLAB_CAP,
     SPACE_UNITS,
+    ZSTD_LEVEL,
     halve,
     level0_chunks,
     level_chunks,
@@ -53,8 +58,8 @@ from napari_resample.io.niizarr_layout import (
 )
 from napari_resample.io.plane_sink import PlaneSink
 
-#: Memory a :class:`ZarrPlaneWriter` may add to its slab: chunks being compressed, a pyramid
-#: step's region and its float64 averages.
+#: Memory a :class:`ZarrPlaneWriter` may add to its two slabs: chunks being compressed, and the
+#: regions and float64 averages of the two pyramid blocks made at once.
 WRITER_EXTRA = 48 << 20
 
 
@@ -70,7 +75,8 @@ def writer_memory(shape: tuple[int, int, int], dtype: np.dtype) -> int:
     depth, rows, _ = level0_chunks(shape, itemsize)
     slab = shape[0] * shape[1] * depth * itemsize
     piece = shape[0] * depth * _rows_per_write((depth, shape[1], shape[0]), rows, itemsize)
-    return slab + 3 * piece * itemsize + WRITER_EXTRA
+    # two slabs: one filled by the engine while the other is written
+    return 2 * slab + 3 * piece * itemsize + WRITER_EXTRA
 
 
 def _rows_per_write(zyx: tuple[int, ...], chunk_rows: int, itemsize: int) -> int:
@@ -165,7 +171,11 @@ class ZarrPlaneWriter(PlaneSink):
             raise
         depth = self._level0.chunks[0]
         self._slab = np.empty((i, j, depth), dtype=self.dtype, order="F")
+        self._spare: NDArray | None = None  # the other slab, once one is being written
         self._filled = self._flushed = 0
+        # level 0 is written by one thread, a slab at a time, while the engine fills the other
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write .nii.zarr")
+        self._writing: Future[None] | None = None
 
     def _new_level(self, level: int, shape_zyx: tuple[int, ...], chunks: tuple[int, ...]) -> Any:
         from zarr.codecs import BloscCodec
@@ -175,7 +185,7 @@ class ZarrPlaneWriter(PlaneSink):
             shape=shape_zyx,
             chunks=chunks,
             dtype=self.dtype,
-            compressors=BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),
+            compressors=BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="shuffle"),
             fill_value=0,
             dimension_names=("z", "y", "x"),
         )
@@ -192,24 +202,41 @@ class ZarrPlaneWriter(PlaneSink):
                 self._flush()
 
     def _flush(self) -> None:
-        """Write the planes held in the slab (whole chunks along k but maybe the last)."""
+        """Hand the planes held in the slab (whole chunks along k but maybe the last) to the
+        writing thread, once it has written the slab before; go on in the other slab."""
         if not self._filled:
             return
         k0, k1 = self._flushed, self._flushed + self._filled
+        self._wait()
+        full = self._slab
+        self._writing = self._writer.submit(self._write_level0, full, k0, k1)
+        if self._spare is None:
+            self._spare = np.empty_like(full, order="F")
+        self._slab, self._spare = self._spare, full
+        self._flushed = k1
+        self._filled = 0
+
+    def _wait(self) -> None:
+        """Wait for the slab being written (raising its failure)."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
+
+    def _write_level0(self, slab: NDArray, k0: int, k1: int) -> None:
         # (I, J, n) in F order is (n, J, I) in C order: no copy. Zarr copies what it is given
         # (cut into chunks, then compressed): a few rows of chunks at a time bound that copy.
-        planes = self._slab[:, :, : self._filled].transpose(2, 1, 0)
+        planes = slab[:, :, : k1 - k0].transpose(2, 1, 0)
         rows = _rows_per_write(planes.shape, self._level0.chunks[1], planes.itemsize)
         for y0 in range(0, planes.shape[1], rows):
             self._level0[k0:k1, y0 : y0 + rows] = planes[:, y0 : y0 + rows]
-        self._flushed = k1
-        self._filled = 0
 
     def finish(self) -> None:
         """Write the last planes, the pyramid and the metadata, and rename the folder onto
         *path*."""
         self._flush()
-        self._slab = np.empty((0, 0, 0), dtype=self.dtype)
+        self._wait()
+        self._writer.shutdown()
+        self._slab = self._spare = np.empty((0, 0, 0), dtype=self.dtype)
         shapes = pyramid_shapes(self.shape)
         previous = self._level0
         for level in range(1, len(shapes)):
@@ -233,27 +260,31 @@ class ZarrPlaneWriter(PlaneSink):
         cz, cy, cx = target.chunks
         across = max(1, REDUCE_VOXELS // (8 * cz * cy * cx))  # chunks along x per block
         bx = cx * across
-        for z0 in range(0, out_zyx[0], cz):
-            for y0 in range(0, out_zyx[1], cy):
-                for x0 in range(0, out_zyx[2], bx):
-                    stop = (
-                        min(z0 + cz, out_zyx[0]),
-                        min(y0 + cy, out_zyx[1]),
-                        min(x0 + bx, out_zyx[2]),
-                    )
-                    window = tuple(
-                        slice(a * (2 if h else 1), b * (2 if h else 1))
-                        for a, b, h in zip((z0, y0, x0), stop, halved, strict=True)
-                    )
-                    region = np.asarray(source[window])
-                    target[z0 : stop[0], y0 : stop[1], x0 : stop[2]] = halve(
-                        region, halved, self.labels
-                    )
+
+        def block(start: tuple[int, int, int]) -> None:
+            z0, y0, x0 = start
+            stop = (min(z0 + cz, out_zyx[0]), min(y0 + cy, out_zyx[1]), min(x0 + bx, out_zyx[2]))
+            window = tuple(
+                slice(a * (2 if h else 1), b * (2 if h else 1))
+                for a, b, h in zip(start, stop, halved, strict=True)
+            )
+            region = np.asarray(source[window])
+            target[z0 : stop[0], y0 : stop[1], x0 : stop[2]] = halve(region, halved, self.labels)
+
+        starts = itertools.product(
+            range(0, out_zyx[0], cz), range(0, out_zyx[1], cy), range(0, out_zyx[2], bx)
+        )
+        # blocks of whole chunks of the new level: written by two threads, never the same chunk
+        with ThreadPoolExecutor(max_workers=min(2, engine_threads())) as pool:
+            list(pool.map(block, starts))
         return target
 
     def abort(self) -> None:
         """Stop writing and remove the temporary folder; *path* is left as it was."""
         self._open = False
+        with contextlib.suppress(Exception):  # the failure being handled is the one to see
+            self._wait()
+        self._writer.shutdown()
         self._remove_temp()
 
     def _remove_temp(self) -> None:
