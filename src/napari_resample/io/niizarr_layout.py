@@ -40,8 +40,6 @@ CHUNK = 64
 SLAB_CAP = 128 << 20
 #: A pyramid stops at the first level whose largest side is at most this.
 THUMBNAIL = 64
-#: Most input voxels reduced at once when a level is made from the one before.
-REDUCE_VOXELS = 1 << 21
 #: OME-NGFF names of the NIfTI spatial units (``xyzt_units & 7``); unknown is millimetres,
 #: as NIfTI readers assume.
 SPACE_UNITS = {0: "millimeter", 1: "meter", 2: "millimeter", 3: "micrometer"}

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -40,27 +39,25 @@ from numpy.typing import NDArray
 
 from napari_resample.engine.grid import voxel_spacing
 from napari_resample.engine.labels import LABEL_INTENTS
-from napari_resample.engine.threads import engine_threads
 from napari_resample.io.atomic import begin_temp, end_temp, fsync_folder, remove_path, write_error
 from napari_resample.io.names import ZARR_SUFFIX, is_zarr_name, volume_name
 from napari_resample.io.nifti import image_to_write, spatial_shape
 from napari_resample.io.niizarr_layout import (
     CHUNK,
-    REDUCE_VOXELS,
     SLAB_CAP,
     SPACE_UNITS,
     ZSTD_LEVEL,
-    halve,
     level0_chunks,
     level_chunks,
     multiscales,
     pyramid_shapes,
 )
+from napari_resample.io.niizarr_pyramid import Cascade, cascade_memory
 from napari_resample.io.plane_sink import PlaneSink
 
-#: Memory a :class:`ZarrPlaneWriter` may add to its two slabs: chunks being compressed, and the
-#: regions and float64 averages of the two pyramid blocks made at once.
-WRITER_EXTRA = 48 << 20
+#: Memory a :class:`ZarrPlaneWriter` may add to its two slabs and its pyramid's planes: chunks
+#: being compressed, a label map's votes.
+WRITER_EXTRA = 24 << 20
 
 
 #: Most bytes of level 0 handed to Zarr at once (it copies them, cut into chunks, and
@@ -75,8 +72,10 @@ def writer_memory(shape: tuple[int, int, int], dtype: np.dtype) -> int:
     depth, rows, _ = level0_chunks(shape, itemsize)
     slab = shape[0] * shape[1] * depth * itemsize
     piece = shape[0] * depth * _rows_per_write((depth, shape[1], shape[0]), rows, itemsize)
+    zyx = [(c, b, a) for a, b, c in pyramid_shapes(shape)]
+    pyramid = cascade_memory(zyx, [depth] + [level_chunks(s)[0] for s in zyx[1:]], itemsize)
     # two slabs: one filled by the engine while the other is written
-    return 2 * slab + 3 * piece * itemsize + WRITER_EXTRA
+    return 2 * slab + 3 * piece * itemsize + pyramid + WRITER_EXTRA
 
 
 def _rows_per_write(zyx: tuple[int, ...], chunk_rows: int, itemsize: int) -> int:
@@ -163,6 +162,9 @@ class ZarrPlaneWriter(PlaneSink):
             self._level0 = self._new_level(
                 0, (k, j, i), level0_chunks(self.shape, self.dtype.itemsize)
             )
+            zyx = [(c, b, a) for a, b, c in pyramid_shapes(self.shape)]
+            levels = [self._new_level(n, s, level_chunks(s)) for n, s in enumerate(zyx) if n]
+            self._cascade = Cascade(levels, zyx, self.labels)
         except BaseException as exc:
             self._open = False
             self._remove_temp()
@@ -229,6 +231,7 @@ class ZarrPlaneWriter(PlaneSink):
         rows = _rows_per_write(planes.shape, self._level0.chunks[1], planes.itemsize)
         for y0 in range(0, planes.shape[1], rows):
             self._level0[k0:k1, y0 : y0 + rows] = planes[:, y0 : y0 + rows]
+        self._cascade.feed(1, planes)  # the levels above, while the slab is at hand
 
     def finish(self) -> None:
         """Write the last planes, the pyramid and the metadata, and rename the folder onto
@@ -237,10 +240,8 @@ class ZarrPlaneWriter(PlaneSink):
         self._wait()
         self._writer.shutdown()
         self._slab = self._spare = np.empty((0, 0, 0), dtype=self.dtype)
+        self._cascade.finish()
         shapes = pyramid_shapes(self.shape)
-        previous = self._level0
-        for level in range(1, len(shapes)):
-            previous = self._reduce(previous, shapes[level - 1], shapes[level], level)
         name = volume_name(self.path)
         self._group.attrs["ome"] = multiscales(shapes, self._spacing, self._unit, name)
         _replace_folder(self._tmp, self.path)
@@ -248,36 +249,6 @@ class ZarrPlaneWriter(PlaneSink):
     def finished(self) -> None:
         end_temp(self._tmp)
         fsync_folder(self._folder)
-
-    def _reduce(
-        self, source: Any, before: tuple[int, int, int], after: tuple[int, int, int], level: int
-    ) -> Any:
-        """Level *level* (shape *after*, (I, J, K)) made from *source* (shape *before*), a
-        block of chunks at a time."""
-        out_zyx = after[::-1]
-        target = self._new_level(level, out_zyx, level_chunks(out_zyx))
-        halved = (before[2] > 1, before[1] > 1, before[0] > 1)  # (z, y, x)
-        cz, cy, cx = target.chunks
-        across = max(1, REDUCE_VOXELS // (8 * cz * cy * cx))  # chunks along x per block
-        bx = cx * across
-
-        def block(start: tuple[int, int, int]) -> None:
-            z0, y0, x0 = start
-            stop = (min(z0 + cz, out_zyx[0]), min(y0 + cy, out_zyx[1]), min(x0 + bx, out_zyx[2]))
-            window = tuple(
-                slice(a * (2 if h else 1), b * (2 if h else 1))
-                for a, b, h in zip(start, stop, halved, strict=True)
-            )
-            region = np.asarray(source[window])
-            target[z0 : stop[0], y0 : stop[1], x0 : stop[2]] = halve(region, halved, self.labels)
-
-        starts = itertools.product(
-            range(0, out_zyx[0], cz), range(0, out_zyx[1], cy), range(0, out_zyx[2], bx)
-        )
-        # blocks of whole chunks of the new level: written by two threads, never the same chunk
-        with ThreadPoolExecutor(max_workers=min(2, engine_threads())) as pool:
-            list(pool.map(block, starts))
-        return target
 
     def abort(self) -> None:
         """Stop writing and remove the temporary folder; *path* is left as it was."""
