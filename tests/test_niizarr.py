@@ -373,3 +373,37 @@ def test_quality_control_reads_nii_zarr_results(make_nifti, tmp_path):
     assert len(done) == 2 and all(p.endswith(".nii.zarr") for p in done)
     summary = qc_dataset(tmp_path / "out").summary()  # read again from the folders
     assert "2 files: 0 with errors, 0 with warnings, 2 ok" in summary
+
+
+@pytest.mark.parametrize("labels", [False, True])
+@pytest.mark.parametrize("slab_cap", [None, 1])
+def test_pyramid_made_while_writing_equals_halving_each_finished_level(
+    tmp_path, monkeypatch, labels, slab_cap
+):
+    # Odd sides everywhere, level-0 slabs of one plane (an odd plane carried to the next slab
+    # every time) and bands of 4 rows: every level must be the halving of the finished level
+    # below, as if it were read back.
+    from napari_resample.io import niizarr_layout, niizarr_pyramid
+    from napari_resample.io.niizarr_layout import halve
+
+    if slab_cap is not None:
+        monkeypatch.setattr(niizarr_layout, "SLAB_CAP", slab_cap)
+    monkeypatch.setattr(niizarr_pyramid, "BAND_ROWS", 4)
+    rng = np.random.default_rng(5)
+    if labels:
+        data = rng.choice(np.array([0, 2, 7], dtype=np.uint8), size=(141, 77, 69))
+    else:
+        data = rng.integers(-500, 1500, (141, 77, 69)).astype(np.int16)
+    header = nib.Nifti1Header()
+    header.set_data_dtype(data.dtype)
+    write_volume(tmp_path / "c.nii.zarr", _volume(data, header), labels=labels)
+    group = zarr.open_group(str(tmp_path / "c.nii.zarr"), mode="r")
+    assert group["0"].chunks[0] == (1 if slab_cap else 64)
+    assert niizarr_layout.pyramid_shapes(data.shape)[-1] == group[str(len(group) - 2)].shape[::-1]
+    below = np.asarray(group["0"][:])
+    for level in range(1, len(group) - 1):  # the members: levels and "nifti"
+        halved = tuple(n > 1 for n in below.shape)
+        expected = halve(below, halved, labels)
+        found = np.asarray(group[str(level)][:])
+        assert np.array_equal(found, expected), f"level {level}"
+        below = found
