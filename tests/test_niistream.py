@@ -454,8 +454,13 @@ def test_writer_refuses_what_it_cannot_write(tmp_path: Path) -> None:
 
 def test_disk_full_names_the_path_and_the_free_space(tmp_path: Path, monkeypatch) -> None:
     class Full:
+        closed = False
+
         def __init__(self, raw, threads=1):
             self.raw = raw
+
+        def discard(self):
+            self.closed = True
 
         def write(self, data):
             self.raw.write(b"partial")
