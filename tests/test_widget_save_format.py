@@ -1,5 +1,5 @@
 """The widget's save format: ``.nii.gz`` (the default) or a ``.nii.zarr`` folder holding the same
-voxels, affine and header, named as every front door names a result (issue 21, item 1).
+voxels, affine and header, named as every front door names a result.
 
 Both saves of one result are read back by the library's one reader
 (:func:`napari_resample.io.formats.load_volume`) and compared with each other, and a matched
