@@ -133,3 +133,27 @@ def test_matched_layer_saves_to_ref_in_the_chosen_format_as_the_api_does(
     gz = _save(qtbot, widget)
     assert gz == out / "seg_resampled_to_ref.nii.gz" and gz.is_file()
     _same_volume(saved, load_volume(gz))
+
+
+def test_a_refused_nii_zarr_save_names_the_folder_and_leaves_nothing(
+    qtbot, viewer, widget, tmp_path, monkeypatch
+):
+    import napari_resample.io.niizarr_write as niizarr_write
+
+    def refused(self, *args, **kwargs):
+        # what the OS says names the temporary folder, which the user never asked for
+        raise PermissionError(13, "Permission denied", f"{self._tmp}/0")
+
+    widget.layer.value = viewer.add_image(_ct(), name="ct")
+    widget.target_size.value = (6, 5, 5)
+    _run(qtbot, widget)
+    monkeypatch.setattr(niizarr_write.ZarrPlaneWriter, "_new_level", refused)
+    widget.output_format.value = "nii.zarr"
+    widget.output_dir.value = tmp_path
+    assert _save(qtbot, widget) is None
+    message = widget.status.tooltip
+    assert message.startswith(f"Could not save {tmp_path / 'ct_resampled.nii.zarr'}: ")
+    assert "permission denied" in message and str(tmp_path) in message
+    assert ".tmp" not in message and "Errno" not in message
+    assert list(tmp_path.iterdir()) == []  # the temporary folder went with the failure
+    assert widget.save_button.enabled
