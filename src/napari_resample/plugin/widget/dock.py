@@ -20,10 +20,10 @@ match layer
 ``interpolation="auto"`` is the pipeline's rule (:mod:`napari_resample.pipeline.rules`), on every
 target. The parts: the target chooser (:mod:`.targets`), the options (:mod:`.options`), the
 read-out (:mod:`.readout`, showing what the Qt-free :mod:`.model` computes), the run row
-(:mod:`.run_row`, Resample / Cancel and progress), the save row (:mod:`.save_row`) and the status
-line (:mod:`.status`). They share one label column: the dock lays their widgets out in one
-container. Every slot reports its failures as a napari notification naming what failed: none
-escapes to Qt.
+(:mod:`.run_row`, Resample / Cancel and progress), the save row (:mod:`.save_row`: folder,
+format ``.nii.gz`` or ``.nii.zarr``, Save) and the status line (:mod:`.status`). They share one
+label column: the dock lays their widgets out in one container. Every slot reports its failures
+as a napari notification naming what failed: none escapes to Qt.
 
 When the widget goes (the viewer closed, the dock closed) it cancels a run going on and
 disconnects from the worker, the viewer and the layers it followed; removing the layer being
@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import ComboBox, Container
 
 from napari_resample.engine import memory
-from napari_resample.io.names import output_name
 from napari_resample.io.nifti import NiftiVolume
 from napari_resample.plugin.layer_volume import grid_of_layer, plugin_info
 from napari_resample.plugin.widget.job import Job, prepare_job, result_layer_data
@@ -79,15 +78,17 @@ class ResampleWidget(Container):
     the user sets them (the "current size" button goes back to the layer's size). With "match
     layer", the read-out shows how much of the other layer the source covers; a pair that does
     not overlap is refused (Run disabled). Resample runs in a background thread (Cancel stops it
-    between two slabs, adding nothing); Save writes in a background thread too. Layers that
-    cannot be resampled (RGB, multiscale, not 3D) are refused with one sentence in the read-out.
+    between two slabs, adding nothing); Save writes in a background thread too (``.nii.gz`` or
+    a ``.nii.zarr`` folder). Layers that cannot be resampled (RGB, multiscale, not 3D) are
+    refused with one sentence in the read-out.
 
     Parameters
     ----------
     napari_viewer : napari.viewer.Viewer
     confirm_overwrite : callable, optional
-        ``confirm_overwrite(path) -> bool``, asked before an existing file is replaced; a Qt
-        question box by default. Also settable as the attribute of the same name.
+        ``confirm_overwrite(path) -> bool``, asked before an existing output (a file or a
+        ``.nii.zarr`` folder) is replaced; a Qt question box by default. Also settable as the
+        attribute of the same name.
     """
 
     def __init__(
@@ -127,7 +128,6 @@ class ResampleWidget(Container):
         narrow_choices(self.layer)
         narrow_choices(self.reference)
         self._result: Any = None
-        self._result_name = ""
         self._source_watch = LayerWatch(self._update_summary, self._on_data)
         self._reference_watch = LayerWatch(self._on_reference_change, self._on_reference_change)
         self._connect()
@@ -154,6 +154,7 @@ class ResampleWidget(Container):
         self.memory_warning = panel.memory_warning
         self.run_button, self.progress_bar = self.run_row.run_button, self.run_row.progress_bar
         self.output_dir, self.save_button = self.save_row.output_dir, self.save_row.save_button
+        self.output_format = self.save_row.output_format
         self.status = self.status_line.label
 
     def _connect(self) -> None:
@@ -295,7 +296,7 @@ class ResampleWidget(Container):
 
     @property
     def saved_path(self) -> Path | None:
-        """The file the last finished save wrote (None before, and while a save runs)."""
+        """The file or folder the last finished save wrote (None before, while a save runs)."""
         return self.save_row.saved_path
 
     @reported("The Resample button")
@@ -350,7 +351,7 @@ class ResampleWidget(Container):
         layer = Layer.create(data, kwargs, layer_type)
         self.viewer.add_layer(layer)
         self._result = layer
-        self._result_name = output_name(job.layer.name, job.suffix)
+        self.save_row.name_result(job.layer.name, to_ref=job.reference is not None)
         self.status_line.report(f"Added {layer.name!r}: {detail}.", "info")
 
     # --------------------------------------------------------------------- save
@@ -358,13 +359,14 @@ class ResampleWidget(Container):
     @reported("Saving")
     def save(self, *_: Any) -> Any:
         """Write the last result as ``<name>_resampled.nii.gz`` (``<name>_resampled_to_ref.nii.gz``
-        for a matched layer) into the chosen folder, in a background thread; return the worker.
+        for a matched layer; ``.nii.zarr`` if chosen) into the chosen folder, in a background
+        thread; return the worker.
 
         Returns None (nothing to save, folder missing, overwrite declined, a save already
-        running). When the worker finished, :attr:`saved_path` is the file written (None if the
-        write failed, reported).
+        running). When the worker finished, :attr:`saved_path` is the file (or folder) written
+        (None if the write failed, reported).
         """
         layer = self._result
         if layer is not None and layer not in self.viewer.layers:
             layer = None  # the user removed it
-        return self.save_row.save(layer, self._result_name, self.confirm_overwrite)
+        return self.save_row.save(layer, self.confirm_overwrite)

@@ -1,9 +1,16 @@
-"""The save row: the folder and the Save button, writing through the plugin's NIfTI writer in a
-background thread.
+"""The save row: the folder, the format and the Save button, writing through the plugin's NIfTI
+writer in a background thread.
 
-A folder that cannot take the file is refused before the write with one sentence naming it and
-the reason (missing, a file, not writable); a write the OS refuses is reported the same way,
-without the temporary file's name the OS error carries.
+The formats are the file front doors' (:data:`napari_resample.io.names.OUTPUT_FORMATS`):
+``.nii.gz`` (the default) or ``.nii.zarr``, a NIfTI-Zarr folder, written by the writers of
+napari's File > Save (:mod:`napari_resample.plugin.writer`; a Labels layer's pyramid voted) and
+named as every front door names a result (:func:`napari_resample.io.names.output_suffix`).
+
+A folder that cannot take the result is refused before the write with one sentence naming it
+and the reason (missing, a file, not writable); a write the OS refuses is reported the same way,
+without the temporary file's (or folder's) name the OS error carries. An existing result, file
+or ``.nii.zarr`` folder, is replaced only when the user confirms, and then only once the new one
+is complete.
 """
 
 from __future__ import annotations
@@ -15,9 +22,25 @@ from pathlib import Path
 from typing import Any, cast
 
 from magicgui.types import FileDialogMode
-from magicgui.widgets import FileEdit, PushButton, Widget
+from magicgui.widgets import ComboBox, FileEdit, PushButton, Widget
 
+from napari_resample.io.names import (
+    OUTPUT_FORMATS,
+    OutputFormat,
+    check_output_format,
+    output_name,
+    output_suffix,
+)
 from napari_resample.plugin.widget.status import StatusLine, reported
+
+#: What each format writes, for the format box's tooltip.
+FORMAT_NOTES: dict[str, str] = {
+    "nii.gz": "one gzip-compressed NIfTI file, which every NIfTI tool reads",
+    "nii.zarr": (
+        "a NIfTI-Zarr folder: the same NIfTI header, the voxels in compressed chunks and a "
+        "multiscale pyramid, opened lazily by napari-resample"
+    ),
+}
 
 
 class SaveRow:
@@ -33,9 +56,12 @@ class SaveRow:
     ----------
     output_dir : magicgui.widgets.FileEdit
         The folder; the source file's folder until the user picks one.
+    output_format : magicgui.widgets.ComboBox
+        ``"nii.gz"`` (the default) or ``"nii.zarr"``, shown as the suffix.
     save_button : magicgui.widgets.PushButton
     saved_path : pathlib.Path or None
-        The file the last finished save wrote (None before, and while a save runs).
+        The file (or ``.nii.zarr`` folder) the last finished save wrote (None before, and
+        while a save runs).
     """
 
     def __init__(self, status_line: StatusLine, on_idle: Callable[[], None]) -> None:
@@ -45,30 +71,42 @@ class SaveRow:
             name="output_dir",
             label="save to",
             mode=FileDialogMode.EXISTING_DIRECTORY,
-            tooltip=(
-                "Folder for <name>_resampled.nii.gz, or <name>_resampled_to_ref.nii.gz after "
-                "matching a layer (the source file's folder by default)."
-            ),
+            tooltip="Folder to save the result into (the source file's folder by default).",
         )
-        self.save_button = PushButton(
-            name="save_button",
-            text="Save resampled",
-            tooltip=(
-                "Write the last result as <name>_resampled.nii.gz (<name>_resampled_to_ref"
-                ".nii.gz after matching a layer) into the folder above."
-            ),
+        self.output_format = ComboBox(
+            name="output_format",
+            label="format",
+            choices=[("." + name, name) for name in OUTPUT_FORMATS],
+            value=OUTPUT_FORMATS[0],
+            tooltip="\n".join(f".{name}: {FORMAT_NOTES[name]}." for name in OUTPUT_FORMATS),
         )
+        self.save_button = PushButton(name="save_button", text="Save resampled")
         self.saved_path: Path | None = None
         self.saver: Any = None
         self._connections: list[tuple[Any, Callable[..., Any]]] = []
         self._syncing = False
         self._picked_dir = False  # the user chose the folder: keep it when the layer changes
+        self._result_name, self._result_to_ref = "", False  # see name_result
         self.output_dir.changed.connect(self._on_output_dir)
+        self.output_format.changed.connect(self._on_output_format)
+        self._on_output_format()
 
     @property
     def widgets(self) -> tuple[Widget, ...]:
         """The row's widgets, in their order in the dock."""
-        return (self.output_dir, self.save_button)
+        return (self.output_dir, self.output_format, self.save_button)
+
+    @property
+    def chosen_format(self) -> OutputFormat:
+        """The chosen format, ``"nii.gz"`` or ``"nii.zarr"``."""
+        return check_output_format(self.output_format.value)
+
+    def file_name(self, name: str, to_ref: bool = False) -> str:
+        """What the result of the layer *name* is saved as: ``<name>_resampled`` (or, after
+        matching a layer, ``<name>_resampled_to_ref``) and the chosen format's suffix, the
+        name's own volume suffix dropped as every front door does (``ct.nii.gz`` matched, in
+        ``.nii.zarr``: ``ct_resampled_to_ref.nii.zarr``)."""
+        return output_name(name, output_suffix(to_ref, self.chosen_format))
 
     @property
     def saving(self) -> bool:
@@ -90,19 +128,38 @@ class SaveRow:
                 self._syncing = False
             self.output_dir.tooltip = str(self.output_dir.value)
 
+    @reported("Choosing the format")
+    def _on_output_format(self, *_: Any) -> None:
+        """Save's tooltip names the files the chosen format writes."""
+        self.save_button.tooltip = (
+            f"Write the last result as {self.file_name('<name>')} "
+            f"({self.file_name('<name>', to_ref=True)} after matching a layer) into the folder "
+            "above."
+        )
+
     @reported("Choosing the folder")
     def _on_output_dir(self, *_: Any) -> None:
         self.output_dir.tooltip = str(self.output_dir.value)
         if not self._syncing:
             self._picked_dir = True
 
-    def save(self, layer: Any, file_name: str, confirm_overwrite: Callable[[Path], bool]) -> Any:
-        """Write *layer* (None: no result in the viewer) as *file_name* in the chosen folder,
-        in a background thread; return the worker, or None (a save already running, nothing to
-        save, folder missing, overwrite declined), reported."""
+    def name_result(self, name: str, *, to_ref: bool = False) -> None:
+        """A run of the layer *name* (onto a matched layer's grid: *to_ref*) added the result
+        that Save writes next (:meth:`file_name`)."""
+        self._result_name, self._result_to_ref = name, to_ref
+
+    def save(self, layer: Any, confirm_overwrite: Callable[[Path], bool]) -> Any:
+        """Write *layer* (None: no result in the viewer), the result :meth:`name_result` named,
+        in the chosen format into the chosen folder, in a background thread; return the worker,
+        or None (a save already running, nothing to save, folder missing, overwrite declined),
+        reported.
+
+        An existing file or folder of that name is replaced only if *confirm_overwrite* says
+        yes, and only when the new one is complete (the writers' atomic rename).
+        """
         from napari.qt.threading import create_worker
 
-        from napari_resample.plugin.writer import write_nifti
+        from napari_resample.plugin.writer import write_nifti, write_nifti_labels
 
         if self.saving:
             self.status_line.report("A save is already running; wait for it to finish.", "warning")
@@ -116,13 +173,15 @@ class SaveRow:
         if problem is not None:
             self.status_line.report(f"Cannot save: {problem}.", "error")
             return None
-        path = folder / file_name
+        path = folder / self.file_name(self._result_name, self._result_to_ref)
+        # a .nii.zarr is a folder: exists() sees it too, and the writer replaces it whole
         if path.exists() and not confirm_overwrite(path):
             self.status_line.report(f"Not saved: {path} exists and was kept.", "info")
             return None
-        data, state, _ = layer.as_layer_data_tuple()
+        data, state, kind = layer.as_layer_data_tuple()
+        write = write_nifti_labels if kind == "labels" else write_nifti
         worker = create_worker(
-            write_nifti, str(path), data, state, _start_thread=False, _ignore_errors=True
+            write, str(path), data, state, _start_thread=False, _ignore_errors=True
         )
         self._connections = [
             (worker.returned, self._on_saved),

@@ -134,7 +134,7 @@ def ask_overwrite(path: Path) -> bool:
     buttons = QMessageBox.StandardButton  # the scoped enum: Qt6 has no QMessageBox.Yes
     answer = QMessageBox.question(
         None,
-        "Overwrite file?",
+        "Overwrite?",
         f"{path} already exists. Overwrite it?",
         buttons.Yes | buttons.No,
         buttons.No,
