@@ -43,8 +43,9 @@ class Cascade:
 
     Parameters
     ----------
-    levels : list of zarr.Array
-        Levels 1, 2, ..., each (z, y, x), chunked along z by its own chunk depth.
+    levels : list of ChunkFiles
+        Levels 1, 2, ..., each (z, y, x), chunked along z by its own chunk depth
+        (:class:`~napari_resample.io.niizarr_chunks.ChunkFiles`).
     shapes_zyx : list of (z, y, x)
         Every level's shape, level 0 first.
     labels : bool
@@ -120,7 +121,7 @@ class Cascade:
         )
         take = planes.shape[0] if final else planes.shape[0] - planes.shape[0] % depth
         z0 = self.written[level]
-        self.levels[level - 1][z0 : z0 + take] = planes[:take]
+        self.levels[level - 1].write(z0, planes[:take])
         self.written[level] = z0 + take
         rest = planes[take:]
         self.pending[level] = [rest] if rest.shape[0] else []

@@ -31,7 +31,6 @@ import contextlib
 import io
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -42,6 +41,7 @@ from napari_resample.engine.labels import LABEL_INTENTS
 from napari_resample.io.atomic import begin_temp, end_temp, fsync_folder, remove_path, write_error
 from napari_resample.io.names import ZARR_SUFFIX, is_zarr_name, volume_name
 from napari_resample.io.nifti import image_to_write, spatial_shape
+from napari_resample.io.niizarr_chunks import ChunkFiles
 from napari_resample.io.niizarr_layout import (
     CHUNK,
     SLAB_CAP,
@@ -55,34 +55,21 @@ from napari_resample.io.niizarr_layout import (
 from napari_resample.io.niizarr_pyramid import Cascade, cascade_memory
 from napari_resample.io.plane_sink import PlaneSink
 
-#: Memory a :class:`ZarrPlaneWriter` may add to its two slabs and its pyramid's planes: chunks
-#: being compressed, a label map's votes.
+#: Memory a :class:`ZarrPlaneWriter` may add to its two slabs and its pyramid's planes: the
+#: chunk being compressed and its bytes, a label map's votes, Zarr's metadata.
 WRITER_EXTRA = 24 << 20
 
 
-#: Most bytes of level 0 handed to Zarr at once (it copies them, cut into chunks, and
-#: compresses the copies).
-PIECE_CAP = 8 << 20
-
-
 def writer_memory(shape: tuple[int, int, int], dtype: np.dtype) -> int:
-    """Bytes a :class:`ZarrPlaneWriter` of an (I, J, K) volume of *dtype* holds at most: its
-    slab of planes, Zarr's copies of a piece of it, and :data:`WRITER_EXTRA`."""
+    """Bytes a :class:`ZarrPlaneWriter` of an (I, J, K) volume of *dtype* holds at most: two
+    slabs of planes (one filled while the other is written), the pyramid's planes
+    (:func:`~napari_resample.io.niizarr_pyramid.cascade_memory`) and :data:`WRITER_EXTRA`."""
     itemsize = np.dtype(dtype).itemsize
-    depth, rows, _ = level0_chunks(shape, itemsize)
+    depth = level0_chunks(shape, itemsize)[0]
     slab = shape[0] * shape[1] * depth * itemsize
-    piece = shape[0] * depth * _rows_per_write((depth, shape[1], shape[0]), rows, itemsize)
     zyx = [(c, b, a) for a, b, c in pyramid_shapes(shape)]
     pyramid = cascade_memory(zyx, [depth] + [level_chunks(s)[0] for s in zyx[1:]], itemsize)
-    # two slabs: one filled by the engine while the other is written
-    return 2 * slab + 3 * piece * itemsize + pyramid + WRITER_EXTRA
-
-
-def _rows_per_write(zyx: tuple[int, ...], chunk_rows: int, itemsize: int) -> int:
-    """Rows (y) of a slab handed to Zarr at once: whole rows of chunks, within
-    :data:`PIECE_CAP` when one row of chunks is smaller."""
-    row = zyx[0] * zyx[2] * chunk_rows * itemsize
-    return chunk_rows * max(1, PIECE_CAP // max(1, row))
+    return 2 * slab + pyramid + WRITER_EXTRA
 
 
 def header_blob(header: nib.Nifti1Header, slope: float = 1.0, inter: float = 0.0) -> bytes:
@@ -179,10 +166,14 @@ class ZarrPlaneWriter(PlaneSink):
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write .nii.zarr")
         self._writing: Future[None] | None = None
 
-    def _new_level(self, level: int, shape_zyx: tuple[int, ...], chunks: tuple[int, ...]) -> Any:
+    def _new_level(
+        self, level: int, shape_zyx: tuple[int, ...], chunks: tuple[int, ...]
+    ) -> ChunkFiles:
+        """Level *level*'s array, made by Zarr (its metadata), its chunks written by us."""
+        from numcodecs import Blosc
         from zarr.codecs import BloscCodec
 
-        return self._group.create_array(
+        array = self._group.create_array(
             str(level),
             shape=shape_zyx,
             chunks=chunks,
@@ -191,6 +182,8 @@ class ZarrPlaneWriter(PlaneSink):
             fill_value=0,
             dimension_names=("z", "y", "x"),
         )
+        codec = Blosc(cname="zstd", clevel=ZSTD_LEVEL, shuffle=Blosc.SHUFFLE, blocksize=0)
+        return ChunkFiles(self._tmp, str(level), array, codec)
 
     def put(self, data: NDArray) -> None:
         """Copy the planes into the slab, writing it to Zarr whenever it is full."""
@@ -225,12 +218,9 @@ class ZarrPlaneWriter(PlaneSink):
             writing.result()
 
     def _write_level0(self, slab: NDArray, k0: int, k1: int) -> None:
-        # (I, J, n) in F order is (n, J, I) in C order: no copy. Zarr copies what it is given
-        # (cut into chunks, then compressed): a few rows of chunks at a time bound that copy.
+        # (I, J, n) in F order is (n, J, I) in C order: no copy; each chunk is copied once
         planes = slab[:, :, : k1 - k0].transpose(2, 1, 0)
-        rows = _rows_per_write(planes.shape, self._level0.chunks[1], planes.itemsize)
-        for y0 in range(0, planes.shape[1], rows):
-            self._level0[k0:k1, y0 : y0 + rows] = planes[:, y0 : y0 + rows]
+        self._level0.write(k0, planes)
         self._cascade.feed(1, planes)  # the levels above, while the slab is at hand
 
     def finish(self) -> None:
