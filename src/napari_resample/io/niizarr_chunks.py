@@ -12,7 +12,6 @@ chunks holding nothing but 0 not written (Zarr's ``write_empty_chunks=False``).
 from __future__ import annotations
 
 import os
-from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -34,22 +33,18 @@ class ChunkFiles:
         The array's compressor (Blosc with the array's settings).
     """
 
-    def __init__(
-        self, root: str, name: str, array: Any, codec: Any, pool: Executor | None = None
-    ) -> None:
+    def __init__(self, root: str, name: str, array: Any, codec: Any) -> None:
         self.folder = os.path.join(root, name, "c")
         z, y, x = (int(n) for n in array.shape)
         cz, cy, cx = (int(n) for n in array.chunks)
         self.shape, self.chunks = (z, y, x), (cz, cy, cx)
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
         self.codec = codec
-        self.pool = pool
         self._made: set[str] = set()
 
     def write(self, z0: int, planes: NDArray) -> None:
         """Planes ``z0 ..`` of the array: *z0* on a chunk boundary, and a whole number of
-        chunk depths unless they end the array. Chunks are compressed on the pool's threads
-        (Blosc releases the GIL), if there is a pool."""
+        chunk depths unless they end the array."""
         cz, cy, cx = self.chunks
         n = planes.shape[0]
         if z0 % cz or (n % cz and z0 + n != self.shape[0]):
@@ -58,32 +53,27 @@ class ChunkFiles:
                 f"whole chunks of {cz}"
             )
         planes = planes.astype(self.dtype, copy=False)
-        jobs = []
         for zi in range(z0 // cz, -(-(z0 + n) // cz)):
             z = zi * cz - z0
             for yi in range(-(-self.shape[1] // cy)):
-                row = os.path.join(self.folder, str(zi), str(yi))
                 for xi in range(-(-self.shape[2] // cx)):
                     part = planes[z : z + cz, yi * cy : (yi + 1) * cy, xi * cx : (xi + 1) * cx]
                     if not part.any():
                         continue  # the fill value: Zarr does not store it
-                    if row not in self._made:
-                        os.makedirs(row, exist_ok=True)
-                        self._made.add(row)
-                    jobs.append((os.path.join(row, str(xi)), part))
-        if self.pool is None:
-            for job in jobs:
-                self._put(*job)
-        elif jobs:
-            paths, parts = zip(*jobs, strict=True)
-            list(self.pool.map(self._put, paths, parts))
+                    self._put(f"{zi}/{yi}", str(xi), self._full(part))
 
-    def _put(self, path: str, part: NDArray) -> None:
-        """Write *part* as the chunk file *path*, an edge chunk padded with 0."""
+    def _full(self, part: NDArray) -> NDArray:
+        """*part* as a contiguous chunk, an edge chunk padded with 0."""
         if part.shape == self.chunks:
-            chunk = np.ascontiguousarray(part)
-        else:
-            chunk = np.zeros(self.chunks, dtype=self.dtype)
-            chunk[: part.shape[0], : part.shape[1], : part.shape[2]] = part
-        with open(path, "wb") as fh:
+            return np.ascontiguousarray(part)
+        chunk = np.zeros(self.chunks, dtype=self.dtype)
+        chunk[: part.shape[0], : part.shape[1], : part.shape[2]] = part
+        return chunk
+
+    def _put(self, row: str, name: str, chunk: NDArray) -> None:
+        folder = os.path.join(self.folder, row)
+        if row not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(row)
+        with open(os.path.join(folder, name), "wb") as fh:
             fh.write(self.codec.encode(chunk))

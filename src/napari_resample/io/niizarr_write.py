@@ -38,7 +38,6 @@ from numpy.typing import NDArray
 
 from napari_resample.engine.grid import voxel_spacing
 from napari_resample.engine.labels import LABEL_INTENTS
-from napari_resample.engine.threads import engine_threads
 from napari_resample.io.atomic import begin_temp, end_temp, fsync_folder, remove_path, write_error
 from napari_resample.io.names import ZARR_SUFFIX, is_zarr_name, volume_name
 from napari_resample.io.nifti import image_to_write, spatial_shape
@@ -139,9 +138,6 @@ class ZarrPlaneWriter(PlaneSink):
         self._folder = os.path.dirname(os.path.abspath(path))
         self._open = True
         self._tmp = begin_temp(path, ZARR_SUFFIX)
-        # chunks are compressed on the engine's threads (its threads are then idle or few)
-        threads = engine_threads()
-        self._encoders = ThreadPoolExecutor(threads) if threads > 1 else None
         try:
             os.mkdir(self._tmp)
             self._group = zarr.create_group(store=zarr.storage.LocalStore(self._tmp))
@@ -187,7 +183,7 @@ class ZarrPlaneWriter(PlaneSink):
             dimension_names=("z", "y", "x"),
         )
         codec = Blosc(cname="zstd", clevel=ZSTD_LEVEL, shuffle=Blosc.SHUFFLE, blocksize=0)
-        return ChunkFiles(self._tmp, str(level), array, codec, self._encoders)
+        return ChunkFiles(self._tmp, str(level), array, codec)
 
     def put(self, data: NDArray) -> None:
         """Copy the planes into the slab, writing it to Zarr whenever it is full."""
@@ -235,7 +231,6 @@ class ZarrPlaneWriter(PlaneSink):
         self._writer.shutdown()
         self._slab = self._spare = np.empty((0, 0, 0), dtype=self.dtype)
         self._cascade.finish()
-        self._stop_encoders()
         shapes = pyramid_shapes(self.shape)
         name = volume_name(self.path)
         self._group.attrs["ome"] = multiscales(shapes, self._spacing, self._unit, name)
@@ -251,12 +246,7 @@ class ZarrPlaneWriter(PlaneSink):
         with contextlib.suppress(Exception):  # the failure being handled is the one to see
             self._wait()
         self._writer.shutdown()
-        self._stop_encoders()
         self._remove_temp()
-
-    def _stop_encoders(self) -> None:
-        if self._encoders is not None:
-            self._encoders.shutdown()
 
     def _remove_temp(self) -> None:
         try:
