@@ -107,13 +107,17 @@ def probe(path: str) -> None:
     viewer.close()
 
 
-def measure(path: str) -> dict:
-    cmd = [sys.executable, __file__, "--probe", path]
+def json_child(cmd: list[str], what: str) -> dict:
+    """Run *cmd* (a fresh Python process) and return the last JSON line it prints."""
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
-        raise RuntimeError(f"probe of {path} failed:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"{what} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+def measure(path: str) -> dict:
+    return json_child([sys.executable, __file__, "--probe", path], f"probe of {path}")
 
 
 def disk_size(path: str) -> int:

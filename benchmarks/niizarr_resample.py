@@ -25,7 +25,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,18 +73,9 @@ def child_read(src: str, out: str) -> None:
 
 
 def _child(*args: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    import niizarr_open
 
-
-def disk_size(path: str) -> int:
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return niizarr_open.json_child([sys.executable, __file__, "--child", *args], " ".join(args))
 
 
 def big(folder: str, n: int, repeat: int) -> str:
@@ -101,7 +91,7 @@ def big(folder: str, n: int, repeat: int) -> str:
             os.makedirs(out)
             runs[fmt].append(_child("big", src, out, str(2 * n), fmt))
             print(f"{fmt}: {runs[fmt][-1]}", file=sys.stderr, flush=True)
-            sizes[fmt] = disk_size(os.path.join(out, "vol_resampled." + fmt))
+            sizes[fmt] = niizarr_open.disk_size(os.path.join(out, "vol_resampled." + fmt))
             shutil.rmtree(out, ignore_errors=True)
     med = {f: {k: statistics.median(x[k] for x in v) for k in v[0]} for f, v in runs.items()}
     gz = med["nii.gz"]
@@ -123,6 +113,7 @@ def big(folder: str, n: int, repeat: int) -> str:
 
 def read(folder: str, repeat: int) -> str:
     import nibabel as nib
+    import niizarr_open
     import numpy as np
     import run as bench_run
 
@@ -162,7 +153,8 @@ def read(folder: str, repeat: int) -> str:
         }
         med[suffix] = m
         lines.append(
-            f"| `{suffix}` | {disk_size(paths[suffix]) / 2**20:.0f} MB | {m['run'][0]:.3f} s | "
+            f"| `{suffix}` | {niizarr_open.disk_size(paths[suffix]) / 2**20:.0f} MB | "
+            f"{m['run'][0]:.3f} s | "
             f"{m['run'][1]:.2f} | {m['read'][0]:.3f} s | {m['read'][1]:.2f} |"
         )
     z, g = med[".nii.zarr"], med[".nii.gz"]
