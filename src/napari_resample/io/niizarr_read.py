@@ -47,7 +47,8 @@ from napari_resample.io.checks import (
 )
 from napari_resample.io.nifti import NiftiVolume, spatial_shape
 from napari_resample.io.plane_queue import positive_int
-from napari_resample.io.plane_reader import BLOCK_BYTES, PlaneReader
+from napari_resample.io.plane_reader import BLOCK_BYTES
+from napari_resample.io.plane_source import PlaneSource
 
 
 def read_niizarr_header(path: str) -> tuple[nib.Nifti1Header, Any, tuple[float, float]]:
@@ -156,9 +157,9 @@ def open_zarr_planes(
     return ZarrPlaneReader(path, block_bytes=block_bytes, queue_blocks=queue_blocks)
 
 
-class ZarrPlaneReader(PlaneReader):
-    """The planes of a NIfTI-Zarr volume (see :func:`open_zarr_planes`), with the attributes
-    of :class:`~napari_resample.io.plane_reader.PlaneReader`.
+class ZarrPlaneReader(PlaneSource):
+    """The planes of a NIfTI-Zarr volume (see :func:`open_zarr_planes`; the attributes and
+    iteration of :class:`~napari_resample.io.plane_source.PlaneSource`).
 
     Planes are read a slab of chunks along k at a time (each chunk decoded once, Zarr's threads
     decoding a slab's chunks in parallel) and handed out in blocks of ``planes_per_block``.
@@ -171,31 +172,26 @@ class ZarrPlaneReader(PlaneReader):
         block_bytes: int = BLOCK_BYTES,
         queue_blocks: int = 2,
     ) -> None:
-        # PlaneReader.__init__ starts a thread on a .nii's bytes: not called
         block_bytes = positive_int("block_bytes", block_bytes)
-        positive_int("queue_blocks", queue_blocks)
-        self.path = path = os.fspath(path)
-        self.header, self._level0, (self.slope, self.inter) = read_niizarr_header(path)
-        self.affine = np.array(self.header.get_best_affine(), dtype=np.float64)
-        self.shape = spatial_shape(self.header.get_data_shape(), path)
-        self.dtype = np.dtype(self._level0.dtype).newbyteorder("=")
-        self.ignored = tuple(ignored_header_fields(self.header, path))
-        i, j, k = self.shape
-        plane = i * j * self.dtype.itemsize
-        self.planes_per_block = max(1, min(k, block_bytes // plane))
+        positive_int("queue_blocks", queue_blocks)  # no queue: checked for the same interface
+        path = os.fspath(path)
+        header, self._level0, scaling = read_niizarr_header(path)
+        plane = self.take_volume(
+            path,
+            header,
+            header.get_best_affine(),
+            header.get_data_shape(),
+            np.dtype(self._level0.dtype),
+            scaling,
+            tuple(ignored_header_fields(header, path)),
+            block_bytes,
+        )
         depth = int(self._level0.chunks[-3])
         self._slab = max(depth, self.planes_per_block - self.planes_per_block % depth)
         check_memory(
             (self._slab + self.planes_per_block) * plane,
             f"reading {path!r} in slabs of {self._slab} planes",
         )
-        self._iterated = self._closed = False
-
-    def __iter__(self) -> Iterator[tuple[int, NDArray]]:
-        if self._iterated or self._closed:
-            raise RuntimeError(f"the planes of {self.path!r} were read already; open it again")
-        self._iterated = True
-        return self._blocks()
 
     def _blocks(self) -> Iterator[tuple[int, NDArray]]:
         k = self.shape[2]

@@ -39,7 +39,6 @@ import queue
 import threading
 import weakref
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -58,8 +57,8 @@ from napari_resample.io.checks import (
 )
 from napari_resample.io.gzip import fastest_inflater, gunzip, short_gzip_message
 from napari_resample.io.names import nifti_suffix
-from napari_resample.io.nifti import spatial_shape
 from napari_resample.io.plane_queue import END, Stopped, drain, positive_int, put_unless_stopped
+from napari_resample.io.plane_source import PlaneSource
 
 #: Default size of a block of planes (at least one plane is read at a time).
 BLOCK_BYTES = 1 << 22
@@ -97,32 +96,12 @@ def open_planes(
     return PlaneReader(path, block_bytes=block_bytes, queue_blocks=queue_blocks)
 
 
-class PlaneReader:
-    """The planes of a NIfTI volume, read by a background thread (see :func:`open_planes`).
-
-    Iterating yields ``(k0, block)`` in k order: *block* is an (I, J, n) ndarray, native byte
-    order, holding the stored (unscaled) values of planes ``k0 .. k0 + n - 1``. A volume is read
-    once: iterate again and RuntimeError is raised. The last block of a ``.nii.gz`` is yielded
-    only once the whole gzip stream has been checked, so a consumer that got every plane got a
-    file whose CRC-32, length and end were checked.
-
-    Attributes
-    ----------
-    path : str
-    header : nibabel.Nifti1Header or nibabel.Nifti2Header
-        A copy of the file's header (an unusable qform or sform whose code is 0 replaced, as
-        :func:`~napari_resample.io.nifti.load_nifti` does).
-    affine : (4, 4) ndarray, voxel (i, j, k) -> RAS+ mm
-        nibabel's best affine.
-    shape : (I, J, K) tuple of int
-    dtype : numpy.dtype
-        The stored type, in native byte order.
-    slope, inter : float
-        The stored scaling (1 and 0 when the file has none).
-    ignored : tuple of str
-        What of the header was ignored or replaced, as
-        :attr:`~napari_resample.io.nifti.NiftiVolume.ignored`.
-    planes_per_block : int
+class PlaneReader(PlaneSource):
+    """The planes of a ``.nii`` or ``.nii.gz``, read by a background thread (see
+    :func:`open_planes`; the attributes and iteration of
+    :class:`~napari_resample.io.plane_source.PlaneSource`). The last block of a ``.nii.gz`` is
+    yielded only once the whole gzip stream has been checked, so a consumer that got every
+    plane got a file whose CRC-32, length and end were checked.
     """
 
     def __init__(
@@ -134,33 +113,35 @@ class PlaneReader:
     ) -> None:
         block_bytes = positive_int("block_bytes", block_bytes)
         queue_blocks = positive_int("queue_blocks", queue_blocks)
-        self.path = path = os.fspath(path)
+        path = os.fspath(path)
         img = open_checked(path)
-        self.header = img.header.copy()
-        ignored = tuple(repair_unused_forms(self.header, path))
+        header = img.header.copy()
+        ignored = tuple(repair_unused_forms(header, path))
         proxy: Any = img.dataobj
         gz = nifti_suffix(path) == ".nii.gz"
         with wrap_read_errors(path):
             check_claimed_size(path, proxy, gz)
             slope, inter = float(proxy.slope), float(proxy.inter)
-            self.affine: NDArray[np.float64] = np.array(img.affine, dtype=np.float64)
+            affine = img.affine
             stored, offset = np.dtype(proxy.dtype), int(proxy.offset)
             shape = tuple(int(n) for n in proxy.shape)
         check_voxel_type(stored, path)
-        self.shape = spatial_shape(shape, path)
-        self.dtype = stored.newbyteorder("=")
-        self.slope, self.inter = usable_scaling(slope, inter)
-        self.ignored = ignored + tuple(ignored_header_fields(self.header, path))
-        i, j, k = self.shape
-        plane = i * j * stored.itemsize
-        self.planes_per_block = max(1, min(k, block_bytes // plane))
+        plane = self.take_volume(
+            path,
+            header,
+            affine,
+            shape,
+            stored,
+            usable_scaling(slope, inter),
+            ignored + tuple(ignored_header_fields(header, path)),
+            block_bytes,
+        )
         check_memory(
             (queue_blocks + 2) * self.planes_per_block * plane,
             f"reading {path!r} in blocks of {self.planes_per_block} planes",
         )
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_blocks)
         self._stop = threading.Event()
-        self._iterated = self._closed = False
         source = _Source(path, gz, offset, self.shape, stored, self.planes_per_block)
         self._thread = threading.Thread(
             target=source.run, args=(self._queue, self._stop), name=f"read {path}", daemon=True
@@ -169,12 +150,6 @@ class PlaneReader:
         # the reader).
         weakref.finalize(self, self._stop.set)
         self._thread.start()
-
-    def __iter__(self) -> Iterator[tuple[int, NDArray]]:
-        if self._iterated or self._closed:
-            raise RuntimeError(f"the planes of {self.path!r} were read already; open it again")
-        self._iterated = True
-        return self._blocks()
 
     def _blocks(self) -> Iterator[tuple[int, NDArray]]:
         try:
@@ -210,14 +185,6 @@ class PlaneReader:
         drain(self._queue)
         self._thread.join()
         drain(self._queue)
-
-    def __enter__(self) -> PlaneReader:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
-    ) -> None:
-        self.close()
 
 
 class _Source:

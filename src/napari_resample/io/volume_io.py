@@ -22,13 +22,14 @@ from napari_resample.io.names import is_zarr_name
 from napari_resample.io.nifti import NiftiVolume, load_nifti_grid, save_volume
 from napari_resample.io.niizarr_read import open_zarr_planes, read_niizarr_header
 from napari_resample.io.niizarr_write import ZarrPlaneWriter, save_niizarr, writer_memory
-from napari_resample.io.plane_reader import BLOCK_BYTES, PlaneReader, open_planes
+from napari_resample.io.plane_reader import BLOCK_BYTES, open_planes
+from napari_resample.io.plane_source import PlaneSource
 from napari_resample.io.plane_writer import PlaneWriter
 
 
 def open_volume_planes(
     path: str | os.PathLike[str], *, block_bytes: int = BLOCK_BYTES, queue_blocks: int = 2
-) -> PlaneReader:
+) -> PlaneSource:
     """The planes of the NIfTI volume *path*, in k order
     (:func:`~napari_resample.io.plane_reader.open_planes`, or
     :func:`~napari_resample.io.niizarr_read.open_zarr_planes` for a ``.nii.zarr``)."""

@@ -57,7 +57,7 @@ from napari_resample.engine.stream_plan import (
 )
 from napari_resample.engine.threads import engine_threads, limit_engine_threads
 from napari_resample.io.header import set_stored_dtype, storable_dtype
-from napari_resample.io.plane_reader import PlaneReader
+from napari_resample.io.plane_source import PlaneSource
 from napari_resample.io.volume_io import open_volume_planes as open_planes
 from napari_resample.io.volume_io import open_writer, writer_need
 from napari_resample.pipeline.limits import in_memory_need
@@ -150,7 +150,7 @@ class StreamDecision:
 
     Attributes
     ----------
-    reader : PlaneReader
+    reader : PlaneSource
         The reader to stream (a new one when a first pass read the file).
     blocks : iterator of (k0, block)
         Its planes, from the first (one block may have been read to decide ``"auto"``).
@@ -164,7 +164,7 @@ class StreamDecision:
         The first pass's, if one was made.
     """
 
-    reader: PlaneReader
+    reader: PlaneSource
     blocks: Iterator[Block]
     plan: StreamPlan
     mode: Interpolation
@@ -173,7 +173,7 @@ class StreamDecision:
     stats: _Stats | None
 
 
-def facts_of(reader: PlaneReader) -> VolumeFacts:
+def facts_of(reader: PlaneSource) -> VolumeFacts:
     """What the Labels rule reads from a streamed file's header."""
     scaled = (reader.slope, reader.inter) != (1.0, 0.0)
     intent = int(reader.header["intent_code"])
@@ -181,7 +181,7 @@ def facts_of(reader: PlaneReader) -> VolumeFacts:
 
 
 def decide_stream(
-    reader: PlaneReader,
+    reader: PlaneSource,
     grid: OutputGrid,
     interpolation: AutoInterpolation,
     budget: int,
@@ -228,7 +228,7 @@ def decide_stream(
 
 
 def _planned(
-    reader: PlaneReader,
+    reader: PlaneSource,
     blocks: Iterator[Block],
     grid: OutputGrid,
     mode: Interpolation,
@@ -269,7 +269,7 @@ def _planned(
 
 
 def stream_file(
-    reader: PlaneReader,
+    reader: PlaneSource,
     out_file: str,
     grid: OutputGrid,
     *,
@@ -382,7 +382,7 @@ def _unasked_fraction() -> float:
 
 
 def _held_until_decided(
-    reader: PlaneReader, blocks: Iterator[Block], cap: int
+    reader: PlaneSource, blocks: Iterator[Block], cap: int
 ) -> tuple[list[Block], _Stats, bool]:
     """The first blocks of *reader*, read until the Labels rule's counts settle ``auto`` (more
     than MAX_LABELS values: an image) or *cap* bytes are held (a CT's first planes may be air

@@ -40,7 +40,7 @@ from napari_resample.io.nifti import NiftiVolume, spatial_volume
 from napari_resample.pipeline.rules import warn_caller
 
 if TYPE_CHECKING:
-    from napari_resample.io.plane_reader import PlaneReader
+    from napari_resample.io.plane_source import PlaneSource
 
 #: Warn when the input covers less than this fraction of the reference's field of view.
 LOW_OVERLAP = 0.5
@@ -121,7 +121,7 @@ class Source:
         )
 
     @classmethod
-    def of_reader(cls, reader: PlaneReader) -> Source:
+    def of_reader(cls, reader: PlaneSource) -> Source:
         """The source of a NIfTI file opened for streaming."""
         return cls(
             reader.shape,
