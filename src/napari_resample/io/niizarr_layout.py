@@ -16,7 +16,8 @@ Choices (docs/niizarr.md):
 - Blosc with zstd at level :data:`ZSTD_LEVEL` (1) and byte shuffle (the NIfTI-Zarr draft's
   "blosc or zlib"; the reference implementation defaults to level 5, which compresses a CT's
   64^3 int16 chunks at 117 MB/s against level 1's 611 MB/s for 4 % smaller chunks: level 1 is
-  1.5x faster than gzip and still 20 % smaller than a ``.nii.gz``).
+  1.5x faster than gzip's on the same chunks, and a 1600^3 result is 12 % smaller than as a
+  ``.nii.gz``).
 - levels halve every axis longer than one voxel (2 x 2 x 2 windows; an odd edge repeats its
   last voxel) until the largest side is at most :data:`THUMBNAIL`; images are averaged in
   float64 and cast back rounded and clamped, label maps take the most frequent label of each

@@ -3,10 +3,11 @@
 :class:`ZarrPlaneWriter` has the interface of
 :class:`~napari_resample.io.plane_writer.PlaneWriter`: (I, J, n) blocks of planes in k order,
 then :meth:`~ZarrPlaneWriter.close`. Level 0 is written a slab of chunks at a time as the planes
-arrive (Zarr compresses the chunks of a slab in parallel); the pyramid is then made level by
-level, each read back from the one before a few chunks at a time, so memory stays a slab and a
-few chunks whatever the volume's size. The whole group is written into a temporary folder beside
-the destination and renamed onto it only once complete (layout and choices:
+arrive, by a thread of its own while the next slab fills (chunk files written as Zarr writes
+them: :mod:`napari_resample.io.niizarr_chunks`), and the pyramid is made from the same planes as
+they pass (:mod:`napari_resample.io.niizarr_pyramid`), so memory stays two slabs and a chunk
+depth of each level whatever the volume's size. The whole group is written into a temporary
+folder beside the destination and renamed onto it only once complete (layout and choices:
 :mod:`napari_resample.io.niizarr_layout`).
 
 Examples
@@ -186,7 +187,7 @@ class ZarrPlaneWriter(PlaneSink):
         return ChunkFiles(self._tmp, str(level), array, codec)
 
     def put(self, data: NDArray) -> None:
-        """Copy the planes into the slab, writing it to Zarr whenever it is full."""
+        """Copy the planes into the slab, handing it to the writing thread whenever it is full."""
         done = 0
         while done < data.shape[2]:
             take = min(data.shape[2] - done, self._slab.shape[2] - self._filled)
