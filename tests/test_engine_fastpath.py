@@ -299,7 +299,7 @@ def test_truncated_gzip_is_refused_with_or_without_isal(tmp_path, monkeypatch) -
     path.write_bytes(blob[: len(blob) // 2])
     with pytest.raises(ValueError, match="cannot read"):
         _io.load_nifti(path)
-    monkeypatch.setattr(_gz, "_igzip", lambda: None)
+    monkeypatch.setattr(_gz, "_isal", lambda: None)
     with pytest.raises(ValueError, match="cannot read"):
         _io.load_nifti(path)
 
@@ -314,7 +314,7 @@ def test_fast_gzip_write_holds_what_nibabel_writes(tmp_path, monkeypatch) -> Non
     data = volume((25, 19, 11), "int16")
     header = nib.Nifti1Image(data, np.diag([0.7, 0.7, 2.0, 1])).header
     fast = _io.save_nifti(tmp_path / "fast.nii.gz", data, header)
-    monkeypatch.setattr(_gz, "_igzip", lambda: None)
+    monkeypatch.setattr(_gz, "_isal", lambda: None)
     slow = _io.save_nifti(tmp_path / "slow.nii.gz", data, header)
     with gzip.open(fast, "rb") as a, gzip.open(slow, "rb") as b:
         assert a.read() == b.read()

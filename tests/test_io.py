@@ -405,7 +405,7 @@ def test_damaged_gzip_is_refused(gz_volume, monkeypatch, damage: str, inflater: 
     with pytest.raises((OSError, EOFError)):  # the damage is real: gzip itself refuses it
         gzip.decompress(path.read_bytes())
     if inflater == "zlib":
-        monkeypatch.setattr(_gz, "_igzip", lambda: None)  # as without isal installed
+        monkeypatch.setattr(_gz, "_isal", lambda: None)  # as without isal installed
     if inflater == "nibabel":  # a proxy the fast reader does not take: nibabel reads the voxels
         monkeypatch.setattr(_io, "_plain_proxy", lambda proxy: False)
     with pytest.raises(ValueError, match=rf"scan\.nii\.gz.*{message}"):
@@ -423,7 +423,7 @@ def test_multi_member_and_zero_padded_gzip_still_read(gz_volume, monkeypatch, in
 
     path, blob, data = gz_volume
     if inflater == "zlib":
-        monkeypatch.setattr(_gz, "_igzip", lambda: None)  # as without isal installed
+        monkeypatch.setattr(_gz, "_isal", lambda: None)  # as without isal installed
     raw = gzip.decompress(blob)
     cuts = [0, 100, 5000, 5001, len(raw)]
     members = b"".join(gzip.compress(raw[a:b], mtime=0) for a, b in itertools.pairwise(cuts))
@@ -554,20 +554,21 @@ def test_gzip_bytes_depend_on_neither_threads_nor_how_the_data_arrives(monkeypat
     import io as _pyio
 
     from napari_resample.io import gzip as _gz
+    from napari_resample.io import gzip_write as _gzw
 
     if not isal:
-        monkeypatch.setattr(_gz, "_igzip", lambda: None)  # as without isal installed
+        monkeypatch.setattr(_gz, "_isal", lambda: None)  # as without isal installed
     rng = np.random.default_rng(3)
     data = (rng.normal(0, 300, 700_000).astype(np.int16)).tobytes()  # several GZIP_BLOCKs
-    assert len(data) > 4 * _gz.GZIP_BLOCK
+    assert len(data) > 4 * _gzw.GZIP_BLOCK
     outputs = set()
     for threads, cuts in [
         (1, [len(data)]),
-        (2, [1, 348, 99_999, 3 * _gz.GZIP_BLOCK + 5]),
+        (2, [1, 348, 99_999, 3 * _gzw.GZIP_BLOCK + 5]),
         (3, list(range(7919, len(data), 7919))),
     ]:
         packed = _pyio.BytesIO()
-        with _gz.GzipWriter(packed, threads) as stream:
+        with _gzw.GzipWriter(packed, threads) as stream:
             start = 0
             for end in [*cuts, len(data)]:
                 assert stream.write(data[start:end]) == end - start
@@ -576,7 +577,7 @@ def test_gzip_bytes_depend_on_neither_threads_nor_how_the_data_arrives(monkeypat
         assert gzip.decompress(packed.getvalue()) == data
         outputs.add(packed.getvalue())
     assert len(outputs) == 1
-    with _gz.GzipWriter(_pyio.BytesIO()) as stream:
+    with _gzw.GzipWriter(_pyio.BytesIO()) as stream:
         stream.write(b"abc")
         with pytest.raises(OSError, match=r"cannot seek \(at 3, to 0\)"):
             stream.seek(0)

@@ -179,7 +179,7 @@ def test_damaged_gzip_is_refused_by_the_plane_reader(
     corrupt, message = CORRUPTIONS[damage]
     path.write_bytes(corrupt(blob))
     if inflater == "zlib":
-        monkeypatch.setattr(_gz, "_igzip", lambda: None)  # as without isal installed
+        monkeypatch.setattr(_gz, "_isal", lambda: None)  # as without isal installed
     planes = 0
     with pytest.raises(ValueError, match=rf"cannot read .*scan\.nii\.gz.*{message}"):
         with open_planes(path, block_bytes=block_bytes) as reader:
@@ -193,7 +193,7 @@ def test_damaged_gzip_is_refused_by_the_plane_reader(
 def test_multi_member_and_padded_gzip_is_read(gz_volume, monkeypatch, inflater: str) -> None:
     path, blob, data = gz_volume
     if inflater == "zlib":
-        monkeypatch.setattr(_gz, "_igzip", lambda: None)
+        monkeypatch.setattr(_gz, "_isal", lambda: None)
     raw = gzip.decompress(blob)
     cuts = [0, 100, 5000, 5001, len(raw)]
     members = b"".join(gzip.compress(raw[a:b], mtime=0) for a, b in itertools.pairwise(cuts))

@@ -5,6 +5,12 @@ read once, that range is known only at its last plane, so the streamed engine ke
 unfinished chunks (planes first, in the working type) and finishes them at the end. Integer
 input lets chunks go earlier, from the first: a chunk whose values lie within the range seen
 so far is finished exactly as it would be at the end (the final range can only be wider).
+
+A chunk whose values pass that range (a spline's overshoot at every edge of a CT) must wait.
+Once the range looks final (:func:`looks_final`), the held chunks are also finished with it
+*ahead of time* and handed to a *foresee* callback: a writer compresses them while the last
+planes are read, and keeps that work only if the planes finally emitted are the same bytes.
+Nothing emitted depends on the guess; a wrong one costs its CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +25,27 @@ from napari_resample.engine.clamp import Finisher, RunningRange
 #: Called with ``(k0, planes)`` for finished planes ``(n, P0, P1)``, in k order.
 EmitPlanes = Callable[[int, NDArray], None]
 
+#: The held output is foreseen once this fraction of the input planes is in ...
+FORESEE_AFTER = 0.75
+#: ... and the range seen has not changed over this many input planes. A CT reaches its air
+#: and its brightest bone long before its end: its range stops moving. Were the planes'
+#: extremes independent draws, the range would still change after 3/4 of them with
+#: probability 1/4 at most (the chance that the volume's extreme lies in its last quarter):
+#: the CPU a wrong guess costs is bounded by that, times one compression of the output.
+FORESEE_STEADY = 16
+
+
+def looks_final(planes_in: int, planes: int, steady: int) -> bool:
+    """Whether the range seen looks final: *planes_in* of the input's *planes* are in, and it
+    has not changed over the last *steady* of them.
+
+    Examples
+    --------
+    >>> looks_final(240, 300, 20), looks_final(200, 300, 100), looks_final(290, 300, 10)
+    (True, False, False)
+    """
+    return planes_in >= FORESEE_AFTER * planes and steady >= FORESEE_STEADY
+
 
 class HeldOutput:
     """Unfinished chunks of output planes, finished and handed to *emit* in k order.
@@ -31,6 +58,9 @@ class HeldOutput:
         The working type of the chunks and the finished type.
     emit : callable
         Takes ``(k0, planes)``, finished.
+    foresee : callable, optional
+        Takes ``(k0, planes)`` finished ahead of time with a range that looks final
+        (:meth:`foresee_held`); each chunk at most once.
 
     Examples
     --------
@@ -48,10 +78,19 @@ class HeldOutput:
     [0, 1, 251, 255]
     """
 
-    def __init__(self, planes: int, work: np.dtype, out_dtype: np.dtype, emit: EmitPlanes):
+    def __init__(
+        self,
+        planes: int,
+        work: np.dtype,
+        out_dtype: np.dtype,
+        emit: EmitPlanes,
+        foresee: EmitPlanes | None = None,
+    ):
         self.planes, self.work, self.out_dtype, self._emit = planes, work, out_dtype, emit
+        self._foresee = foresee
         self.chunks: list[tuple[int, NDArray]] = []  # (k0, planes first)
         self.front: tuple[float, float] | None = None  # the first chunk's min and max
+        self.foreseen: set[int] = set()  # the k0 of the chunks handed to foresee
         self._rows: NDArray | None = None
 
     def rows(self, a: int, b: int, elems: int) -> NDArray:
@@ -62,12 +101,35 @@ class HeldOutput:
             self._rows = np.empty((self.planes, elems), dtype=self.work)
         return self._rows[a:b]
 
-    def add(self, k0: int, chunk: NDArray, seen: RunningRange, *, early: bool) -> None:
+    def add(
+        self, k0: int, chunk: NDArray, seen: RunningRange, *, early: bool, steady: bool = False
+    ) -> None:
         """Hold the planes k0.. of *chunk*; then, when *early* (integer input), finish the held
-        chunks, from the first, whose values lie within *seen* (the range so far)."""
+        chunks, from the first, whose values lie within *seen* (the range so far); and when
+        *steady* (the range looks final, :func:`looks_final`), foresee those left."""
         self.chunks.append((k0, chunk))
-        if not early or seen.range is None:
+        if early and seen.range is not None:
+            self._release(seen)
+        if steady:
+            self.foresee_held(seen)
+
+    def foresee_held(self, seen: RunningRange) -> None:
+        """Hand to *foresee* each held chunk not handed yet, finished with the range *seen*
+        (on a copy: the held values stay as they are, for the real finish)."""
+        if self._foresee is None or seen.range is None:
             return
+        guess = Finisher(*seen.range, self.out_dtype)
+        for a, chunk in self.chunks:
+            if a in self.foreseen:
+                continue
+            dest = np.empty(chunk.shape, dtype=self.out_dtype)
+            guess(chunk.copy(), dest)
+            self.foreseen.add(a)
+            self._foresee(a, dest)
+
+    def _release(self, seen: RunningRange) -> None:
+        """Finish and emit the held chunks, from the first, whose values lie within *seen*."""
+        assert seen.range is not None
         now = Finisher(*seen.range, self.out_dtype)
         if now.exact_lo is not None or now.exact_hi is not None:
             return
@@ -97,4 +159,4 @@ class HeldOutput:
             part = dest[a - k0 : a - k0 + chunk.shape[0]]
             finish(chunk, part)
             self._emit(a, part)
-        self.chunks, self._rows = [], None
+        self.chunks, self._rows, self.foreseen = [], None, set()

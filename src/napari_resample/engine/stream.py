@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 
 from napari_resample.engine.clamp import Finisher, RunningRange, ValueRange
 from napari_resample.engine.geometry import Positions
-from napari_resample.engine.held import HeldOutput
+from napari_resample.engine.held import HeldOutput, looks_final
 from napari_resample.engine.products import plane_steps, step_buffers
 from napari_resample.engine.progress import ProgressCallback, Ticker
 from napari_resample.engine.ring import PlaneRing
@@ -92,6 +92,7 @@ def run_stream(
     progress: ProgressCallback | None = None,
     check: Callable[[], None] | None = None,
     chunk_bytes: int | None = None,
+    foresee: Emit | None = None,
 ) -> ValueRange | None:
     """Resample the planes of *blocks* (in k order, every plane once) by *plan*, giving the
     output planes to *emit* in k order, in chunks, finished in *out_dtype*; return the input's
@@ -99,7 +100,10 @@ def run_stream(
     range seen), else None.
 
     *value_range*: the input's [min, max] for the finish of the interpolating modes; None holds
-    the unfinished output until the last input plane (then finished with the range seen).
+    the unfinished output until the last input plane (then finished with the range seen), and
+    *foresee*, when given, is shown held planes finished ahead of time once the range looks
+    final (:mod:`napari_resample.engine.held`): planes *emit* will probably get, as *emit*
+    would get them. Only *emit* is the result.
     *chunk_bytes* bounds a chunk's working set
     (:func:`napari_resample.engine.stream_plan.chunk_planes`). *progress* hears the fraction of
     output planes done after each chunk; *check* is called between blocks and chunks.
@@ -112,7 +116,7 @@ def run_stream(
     """
     native = np.dtype(out_dtype).newbyteorder("=")
     ticker = Ticker(plan.out_shape[2], progress, check)
-    runner = _Runner(plan, native, value_range, emit, ticker, chunk_bytes)
+    runner = _Runner(plan, native, value_range, emit, ticker, chunk_bytes, foresee)
     with ThreadPoolExecutor(max_workers=runner.threads) as pool:
         runner.pool = pool if runner.threads > 1 else None
         for k0, block in blocks:
@@ -142,12 +146,21 @@ class _Runner:
         emit: Emit,
         ticker: Ticker,
         chunk_bytes: int | None,
+        foresee: Emit | None = None,
     ) -> None:
         self.plan, self.out_dtype, self._emit, self.ticker = plan, out_dtype, emit, ticker
         self.back = tuple(int(a) for a in np.argsort(plan.axes))
         self.have = -1
         self.next = 0
-        self.held = HeldOutput(plan.out_shape[2], plan.work, out_dtype, self._emit_planes)
+        self._foresee = foresee
+        self.held = HeldOutput(
+            plan.out_shape[2],
+            plan.work,
+            out_dtype,
+            self._emit_planes,
+            None if foresee is None else self._foresee_planes,
+        )
+        self.steady_from = 0  # the input plane from which the range seen has not changed
         self.early = False  # whether held chunks may be finished early (integer input)
         self.seen = RunningRange()
         self.pool: ThreadPoolExecutor | None = None
@@ -193,7 +206,10 @@ class _Runner:
             self.ring = PlaneRing(capacity, elems, plan.ring_dtype(block.dtype))
             self.early = block.dtype.kind in "iub"
         if plan.mode == "separable" and self.finish is None:
+            before = self.seen.range
             note_finite_range(self.seen, block)
+            if self.seen.range != before:
+                self.steady_from = k0 + block.shape[2]
         stack = block.transpose(2, 0, 1)  # planes first
         for g in range(0, stack.shape[0], self.group):
             planes = stack[g : g + self.group]
@@ -296,7 +312,9 @@ class _Runner:
             chunk = done[-1]
         # planes first: each plane contiguous to the end
         if self.finish is None:
-            self.held.add(a, chunk, self.seen, early=self.early)
+            planes_in = self.have + 1
+            steady = looks_final(planes_in, plan.in_shape[2], planes_in - self.steady_from)
+            self.held.add(a, chunk, self.seen, early=self.early, steady=steady)
             return
         dest = np.empty(chunk.shape, dtype=self.out_dtype)
         self.finish(chunk, dest)
@@ -312,6 +330,11 @@ class _Runner:
 
     def _emit_planes(self, k0: int, planes: NDArray) -> None:
         self.emit(k0, planes.transpose(1, 2, 0))
+
+    def _foresee_planes(self, k0: int, planes: NDArray) -> None:
+        """:meth:`_emit_planes` and :meth:`emit` for planes finished ahead of time."""
+        assert self._foresee is not None
+        self._foresee(k0, filled(self.plan, k0, planes.transpose(1, 2, 0)).transpose(self.back))
 
     def flush(self) -> None:
         """Finish and emit the held output, with the value range seen (all planes are in)."""

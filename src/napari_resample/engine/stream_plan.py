@@ -333,3 +333,12 @@ def stream_budget(plan: StreamPlan, in_dtype: np.dtype, budget: int) -> tuple[in
     need = stream_memory(plan, in_dtype, chunk, block, group_planes(plan, chunk_bytes))
     held = math.prod(plan.out_shape) * plan.work.itemsize if plan.needs_range else 0
     return need, held, chunk_bytes
+
+
+def foresee_fits(plan: StreamPlan, in_dtype: np.dtype, budget: int) -> bool:
+    """Whether a held output may also be finished ahead of time for the writer
+    (:mod:`napari_resample.engine.held`): its copy in the input's type and as many compressed
+    bytes fit in *budget* beside the run (:func:`stream_budget`)."""
+    need, held, _ = stream_budget(plan, in_dtype, budget)
+    ahead = 2 * math.prod(plan.out_shape) * in_dtype.itemsize
+    return plan.needs_range and need + held + ahead <= budget

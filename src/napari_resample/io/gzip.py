@@ -1,29 +1,22 @@
-"""gzip read to the end of its stream and checked, and written fast when isal is installed.
+"""gzip read to the end of its stream and checked, fast when isal is installed.
 
 gzip dominates the file-level job once resampling is fast. When python-isal is installed, its
-igzip (same format, 2-5x faster than zlib) compresses the output (written by nibabel
-uncompressed) at nibabel's level 1, in blocks on several threads (:class:`GzipWriter`), and
-its inflater decompresses voxel data straight into the array (zlib's does without it). Reading
-goes to the end of the gzip stream and checks it, where nibabel stops once it has the voxel
-bytes and never sees a damaged trailer.
+zlib (same format, 2-5x faster than zlib) decompresses voxel data straight into the array, and
+compresses the output (:class:`napari_resample.io.gzip_write.GzipWriter`). Reading goes to the
+end of the gzip stream and checks it, where nibabel stops once it has the voxel bytes and never
+sees a damaged trailer.
 
 Examples
 --------
->>> import io
->>> packed = io.BytesIO()
->>> with GzipWriter(packed) as stream:
-...     _ = stream.write(b"voxels")
+>>> import gzip, io
 >>> chunks = []
->>> gunzip(io.BytesIO(packed.getvalue()), fastest_inflater(), chunks.append)
+>>> gunzip(io.BytesIO(gzip.compress(b"voxels")), fastest_zlib(), chunks.append)
 >>> b"".join(chunks)
 b'voxels'
 """
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import io
 import math
 import struct
 import zlib
@@ -33,13 +26,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 
-def _igzip() -> Any:
-    """isal's igzip module, or None when python-isal is not installed."""
+def _isal() -> Any:
+    """isal's zlib module, or None when python-isal is not installed."""
     try:
-        from isal import igzip
+        from isal import isal_zlib
     except ImportError:
         return None
-    return igzip
+    return isal_zlib
 
 
 #: Most bytes one byte of deflate data can decompress to (a 258-byte match in under 2 bits:
@@ -47,115 +40,11 @@ def _igzip() -> Any:
 DEFLATE_MAX_RATIO = 1032
 
 
-#: Bytes per gzip block: a ``.nii.gz`` is compressed in blocks of this size, each deflated with
-#: the previous 32 KiB as its dictionary and ended on a byte boundary (pigz's scheme, isal's
-#: ``igzip_threaded``), so that blocks compress on several threads and the bytes written depend
-#: neither on the thread count nor on how the data arrives. Small enough that the last blocks of
-#: a volume keep both cores busy, large enough that the file is as small as one stream's
-#: (0.05 % larger on a CT at level 1).
-GZIP_BLOCK = 1 << 18
-
-
-class GzipWriter(io.IOBase):
-    """A write-only gzip stream into the open binary file *raw*, at nibabel's level 1, with
-    mtime 0 and no file name in the header (the same volume always gives the same bytes).
-
-    With python-isal installed, the data is cut into :data:`GZIP_BLOCK` pieces compressed by
-    *threads* threads (a volume's last blocks no longer wait for one core); without it,
-    Python's gzip, on the calling thread. *raw* is left open by :meth:`close`. nibabel writes
-    into it directly: :meth:`tell`, and :meth:`seek` to the current position, are what it asks.
-
-    Examples
-    --------
-    >>> import io
-    >>> one, two = io.BytesIO(), io.BytesIO()
-    >>> with GzipWriter(one, threads=1) as stream:
-    ...     _ = stream.write(bytes(300_000))
-    >>> with GzipWriter(two, threads=2) as stream:
-    ...     _ = stream.write(bytes(100_000)), stream.write(bytes(200_000))
-    >>> one.getvalue() == two.getvalue()
-    True
-    """
-
-    def __init__(self, raw: Any, threads: int = 1) -> None:
-        igzip = _igzip()
-        if igzip is None:
-            # No file name (it would be the temporary one), mtime 0.
-            self._stream: Any = gzip.GzipFile("", "wb", compresslevel=1, fileobj=raw, mtime=0)
-        else:
-            from isal import igzip_threaded
-
-            self._stream = igzip_threaded.open(
-                raw, "wb", compresslevel=1, threads=max(1, int(threads)), block_size=GZIP_BLOCK
-            )
-        self._pending = bytearray()
-        self._pos = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        """Compress *data* (any bytes-like object); return its length in bytes."""
-        view = memoryview(data).cast("B")
-        n, size = len(view), GZIP_BLOCK
-        self._pos += n
-        if self._pending:
-            take = min(size - len(self._pending), n)
-            self._pending += view[:take]
-            view = view[take:]
-            if len(self._pending) < size:
-                return n
-            self._stream.write(self._pending)
-            self._pending = bytearray()
-        whole = len(view) - len(view) % size
-        for start in range(0, whole, size):
-            self._stream.write(view[start : start + size])
-        self._pending += view[whole:]
-        return n
-
-    def tell(self) -> int:
-        """Bytes written so far (uncompressed)."""
-        return self._pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        """Stay where the stream is (nibabel seeks to where it already is); OSError otherwise."""
-        if whence != 0 or offset != self._pos:
-            raise OSError(f"a gzip stream being written cannot seek (at {self._pos}, to {offset})")
-        return self._pos
-
-    def flush(self) -> None:
-        """Nothing: blocks are compressed whole, the last one at :meth:`close`."""
-
-    def discard(self) -> None:
-        """Stop compressing, the stream left unfinished (its file is being removed): the
-        compressing threads end; nothing is raised."""
-        self._pending = bytearray()
-        with contextlib.suppress(Exception):
-            self._stream.close()
-        super().close()
-
-    def close(self) -> None:
-        """Compress what is left and write the gzip trailer (*raw* stays open)."""
-        if self.closed:
-            return
-        try:
-            if self._pending:
-                self._stream.write(self._pending)
-                self._pending = bytearray()
-        finally:
-            try:
-                self._stream.close()
-            finally:
-                super().close()
-
-
-def fastest_inflater() -> Any:
-    """The zlib-compatible module that inflates fastest: ``isal.isal_zlib`` if installed."""
-    if _igzip() is None:
-        return zlib
-    from isal import isal_zlib
-
-    return isal_zlib
+def fastest_zlib() -> Any:
+    """The zlib-compatible module that deflates and inflates fastest: ``isal.isal_zlib`` if
+    installed, else ``zlib``."""
+    isal_zlib = _isal()
+    return zlib if isal_zlib is None else isal_zlib
 
 
 def read_gz_fast(path: str, proxy: Any, inflater: Any = None) -> NDArray:
@@ -163,7 +52,7 @@ def read_gz_fast(path: str, proxy: Any, inflater: Any = None) -> NDArray:
     full-size intermediate) to the end of the gzip stream (:func:`gunzip` checks it).
 
     *proxy* gives the ``shape``, ``dtype`` and ``offset`` of the voxel data (a nibabel
-    ``ArrayProxy`` in Fortran order); *inflater* defaults to :func:`fastest_inflater`.
+    ``ArrayProxy`` in Fortran order); *inflater* defaults to :func:`fastest_zlib`.
     """
     shape, dtype = tuple(proxy.shape), np.dtype(proxy.dtype)
     flat = np.empty(math.prod(shape), dtype=dtype)
@@ -182,7 +71,7 @@ def read_gz_fast(path: str, proxy: Any, inflater: Any = None) -> NDArray:
             done += n
 
     with open(path, "rb") as fh:
-        gunzip(fh, inflater or fastest_inflater(), sink)
+        gunzip(fh, inflater or fastest_zlib(), sink)
     if done < dest.size:
         raise ValueError(short_gzip_message(done, dest.size))
     return flat.reshape(shape, order="F")

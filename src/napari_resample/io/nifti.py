@@ -32,7 +32,8 @@ from napari_resample.io.checks import (
     usable_scaling,
     wrap_read_errors,
 )
-from napari_resample.io.gzip import GzipWriter, fastest_inflater, gunzip, read_gz_fast
+from napari_resample.io.gzip import fastest_zlib, gunzip, read_gz_fast
+from napari_resample.io.gzip_write import GzipWriter
 from napari_resample.io.names import nifti_suffix
 
 
@@ -243,7 +244,7 @@ def _read_unscaled(path: str, proxy: object) -> NDArray:
     if _plain_proxy(proxy):
         return read_gz_fast(path, proxy)
     with open(path, "rb") as fh:  # nibabel reads only what it needs and checks no trailer
-        gunzip(fh, fastest_inflater(), lambda data: None)
+        gunzip(fh, fastest_zlib(), lambda data: None)
     return np.asarray(proxy.get_unscaled())  # type: ignore[attr-defined]
 
 
@@ -309,8 +310,8 @@ def image_to_write(
 
 def _write_image(img: Any, path: str, compress: bool) -> None:
     """Write *img* to *path* as it is produced (compressed on the fly at nibabel's level 1 by
-    :class:`~napari_resample.io.gzip.GzipWriter` on the engine's threads; no uncompressed stage
-    on disk), then fsync."""
+    :class:`~napari_resample.io.gzip_write.GzipWriter` on the engine's threads; no
+    uncompressed stage on disk), then fsync."""
     from nibabel.fileholders import FileHolder
 
     with open(path, "wb") as raw:

@@ -55,7 +55,7 @@ from napari_resample.io.checks import (
     usable_scaling,
     wrap_read_errors,
 )
-from napari_resample.io.gzip import fastest_inflater, gunzip, short_gzip_message
+from napari_resample.io.gzip import fastest_zlib, gunzip, short_gzip_message
 from napari_resample.io.names import nifti_suffix
 from napari_resample.io.plane_queue import END, Stopped, drain, positive_int, put_unless_stopped
 from napari_resample.io.plane_source import PlaneSource
@@ -274,7 +274,7 @@ class _Source:
                     put_unless_stopped(out, block, stop)
                     buf, filled = self._buffer(k0), 0
 
-        gunzip(fh, fastest_inflater(), sink)
+        gunzip(fh, fastest_zlib(), sink)
         if last is None:
             raise ValueError(short_gzip_message(done, total))
         put_unless_stopped(out, last, stop)

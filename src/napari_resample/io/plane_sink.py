@@ -35,6 +35,8 @@ class PlaneSink(ABC):
     stored: np.dtype
     written: int
     _open: bool
+    #: Whether :meth:`foresee` does anything with its planes (else nobody should make them).
+    foresees: bool = False
 
     def take_header(self, header: object) -> None:
         """Set ``shape``, ``stored`` and ``written`` from *header* (``path`` already set).
@@ -123,6 +125,12 @@ class PlaneSink(ABC):
         if failure is exc:
             raise exc
         raise failure from exc
+
+    def foresee(self, k0: int, block: NDArray) -> None:
+        """Planes k0.. that will probably be written later, as :meth:`write` will get them: a
+        hint a writer may use to start work early (a ``.nii.gz`` compresses them ahead). The
+        file holds only what :meth:`write` gets. By default, nothing is done."""
+        return None  # a hint: ignoring it is always correct
 
     @abstractmethod
     def put(self, data: NDArray) -> None:

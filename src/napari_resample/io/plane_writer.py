@@ -6,7 +6,8 @@
 (:mod:`napari_resample.io.plane_queue`), so that the producer's computation overlaps it (isal and
 zlib release the GIL). The file is the one :func:`~napari_resample.io.nifti.save_nifti` writes:
 same header bytes, same gzip level, a temporary file renamed into place only when complete
-(:mod:`napari_resample.io.atomic`).
+(:mod:`napari_resample.io.atomic`). Planes :meth:`~PlaneWriter.foresee` is shown are compressed
+ahead of time by the same thread's compressors, used only if the planes written are the same.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from numpy.typing import NDArray
 
 from napari_resample.engine.threads import engine_threads
 from napari_resample.io.atomic import begin_temp, end_temp, fsync_folder, write_error
-from napari_resample.io.gzip import GzipWriter
+from napari_resample.io.gzip_write import GzipWriter
 from napari_resample.io.names import nifti_suffix
 from napari_resample.io.nifti import image_to_write
 from napari_resample.io.plane_queue import END, POLL, drain, positive_int
@@ -104,6 +105,7 @@ class PlaneWriter(PlaneSink):
         self.take_header(header)
         queue_blocks = positive_int("queue_blocks", queue_blocks)
         head = _header_bytes(header, slope, inter)
+        self._gz, self._head_bytes, self.foresees = gz, len(head), gz
         self._folder = os.path.dirname(os.path.abspath(path))
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_blocks)
         self._stop = threading.Event()
@@ -140,6 +142,17 @@ class PlaneWriter(PlaneSink):
         """Queue the planes' bytes for the compressing thread."""
         self._send(data.tobytes(order="F"))
 
+    def foresee(self, k0: int, block: NDArray) -> None:
+        """Have the planes k0.. of *block* (I, J, n) compressed ahead of time, if this is a
+        ``.nii.gz`` and *block* is in the stored type (see the module docstring)."""
+        i, j, _ = self.shape
+        if not (self._gz and self._open and block.dtype == self.stored and block.ndim == 3):
+            return
+        if block.shape[:2] != (i, j) or not 0 <= k0 <= self.shape[2] - block.shape[2]:
+            return
+        offset = self._head_bytes + k0 * i * j * self.stored.itemsize
+        self._send(_Ahead(offset, block.tobytes(order="F")))
+
     def finish(self) -> None:
         """End the stream, wait for the compressing thread and rename the file onto *path*."""
         self._send(END)
@@ -163,6 +176,15 @@ class PlaneWriter(PlaneSink):
             self._raw.close()
         Path(self._tmp).unlink(missing_ok=True)
         end_temp(self._tmp)
+
+
+class _Ahead:
+    """Bytes the stream will probably hold from *offset* on (:meth:`PlaneWriter.foresee`)."""
+
+    __slots__ = ("data", "offset")
+
+    def __init__(self, offset: int, data: bytes) -> None:
+        self.offset, self.data = offset, data
 
 
 def _compress(
@@ -194,6 +216,10 @@ def _compress(
                 break
             if stop.is_set():
                 return
+            if isinstance(item, _Ahead):
+                if gzipped is not None:
+                    gzipped.foresee(item.offset, item.data)
+                continue
             stream.write(item)
         if gzipped is not None:
             gzipped.close()  # the last block and the gzip trailer; *raw* stays open

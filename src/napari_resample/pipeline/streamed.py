@@ -51,6 +51,7 @@ from napari_resample.engine.stream import Block, NonFiniteInput, run_stream
 from napari_resample.engine.stream_plan import (
     HOLD_CAP,
     StreamPlan,
+    foresee_fits,
     plan_stream,
     stream_budget,
     with_fill,
@@ -304,31 +305,25 @@ def stream_file(
     decision = None
     try:
         # a NIfTI-Zarr writer holds a slab of chunks: the engine gets the rest of the budget
-        held = writer_need(out_file, grid.shape, reader.dtype)
-        decision = decide_stream(reader, grid, interpolation, max(1, budget - held), check)
+        budget = max(1, budget - writer_need(out_file, grid.shape, reader.dtype))
+        decision = decide_stream(reader, grid, interpolation, budget, check)
         if decision is None:
             return None
-        source = decision.reader
+        source, stats, blocks = decision.reader, decision.stats, decision.blocks
         facts = facts_of(source)
-        stats = decision.stats
-        blocks = decision.blocks
         if stats is None or not stats.count_labels:  # count the labels as the planes pass
             stats = _Stats(_counts_wanted(interpolation, facts), _sampled(source.shape))
             if stats.count_labels:
                 blocks = _counted(blocks, stats)
         header = grid.header.copy()
         set_stored_dtype(header, storable_dtype(source.dtype))
-        watch_output = None
+        watch_output, plan = None, decision.plan
         labels = labels_counted(decision.mode, source.dtype)
         if observers is not None:
             observers.input.begin(
-                source.shape,
-                source.affine,
-                source.dtype,
-                labels,
-                range_given=decision.plan.needs_range,
+                source.shape, source.affine, source.dtype, labels, range_given=plan.needs_range
             )
-            observers.output.begin(decision.plan.size, grid.affine, source.dtype, labels)
+            observers.output.begin(plan.size, grid.affine, source.dtype, labels)
             blocks = observed(blocks, observers.input)
             watch_output = observers.output
         with (
@@ -343,15 +338,17 @@ def stream_file(
                     watch_output.add(k0, block)
                 writer.write(block)
 
+            ahead = writer.foresees and foresee_fits(plan, source.dtype, budget)
             seen = run_stream(
                 blocks,
-                decision.plan,
+                plan,
                 emit,
                 out_dtype=source.dtype,
                 value_range=decision.value_range,
                 progress=progress,
                 check=check,
                 chunk_bytes=decision.chunk_bytes,
+                foresee=writer.foresee if ahead else None,
             )
         if observers is not None and seen is not None:
             observers.input.value_range(*seen)
