@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import nibabel as nib
 import numpy as np
@@ -15,7 +16,13 @@ from napari_resample import qc_dataset, resampling_dataset
 from napari_resample.cli import main
 from napari_resample.pipeline.run import SizeTarget, SpacingTarget, resample_file
 from napari_resample.qc.run import FileWatch
-from napari_resample.qc.summary import VolumeSummary, summarize_file
+from napari_resample.qc.summary import (
+    Summarizer,
+    VolumeSummary,
+    add_header,
+    nifti_header,
+    summarize_file,
+)
 
 
 def _write(path, data, affine, intent=0):
@@ -53,12 +60,13 @@ def _same(a: VolumeSummary, b: VolumeSummary) -> None:
 
 
 @pytest.mark.parametrize("budget", [None, "4M"])
-@pytest.mark.parametrize("kind", ["image", "labels", "float_nan"])
+@pytest.mark.parametrize("kind", ["image", "labels", "float_nan", "scaled"])
 def test_watched_summaries_equal_a_second_read(tmp_path, kind, budget) -> None:
     """What the observers gather while the file is resampled (streamed, or in memory for a
-    float volume with NaN) is what reading input and output again gives."""
+    float volume with NaN) is what reading input and output again gives; a scaled file's
+    summary has its file's scaling."""
     affine = np.diag([0.8, 0.9, 2.0, 1.0])
-    if kind == "image":
+    if kind in ("image", "scaled"):
         data = _ct((40, 36, 30))
     elif kind == "labels":
         data = _labels((40, 36, 30))
@@ -66,6 +74,11 @@ def test_watched_summaries_equal_a_second_read(tmp_path, kind, budget) -> None:
         data = _ct((40, 36, 30)).astype(np.float32)
         data[3, 4, 5] = np.nan
     src = _write(tmp_path / "in.nii.gz", data, affine, 1002 if kind == "labels" else 0)
+    if kind == "scaled":  # the stored values unchanged, scaled by the header
+        img = nib.load(src)
+        img = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)
+        img.header.set_slope_inter(0.25, -40.0)
+        nib.save(img, src)
     out = str(tmp_path / "out.nii.gz")
     watch = FileWatch(src, out)
     result = resample_file(
@@ -87,6 +100,9 @@ def test_watched_summaries_equal_a_second_read(tmp_path, kind, budget) -> None:
         assert sum(inp.labels.values()) == data.size
     if kind == "float_nan":
         assert inp.nan == 1
+    if kind == "scaled":
+        assert (inp.slope, inp.inter) == (res.slope, res.inter) == (0.25, -40.0)
+        assert inp.facts()["min"] == float(data.min()) * 0.25 - 40.0
 
 
 def test_observers_start_over_when_a_stream_falls_back(tmp_path) -> None:
@@ -249,12 +265,10 @@ def test_qc_of_a_metaimage_input_as_the_run_goes(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
-@pytest.mark.parametrize("labelled", [0.03, 0.9])
+@pytest.mark.parametrize("labelled", [0.0, 0.03, 0.9])
 def test_label_counts_are_exact(dtype, labelled) -> None:
     """A label map's counts, gathered block by block (mostly background: only the 8-byte words
     holding a label are counted), are np.unique's; odd sizes leave a tail of bytes."""
-    from napari_resample.qc.summary import Summarizer
-
     rng = np.random.default_rng(7)
     shape = (37, 29, 23)  # 24679 voxels per plane block of 1: not a multiple of 8
     data = np.where(rng.random(shape) < labelled, rng.integers(1, 9, shape), 0).astype(dtype)
@@ -270,3 +284,106 @@ def test_label_counts_are_exact(dtype, labelled) -> None:
     values, counts = np.unique(data, return_counts=True)
     assert summary.labels == {int(v): int(c) for v, c in zip(values, counts, strict=True)}
     assert (summary.lo, summary.hi) == (float(values[0]), float(values[-1]))
+
+
+@pytest.mark.parametrize("block", [1, 3, 8, 50])
+def test_mid_planes_are_the_volumes_strided_planes(block) -> None:
+    """The mid-planes kept as blocks of k-planes pass are the volume's, every ``step``-th
+    voxel (a block starting between two kept planes included)."""
+    rng = np.random.default_rng(3)
+    shape = (300, 260, 50)  # longest side over THUMB_PIXELS (256): every 2nd voxel
+    data = np.asfortranarray(rng.integers(-1000, 2000, shape).astype(np.int16))
+    summarizer = Summarizer("x.nii.gz")
+    summarizer.begin(shape, np.eye(4), data.dtype, False)
+    for k0 in range(0, shape[2], block):
+        summarizer.add(k0, data[:, :, k0 : k0 + block])
+    summary = summarizer.finish()
+    assert summary.steps == {"i": (2, 2), "j": (2, 2), "k": (2, 2)}
+    np.testing.assert_array_equal(summary.mids["i"], data[150, ::2, ::2])
+    np.testing.assert_array_equal(summary.mids["j"], data[::2, 130, ::2])
+    np.testing.assert_array_equal(summary.mids["k"], data[::2, ::2, 25])
+    assert (summary.lo, summary.hi) == (float(data.min()), float(data.max()))
+
+
+def _header_facts(header) -> tuple:
+    summary = VolumeSummary("x.nii", (1, 1, 1), "int16")
+    add_header(summary, header)
+    forms = [None if m is None else m.tolist() for m in (summary.qform, summary.sform)]
+    return summary.slope, summary.inter, summary.qform_code, summary.sform_code, *forms
+
+
+def _patched(path, offset, dtype, value):
+    """Write *value* into the header of the uncompressed NIfTI *path* at *offset*."""
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(np.asarray(value, dtype=dtype).tobytes())
+    return path
+
+
+@pytest.mark.parametrize(
+    "case", ["gz", "nii", "big_endian", "nifti2", "scaled", "forms_differ", "bad_code"]
+)
+def test_header_read_alone_gives_nibabels_facts(tmp_path, case) -> None:
+    """QC reads a file's header alone (``qc.summary.nifti_header``, not ``nib.load``): the
+    forms and codes it takes from it are those of ``nib.load(path).header`` (nibabel's fixes
+    included), its scaling the one nibabel applies to the voxels."""
+    data = _ct((6, 5, 4))
+    affine = np.array([[0.8, 0, 0, -10], [0, 0.9, 0, 20], [0, 0, 2.0, 5], [0, 0, 0, 1.0]])
+    suffix = ".nii.gz" if case == "gz" else ".nii"
+    if case == "nifti2":
+        img = nib.Nifti2Image(data, affine)
+    elif case == "big_endian":
+        img = nib.Nifti1Image(data.astype(">i2"), affine, nib.Nifti1Header(endianness=">"))
+    else:
+        img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    shifted = affine.copy()
+    shifted[:3, 3] += 4.0 if case == "forms_differ" else 0.0
+    img.set_sform(shifted, code=2)
+    path = str(tmp_path / f"{case}{suffix}")
+    nib.save(img, path)
+    if case == "scaled":
+        _patched(_patched(path, 112, "<f4", 2.5), 116, "<f4", -7.0)  # scl_slope, scl_inter
+    if case == "bad_code":
+        _patched(path, 252, "<i2", 9)  # qform_code 9: not a code, nibabel makes it 0
+    loaded = nib.load(path)
+    header = nifti_header(path)
+    assert type(header) is type(loaded.header)
+    facts = _header_facts(header)
+    assert facts[:2] == (float(loaded.dataobj.slope), float(loaded.dataobj.inter))
+    assert facts[2:] == _header_facts(loaded.header)[2:]
+    if case == "big_endian":
+        assert header.endianness == ">"
+    if case == "scaled":
+        assert facts[:2] == (2.5, -7.0)
+    if case == "forms_differ":
+        assert facts[4] != facts[5]
+    if case == "bad_code":
+        assert facts[2] == 0
+
+
+def test_qc_starts_no_thread_before_the_workers(tmp_path, monkeypatch) -> None:
+    """QC readies its imports in the calling thread: a thread still running when the pool
+    starts would make the pool spawn its workers (each importing everything again, and a
+    script without a main guard failing) instead of forking them."""
+    from napari_resample.dataset import pool
+
+    seen = []
+    start_method = pool._start_method
+
+    def recording() -> str:
+        seen.append(threading.active_count())
+        return start_method()
+
+    monkeypatch.setattr(pool, "_start_method", recording)
+    before = threading.active_count()
+    done = resampling_dataset(
+        str(_dataset(tmp_path / "in")),
+        str(tmp_path / "out"),
+        (20, 18, 15),
+        workers=2,
+        progress=False,
+        qc=True,
+    )
+    assert len(done) == 4
+    assert seen == [before]

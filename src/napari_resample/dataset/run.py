@@ -243,7 +243,8 @@ def resampling_dataset(
 
 def checked_as_they_pass(jobs: Sequence[Job], out_dir: str) -> list[Job]:
     """*jobs*, each to be checked by QC as it is resampled (the report goes in *out_dir*);
-    the report's template is readied meanwhile (:func:`~napari_resample.qc.run.warm_report`)."""
+    QC's modules and the report's template are readied first, for the workers to inherit
+    (:func:`~napari_resample.qc.run.warm_report`)."""
     warm_report()
     return [replace(job, qc_dir=os.path.abspath(out_dir)) for job in jobs]
 

@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from napari_resample.io.atomic import remove_stale_temps
-from napari_resample.io.names import is_zarr_name, nifti_suffix, strip_nifti_suffix
-from napari_resample.io.volume_io import load_grid
+from napari_resample.io.names import strip_nifti_suffix
 from napari_resample.pipeline.observe import Observers, labels_counted
 from napari_resample.qc.checks import run_checks
 from napari_resample.qc.model import FileQC, Finding
 from napari_resample.qc.pairs import PAIRING_RULE, check_pairing, pair_cases
-from napari_resample.qc.summary import Summarizer, VolumeSummary, summarize_file
+from napari_resample.qc.summary import Summarizer, VolumeSummary, nifti_header, summarize_file
 
 #: The report's folder inside a run's output folder.
 QC_DIR = "qc"
@@ -46,20 +43,12 @@ class FileWatch:
         return Observers(self.input, self.output)
 
     def summaries(self) -> tuple[VolumeSummary, VolumeSummary]:
-        """Both summaries, finished with their files' headers (read again: a few kB)."""
+        """Both summaries, finished with their files' headers (read again, the header alone:
+        :func:`~napari_resample.qc.summary.nifti_header`)."""
         return (
             self.input.finish(nifti_header(self.input.summary.path)),
             self.output.finish(nifti_header(self.output.summary.path)),
         )
-
-
-def nifti_header(path: str) -> Any:
-    """The NIfTI header of *path*, or None for another format."""
-    if nifti_suffix(path) is None:
-        return None
-    if is_zarr_name(path):
-        return load_grid(path)[0]  # the header a NIfTI-Zarr stores
-    return nib.load(path).header
 
 
 def qc_file(
@@ -155,19 +144,26 @@ def qc_run(output_dir: str | os.PathLike[str], records: Iterable[Mapping[str, An
     return QCReport(html, json_path, files)
 
 
-def warm_report() -> threading.Thread:
-    """Import the page's template engine and compile its template in a background thread,
-    while a run's workers resample: the report at the end then only renders (the import
-    and the compilation are 0.08 s, 2 % of the dataset benchmark's wall time)."""
+def warm_report() -> None:
+    """Ready what QC needs before a run's workers start: import Pillow with its JPEG and PNG
+    writers (:mod:`napari_resample.qc.thumbs`) and the page's template engine, and compile the
+    template (:mod:`napari_resample.qc.report`).
 
-    def warm() -> None:
-        from napari_resample.qc.report import load_template
+    Done here, in the calling thread, on purpose. Workers forked afterwards inherit the
+    imports instead of each paying them again, and the report at the end only renders. A
+    background thread still running when the pool starts would make the pool start its workers
+    by ``spawn`` instead of ``fork`` (forking a process with another thread is unsafe): each
+    worker would then import everything again (numpy, scipy, nibabel: 0.3 s of CPU, 0.9 s
+    without bytecode caches) and a script without an ``if __name__ == "__main__":`` guard
+    would fail.
+    """
+    from PIL import Image
 
-        load_template()
+    from napari_resample.qc import thumbs  # noqa: F401  (Pillow's modules, for the workers)
+    from napari_resample.qc.report import load_template
 
-    thread = threading.Thread(target=warm, name="warm QC report", daemon=True)
-    thread.start()
-    return thread
+    Image.preinit()  # the writers Pillow imports on its first save (JPEG, PNG and 3 others)
+    load_template()
 
 
 def pair(files: list[FileQC]) -> None:

@@ -120,16 +120,49 @@ class VolumeSummary:
 
 
 def add_header(summary: VolumeSummary, header: Any) -> None:
-    """Set *summary*'s scaling, forms and codes from a NIfTI *header* (its affine and shape
-    stay those the voxels came with)."""
-    slope, inter = header.get_slope_inter()
-    summary.slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
-    summary.inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    """Set *summary*'s scaling, forms and codes from a NIfTI *header* as stored in its file
+    (:func:`nifti_header`; its affine and shape stay those the voxels came with). The scaling
+    is the one a reader applies (:func:`napari_resample.io.checks.usable_scaling`)."""
+    from napari_resample.io.checks import usable_scaling
+
+    slope, inter = usable_scaling(float(header["scl_slope"]), float(header["scl_inter"]))
+    summary.slope, summary.inter = float(slope), float(inter)
     qform, qcode = header.get_qform(coded=True)
     sform, scode = header.get_sform(coded=True)
     summary.qform = None if qform is None else np.asarray(qform, dtype=np.float64)
     summary.sform = None if sform is None else np.asarray(sform, dtype=np.float64)
     summary.qform_code, summary.sform_code = int(qcode or 0), int(scode or 0)
+
+
+def nifti_header(path: str | os.PathLike[str]) -> Any:
+    """The NIfTI header of *path* as stored in the file, or None for another format.
+
+    Only the header's bytes are read and parsed (with nibabel's checks and fixes, as
+    ``nib.load`` makes them): ``nib.load`` would also build the image and its data proxy, 4x
+    the time, and the header it gives has its scaling reset (``scl_slope`` and ``scl_inter``
+    belong to the data proxy), where QC wants the file's.
+    """
+    from napari_resample.io.names import is_zarr_name, nifti_suffix
+
+    path = os.fspath(path)
+    if nifti_suffix(path) is None:
+        return None
+    if is_zarr_name(path):
+        from napari_resample.io.volume_io import load_grid
+
+        return load_grid(path)[0]  # the header a NIfTI-Zarr stores
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(path) as fh:
+        block = fh.read(nib.Nifti2Header.template_dtype.itemsize)
+    for klass in (nib.Nifti1Header, nib.Nifti2Header):  # told apart by sizeof_hdr, as nib.load
+        size = klass.template_dtype.itemsize
+        if len(block) >= size and size in (
+            int.from_bytes(block[:4], "little"),
+            int.from_bytes(block[:4], "big"),
+        ):
+            return klass(block[:size], check=True)
+    raise ValueError(f"{path!r} has no NIfTI-1 or NIfTI-2 header (sizeof_hdr is not 348 or 540)")
 
 
 class Summarizer:
@@ -190,10 +223,10 @@ class Summarizer:
         if s.label_map:
             self._count(block)
         step = self._steps["k"][0]  # one stride on every axis (see _steps)
-        take = np.arange(k0, k0 + block.shape[2]) % step == 0
-        if take.any():
-            self._rows["i"].append(block[s.shape[0] // 2, ::step][:, take])
-            self._rows["j"].append(block[::step, s.shape[1] // 2][:, take])
+        first = -k0 % step  # the block's first plane k with k % step == 0
+        if first < block.shape[2]:  # copies: a block's memory may be reused for the next
+            self._rows["i"].append(np.array(block[s.shape[0] // 2, ::step, first::step]))
+            self._rows["j"].append(np.array(block[::step, s.shape[1] // 2, first::step]))
         mid_k = s.shape[2] // 2
         if k0 <= mid_k < k0 + block.shape[2]:
             a, b = self._steps["k"]
@@ -295,19 +328,23 @@ def _few_counts(flat: NDArray[Any], span: int) -> NDArray[np.int64]:
 def _sparse_byte_counts(flat: NDArray[Any]) -> NDArray[np.int64]:
     """:func:`_counts` of contiguous one-byte labels from 0 (0 the background, no value
     below it), up to the largest: read as 8-byte words, only the words holding a label are
-    counted (a label map is mostly background: 3.6x faster on the dataset benchmark's, 4 %
-    labelled); the rest are 8 zeros each, and the largest value is found among the others."""
+    counted (a label map is mostly background: 20x faster than :func:`_counts` on the dataset
+    benchmark's, 3 % labelled); the rest are 8 zeros each, and the largest value is found among
+    the others."""
     whole = flat.size - flat.size % 8
     words = flat[:whole].view(np.uint64)
-    busy = np.flatnonzero(words != 0)  # 6x faster than on the words themselves
-    if busy.size * 2 > words.size:  # mostly labelled: no gain in the gather
+    busy = words != 0  # one comparison per 8 bytes
+    n_busy = int(np.count_nonzero(busy))
+    if n_busy * 2 > words.size:  # mostly labelled: no gain in the gather
         return _counts(flat, 0, int(flat.max()) + 1)
-    labelled = flat[:whole].reshape(-1, 8)[busy].reshape(-1)
+    # the busy words gathered as words (a 1-D gather: 5x faster than one of 8-byte rows),
+    # then seen as their bytes, in any order: only the counts matter
+    labelled = words[busy].view(np.uint8)
     tail = flat[whole:]
-    span = max(int(labelled.max()) if labelled.size else 0, int(tail.max(initial=0))) + 1
+    span = max(int(labelled.max(initial=0)), int(tail.max(initial=0))) + 1
     counts = _few_counts(labelled, span)
     counts += _few_counts(tail, span)
-    counts[0] += (words.size - busy.size) * 8
+    counts[0] += (words.size - n_busy) * 8
     return counts
 
 
@@ -337,7 +374,7 @@ def summarize_file(path: str | os.PathLike[str], *, label_map: bool) -> VolumeSu
             summarizer.begin(reader.shape, reader.affine, reader.dtype, label_map)
             for k0, block in reader:
                 summarizer.add(k0, block)
-            return summarizer.finish(reader.header)
+        return summarizer.finish(nifti_header(path))  # as stored: the scaling too
     volume = load_volume(os.fspath(path))
     data = volume.data.reshape(volume.data.shape[:3])
     summarizer.begin(data.shape, volume.affine, data.dtype, label_map)

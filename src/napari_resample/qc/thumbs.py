@@ -194,8 +194,10 @@ def _grey(
     values: NDArray[Any], window: tuple[float, float] | None, size: tuple[int, int]
 ) -> Image.Image:
     lo, hi = window if window is not None else (0.0, 1.0)
-    scaled = (np.asarray(values, dtype=np.float64) - lo) * (255.0 / (hi - lo))
-    grey = np.nan_to_num(np.clip(scaled, 0.0, 255.0), nan=0.0).astype(np.uint8)
+    scaled = np.asarray(values, dtype=np.float64) - lo
+    scaled *= 255.0 / (hi - lo)
+    # 0 .. 255 with NaN as 0 (fmax drops a NaN): np.clip then np.nan_to_num's result, in place
+    grey = np.fmin(np.fmax(scaled, 0.0, out=scaled), 255.0, out=scaled).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(grey)).resize(size, Image.Resampling.BILINEAR)
 
 
