@@ -296,12 +296,58 @@ def child(kind: str, folder: str, out: str) -> None:
     print(json.dumps({**result, **mem}))
 
 
+#: Bytecode caches for the children, as an installed package has them (pip compiles at install).
+#: Without them (``PYTHONDONTWRITEBYTECODE`` set, or an install that skipped compiling) every
+#: fresh process compiles numpy, scipy and this package from source, and a configuration that
+#: imports more (QC: Pillow, jinja2) is charged their compilation as its cost.
+PYCACHE = os.path.join(tempfile.gettempdir(), "napari-resample-bench-pycache")
+
+#: What the children import, compiled once before the rounds (a module missing from a tree
+#: is skipped): the rounds then all find their caches.
+WARM_IMPORTS = (
+    "SimpleITK",
+    "scipy.ndimage",
+    "nibabel",
+    "napari_resample",
+    "napari_resample.dataset.run",
+    "napari_resample.qc.run",
+    "napari_resample.qc.report",
+    "napari_resample.qc.thumbs",
+    "PIL.PngImagePlugin",
+    "jinja2",
+)
+
+
+def child_env(against: str | None = None) -> dict[str, str]:
+    """The environment of a child: bytecode caches in :data:`PYCACHE`; *against*'s package
+    first on the path when given."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE
+    if against is not None:
+        env["PYTHONPATH"] = os.path.join(os.path.abspath(against), "src")
+    return env
+
+
+def warm_caches(against: str | None) -> None:
+    """Compile what the children import, for this checkout and *against*'s."""
+    code = (
+        "import importlib\n"
+        f"for name in {WARM_IMPORTS!r}:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError:\n"
+        "        pass\n"
+    )
+    for tree in (None, against) if against else (None,):
+        subprocess.run([sys.executable, "-c", code], check=True, env=child_env(tree))
+
+
 def measure(kind: str, folder: str, out: str, against: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, folder, out]
-    env = None
+    env = child_env()
     if kind == AGAINST:
         # The other checkout's package comes first on the path; the child runs `oursN`'s call.
-        env = {**os.environ, "PYTHONPATH": os.path.join(os.path.abspath(str(against)), "src")}
+        env = child_env(against)
         cmd[-3] = "oursN"
     res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -471,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             units.insert(2, [WITH_QC])
         ok, verdict = True, ""
         seconds_by: dict[str, dict[str, list[float]]] = {}
+        warm_caches(args.against)
         for r in range(args.repeat):
             outs = {
                 k: os.path.join(work, f"out-{k}-{r}")
@@ -527,8 +574,8 @@ def report(args, info, results, seconds_by, bd, startup, verdict) -> None:
         f"{info['labels']} uint8 label maps), {fmt_mb(info['disk'])} MB on disk, "
         f"{fmt_mb(info['raw'])} MB uncompressed; target {SIZE}; "
         f"{'median of ' + str(args.repeat) + ' rounds' if args.repeat > 1 else 'one round'}, "
-        f"each run in a fresh process; `workers=None` = {nproc} processes x {threads} "
-        f"engine thread(s).\n"
+        f"each run in a fresh process (with bytecode caches, as an installed package); "
+        f"`workers=None` = {nproc} processes x {threads} engine thread(s).\n"
     )
     rows = []
     for k in ("ref", "ours1", "oursN", "resume"):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_resample.engine.clamp import Finisher, RunningRange
+from napari_resample.engine.clamp import Finisher, RunningRange, ValueRange
 
 #: Called with ``(k0, planes)`` for finished planes ``(n, P0, P1)``, in k order.
 EmitPlanes = Callable[[int, NDArray], None]
@@ -90,8 +90,10 @@ class HeldOutput:
         self._foresee = foresee
         self.chunks: list[tuple[int, NDArray]] = []  # (k0, planes first)
         self.front: tuple[float, float] | None = None  # the first chunk's min and max
-        self.foreseen: set[int] = set()  # the k0 of the chunks handed to foresee
+        # k0 -> (the range, the planes finished with it) of the chunks handed to foresee
+        self.guesses: dict[int, tuple[ValueRange, NDArray]] = {}
         self._rows: NDArray | None = None
+        self._scratch: NDArray | None = None
 
     def rows(self, a: int, b: int, elems: int) -> NDArray:
         """Rows ``(b - a, elems)`` of one array for the whole output, to compute planes a:b
@@ -115,16 +117,20 @@ class HeldOutput:
 
     def foresee_held(self, seen: RunningRange) -> None:
         """Hand to *foresee* each held chunk not handed yet, finished with the range *seen*
-        (on a copy: the held values stay as they are, for the real finish)."""
+        (on a copy: the held values stay as they are, for the real finish). The planes are
+        kept: :meth:`flush` emits them as they are if the final range is *seen*'s."""
         if self._foresee is None or seen.range is None:
             return
         guess = Finisher(*seen.range, self.out_dtype)
         for a, chunk in self.chunks:
-            if a in self.foreseen:
+            if a in self.guesses:
                 continue
+            if self._scratch is None or self._scratch.shape != chunk.shape:
+                self._scratch = np.empty_like(chunk)
+            np.copyto(self._scratch, chunk)
             dest = np.empty(chunk.shape, dtype=self.out_dtype)
-            guess(chunk.copy(), dest)
-            self.foreseen.add(a)
+            guess(self._scratch, dest)
+            self.guesses[a] = (seen.range, dest)
             self._foresee(a, dest)
 
     def _release(self, seen: RunningRange) -> None:
@@ -148,7 +154,8 @@ class HeldOutput:
 
     def flush(self, seen: RunningRange) -> None:
         """Finish and emit every held chunk with the range *seen* (all planes are in), into
-        one array (its pages faulted once)."""
+        one array (its pages faulted once); a chunk foreseen with that same range is emitted
+        as it was finished then (the same finish of the same values)."""
         if not self.chunks:
             return
         assert seen.range is not None
@@ -156,7 +163,11 @@ class HeldOutput:
         k0 = self.chunks[0][0]
         dest = np.empty((self.planes - k0, *self.chunks[0][1].shape[1:]), dtype=self.out_dtype)
         for a, chunk in self.chunks:
+            guessed = self.guesses.get(a)
+            if guessed is not None and guessed[0] == seen.range:
+                self._emit(a, guessed[1])
+                continue
             part = dest[a - k0 : a - k0 + chunk.shape[0]]
             finish(chunk, part)
             self._emit(a, part)
-        self.chunks, self._rows, self.foreseen = [], None, set()
+        self.chunks, self._rows, self._scratch, self.guesses = [], None, None, {}
