@@ -26,17 +26,20 @@ def _noise(n: int, seed: int = 0) -> bytes:
 
 
 def _packed(data: bytes, threads: int, ahead: tuple[int, bytes] | None, calls: list) -> bytes:
-    """*data* through a GzipWriter; *ahead* foreseen first (and waited for); every block
-    deflated is counted in *calls*."""
+    """*data* through a GzipWriter; *ahead* foreseen first, in two pieces cut inside a block
+    (and waited for); every block deflated is counted in *calls*."""
     out = io.BytesIO()
     with _gzw.GzipWriter(out, threads) as stream:
         if ahead is not None:
-            stream.foresee(*ahead)
+            offset, guess = ahead
+            cut = 3 * _gzw.GZIP_BLOCK + 1000 - offset  # block 3 and its window in both
+            stream.foresee(offset, guess[:cut])
+            stream.foresee(offset + cut, guess[cut:])
             for job in stream._ahead.values():  # the test waits; the writer never does
                 job.done.result()
+            calls.append(sorted(stream._ahead))
         stream.write(data[:1000])
         stream.write(data[1000:])
-    calls.append(None)
     return out.getvalue()
 
 
@@ -56,10 +59,13 @@ def test_blocks_foreseen_right_are_used_and_the_bytes_do_not_change(monkeypatch,
     assert blocks == 7  # six whole blocks and the rest
     deflated.clear()
     offset = 100_000  # foreseen from the middle of block 0 to the end
-    ahead = _packed(data, threads, (offset, data[offset:]), [])
+    foreseen: list = []
+    ahead = _packed(data, threads, (offset, data[offset:]), foreseen)
     assert ahead == plain
     assert gzip.decompress(ahead) == data
-    # blocks 1-5 lie whole after offset + 32 KiB: compressed once, ahead; none twice
+    # blocks 1-5 lie whole after offset + 32 KiB (block 3 across the two pieces): compressed
+    # once, ahead; none twice
+    assert foreseen == [[1, 2, 3, 4, 5]]
     assert len(deflated) == blocks
 
 

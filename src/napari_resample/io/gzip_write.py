@@ -121,6 +121,7 @@ class GzipWriter(io.IOBase):
         self._out: deque[Future[tuple[bytes, int]]] = deque()
         self._blocks: deque[Any] = deque()  # their data, for the CRC
         self._ahead: dict[int, _Foreseen] = {}
+        self._last: tuple[int, Any] | None = None  # where the data foreseen last ends, its end
         raw.write(_HEADER)
 
     def writable(self) -> bool:
@@ -149,11 +150,16 @@ class GzipWriter(io.IOBase):
 
     def foresee(self, offset: int, data: Any) -> None:
         """Compress ahead of time the blocks of the stream that *data* would fill from byte
-        *offset* on (whole blocks, with their dictionary inside *data*). A block is used only
-        if what :meth:`write` gives it later is the same, byte for byte; otherwise it is
-        compressed again and this work is lost."""
+        *offset* on (whole blocks, with their dictionary inside *data*, or inside *data* and
+        the data foreseen just before it). A block is used only if what :meth:`write` gives it
+        later is the same, byte for byte; otherwise it is compressed again and this work is
+        lost."""
         view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
+        if self._last is not None and self._last[0] == offset:  # joins the data foreseen last
+            view = memoryview(bytes(self._last[1]) + view).cast("B")
+            offset -= len(self._last[1])
         size, end = GZIP_BLOCK, offset + len(view)
+        self._last = (end, view[-(size + WINDOW) :])
         first = max(self._index + 1, -(-(offset + WINDOW) // size))
         for index in range(first, end // size):
             start = index * size - offset
