@@ -539,10 +539,10 @@ def where_time_goes(src: str, work: str, out_data: Any, out_header: Any, repeat:
                 acc["wait_read"] += time.perf_counter() - t
                 yield item
 
-    def timed_write(self: Any, block: Any) -> None:
+    def timed_write(self: Any, block: Any, **kwargs: Any) -> None:
         t = time.perf_counter()
         try:
-            original_write(self, block)
+            original_write(self, block, **kwargs)
         finally:
             acc["write_call"] += time.perf_counter() - t
 

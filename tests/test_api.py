@@ -269,8 +269,8 @@ def test_failure_leaves_no_file_and_no_new_folder(scan, tmp_path, monkeypatch, w
     else:
         real_planes = _niistream.PlaneWriter.write
 
-        def boom(self, block):
-            real_planes(self, block)
+        def boom(self, block, **kwargs):
+            real_planes(self, block, **kwargs)
             raise OSError("simulated")
 
         monkeypatch.setattr(_niistream.PlaneWriter, "write", boom)

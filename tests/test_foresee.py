@@ -210,3 +210,18 @@ def test_only_a_gzip_writer_asks_for_planes_ahead(tmp_path):
         assert writer.foresees is wanted
         writer.abort()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_planes_handed_over_are_written_as_copies_are(tmp_path, order):
+    from napari_resample.io.nifti import save_nifti
+    from napari_resample.io.plane_writer import PlaneWriter
+
+    data = _ct((50, 40, 30), top_at=3)
+    header = nib.Nifti1Image(data, np.eye(4)).header
+    save_nifti(tmp_path / "whole.nii.gz", data, header)
+    with PlaneWriter(tmp_path / "planes.nii.gz", header) as writer:
+        for k in range(0, 30, 7):
+            block = np.array(data[:, :, k : k + 7], order=order)  # the caller's, handed over
+            writer.write(block, handed_over=True)
+    assert (tmp_path / "planes.nii.gz").read_bytes() == (tmp_path / "whole.nii.gz").read_bytes()

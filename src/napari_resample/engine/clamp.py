@@ -109,15 +109,17 @@ class Finisher:
             if int(self.lo) < lo_i:
                 self.exact_lo, self.lo = lo_i, float(np.nextafter(self.lo, np.inf))
 
-    def __call__(self, block: NDArray, dest: NDArray) -> None:
-        """Write *block* (working type, clamped in place) finished into *dest*."""
+    def __call__(self, block: NDArray, dest: NDArray, scratch: NDArray | None = None) -> None:
+        """Write *block* (working type) finished into *dest*; *block* is clamped in place, or
+        into *scratch* (its shape and type) when given, *block* then left as it is."""
         top = block > self.hi if self.exact_hi is not None else None
         bottom = block < self.lo if self.exact_lo is not None else None
-        np.clip(block, self.lo, self.hi, out=block)
+        clamped = block if scratch is None else scratch
+        np.clip(block, self.lo, self.hi, out=clamped)
         if self.rint:  # rounded straight into the integer type: one pass less
-            np.rint(block, out=dest, casting="unsafe")
+            np.rint(clamped, out=dest, casting="unsafe")
         else:
-            dest[...] = block
+            dest[...] = clamped
         if top is not None:
             dest[top] = self.exact_hi
         if bottom is not None:

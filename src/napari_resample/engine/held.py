@@ -94,6 +94,7 @@ class HeldOutput:
         self.guesses: dict[int, tuple[ValueRange, NDArray]] = {}
         self._rows: NDArray | None = None
         self._scratch: NDArray | None = None
+        self._guessed: NDArray | None = None  # the planes finished ahead: one array
 
     def rows(self, a: int, b: int, elems: int) -> NDArray:
         """Rows ``(b - a, elems)`` of one array for the whole output, to compute planes a:b
@@ -117,7 +118,8 @@ class HeldOutput:
 
     def foresee_held(self, seen: RunningRange) -> None:
         """Hand to *foresee* each held chunk not handed yet, finished with the range *seen*
-        (on a copy: the held values stay as they are, for the real finish). The planes are
+        (clamped into a scratch array: the held values stay as they are, for the real
+        finish). The planes are
         kept: :meth:`flush` emits them as they are if the final range is *seen*'s."""
         if self._foresee is None or seen.range is None:
             return
@@ -127,9 +129,10 @@ class HeldOutput:
                 continue
             if self._scratch is None or self._scratch.shape != chunk.shape:
                 self._scratch = np.empty_like(chunk)
-            np.copyto(self._scratch, chunk)
-            dest = np.empty(chunk.shape, dtype=self.out_dtype)
-            guess(self._scratch, dest)
+            if self._guessed is None:  # in huge pages, as the held rows
+                self._guessed = np.empty((self.planes, *chunk.shape[1:]), self.out_dtype)
+            dest = self._guessed[a : a + chunk.shape[0]]  # never written again: foresee keeps it
+            guess(chunk, dest, self._scratch)
             self.guesses[a] = (seen.range, dest)
             self._foresee(a, dest)
 
@@ -171,3 +174,4 @@ class HeldOutput:
             finish(chunk, part)
             self._emit(a, part)
         self.chunks, self._rows, self._scratch, self.guesses = [], None, None, {}
+        self._guessed = None

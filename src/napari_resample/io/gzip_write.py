@@ -56,6 +56,17 @@ def deflate_block(z: Any, data: Any, window: Any) -> tuple[bytes, int]:
     return packer.compress(data) + packer.flush(z.Z_SYNC_FLUSH), z.crc32(data)
 
 
+def _unchanging(data: Any) -> bool:
+    """Whether *data* is taken to stay as it is, and is kept without a copy: ``bytes``, or a
+    read-only memoryview (whoever makes one for us promises its data will not change)."""
+    return isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly)
+
+
+def _kept(data: Any) -> memoryview:
+    """*data* as bytes that stay as they are: itself if :func:`_unchanging`, else a copy."""
+    return memoryview(data if _unchanging(data) else bytes(data)).cast("B")
+
+
 def _idle_priority() -> None:
     """Lower the calling thread's priority to the least (Linux: a thread's own nice value), so
     that work done ahead of time takes only CPU nothing else wants."""
@@ -65,10 +76,12 @@ def _idle_priority() -> None:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Whether two bytes-like objects hold the same bytes (memcmp speed, not memoryview's)."""
-    return len(a) == len(b) and np.array_equal(
-        np.frombuffer(a, dtype=np.uint8), np.frombuffer(b, dtype=np.uint8)
-    )
+    """Whether two bytes-like objects hold the same bytes (compared as 8-byte words when they
+    can be: memcmp speed, not memoryview's element by element)."""
+    if len(a) != len(b):
+        return False
+    word = np.uint64 if len(a) % 8 == 0 else np.uint8
+    return bool(np.array_equal(np.frombuffer(a, dtype=word), np.frombuffer(b, dtype=word)))
 
 
 class _Foreseen:
@@ -90,8 +103,9 @@ class GzipWriter(io.IOBase):
     *raw* is left open by :meth:`close`. nibabel writes into it directly: :meth:`tell`, and
     :meth:`seek` to the current position, are what it asks.
 
-    ``bytes`` given to :meth:`write` or :meth:`foresee` are used without a copy (they cannot
-    change); other buffers are copied.
+    ``bytes`` given to :meth:`write` or :meth:`foresee`, and read-only memoryviews (their
+    maker's promise that the data will not change), are used without a copy; other buffers
+    are copied.
 
     Examples
     --------
@@ -129,7 +143,7 @@ class GzipWriter(io.IOBase):
 
     def write(self, data: Any) -> int:
         """Compress *data* (any bytes-like object); return its length in bytes."""
-        owned = isinstance(data, bytes)
+        owned = _unchanging(data)
         view = memoryview(data).cast("B")
         n, size = len(view), GZIP_BLOCK
         self._pos += n
@@ -154,17 +168,27 @@ class GzipWriter(io.IOBase):
         the data foreseen just before it). A block is used only if what :meth:`write` gives it
         later is the same, byte for byte; otherwise it is compressed again and this work is
         lost."""
-        view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
-        if self._last is not None and self._last[0] == offset:  # joins the data foreseen last
-            view = memoryview(bytes(self._last[1]) + view).cast("B")
-            offset -= len(self._last[1])
+        view = _kept(data)
+        size = GZIP_BLOCK
+        pieces = [(offset, view)]
+        if self._last is not None and self._last[0] == offset:
+            # the blocks across the join: the last data foreseen's end and this one's start
+            tail = self._last[1]
+            joint = memoryview(bytes(tail) + bytes(view[: size + WINDOW]))
+            pieces.insert(0, (offset - len(tail), joint))
+        self._last = (offset + len(view), view[-(size + WINDOW) :])
+        for start, piece in pieces:
+            self._foresee_piece(start, piece)
+
+    def _foresee_piece(self, offset: int, view: memoryview) -> None:
+        """The blocks lying whole, with their dictionary, in *view* (the stream's bytes from
+        *offset* on), compressed ahead unless they were already."""
         size, end = GZIP_BLOCK, offset + len(view)
-        self._last = (end, view[-(size + WINDOW) :])
         first = max(self._index + 1, -(-(offset + WINDOW) // size))
         for index in range(first, end // size):
-            start = index * size - offset
             if index in self._ahead:
                 continue
+            start = index * size - offset
             block, window = view[start : start + size], view[start - WINDOW : start]
             if self._spare is None:
                 self._spare = ThreadPoolExecutor(1, "gzip ahead", initializer=_idle_priority)

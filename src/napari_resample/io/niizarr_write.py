@@ -186,7 +186,7 @@ class ZarrPlaneWriter(PlaneSink):
         codec = Blosc(cname="zstd", clevel=ZSTD_LEVEL, shuffle=Blosc.SHUFFLE, blocksize=0)
         return ChunkFiles(self._tmp, str(level), array, codec)
 
-    def put(self, data: NDArray) -> None:
+    def put(self, data: NDArray, handed_over: bool) -> None:
         """Copy the planes into the slab, handing it to the writing thread whenever it is full."""
         done = 0
         while done < data.shape[2]:

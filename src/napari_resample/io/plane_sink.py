@@ -57,9 +57,10 @@ class PlaneSink(ABC):
         """How many planes the volume holds (K)."""
         return self.shape[2]
 
-    def write(self, block: NDArray) -> None:
+    def write(self, block: NDArray, *, handed_over: bool = False) -> None:
         """Append planes: *block* is (I, J, n), the next n planes in k order, cast exactly to
-        the header's type (:func:`exact_cast`).
+        the header's type (:func:`exact_cast`). *handed_over*: the caller will not change
+        *block* again, so a writer may keep it instead of a copy.
 
         Raises
         ------
@@ -85,7 +86,7 @@ class PlaneSink(ABC):
             )
         data = exact_cast(block, self.stored, self.path)
         try:
-            self.put(data)
+            self.put(data, handed_over or data is not block)
         except BaseException as exc:
             self._raise_failed(exc)
         self.written += block.shape[2]
@@ -128,13 +129,15 @@ class PlaneSink(ABC):
 
     def foresee(self, k0: int, block: NDArray) -> None:
         """Planes k0.. that will probably be written later, as :meth:`write` will get them: a
-        hint a writer may use to start work early (a ``.nii.gz`` compresses them ahead). The
-        file holds only what :meth:`write` gets. By default, nothing is done."""
+        hint a writer may use to start work early (a ``.nii.gz`` compresses them ahead), and
+        read later, so *block* must not change. The file holds only what :meth:`write` gets.
+        By default, nothing is done."""
         return None  # a hint: ignoring it is always correct
 
     @abstractmethod
-    def put(self, data: NDArray) -> None:
-        """Take planes already checked and cast (I, J, n)."""
+    def put(self, data: NDArray, handed_over: bool) -> None:
+        """Take planes already checked and cast (I, J, n); *handed_over*: they will not
+        change (see :meth:`write`)."""
 
     @abstractmethod
     def finish(self) -> None:

@@ -138,9 +138,9 @@ class PlaneWriter(PlaneSink):
             except queue.Full:
                 continue
 
-    def put(self, data: NDArray) -> None:
-        """Queue the planes' bytes for the compressing thread."""
-        self._send(data.tobytes(order="F"))
+    def put(self, data: NDArray, handed_over: bool) -> None:
+        """Queue the planes' bytes for the compressing thread (a copy, unless handed over)."""
+        self._send(_file_bytes(data, handed_over))
 
     def foresee(self, k0: int, block: NDArray) -> None:
         """Have the planes k0.. of *block* (I, J, n) compressed ahead of time, if this is a
@@ -151,7 +151,7 @@ class PlaneWriter(PlaneSink):
         if block.shape[:2] != (i, j) or not 0 <= k0 <= self.shape[2] - block.shape[2]:
             return
         offset = self._head_bytes + k0 * i * j * self.stored.itemsize
-        self._send(_Ahead(offset, block.tobytes(order="F")))
+        self._send(_Ahead(offset, _file_bytes(block, True)))
 
     def finish(self) -> None:
         """End the stream, wait for the compressing thread and rename the file onto *path*."""
@@ -178,12 +178,20 @@ class PlaneWriter(PlaneSink):
         end_temp(self._tmp)
 
 
+def _file_bytes(data: NDArray, handed_over: bool) -> Any:
+    """The bytes of planes *data* in the file's order: a read-only view of them when they are
+    handed over and laid out so (no copy; the gzip writer keeps such a view), else a copy."""
+    if handed_over and data.flags.f_contiguous:
+        return data.T.data.cast("B").toreadonly()
+    return data.tobytes(order="F")
+
+
 class _Ahead:
     """Bytes the stream will probably hold from *offset* on (:meth:`PlaneWriter.foresee`)."""
 
     __slots__ = ("data", "offset")
 
-    def __init__(self, offset: int, data: bytes) -> None:
+    def __init__(self, offset: int, data: Any) -> None:
         self.offset, self.data = offset, data
 
 

@@ -336,7 +336,7 @@ def stream_file(
             def emit(k0: int, block: np.ndarray) -> None:
                 if watch_output is not None:
                     watch_output.add(k0, block)
-                writer.write(block)
+                writer.write(block, handed_over=True)  # the engine's, never reused
 
             ahead = writer.foresees and foresee_fits(plan, source.dtype, budget)
             seen = run_stream(
