@@ -225,3 +225,20 @@ def test_planes_handed_over_are_written_as_copies_are(tmp_path, order):
             block = np.array(data[:, :, k : k + 7], order=order)  # the caller's, handed over
             writer.write(block, handed_over=True)
     assert (tmp_path / "planes.nii.gz").read_bytes() == (tmp_path / "whole.nii.gz").read_bytes()
+
+
+def test_foresight_is_asked_only_when_its_copies_fit_the_budget():
+    from napari_resample.engine.stream_plan import foresee_fits, stream_budget
+
+    data = _ct((64, 60, 96), top_at=5)
+    positions = grid_positions(data.shape, (80, 72, 50), "origin")
+    plan = plan_stream(data.shape, data.dtype, positions, "bspline")
+    copies = 2 * 80 * 72 * 50 * data.dtype.itemsize  # the output finished, and compressed
+    answers = set()
+    for budget in range(1 << 20, 64 << 20, 1 << 19):
+        need, held, _ = stream_budget(plan, data.dtype, budget)  # chunks shrink with it
+        answers.add(foresee_fits(plan, data.dtype, budget))
+        assert foresee_fits(plan, data.dtype, budget) == (need + held + copies <= budget)
+    assert answers == {True, False}
+    nearest = plan_stream(data.shape, data.dtype, positions, "nearest")
+    assert not foresee_fits(nearest, data.dtype, 1 << 30)  # nothing held: nothing to foresee
