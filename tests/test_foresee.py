@@ -25,14 +25,20 @@ def _noise(n: int, seed: int = 0) -> bytes:
     return (rng.normal(0, 300, n // 2).astype(np.int16)).tobytes()
 
 
-def _packed(data: bytes, threads: int, ahead: tuple[int, bytes] | None, calls: list) -> bytes:
-    """*data* through a GzipWriter; *ahead* foreseen first, in two pieces cut inside a block
-    (and waited for); every block deflated is counted in *calls*."""
+def _packed(
+    data: bytes,
+    threads: int,
+    ahead: tuple[int, bytes] | None,
+    calls: list,
+    cut_at: int = 3 * _gzw.GZIP_BLOCK + 1000,
+) -> bytes:
+    """*data* through a GzipWriter; *ahead* foreseen first, in two pieces cut at stream byte
+    *cut_at* (and waited for); the blocks compressed ahead are appended to *calls*."""
     out = io.BytesIO()
     with _gzw.GzipWriter(out, threads) as stream:
         if ahead is not None:
             offset, guess = ahead
-            cut = 3 * _gzw.GZIP_BLOCK + 1000 - offset  # block 3 and its window in both
+            cut = cut_at - offset
             stream.foresee(offset, guess[:cut])
             stream.foresee(offset + cut, guess[cut:])
             for job in stream._ahead.values():  # the test waits; the writer never does
@@ -44,7 +50,10 @@ def _packed(data: bytes, threads: int, ahead: tuple[int, bytes] | None, calls: l
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_blocks_foreseen_right_are_used_and_the_bytes_do_not_change(monkeypatch, threads):
+@pytest.mark.parametrize(
+    "seam", [3 * _gzw.GZIP_BLOCK + 1000, 4 * _gzw.GZIP_BLOCK - 100, 4 * _gzw.GZIP_BLOCK]
+)
+def test_blocks_foreseen_right_are_used_and_the_bytes_do_not_change(monkeypatch, threads, seam):
     data = _noise(6 * _gzw.GZIP_BLOCK + 1234)
     deflated = []
     real = _gzw.deflate_block
@@ -60,11 +69,11 @@ def test_blocks_foreseen_right_are_used_and_the_bytes_do_not_change(monkeypatch,
     deflated.clear()
     offset = 100_000  # foreseen from the middle of block 0 to the end
     foreseen: list = []
-    ahead = _packed(data, threads, (offset, data[offset:]), foreseen)
+    ahead = _packed(data, threads, (offset, data[offset:]), foreseen, seam)
     assert ahead == plain
     assert gzip.decompress(ahead) == data
-    # blocks 1-5 lie whole after offset + 32 KiB (block 3 across the two pieces): compressed
-    # once, ahead; none twice
+    # blocks 1-5 lie whole after offset + 32 KiB (those at the seam across the two pieces,
+    # their data or their dictionary): compressed once, ahead; none twice
     assert foreseen == [[1, 2, 3, 4, 5]]
     assert len(deflated) == blocks
 

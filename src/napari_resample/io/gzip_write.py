@@ -170,15 +170,19 @@ class GzipWriter(io.IOBase):
         lost."""
         view = _kept(data)
         size = GZIP_BLOCK
-        pieces = [(offset, view)]
         if self._last is not None and self._last[0] == offset:
-            # the blocks across the join: the last data foreseen's end and this one's start
+            # each block across the seam, with its dictionary: the end of the data foreseen
+            # last and the start of this one, copied (that block's bytes alone)
             tail = self._last[1]
-            joint = memoryview(bytes(tail) + bytes(view[: size + WINDOW]))
-            pieces.insert(0, (offset - len(tail), joint))
+            for index in range(offset // size, -(-(offset + WINDOW) // size)):
+                start = index * size
+                if start - WINDOW >= offset - len(tail) and start + size <= offset + len(view):
+                    joint = bytes(tail[start - WINDOW - offset :]) + bytes(
+                        view[: start + size - offset]
+                    )
+                    self._foresee_piece(start - WINDOW, memoryview(joint))
         self._last = (offset + len(view), view[-(size + WINDOW) :])
-        for start, piece in pieces:
-            self._foresee_piece(start, piece)
+        self._foresee_piece(offset, view)
 
     def _foresee_piece(self, offset: int, view: memoryview) -> None:
         """The blocks lying whole, with their dictionary, in *view* (the stream's bytes from
