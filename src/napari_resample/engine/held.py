@@ -119,8 +119,8 @@ class HeldOutput:
     def foresee_held(self, seen: RunningRange) -> None:
         """Hand to *foresee* each held chunk not handed yet, finished with the range *seen*
         (clamped into a scratch array: the held values stay as they are, for the real
-        finish). The planes are
-        kept: :meth:`flush` emits them as they are if the final range is *seen*'s."""
+        finish). The planes are kept: :meth:`flush` emits them as they are if the final range
+        is *seen*'s."""
         if self._foresee is None or seen.range is None:
             return
         guess = Finisher(*seen.range, self.out_dtype)

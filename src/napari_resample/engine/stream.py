@@ -181,9 +181,13 @@ class _Runner:
             self.finish = Finisher(value_range[0], value_range[1], out_dtype)
 
     def emit(self, k0: int, block: NDArray) -> None:
-        """Hand a finished chunk on, with the fill value outside the input's field of view, in
-        the input's axis order."""
-        self._emit(k0, filled(self.plan, k0, block).transpose(self.back))
+        """Hand a finished chunk on (:meth:`handed`)."""
+        self._emit(k0, self.handed(k0, block))
+
+    def handed(self, k0: int, block: NDArray) -> NDArray:
+        """A finished chunk as it is handed on: with the fill value outside the input's field
+        of view, in the input's axis order."""
+        return filled(self.plan, k0, block).transpose(self.back)
 
     def _keep(self) -> int:
         return int(self.keep_from[self.next]) if self.next < self.keep_from.size else 1 << 62
@@ -334,7 +338,7 @@ class _Runner:
     def _foresee_planes(self, k0: int, planes: NDArray) -> None:
         """:meth:`_emit_planes` and :meth:`emit` for planes finished ahead of time."""
         assert self._foresee is not None
-        self._foresee(k0, filled(self.plan, k0, planes.transpose(1, 2, 0)).transpose(self.back))
+        self._foresee(k0, self.handed(k0, planes.transpose(1, 2, 0)))
 
     def flush(self) -> None:
         """Finish and emit the held output, with the value range seen (all planes are in)."""

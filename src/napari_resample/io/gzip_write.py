@@ -123,6 +123,7 @@ class GzipWriter(io.IOBase):
     def __init__(self, raw: Any, threads: int = 1) -> None:
         self._raw = raw
         self._z = fastest_zlib()
+        self._combine = getattr(self._z, "crc32_combine", None)  # zlib's module has none
         threads = max(1, int(threads))
         self._pool = ThreadPoolExecutor(threads, "gzip") if threads > 1 else None
         self._spare: ThreadPoolExecutor | None = None  # the blocks foreseen: idle CPU only
@@ -230,7 +231,7 @@ class GzipWriter(io.IOBase):
     def _write_done(self, *, keep: int) -> None:
         """Write the compressed blocks in order: those done, and the oldest ones (waiting for
         them) until at most *keep* remain."""
-        combine = getattr(self._z, "crc32_combine", None)  # zlib's module has none
+        combine = self._combine
         while self._out and (len(self._out) > keep or self._out[0].done()):
             packed, crc = self._out.popleft().result()
             block = self._blocks.popleft()
